@@ -44,12 +44,16 @@ class GRU(nn.Module):
         return carry, carry
 
     def scan(
-        self, carry: jax.Array, xs: jax.Array, resets: jax.Array
+        self, carry: jax.Array, xs: jax.Array, resets: jax.Array, return_carries: bool = False
     ) -> tuple[jax.Array, jax.Array]:
-        """Whole sequence: ``xs [T, B, D]``, ``resets [T, B]`` -> ``(carry [B, H], ys [T, B, H])``."""
+        """Whole sequence: ``xs [T, B, D]``, ``resets [T, B]`` -> ``(carry [B, H], ys [T, B, H])``.
+
+        With ``return_carries`` the first output is the carry after every step, ``[T, B, H]``.
+        """
         if self.is_initializing():  # parameters must exist before lax.scan traces the step
             self.step(carry, xs[0], resets[0])
-        return scan_steps(self.step, carry, xs, resets)
+        carry, ys = scan_steps(self.step, carry, xs, resets)
+        return (ys if return_carries else carry), ys
 
-    def __call__(self, carry, xs, resets):
-        return self.scan(carry, xs, resets)
+    def __call__(self, carry, xs, resets, return_carries: bool = False):
+        return self.scan(carry, xs, resets, return_carries)

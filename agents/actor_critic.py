@@ -1,0 +1,232 @@
+"""An actor-critic trained in the imagination of a world model (DreamerV3-style).
+
+Reused at every level of the hierarchy: the caller supplies a ``rollout`` that imagines a
+trajectory under a given policy and says what the reward is (task reward, goal reward, ...).
+Arrays are time-major: ``[H + 1, N, F]`` features of imagined states, ``[H, N]`` rewards.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from agents.returns import ReturnScale, lambda_returns, update_return_scale
+from world_models.distributions import (
+    BoundedNormal,
+    OneHotCategorical,
+    TwoHotSymlog,
+    symlog_bins,
+    unimix_logits,
+)
+from world_models.nets import MLP
+
+
+class Trajectory(NamedTuple):
+    """An imagined trajectory of H steps from N start states."""
+
+    features: jax.Array  # [H + 1, N, F]: states s_0 .. s_H as seen by actor and critic
+    actions: jax.Array  # [H, N, A]: a_i taken in s_i
+    rewards: jax.Array  # [H, N]: reward of the step s_i -> s_{i+1}
+    continues: jax.Array  # [H, N]: probability that the episode goes on in s_{i+1}
+    start_continue: jax.Array  # [N]: 0 where the start state is already terminal
+
+
+Policy = Callable[[jax.Array, jax.Array], jax.Array]
+Rollout = Callable[[Policy, jax.Array], Trajectory]
+
+
+class ActorNet(nn.Module):
+    units: int
+    layers: int
+    outputs: int
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        hidden = MLP(self.units, self.layers)(features)
+        return nn.Dense(self.outputs, kernel_init=nn.initializers.variance_scaling(0.01, "fan_in", "uniform"))(hidden)
+
+
+class CriticNet(nn.Module):
+    units: int
+    layers: int
+    bins: int
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        hidden = MLP(self.units, self.layers)(features)
+        return nn.Dense(self.bins, kernel_init=nn.initializers.zeros)(hidden)
+
+
+@struct.dataclass
+class ActorCriticState:
+    actor: Any
+    critic: Any
+    slow_critic: Any
+    actor_opt: Any
+    critic_opt: Any
+    return_scale: ReturnScale
+
+
+class ActorCritic:
+    """Policy and value of one level.
+
+    Args:
+      action_dim: size of the action vector; ``discrete``: one-hot categorical actions, otherwise a
+        bounded normal over ``[-1, 1]^action_dim``.
+      horizon: imagination steps; discount, lambda_: return parameters.
+      entropy: weight of the policy entropy bonus.
+      actor_grad: ``reinforce``, ``dynamics`` (backpropagate returns through the world model) or
+        ``auto`` (reinforce for discrete, dynamics for continuous actions).
+      slow_critic_fraction: EMA rate of the slow critic; slow_critic_reg: pull towards it.
+      return_norm_decay, return_norm_percentiles: running percentile normalisation of returns.
+    """
+
+    def __init__(
+        self,
+        action_dim: int,
+        discrete: bool,
+        horizon: int = 15,
+        discount: float = 0.985,
+        lambda_: float = 0.95,
+        entropy: float = 3e-4,
+        units: int = 512,
+        layers: int = 2,
+        bins: int = 255,
+        unimix: float = 0.01,
+        actor_grad: str = "auto",
+        min_std: float = 0.1,
+        max_std: float = 1.0,
+        slow_critic_fraction: float = 0.02,
+        slow_critic_reg: float = 1.0,
+        return_norm_decay: float = 0.99,
+        return_norm_percentiles: tuple[float, float] = (5.0, 95.0),
+        actor_lr: float = 3e-5,
+        critic_lr: float = 3e-5,
+        eps: float = 1e-5,
+        grad_clip: float = 100.0,
+    ):
+        if actor_grad == "auto":
+            actor_grad = "reinforce" if discrete else "dynamics"
+        if actor_grad not in ("reinforce", "dynamics"):
+            raise ValueError(f"actor_grad must be auto, reinforce or dynamics, got {actor_grad!r}")
+        self.action_dim, self.discrete, self.actor_grad = action_dim, discrete, actor_grad
+        self.horizon, self.discount, self.lambda_, self.entropy = horizon, discount, lambda_, entropy
+        self.unimix, self.min_std, self.max_std = unimix, min_std, max_std
+        self.slow_critic_fraction, self.slow_critic_reg = slow_critic_fraction, slow_critic_reg
+        self.return_norm_decay = return_norm_decay
+        self.return_norm_percentiles = tuple(return_norm_percentiles)
+        self.actor_net = ActorNet(units, layers, action_dim if discrete else 2 * action_dim)
+        self.critic_net = CriticNet(units, layers, bins)
+        self.bins = symlog_bins(bins)
+        clip = optax.clip_by_global_norm(grad_clip)
+        self.actor_optimizer = optax.chain(clip, optax.adam(actor_lr, eps=eps))
+        self.critic_optimizer = optax.chain(clip, optax.adam(critic_lr, eps=eps))
+
+    def init(self, key: jax.Array, feature_dim: int) -> ActorCriticState:
+        actor_key, critic_key = jax.random.split(key)
+        features = jnp.zeros((1, feature_dim))
+        actor = self.actor_net.init(actor_key, features)["params"]
+        critic = self.critic_net.init(critic_key, features)["params"]
+        return ActorCriticState(
+            actor=actor,
+            critic=critic,
+            slow_critic=jax.tree.map(jnp.copy, critic),  # own buffers: the train step donates both
+            actor_opt=self.actor_optimizer.init(actor),
+            critic_opt=self.critic_optimizer.init(critic),
+            return_scale=ReturnScale.initial(),
+        )
+
+    def policy(self, actor_params, features: jax.Array) -> OneHotCategorical | BoundedNormal:
+        outputs = self.actor_net.apply({"params": actor_params}, features)
+        if self.discrete:
+            return OneHotCategorical(unimix_logits(outputs, self.unimix))
+        return BoundedNormal.from_outputs(outputs, self.min_std, self.max_std)
+
+    def act(self, actor_params, features: jax.Array, key: jax.Array, greedy: bool = False) -> jax.Array:
+        """An action ``[N, A]`` for acting in the environment (no gradients)."""
+        dist = self.policy(actor_params, features)
+        return jax.lax.stop_gradient(dist.mode() if greedy else dist.sample(key))
+
+    def value(self, critic_params, features: jax.Array) -> jax.Array:
+        return self.value_dist(critic_params, features).mean()
+
+    def value_dist(self, critic_params, features: jax.Array) -> TwoHotSymlog:
+        return TwoHotSymlog(self.critic_net.apply({"params": critic_params}, features), self.bins)
+
+    def update(
+        self, state: ActorCriticState, rollout: Rollout, key: jax.Array
+    ) -> tuple[ActorCriticState, dict[str, jax.Array], Trajectory]:
+        """One actor and one critic step on a freshly imagined trajectory."""
+        (_, (trajectory, returns, weights, return_scale, metrics)), actor_grads = jax.value_and_grad(
+            self._actor_loss, has_aux=True
+        )(state.actor, state, rollout, key)
+        updates, actor_opt = self.actor_optimizer.update(actor_grads, state.actor_opt, state.actor)
+        actor = optax.apply_updates(state.actor, updates)
+
+        critic_loss, critic_grads = jax.value_and_grad(self._critic_loss)(
+            state.critic, state.slow_critic, trajectory.features[:-1], returns, weights
+        )
+        updates, critic_opt = self.critic_optimizer.update(critic_grads, state.critic_opt, state.critic)
+        critic = optax.apply_updates(state.critic, updates)
+        slow_critic = optax.incremental_update(critic, state.slow_critic, self.slow_critic_fraction)
+
+        metrics.update(
+            {
+                "actor_critic/critic_loss": critic_loss,
+                "actor_critic/actor_grad_norm": optax.global_norm(actor_grads),
+                "actor_critic/critic_grad_norm": optax.global_norm(critic_grads),
+            }
+        )
+        new_state = ActorCriticState(actor, critic, slow_critic, actor_opt, critic_opt, return_scale)
+        return new_state, metrics, trajectory
+
+    def _actor_loss(self, actor_params, state: ActorCriticState, rollout: Rollout, key: jax.Array):
+        stop = jax.lax.stop_gradient
+        reinforce = self.actor_grad == "reinforce"
+
+        def policy(features, policy_key):
+            dist = self.policy(actor_params, stop(features) if reinforce else features)
+            action = dist.sample(policy_key)
+            return stop(action) if reinforce else action
+
+        trajectory = rollout(policy, key)
+        if reinforce:
+            trajectory = jax.tree.map(stop, trajectory)
+        values = self.value(state.critic, trajectory.features)
+        discounts = self.discount * trajectory.continues
+        returns = lambda_returns(trajectory.rewards, discounts, values, self.lambda_)
+        weights = stop(
+            jnp.cumprod(jnp.concatenate([trajectory.start_continue[None], discounts[:-1]]), 0)
+        )
+        return_scale, divisor = update_return_scale(
+            state.return_scale, stop(returns), self.return_norm_decay, self.return_norm_percentiles
+        )
+        dist = self.policy(actor_params, stop(trajectory.features[:-1]))
+        if reinforce:
+            advantage = stop((returns - values[:-1]) / divisor)
+            objective = dist.log_prob(trajectory.actions) * advantage
+        else:
+            objective = returns / divisor
+        entropy = dist.entropy()
+        loss = -jnp.mean(weights * (objective + self.entropy * entropy))
+        metrics = {
+            "actor_critic/actor_loss": loss,
+            "actor_critic/entropy": entropy.mean(),
+            "actor_critic/imagined_return": returns[0].mean(),
+            "actor_critic/imagined_reward": trajectory.rewards.mean(),
+            "actor_critic/value": values.mean(),
+            "actor_critic/return_scale": divisor,
+        }
+        aux = (stop(trajectory), stop(returns), weights, return_scale, metrics)
+        return loss, aux
+
+    def _critic_loss(self, critic_params, slow_critic_params, features, returns, weights):
+        dist = self.value_dist(critic_params, features)
+        slow_values = self.value(slow_critic_params, features)
+        loss = -dist.log_prob(returns) - self.slow_critic_reg * dist.log_prob(slow_values)
+        return jnp.mean(weights * loss)

@@ -1,0 +1,67 @@
+"""Evaluation episodes of a trained agent, and loading an agent back from a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from agents.checkpoint import Checkpointer
+from agents.dreamer import DreamerAgent, TrainState
+from envs.collector import Collector
+
+
+def load_train_state(agent: DreamerAgent, config: dict[str, Any], logdir: str | Path, step: int | None = None):
+    """The train state of a run's latest (or given) checkpoint, and its step."""
+    checkpointer = Checkpointer(Path(logdir) / "checkpoints")
+    step = checkpointer.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {Path(logdir) / 'checkpoints'}: train first")
+    template = agent.init(jax.random.PRNGKey(0))
+    full_template = {
+        "train": template,
+        "act_key": jax.random.PRNGKey(0),
+        "policy": agent.initial_policy_state(template, config["run"]["num_envs"]),
+    }
+    state, _, _ = checkpointer.restore(full_template, replay_template=None, step=step)
+    checkpointer.close()
+    return state["train"], step
+
+
+def run_episodes(
+    agent: DreamerAgent,
+    state: TrainState,
+    envs: gym.vector.VectorEnv,
+    episodes: int,
+    seed: int,
+    greedy: bool = True,
+    on_step: Callable[[gym.vector.VectorEnv], None] | None = None,
+) -> list[float]:
+    """Returns of ``episodes`` complete episodes, collected round-robin over the vector env.
+
+    The env is reset with ``seed`` and the policy's key derives from it, so the same seed gives the
+    same returns. ``on_step`` is called after every step (for example to grab rendered frames).
+    """
+    actions = agent.action_layout
+    collector = Collector(envs, actions.dim, agent.obs_layout.to_dict)
+    collector.reset(seed=seed)
+    policy_state = agent.initial_policy_state(state, envs.num_envs)
+    key = jax.random.PRNGKey(seed)
+    scores: list[float] = []
+
+    def policy(obs, is_first):
+        nonlocal policy_state, key
+        key, step_key = jax.random.split(key)
+        action, policy_state = agent.policy_step(state, policy_state, obs, is_first, step_key, greedy=greedy)
+        action = np.asarray(action)
+        return action, actions.to_env(action)
+
+    while len(scores) < episodes:
+        _, finished = collector.step(policy)
+        scores.extend(episode.score for episode in finished)
+        if on_step is not None:
+            on_step(envs)
+    return scores[:episodes]

@@ -1,0 +1,61 @@
+"""Return estimates and their normalisation, written for time-major ``[H, N]`` arrays."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def lambda_returns(
+    rewards: jax.Array, discounts: jax.Array, values: jax.Array, lambda_: float
+) -> jax.Array:
+    """TD(λ) returns of an imagined trajectory.
+
+    ``R_i = r_i + d_i * ((1 - λ) * V_{i+1} + λ * R_{i+1})`` with ``R_H = V_H``.
+
+    Args:
+      rewards: ``[H, N]``, ``r_i`` the reward of the step from state i to i+1.
+      discounts: ``[H, N]``, ``d_i = discount * continue(s_{i+1})``.
+      values: ``[H + 1, N]``, values of states ``s_0 .. s_H``.
+      lambda_: mixing between one-step bootstraps (0) and Monte-Carlo returns (1).
+
+    Returns:
+      ``[H, N]`` returns ``R_0 .. R_{H-1}``.
+    """
+    chex.assert_equal_shape([rewards, discounts])
+    chex.assert_equal(values.shape[0], rewards.shape[0] + 1)
+
+    def body(next_return, inputs):
+        reward, discount, next_value = inputs
+        ret = reward + discount * ((1.0 - lambda_) * next_value + lambda_ * next_return)
+        return ret, ret
+
+    _, returns = jax.lax.scan(body, values[-1], (rewards, discounts, values[1:]), reverse=True)
+    return returns
+
+
+class ReturnScale(NamedTuple):
+    """Running estimates of low and high return percentiles (DreamerV3's return normalisation)."""
+
+    low: jax.Array
+    high: jax.Array
+
+    @classmethod
+    def initial(cls) -> "ReturnScale":
+        return cls(jnp.zeros(()), jnp.zeros(()))
+
+
+def update_return_scale(
+    scale: ReturnScale, returns: jax.Array, decay: float, percentiles: tuple[float, float]
+) -> tuple[ReturnScale, jax.Array]:
+    """Move the percentile estimates towards this batch; returns the new state and the divisor
+    ``max(1, high - low)`` (returns are only ever scaled down, so small rewards stay visible)."""
+    low = jnp.percentile(returns, percentiles[0])
+    high = jnp.percentile(returns, percentiles[1])
+    scale = ReturnScale(
+        decay * scale.low + (1 - decay) * low, decay * scale.high + (1 - decay) * high
+    )
+    return scale, jnp.maximum(1.0, scale.high - scale.low)

@@ -1,0 +1,359 @@
+"""The training loop: collect with the policy, store in replay, update at a fixed train ratio.
+
+A short Python driver around the two jitted functions of the agent. Everything a resumed run
+needs comes back from the checkpoint: parameters, optimiser states, RNG keys, the replay and its
+position, and the counters (environment steps, updates, episodes) from which the number of updates
+due is computed, so the train ratio continues exactly, with no burst of catch-up updates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pickle
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import gymnasium as gym
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from agents.checkpoint import Checkpointer
+from agents.dreamer import DreamerAgent, TrainState
+from agents.logging import Logger
+from agents.replay import Replay
+from agents.spaces import ObsLayout
+from envs.collector import Collector
+
+VectorEnvFactory = Callable[[int], gym.vector.VectorEnv]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the message names it. The last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class Counters:
+    env_steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+
+
+def updates_due(env_steps: int, prefill: int, train_ratio: float, batch_steps: int) -> int:
+    """Updates that should have run after ``env_steps``: ``train_ratio`` replayed steps per
+    environment step once the replay is prefilled, each update replaying ``batch_steps`` steps."""
+    if env_steps < prefill:
+        return 0
+    return int(math.floor((env_steps - prefill) * train_ratio / batch_steps)) + 1
+
+
+def replay_spec(obs_layout: ObsLayout, action_dim: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+    spec = {key: (shape, obs_layout.dtypes[key]) for key, shape in obs_layout.mlp_shapes.items()}
+    spec.update({key: (shape, np.uint8) for key, shape in obs_layout.cnn_shapes.items()})
+    spec.update(
+        prev_action=((action_dim,), np.float32),
+        reward=((), np.float32),
+        is_first=((), bool),
+        is_terminal=((), bool),
+    )
+    return spec
+
+
+def first_nonfinite(metrics: Mapping[str, float]) -> str | None:
+    for name, value in metrics.items():
+        if not np.all(np.isfinite(value)):
+            return name
+    return None
+
+
+class Trainer:
+    """Builds the agent, replay and logger of one run and runs it.
+
+    Args:
+      config: the resolved config (``configs.loader.load_config``).
+      logdir: the run directory (checkpoints, TensorBoard, ``metrics.jsonl``, disk replay).
+      make_envs: ``num_envs -> vector env`` (see ``envs.vector.make_vector_env``).
+      say: where status lines go (``print`` by default).
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        logdir: str | Path,
+        make_envs: VectorEnvFactory,
+        say: Callable[[str], None] = print,
+        progress: bool = True,
+    ):
+        self.config, self.logdir, self.say, self.progress = config, Path(logdir), say, progress
+        run = config["run"]
+        self.envs = make_envs(run["num_envs"])
+        self.agent = DreamerAgent.from_config(
+            config, self.envs.single_observation_space, self.envs.single_action_space
+        )
+        self.obs_layout, self.action_layout = self.agent.obs_layout, self.agent.action_layout
+        seed = int(config["seed"])
+        self.rng = np.random.default_rng(seed)
+        self.state: TrainState = self.agent.init(jax.random.PRNGKey(seed))
+        self.act_key = jax.random.PRNGKey(seed + 1)
+        self.replay = Replay(
+            replay_spec(self.obs_layout, self.action_layout.dim), run["num_envs"], seed=seed,
+            directory=self.logdir / "replay", **config["replay"],
+        )
+        self.collector = Collector(self.envs, self.action_layout.dim, self.obs_layout.to_dict)
+        self.policy_state = self.agent.initial_policy_state(self.state, run["num_envs"])
+        self.checkpointer = Checkpointer(self.logdir / "checkpoints", run["keep_checkpoints"])
+        self.counters = Counters()
+        self.batch_steps = config["replay"]["batch_size"] * config["replay"]["batch_length"]
+        self.compiled: set[str] = set()
+
+    # ----------------------------------------------------------------------------- set-up lines
+    def describe(self) -> None:
+        devices = jax.devices()
+        self.say(f"JAX devices: {', '.join(str(d) for d in devices)} (backend {jax.default_backend()})")
+        if self.config["run"]["gpu_recommended"] and jax.default_backend() == "cpu":
+            self.say("WARNING: this preset is meant for a GPU but runs on the CPU: expect it to be very slow.")
+        counts = self.agent.parameter_counts(self.state)
+        self.say("parameters: " + ", ".join(f"{name} {count:,}" for name, count in counts.items()))
+        self.say(f"observations: mlp {self.obs_layout.mlp_shapes} cnn {self.obs_layout.cnn_shapes}; "
+                 f"actions: {'discrete' if self.action_layout.discrete else 'continuous'} {self.action_layout.dim}")
+        size = self.replay.nbytes / 2**20
+        where = "on disk (memory-mapped)" if self.replay.storage == "disk" else "in memory"
+        self.say(f"replay: {self.replay.length * self.replay.num_envs:,} steps, {size:,.1f} MiB {where} at capacity")
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {"train": self.state, "act_key": self.act_key, "policy": self.policy_state}
+
+    def save(self) -> None:
+        if self.checkpointer.latest_step() == self.counters.env_steps:
+            return  # this step is already saved (a periodic save that coincides with the end)
+        self.replay.flush()
+        meta = {
+            "counters": dataclasses.asdict(self.counters),
+            "replay": self.replay.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+        }
+        self._save_env_snapshot()
+        self.checkpointer.save(self.counters.env_steps, self._checkpoint_state(), self.replay.data(), meta)
+
+    def _snapshot_path(self, step: int) -> Path:
+        return self.logdir / "env_snapshots" / f"{step}.pkl"
+
+    def _save_env_snapshot(self) -> None:
+        """Pickle the environments and the collector's open records, where the envs allow it, so
+        that a resumed run continues the very same episodes (subprocess envs cannot be pickled)."""
+        try:
+            blob = pickle.dumps((self.envs, self.collector.snapshot()))
+        except Exception:  # noqa: BLE001 - many simulators are not picklable; resume then resets them
+            return
+        path = self._snapshot_path(self.counters.env_steps)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(blob)
+        os.replace(temporary, path)
+        kept = set(self.checkpointer.manager.all_steps()) | {self.counters.env_steps}
+        for old in path.parent.glob("*.pkl"):
+            if int(old.stem) not in kept:
+                old.unlink(missing_ok=True)
+
+    def restore(self) -> bool:
+        """Load the latest checkpoint if there is one; returns whether it did."""
+        if self.checkpointer.latest_step() is None:
+            return False
+        state, replay_data, meta = self.checkpointer.restore(self._checkpoint_state(), self.replay.data())
+        self.state, self.act_key, self.policy_state = state["train"], state["act_key"], state["policy"]
+        self.replay.load_state_dict(meta["replay"], replay_data)
+        self.rng.bit_generator.state = meta["numpy_rng"]
+        self.counters = Counters(**meta["counters"])
+        snapshot = self._snapshot_path(self.counters.env_steps)
+        if snapshot.exists():
+            self.envs.close()
+            self.envs, collector_state = pickle.loads(snapshot.read_bytes())
+            self.collector.env = self.envs
+            self.collector.restore(collector_state)
+            how = "environments continue their episodes"
+        else:
+            self.collector.reset(seed=int(self.config["seed"]) + self.counters.env_steps)
+            self.policy_state = self.agent.initial_policy_state(self.state, self.collector.num_envs)
+            how = "environments restarted (their state could not be saved)"
+        self.say(f"resumed from step {self.counters.env_steps:,} ({self.counters.updates:,} updates, "
+                 f"{len(self.replay):,} replay steps); {how}")
+        return True
+
+    # ----------------------------------------------------------------------------- acting
+    def _policy(self, obs: dict[str, np.ndarray], is_first: np.ndarray):
+        if self.counters.env_steps < self.config["run"]["prefill"]:
+            action = self.action_layout.random(self.rng, len(is_first))
+        else:
+            self.act_key, key = jax.random.split(self.act_key)
+            action, self.policy_state = self._timed(
+                "policy_step", self.agent.policy_step, self.state, self.policy_state, obs, is_first, key
+            )
+            action = np.asarray(action)
+        return action, self.action_layout.to_env(action)
+
+    def _timed(self, name: str, function, *args):
+        """Call a jitted function; the first call announces and times its compilation."""
+        if name in self.compiled:
+            return function(*args)
+        self.say(f"compiling {name} ...")
+        start = time.time()
+        result = jax.block_until_ready(function(*args))
+        self.say(f"compiled {name} in {time.time() - start:.1f}s")
+        self.compiled.add(name)
+        return result
+
+    # ----------------------------------------------------------------------------- the loop
+    def run(self, steps: int, resume: bool = False) -> Counters:
+        """Train until ``steps`` environment steps; returns the final counters.
+
+        Ctrl-C or SIGTERM stops the run at the end of the current iteration and saves a checkpoint
+        (a second Ctrl-C aborts at once); after a kill, ``resume`` continues from the last one.
+        """
+        resumed = resume and self.restore()
+        if not resumed:
+            self.describe()
+            self.collector.reset(seed=int(self.config["seed"]))
+            self.policy_state = self.agent.initial_policy_state(self.state, self.collector.num_envs)
+        logger = Logger(self.logdir, purge_step=self.counters.env_steps if resumed else None)
+        prefill = self.config["run"]["prefill"]
+        if self.counters.env_steps < prefill:
+            self.say(f"prefilling replay with {prefill:,} random-policy steps ...")
+        bar = tqdm(total=steps, initial=self.counters.env_steps, unit="step", disable=not self.progress,
+                   dynamic_ncols=True, smoothing=0.05)
+        window = _Window(self.counters)
+        stop = _StopRequest()
+        try:
+            with stop:
+                self._update(window)  # updates still due when the checkpoint was taken
+                while self.counters.env_steps < steps and not stop.requested:
+                    self._collect(logger, window, bar)
+                    self._update(window)
+                    self._maybe_log(logger, window, bar)
+                    if self._crossed(self.config["run"]["checkpoint_every"]):
+                        self.save()
+            if stop.requested:
+                self.say(f"stopped at step {self.counters.env_steps:,} ({stop.requested}); "
+                         "saved a checkpoint: continue with --resume")
+            self.save()
+        finally:
+            bar.close()
+            self.checkpointer.close()
+            logger.close()
+            self.envs.close()
+        return self.counters
+
+    def _crossed_value(self, value: int) -> bool:
+        """Whether the last collection step reached ``value`` environment steps."""
+        return self.counters.env_steps - self.collector.num_envs < value <= self.counters.env_steps
+
+    def _crossed(self, every: int) -> bool:
+        """Whether the last collection step crossed a multiple of ``every`` environment steps."""
+        if every <= 0:
+            return False
+        now, before = self.counters.env_steps, self.counters.env_steps - self.collector.num_envs
+        return now // every > before // every
+
+    def _collect(self, logger: Logger, window: "_Window", bar: tqdm) -> None:
+        record, episodes = self.collector.step(self._policy)
+        self.replay.add(record)
+        self.counters.env_steps += self.collector.num_envs
+        bar.update(self.collector.num_envs)
+        if self._crossed_value(self.config["run"]["prefill"]):
+            self.say(f"prefill done: {len(self.replay):,} steps in replay")
+        for episode in episodes:
+            self.counters.episodes += 1
+            window.returns.append(episode.score)
+            logger.scalars({"episode/return": episode.score, "episode/length": episode.length},
+                           self.counters.env_steps)
+
+    def _update(self, window: "_Window") -> None:
+        config = self.config["run"]
+        due = updates_due(self.counters.env_steps, config["prefill"], config["train_ratio"], self.batch_steps)
+        while self.counters.updates < due and self.replay.can_sample():
+            batch = self.replay.sample()
+            self.state, metrics = self._timed("train_step", self.agent.train_step, self.state, batch)
+            metrics = jax.device_get(metrics)
+            bad = first_nonfinite(metrics)
+            if bad is not None:
+                raise NonFiniteLossError(
+                    f"training stopped: {bad} = {metrics[bad]} at update {self.counters.updates + 1} "
+                    f"(environment step {self.counters.env_steps:,}). The last good checkpoint "
+                    f"(step {self.checkpointer.latest_step()}) in {self.checkpointer.directory} is kept. "
+                    "Lower the learning rates or raise the gradient clipping, then run again with --resume."
+                )
+            self.counters.updates += 1
+            window.add(metrics)
+
+    def _maybe_log(self, logger: Logger, window: "_Window", bar: tqdm) -> None:
+        if not self._crossed(self.config["run"]["log_every"]):
+            return
+        scalars = window.summary(self.counters)
+        logger.scalars(scalars, self.counters.env_steps)
+        postfix = {"env/s": f"{scalars['throughput/env_steps_per_second']:.1f}",
+                   "train/s": f"{scalars['throughput/train_steps_per_second']:.2f}"}
+        if window.last_return is not None:
+            postfix["return"] = f"{window.last_return:.1f}"
+        bar.set_postfix(postfix, refresh=False)
+        window.reset(self.counters)
+
+
+class _Window:
+    """Metrics accumulated between two log writes."""
+
+    def __init__(self, counters: Counters):
+        self.last_return: float | None = None
+        self.returns: list[float] = []
+        self.reset(counters)
+
+    def reset(self, counters: Counters) -> None:
+        if self.returns:
+            self.last_return = self.returns[-1]
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.returns = []
+        self.start = (time.time(), counters.env_steps, counters.updates)
+
+    def add(self, metrics: Mapping[str, Any]) -> None:
+        for name, value in metrics.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+        self.count += 1
+
+    def summary(self, counters: Counters) -> dict[str, float]:
+        seconds = max(time.time() - self.start[0], 1e-9)
+        scalars = {name: total / self.count for name, total in self.sums.items()} if self.count else {}
+        scalars["throughput/env_steps_per_second"] = (counters.env_steps - self.start[1]) / seconds
+        scalars["throughput/train_steps_per_second"] = (counters.updates - self.start[2]) / seconds
+        scalars["throughput/updates"] = counters.updates
+        scalars["throughput/episodes"] = counters.episodes
+        if self.returns:
+            self.last_return = self.returns[-1]
+        return scalars
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C or SIGTERM into a request to stop cleanly; a second Ctrl-C aborts."""
+
+    def __init__(self):
+        self.requested: str | None = None
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self):
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False

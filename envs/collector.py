@@ -1,0 +1,107 @@
+"""Steps a Gymnasium vector env with any policy and emits Dreamer-style records.
+
+Gymnasium >= 1.1 vector envs reset a finished sub-environment on the *next* ``step``: that step
+ignores its action and returns the reset observation with reward 0. So the record of that step is
+an episode start (``is_first``) with a zero ``prev_action``, never a transition of the old episode.
+
+A record of step t holds ``obs_t``, ``prev_action`` (the action that led to ``obs_t``), ``reward``
+(received on arriving at ``obs_t``), ``is_first``, ``is_terminal`` and ``is_last``; each field has
+a leading axis of size ``num_envs``. This module never imports the agent: the policy is a callable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+# policy(obs dict, is_first [N]) -> (agent actions [N, A] to store, actions for env.step)
+PolicyFn = Callable[[dict[str, np.ndarray], np.ndarray], tuple[np.ndarray, Any]]
+
+
+@dataclass
+class Episode:
+    env_index: int
+    score: float
+    length: int
+
+
+class Collector:
+    """Args:
+    env: a vector env (``autoreset_mode`` NEXT_STEP, gymnasium's default).
+    action_dim: size of the agent's action vectors.
+    to_dict: turns a batched observation into a dict of arrays (``agents.spaces.ObsLayout.to_dict``).
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, action_dim: int, to_dict: Callable[[Any], dict]):
+        mode = env.metadata.get("autoreset_mode")
+        if mode is not None and getattr(mode, "name", str(mode)) != "NEXT_STEP":
+            raise ValueError(f"the collector needs autoreset_mode NEXT_STEP, got {mode}")
+        self.env, self.action_dim, self.to_dict = env, action_dim, to_dict
+        self.num_envs = env.num_envs
+        self.record: dict[str, np.ndarray] | None = None
+
+    def reset(self, seed: int | None = None) -> None:
+        """Reset every sub-environment (seeded ``seed + i``) and start fresh records."""
+        obs, _ = self.env.reset(seed=seed)
+        count = self.num_envs
+        self.record = self._make_record(
+            obs, np.zeros((count, self.action_dim), np.float32), np.zeros(count), np.ones(count, bool),
+            np.zeros(count, bool), np.zeros(count, bool),
+        )
+        self.scores = np.zeros(count)
+        self.lengths = np.zeros(count, np.int64)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The collector's state between two steps (numpy only), for checkpoints."""
+        return {"record": self.record, "scores": self.scores, "lengths": self.lengths}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.record, self.scores, self.lengths = snapshot["record"], snapshot["scores"], snapshot["lengths"]
+
+    def _make_record(self, obs, prev_action, reward, is_first, is_terminal, is_last) -> dict:
+        record = self.to_dict(obs)
+        record.update(
+            prev_action=prev_action.astype(np.float32),
+            reward=reward.astype(np.float32),
+            is_first=is_first.astype(bool),
+            is_terminal=is_terminal.astype(bool),
+            is_last=is_last.astype(bool),
+        )
+        return record
+
+    def step(self, policy: PolicyFn) -> tuple[dict[str, np.ndarray], list[Episode]]:
+        """Act once in every sub-environment.
+
+        Returns the record of the current step (to store in replay) and the episodes that ended
+        with it.
+        """
+        if self.record is None:
+            raise RuntimeError("call reset() before step()")
+        current = self.record
+        obs_keys = {k: v for k, v in current.items() if k not in _FLAG_FIELDS}
+        agent_action, env_action = policy(obs_keys, current["is_first"])
+        obs, reward, terminated, truncated, _ = self.env.step(env_action)
+        restarted = current["is_last"]  # NEXT_STEP autoreset: these envs just returned a reset obs
+        self.record = self._make_record(
+            obs,
+            np.where(restarted[:, None], 0.0, agent_action),
+            np.where(restarted, 0.0, reward),
+            restarted,
+            np.where(restarted, False, terminated),
+            np.where(restarted, False, terminated | truncated),
+        )
+        return current, self._track_episodes(current)
+
+    def _track_episodes(self, record: dict[str, np.ndarray]) -> list[Episode]:
+        self.scores = np.where(record["is_first"], 0.0, self.scores + record["reward"])
+        self.lengths = np.where(record["is_first"], 0, self.lengths + 1)
+        return [
+            Episode(int(i), float(self.scores[i]), int(self.lengths[i]))
+            for i in np.flatnonzero(record["is_last"])
+        ]
+
+
+_FLAG_FIELDS = ("prev_action", "reward", "is_first", "is_terminal", "is_last")

@@ -1,0 +1,86 @@
+"""Evaluate a trained run: ``python -m scripts.evaluate --logdir runs/X [--episodes N] [--seed S] [--video]``.
+
+Prints the mean and standard deviation of the return, writes ``eval/return_mean`` and
+``eval/return_std`` to the run's TensorBoard and ``metrics.jsonl``, ``eval.json`` to the run
+directory and, with ``--video``, ``eval.gif`` of the first episode. The same seed gives the same
+returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from configs.loader import read_config
+from scripts.common import import_modules
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--logdir", required=True, help="the run directory")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=12345, help="seeds the environment and the policy")
+    parser.add_argument("--video", action="store_true", help="write eval.gif of the first episode")
+    parser.add_argument("--sample", action="store_true", help="sample actions instead of taking the mode")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    return parser.parse_args(argv)
+
+
+def write_gif(frames: list[np.ndarray], path: Path, fps: int = 30) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(np.asarray(frame, np.uint8)) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    import_modules(args.imports)
+    logdir = Path(args.logdir)
+    if not (logdir / "config.yaml").exists():
+        raise SystemExit(f"{logdir} is not a run directory (no config.yaml)")
+    config = read_config(logdir / "config.yaml")
+
+    from agents.dreamer import DreamerAgent
+    from agents.evaluation import load_train_state, run_episodes
+    from agents.logging import Logger
+    from envs.vector import make_vector_env
+
+    env_config = copy.deepcopy(config["env"])
+    if args.video and not env_config["pixels"]:
+        env_config["kwargs"] = {**env_config["kwargs"], "render_mode": "rgb_array"}
+    envs = make_vector_env(config["env_id"], env_config, 1, "sync")
+    agent = DreamerAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
+    state, step = load_train_state(agent, config, logdir)
+
+    frames: list[np.ndarray] = []
+
+    def grab_frame(vector_env):
+        if len(frames) < 1000:
+            frames.append(np.asarray(vector_env.render()[0]))
+
+    returns = run_episodes(agent, state, envs, args.episodes, args.seed, greedy=not args.sample,
+                           on_step=grab_frame if args.video else None)
+    envs.close()
+    result = {"step": step, "episodes": args.episodes, "seed": args.seed,
+              "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
+              "returns": [float(r) for r in returns]}
+    (logdir / "eval.json").write_text(json.dumps(result, indent=2))
+    logger = Logger(logdir)
+    logger.scalars({"eval/return_mean": result["return_mean"], "eval/return_std": result["return_std"]}, step)
+    logger.close()
+    if args.video and frames:
+        write_gif(frames, logdir / "eval.gif")
+    print(f"step {step:,}: return {result['return_mean']:.2f} ± {result['return_std']:.2f} "
+          f"over {args.episodes} episodes (seed {args.seed})")
+    return result
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from agents.replay import Replay
+
+SPEC = {"obs": ((2,), np.float32), "image": ((4, 4, 3), np.uint8), "is_first": ((), bool), "step": ((), np.int64)}
+
+
+def fill(replay: Replay, steps: int, episode_length: int = 5) -> None:
+    """Each environment writes its global step counter; episodes start every ``episode_length``."""
+    for t in range(steps):
+        replay.add({
+            "obs": np.full((replay.num_envs, 2), t, np.float32),
+            "image": np.full((replay.num_envs, 4, 4, 3), t % 256, np.uint8),
+            "is_first": np.full(replay.num_envs, t % episode_length == 0),
+            "step": np.full(replay.num_envs, t) + 1000 * np.arange(replay.num_envs),
+        })
+
+
+def test_sampled_chunks_are_contiguous_time_major_and_start_fresh():
+    replay = Replay(SPEC, num_envs=3, capacity=300, batch_size=8, batch_length=6, seed=0)
+    fill(replay, 50)
+    batch = replay.sample()
+    assert batch["obs"].shape == (6, 8, 2) and batch["image"].shape == (6, 8, 4, 4, 3)
+    assert batch["image"].dtype == np.uint8
+    np.testing.assert_array_equal(np.diff(batch["step"], axis=0), 1)  # one environment, in order
+    assert batch["is_first"][0].all()
+    # inside a chunk, is_first marks exactly the episode starts of the stored stream
+    np.testing.assert_array_equal(batch["is_first"][1:], (batch["step"][1:] % 1000) % 5 == 0)
+
+
+def test_chunks_never_wrap_across_the_write_position():
+    replay = Replay(SPEC, num_envs=1, capacity=20, batch_size=64, batch_length=5, seed=1)
+    fill(replay, 47)  # the ring wrapped twice; oldest kept step is 27
+    for _ in range(20):
+        steps = replay.sample()["step"]
+        np.testing.assert_array_equal(np.diff(steps, axis=0), 1)
+        assert steps.min() >= 27 and steps.max() <= 46
+
+
+def test_capacity_too_small_for_a_chunk_is_an_error():
+    with pytest.raises(ValueError, match="batch_length"):
+        Replay(SPEC, num_envs=4, capacity=10, batch_size=1, batch_length=5)
+
+
+def test_disk_storage_round_trips_in_the_given_directory(tmp_path):
+    replay = Replay(SPEC, num_envs=2, capacity=40, batch_size=4, batch_length=5, storage="disk", directory=tmp_path, seed=3)
+    fill(replay, 30)
+    replay.flush()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.npy", "is_first.npy", "obs.npy", "step.npy"]
+    assert replay.data() == {}
+    state = replay.state_dict()
+    expected = replay.sample()
+    reopened = Replay(SPEC, num_envs=2, capacity=40, batch_size=4, batch_length=5, storage="disk", directory=tmp_path, seed=99)
+    reopened.load_state_dict(state)
+    reopened.rng.bit_generator.state = state["rng"]
+    replay.rng.bit_generator.state = state["rng"]
+    np.testing.assert_array_equal(reopened.sample()["step"], replay.sample()["step"])
+    assert len(reopened) == len(replay) == 40 and expected["step"].shape == (5, 4)
+
+
+def test_memory_state_and_data_restore_the_same_samples():
+    replay = Replay(SPEC, num_envs=2, capacity=40, batch_size=4, batch_length=5, seed=3)
+    fill(replay, 33)
+    state, data = replay.state_dict(), {k: v.copy() for k, v in replay.data().items()}
+    restored = Replay(SPEC, num_envs=2, capacity=40, batch_size=4, batch_length=5, seed=0)
+    restored.load_state_dict(state, data)
+    np.testing.assert_array_equal(restored.sample()["step"], replay.sample()["step"])

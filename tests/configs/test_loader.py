@@ -1,0 +1,79 @@
+import pytest
+
+from configs.loader import CHOICES, ConfigError, available_presets, diff, load_config, parse_override
+
+
+def test_defaults_and_every_preset_load():
+    assert load_config()["world_model"]["backbone"] == "gru"
+    for preset in available_presets():
+        assert isinstance(load_config([preset]), dict)
+    assert {"debug", "cartpole", "pendulum", "pixels"} <= set(available_presets())
+
+
+def test_override_parses_yaml_values_and_coerces_ints_to_floats():
+    config = load_config(["debug"], ["agent.entropy=3e-4", "world_model.deter=64", "agent.lambda_=1"])
+    assert config["agent"]["entropy"] == pytest.approx(3e-4)
+    assert config["world_model"]["deter"] == 64
+    assert isinstance(config["agent"]["lambda_"], float)
+    assert parse_override("env.image_size=[32, 32]") == ("env.image_size", [32, 32])
+
+
+def test_presets_merge_in_order_and_overrides_win():
+    config = load_config(["debug", "cartpole"], ["steps=7"])
+    assert config["world_model"]["deter"] == 256  # cartpole after debug
+    assert config["steps"] == 7
+
+
+def test_unknown_key_names_the_key_and_the_valid_choices():
+    with pytest.raises(ConfigError) as error:
+        load_config([], ["agent.entropi=1e-3"])
+    message = str(error.value)
+    assert "agent.entropi" in message and "entropy" in message and "Did you mean" in message
+
+
+def test_unknown_section_is_an_error():
+    with pytest.raises(ConfigError, match="world_modle"):
+        load_config([], ["world_modle.deter=3"])
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("world_model.deter=abc", "an integer"),
+        ("world_model.deter=1.5", "an integer"),
+        ("agent.entropy=yes", "a number"),
+        ("env.pixels=1", "true or false"),
+        ("env.image_size=[1, 2, 3]", "a list of 2"),
+    ],
+)
+def test_ill_typed_values_name_the_key_and_the_expected_type(override, expected):
+    with pytest.raises(ConfigError) as error:
+        load_config([], [override])
+    assert override.split("=")[0] in str(error.value) and expected in str(error.value)
+
+
+def test_choice_keys_list_the_valid_values():
+    with pytest.raises(ConfigError) as error:
+        load_config([], ["world_model.backbone=lstm"])
+    assert all(name in str(error.value) for name in CHOICES["world_model.backbone"])
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError, match="debug"):
+        load_config(["nope"])
+
+
+def test_free_form_kwargs_accept_any_key():
+    config = load_config([], [("env.kwargs", {"anything": 3})])
+    assert config["env"]["kwargs"] == {"anything": 3}
+
+
+def test_diff_reports_changed_leaves():
+    before, after = load_config(), load_config([], ["steps=5", "agent.horizon=3"])
+    assert diff(before, after) == {"agent.horizon": (15, 3), "steps": (100000, 5)}
+
+
+def test_choices_match_the_registries():
+    from world_models.backbones import BACKBONES
+
+    assert set(CHOICES["world_model.backbone"]) == set(BACKBONES)

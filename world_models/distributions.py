@@ -1,0 +1,146 @@
+"""The distributions and transforms that make DreamerV3 robust across domains.
+
+Pure functions and small immutable distribution objects: symlog/symexp, two-hot regression over
+exponentially spaced bins, categoricals with a uniform mix (unimix) and straight-through samples,
+KL with free bits, and a bounded normal for continuous actions. Shapes: ``[...]`` any leading axes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def symlog(x: jax.Array) -> jax.Array:
+    """``sign(x) * log(1 + |x|)``: compresses large magnitudes, identity-like near zero."""
+    return jnp.sign(x) * jnp.log1p(jnp.abs(x))
+
+
+def symexp(x: jax.Array) -> jax.Array:
+    """Inverse of :func:`symlog`."""
+    return jnp.sign(x) * jnp.expm1(jnp.abs(x))
+
+
+def symlog_bins(num_bins: int, limit: float = 20.0) -> jax.Array:
+    """Bin centres in symlog space, ``[num_bins]`` evenly spaced in ``[-limit, limit]``."""
+    return jnp.linspace(-limit, limit, num_bins)
+
+
+def twohot(values: jax.Array, bins: jax.Array) -> jax.Array:
+    """Encode ``values [...]`` as weights ``[..., K]`` on the two nearest ``bins [K]``.
+
+    The weights are linear in the distance, so ``twohot(v) @ bins == v`` inside the bin range;
+    values outside are clipped to the outermost bin.
+    """
+    chex.assert_rank(bins, 1)
+    num_bins = bins.shape[0]
+    values = jnp.clip(values, bins[0], bins[-1])
+    below = jnp.clip(jnp.searchsorted(bins, values, side="right") - 1, 0, num_bins - 2)
+    low, high = bins[below], bins[below + 1]
+    weight_high = jnp.clip((values - low) / (high - low), 0.0, 1.0)
+    return (
+        jax.nn.one_hot(below, num_bins) * (1.0 - weight_high)[..., None]
+        + jax.nn.one_hot(below + 1, num_bins) * weight_high[..., None]
+    )
+
+
+class TwoHotSymlog(NamedTuple):
+    """A discrete regression head: softmax over symlog-spaced bins, read out with symexp."""
+
+    logits: jax.Array  # [..., K]
+    bins: jax.Array  # [K]
+
+    def mean(self) -> jax.Array:
+        return symexp(jnp.sum(jax.nn.softmax(self.logits, -1) * self.bins, -1))
+
+    def log_prob(self, target: jax.Array) -> jax.Array:
+        """Cross-entropy against the two-hot encoding of ``symlog(target)`` (negated)."""
+        weights = twohot(symlog(target), self.bins)
+        return jnp.sum(weights * jax.nn.log_softmax(self.logits, -1), -1)
+
+
+def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:
+    """Log-probabilities of ``(1 - unimix) * softmax(logits) + unimix / K`` (never exactly zero)."""
+    probs = jax.nn.softmax(logits, -1)
+    if unimix > 0:
+        probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
+    return jnp.log(probs)
+
+
+class OneHotCategorical(NamedTuple):
+    """Categorical over the last axis with one-hot, straight-through samples."""
+
+    logits: jax.Array  # [..., K], normalised log-probabilities
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """One-hot sample whose gradient flows to the probabilities (straight-through)."""
+        index = jax.random.categorical(key, self.logits, -1)
+        one_hot = jax.nn.one_hot(index, self.logits.shape[-1], dtype=self.logits.dtype)
+        probs = jnp.exp(self.logits)
+        return one_hot + probs - jax.lax.stop_gradient(probs)
+
+    def mode(self) -> jax.Array:
+        one_hot = jax.nn.one_hot(jnp.argmax(self.logits, -1), self.logits.shape[-1])
+        probs = jnp.exp(self.logits)
+        return one_hot + probs - jax.lax.stop_gradient(probs)
+
+    def log_prob(self, one_hot: jax.Array) -> jax.Array:
+        return jnp.sum(one_hot * self.logits, -1)
+
+    def entropy(self) -> jax.Array:
+        return -jnp.sum(jnp.exp(self.logits) * self.logits, -1)
+
+
+def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:
+    """KL(p || q) of normalised categorical logits ``[..., S, K]``, summed over latents ``S``."""
+    kl = jnp.sum(jnp.exp(logits_p) * (logits_p - logits_q), -1)
+    return jnp.sum(kl, -1)
+
+
+def balanced_kl_losses(
+    posterior_logits: jax.Array, prior_logits: jax.Array, free_bits: float
+) -> tuple[jax.Array, jax.Array]:
+    """DreamerV3's KL balancing with free bits, for latents ``[..., S, K]``.
+
+    Returns ``(dynamics_loss, representation_loss)``: the first trains the prior towards the
+    (stopped) posterior, the second the posterior towards the (stopped) prior. Both are clipped
+    below at ``free_bits`` nats so that a well-fit part of the state is left alone.
+    """
+    stop = jax.lax.stop_gradient
+    dynamics = categorical_kl(stop(posterior_logits), prior_logits)
+    representation = categorical_kl(posterior_logits, stop(prior_logits))
+    return jnp.maximum(dynamics, free_bits), jnp.maximum(representation, free_bits)
+
+
+class BoundedNormal(NamedTuple):
+    """Diagonal normal with ``tanh`` mean and bounded std, for actions in ``[-1, 1]``.
+
+    Samples are clipped to the bounds (with a straight-through gradient), the log-probability and
+    entropy are those of the unclipped normal, as in DreamerV3.
+    """
+
+    mean: jax.Array  # [..., A]
+    std: jax.Array  # [..., A]
+
+    @classmethod
+    def from_outputs(cls, outputs: jax.Array, min_std: float, max_std: float) -> "BoundedNormal":
+        """``outputs [..., 2A]`` from a network: first half mean, second half std pre-activation."""
+        mean, std = jnp.split(outputs, 2, -1)
+        return cls(jnp.tanh(mean), (max_std - min_std) * jax.nn.sigmoid(std + 2.0) + min_std)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        sample = self.mean + self.std * jax.random.normal(key, self.mean.shape)
+        return sample + jax.lax.stop_gradient(jnp.clip(sample, -1.0, 1.0) - sample)
+
+    def mode(self) -> jax.Array:
+        return self.mean
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        z = (value - self.mean) / self.std
+        return jnp.sum(-0.5 * z**2 - jnp.log(self.std) - 0.5 * jnp.log(2 * jnp.pi), -1)
+
+    def entropy(self) -> jax.Array:
+        return jnp.sum(0.5 * jnp.log(2 * jnp.pi * jnp.e) + jnp.log(self.std), -1)

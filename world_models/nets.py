@@ -1,0 +1,136 @@
+"""Feed-forward networks of the world model: MLPs, the multi-key encoder and decoder.
+
+Observations are dicts of arrays. Vector entries ``[..., D]`` go through symlog and an MLP; image
+entries ``[..., H, W, C]`` (uint8) through a strided CNN. Keys are routed by the caller (see
+``agents.spaces``); these modules only take the two lists of keys.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from world_models.distributions import symlog
+
+
+class MLP(nn.Module):
+    """``layers`` blocks of Dense -> LayerNorm -> SiLU (no output projection)."""
+
+    units: int
+    layers: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for _ in range(self.layers):
+            x = nn.Dense(self.units, use_bias=False)(x)
+            x = jax.nn.silu(nn.LayerNorm(epsilon=1e-3)(x))
+        return x
+
+
+def image_to_float(image: jax.Array) -> jax.Array:
+    """uint8 ``[0, 255]`` -> float ``[-0.5, 0.5]``."""
+    return image.astype(jnp.float32) / 255.0 - 0.5
+
+
+def cnn_stages(image_size: Sequence[int], minimum: int = 4) -> int:
+    """Number of stride-2 stages that bring the smaller image side down to ``minimum``."""
+    return max(1, int(math.log2(min(image_size) / minimum)))
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 convolutions ``depth, 2*depth, ...`` with LayerNorm and SiLU, then flatten."""
+
+    depth: int
+    stages: int
+
+    @nn.compact
+    def __call__(self, image: jax.Array) -> jax.Array:
+        lead = image.shape[:-3]
+        x = image.reshape((-1,) + image.shape[-3:])
+        for stage in range(self.stages):
+            x = nn.Conv(self.depth * 2**stage, (4, 4), strides=2, padding="SAME", use_bias=False)(x)
+            x = jax.nn.silu(nn.LayerNorm(epsilon=1e-3)(x))
+        return x.reshape(lead + (-1,))
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: features -> image ``[..., H, W, C]`` in ``[-0.5, 0.5]``."""
+
+    depth: int
+    stages: int
+    image_shape: tuple[int, int, int]
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        height, width, channels = self.image_shape
+        scale = 2**self.stages
+        start_channels = self.depth * 2 ** (self.stages - 1)
+        lead = features.shape[:-1]
+        x = nn.Dense(height // scale * width // scale * start_channels)(features)
+        x = x.reshape((-1, height // scale, width // scale, start_channels))
+        for stage in reversed(range(self.stages - 1)):
+            x = nn.ConvTranspose(self.depth * 2**stage, (4, 4), strides=(2, 2), padding="SAME")(x)
+            x = jax.nn.silu(nn.LayerNorm(epsilon=1e-3)(x))
+        x = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(x)
+        return x.reshape(lead + (height, width, channels))
+
+
+class MultiEncoder(nn.Module):
+    """Embeds a dict observation: CNN over ``cnn_keys`` (concatenated on channels), MLP over the
+    symlog of ``mlp_keys`` (each ``[..., D_k]``, concatenated), outputs concatenated ``[..., E]``."""
+
+    mlp_keys: tuple[str, ...]
+    cnn_keys: tuple[str, ...]
+    units: int
+    layers: int
+    cnn_depth: int
+
+    @nn.compact
+    def __call__(self, obs: dict[str, jax.Array]) -> jax.Array:
+        outputs = []
+        if self.cnn_keys:
+            image = jnp.concatenate([image_to_float(obs[k]) for k in self.cnn_keys], -1)
+            outputs.append(ConvEncoder(self.cnn_depth, cnn_stages(image.shape[-3:-1]))(image))
+        if self.mlp_keys:
+            vector = jnp.concatenate([symlog(obs[k].astype(jnp.float32)) for k in self.mlp_keys], -1)
+            outputs.append(MLP(self.units, self.layers)(vector))
+        return jnp.concatenate(outputs, -1)
+
+
+class MultiDecoder(nn.Module):
+    """Reconstructs the observation keys from features.
+
+    Returns predictions in the space the loss compares them in: symlog for vector keys, ``[-0.5,
+    0.5]`` floats for image keys.
+    """
+
+    mlp_shapes: dict[str, tuple[int, ...]]
+    cnn_shapes: dict[str, tuple[int, int, int]]
+    units: int
+    layers: int
+    cnn_depth: int
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> dict[str, jax.Array]:
+        predictions = {}
+        if self.cnn_shapes:
+            keys = list(self.cnn_shapes)
+            height, width = self.cnn_shapes[keys[0]][:2]
+            channels = [self.cnn_shapes[k][2] for k in keys]
+            stages = cnn_stages((height, width))
+            image = ConvDecoder(self.cnn_depth, stages, (height, width, sum(channels)))(features)
+            splits = jnp.cumsum(jnp.array(channels))[:-1].tolist()
+            for key, part in zip(keys, jnp.split(image, splits, -1)):
+                predictions[key] = part
+        if self.mlp_shapes:
+            hidden = MLP(self.units, self.layers)(features)
+            for key, shape in self.mlp_shapes.items():
+                size = int(math.prod(shape))
+                predictions[key] = nn.Dense(size, name=f"out_{key}")(hidden).reshape(
+                    features.shape[:-1] + shape
+                )
+        return predictions

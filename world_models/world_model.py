@@ -1,0 +1,265 @@
+"""A world model of one level: encoder, RSSM dynamics, decoder, reward and continue heads.
+
+``WorldModelNet`` holds the Flax networks; ``WorldModel`` adds the loss, the optimiser and
+imagination as plain functions of a parameter pytree. Batches are dicts of time-major arrays:
+observation keys ``[T, B, ...]``, ``prev_action [T, B, A]`` (the action that led to this step, zero
+at an episode start), ``reward [T, B]``, ``is_first [T, B]``, ``is_terminal [T, B]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from world_models.distributions import TwoHotSymlog, balanced_kl_losses, symlog, symlog_bins
+from world_models.nets import MLP, MultiDecoder, MultiEncoder, image_to_float
+from world_models.rssm import RSSM, RSSMState, resolve_posterior, state_features
+
+LOSS_NAMES = ("reconstruction", "reward", "continue", "dynamics", "representation")
+
+
+class WorldModelNet(nn.Module):
+    """The networks of one world-model level (see ``WorldModel`` for the attributes)."""
+
+    mlp_shapes: dict
+    cnn_shapes: dict
+    action_dim: int
+    backbone: str
+    backbone_kwargs: dict
+    posterior: str
+    deter: int
+    stoch: int
+    classes: int
+    units: int
+    layers: int
+    cnn_depth: int
+    unimix: float
+    bins: int
+
+    def setup(self):
+        self.encoder = MultiEncoder(
+            tuple(self.mlp_shapes), tuple(self.cnn_shapes), self.units, self.layers, self.cnn_depth
+        )
+        self.rssm = RSSM(
+            self.backbone, self.backbone_kwargs, self.deter, self.stoch, self.classes,
+            self.units, self.unimix, resolve_posterior(self.posterior, self.backbone),
+        )
+        self.decoder = MultiDecoder(
+            dict(self.mlp_shapes), dict(self.cnn_shapes), self.units, self.layers, self.cnn_depth
+        )
+        self.reward_net = MLP(self.units, self.layers)
+        self.reward_out = nn.Dense(self.bins, kernel_init=nn.initializers.zeros)
+        self.continue_net = MLP(self.units, self.layers)
+        self.continue_out = nn.Dense(1)
+
+    def initial(self, batch_size: int) -> RSSMState:
+        return self.rssm.initial(batch_size)
+
+    def embed(self, obs: Mapping[str, jax.Array]) -> jax.Array:
+        return self.encoder(obs)
+
+    def observe(self, state, prev_actions, embeds, is_first, key):
+        return self.rssm.observe(state, prev_actions, embeds, is_first, key)
+
+    def obs_step(self, state, prev_action, embed, is_first, key):
+        return self.rssm.obs_step(state, prev_action, embed, is_first, key)
+
+    def img_step(self, state, action, key):
+        return self.rssm.img_step(state, action, key)
+
+    def decode(self, features: jax.Array) -> dict[str, jax.Array]:
+        return self.decoder(features)
+
+    def reward_logits(self, features: jax.Array) -> jax.Array:
+        return self.reward_out(self.reward_net(features))
+
+    def continue_logit(self, features: jax.Array) -> jax.Array:
+        return self.continue_out(self.continue_net(features))[..., 0]
+
+    def __call__(self, obs, prev_actions, is_first, key):
+        """Every network once, for ``init``."""
+        embeds = self.embed(obs)
+        _, states, _, _ = self.observe(self.initial(embeds.shape[1]), prev_actions, embeds, is_first, key)
+        features = state_features(states)
+        self.img_step(jax.tree.map(lambda leaf: leaf[0], states), prev_actions[0], key)
+        return self.decode(features), self.reward_logits(features), self.continue_logit(features)
+
+
+class WorldModel:
+    """Loss, optimiser and imagination of one world-model level.
+
+    Args:
+      mlp_shapes: vector observation keys and their per-step shapes ``(D,)``.
+      cnn_shapes: image observation keys and their shapes ``(H, W, C)``.
+      action_dim: size of the action vector (one-hot for discrete actions).
+      backbone: backbone name; ``backbone_kwargs`` its constructor arguments.
+      posterior: ``auto``, ``state`` or ``embedding`` (see ``world_models.rssm``).
+      deter, stoch, classes, units, layers, cnn_depth, unimix, bins: network sizes.
+      free_bits: KL free nats per step; loss_scales: weight of each loss in ``LOSS_NAMES``.
+      lr, eps, grad_clip: Adam optimiser with global-norm clipping.
+    """
+
+    def __init__(
+        self,
+        mlp_shapes: Mapping[str, tuple[int, ...]],
+        cnn_shapes: Mapping[str, tuple[int, int, int]],
+        action_dim: int,
+        backbone: str = "gru",
+        backbone_kwargs: Mapping[str, Any] | None = None,
+        posterior: str = "auto",
+        deter: int = 512,
+        stoch: int = 32,
+        classes: int = 32,
+        units: int = 512,
+        layers: int = 2,
+        cnn_depth: int = 32,
+        unimix: float = 0.01,
+        bins: int = 255,
+        free_bits: float = 1.0,
+        loss_scales: Mapping[str, float] | None = None,
+        lr: float = 1e-4,
+        eps: float = 1e-8,
+        grad_clip: float = 1000.0,
+    ):
+        scales = dict(zip(LOSS_NAMES, (1.0, 1.0, 1.0, 0.5, 0.1)))
+        unknown = set(loss_scales or {}) - set(LOSS_NAMES)
+        if unknown:
+            raise ValueError(f"unknown world-model loss scales {sorted(unknown)}; valid: {LOSS_NAMES}")
+        scales.update(loss_scales or {})
+        self.loss_scales = scales
+        self.free_bits = free_bits
+        self.mlp_shapes = {k: tuple(v) for k, v in mlp_shapes.items()}
+        self.cnn_shapes = {k: tuple(v) for k, v in cnn_shapes.items()}
+        self.action_dim = action_dim
+        self.net = WorldModelNet(
+            self.mlp_shapes, self.cnn_shapes, action_dim, backbone, dict(backbone_kwargs or {}),
+            posterior, deter, stoch, classes, units, layers, cnn_depth, unimix, bins,
+        )
+        self.bins = symlog_bins(bins)
+        self.feature_dim = deter + stoch * classes
+        self.optimizer = optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(lr, eps=eps))
+
+    def dummy_batch(self, batch_size: int = 1, length: int = 2) -> dict[str, jax.Array]:
+        """A zero batch of the right structure, ``[T, B, ...]``."""
+        lead = (length, batch_size)
+        batch = {k: jnp.zeros(lead + s, jnp.float32) for k, s in self.mlp_shapes.items()}
+        batch.update({k: jnp.zeros(lead + s, jnp.uint8) for k, s in self.cnn_shapes.items()})
+        batch["prev_action"] = jnp.zeros(lead + (self.action_dim,))
+        batch["is_first"] = jnp.ones(lead, bool)
+        return batch
+
+    def init(self, key: jax.Array) -> Any:
+        batch = self.dummy_batch()
+        obs = {k: batch[k] for k in self.obs_keys}
+        return self.net.init(key, obs, batch["prev_action"], batch["is_first"], key)["params"]
+
+    @property
+    def obs_keys(self) -> tuple[str, ...]:
+        return tuple(self.mlp_shapes) + tuple(self.cnn_shapes)
+
+    def initial(self, params: Any, batch_size: int) -> RSSMState:
+        return self.net.apply({"params": params}, batch_size, method=WorldModelNet.initial)
+
+    def observe(self, params, batch: Mapping[str, jax.Array], key: jax.Array):
+        """Posterior states of a batch from the initial state: ``(last, states, post, prior)``."""
+        obs = {k: batch[k] for k in self.obs_keys}
+        embeds = self.net.apply({"params": params}, obs, method=WorldModelNet.embed)
+        start = self.initial(params, batch["is_first"].shape[1])
+        return self.net.apply(
+            {"params": params}, start, batch["prev_action"], embeds, batch["is_first"], key,
+            method=WorldModelNet.observe,
+        )
+
+    def loss(self, params, batch: Mapping[str, jax.Array], key: jax.Array):
+        """Total loss and ``(metrics, posterior states [T, B, ...])``."""
+        chex.assert_rank(batch["is_first"], 2)
+        _, states, posterior, prior = self.observe(params, batch, key)
+        features = state_features(states)
+        apply = lambda method, *args: self.net.apply({"params": params}, *args, method=method)
+        losses = {
+            "reconstruction": self.reconstruction_loss(apply(WorldModelNet.decode, features), batch),
+            "reward": -TwoHotSymlog(apply(WorldModelNet.reward_logits, features), self.bins).log_prob(
+                batch["reward"]
+            ),
+            "continue": optax.sigmoid_binary_cross_entropy(
+                apply(WorldModelNet.continue_logit, features), 1.0 - batch["is_terminal"].astype(jnp.float32)
+            ),
+        }
+        losses["dynamics"], losses["representation"] = balanced_kl_losses(posterior, prior, self.free_bits)
+        total = sum(self.loss_scales[name] * value.mean() for name, value in losses.items())
+        metrics = {f"world_model/loss/{name}": value.mean() for name, value in losses.items()}
+        metrics["world_model/loss"] = total
+        metrics["world_model/posterior_entropy"] = _entropy(posterior).mean()
+        metrics["world_model/prior_entropy"] = _entropy(prior).mean()
+        return total, (metrics, states)
+
+    def reconstruction_loss(self, predictions: Mapping[str, jax.Array], batch) -> jax.Array:
+        """Summed squared error per step ``[T, B]``: symlog space for vectors, [-0.5, 0.5] for images."""
+        total = 0.0
+        for key, shape in self.mlp_shapes.items():
+            error = predictions[key] - symlog(batch[key].astype(jnp.float32))
+            total = total + jnp.sum(error**2, axis=tuple(range(-len(shape), 0)))
+        for key in self.cnn_shapes:
+            error = predictions[key] - image_to_float(batch[key])
+            total = total + jnp.sum(error**2, axis=(-3, -2, -1))
+        return total
+
+    def reward(self, params, features: jax.Array) -> jax.Array:
+        logits = self.net.apply({"params": params}, features, method=WorldModelNet.reward_logits)
+        return TwoHotSymlog(logits, self.bins).mean()
+
+    def continue_prob(self, params, features: jax.Array) -> jax.Array:
+        return jax.nn.sigmoid(
+            self.net.apply({"params": params}, features, method=WorldModelNet.continue_logit)
+        )
+
+    def decode(self, params, features: jax.Array) -> dict[str, jax.Array]:
+        return self.net.apply({"params": params}, features, method=WorldModelNet.decode)
+
+    def obs_step(self, params, state, prev_action, obs, is_first, key):
+        """Filter one step while acting: ``obs`` keys ``[B, ...]``; returns the posterior state."""
+        embed = self.net.apply({"params": params}, obs, method=WorldModelNet.embed)
+        state, _ = self.net.apply(
+            {"params": params}, state, prev_action, embed, is_first, key, method=WorldModelNet.obs_step
+        )
+        return state
+
+    def imagine(
+        self,
+        params,
+        start: RSSMState,
+        policy: Callable[[jax.Array, jax.Array], jax.Array],
+        horizon: int,
+        key: jax.Array,
+    ) -> tuple[RSSMState, jax.Array]:
+        """Roll out ``policy(features [N, F], key) -> action [N, A]`` for ``horizon`` steps.
+
+        Returns states ``s_0 .. s_H`` (``s_0 = start``, leaves ``[H + 1, N, ...]``) and actions
+        ``a_0 .. a_{H-1}`` ``[H, N, A]`` where ``a_i`` was taken in ``s_i``.
+        """
+
+        def body(state, step_key):
+            policy_key, dynamics_key = jax.random.split(step_key)
+            action = policy(state_features(state), policy_key)
+            next_state, _ = self.net.apply(
+                {"params": params}, state, action, dynamics_key, method=WorldModelNet.img_step
+            )
+            return next_state, (next_state, action)
+
+        _, (states, actions) = jax.lax.scan(body, start, jax.random.split(key, horizon))
+        states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), start, states)
+        return states, actions
+
+
+def _entropy(logits: jax.Array) -> jax.Array:
+    return -jnp.sum(jnp.exp(logits) * logits, (-2, -1))
+
+
+def count_parameters(params: Any) -> int:
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
