@@ -1,0 +1,8 @@
+"""Environments: ``make_env`` from string ids, wrappers, the event camera, dm-env adapters, vector
+envs and the collector. Imports nothing from the rest of hmbrl."""
+
+from envs.config import EnvConfig, EventCameraConfig
+from envs.registry import list_env_ids, make_env
+from envs.vector import make_vector_env
+
+__all__ = ["EnvConfig", "EventCameraConfig", "list_env_ids", "make_env", "make_vector_env"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+from envs.registry import make_env
 
 PARALLEL_MODES = ("sync", "async")
 
@@ -19,8 +21,6 @@ def make_vector_env(
     ``parallel="async"`` runs each copy in its own subprocess (for slow simulators). Autoreset is
     NEXT_STEP (see ``envs.collector``). Seed them with ``reset(seed=s)``: copy i gets ``s + i``.
     """
-    from envs.registry import make_env  # imported here so that this module loads without it
-
     if parallel not in PARALLEL_MODES:
         raise ValueError(f"env parallel mode must be one of {PARALLEL_MODES}, got {parallel!r}")
     factories = [functools.partial(make_env, env_id, config) for _ in range(num_envs)]

@@ -1,0 +1,127 @@
+"""Gymnasium wrappers that Gymnasium itself lacks, plus the one place that applies bounded rescaling.
+
+Reused from Gymnasium rather than rewritten: `gymnasium.wrappers.TimeLimit`,
+`gymnasium.wrappers.RescaleAction` and `gymnasium.wrappers.RecordEpisodeStatistics`.
+Written here: `PixelObservation` (Gymnasium's `ResizeObservation` needs OpenCV, which is not a
+dependency; Pillow is) and `ActionRepeat` (Gymnasium only has the Atari-specific
+`MaxAndSkipObservation`, which max-pools frames) and `SelectObservation` (minigrid's
+`ImgObsWrapper` does the same for one key but lacks `RecordConstructorArgs`, so a wrapped env's
+``spec.make()`` fails).
+"""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium
+import numpy as np
+from gymnasium.wrappers import RescaleAction
+from PIL import Image
+
+__all__ = [
+    "ActionRepeat",
+    "PixelObservation",
+    "SelectObservation",
+    "is_bounded_box",
+    "rescale_to_unit",
+    "resize_frame",
+]
+
+
+def resize_frame(frame: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Resize a uint8 ``(H, W, 3)`` (or RGBA) render to ``image_size = (height, width)`` with Pillow."""
+    frame = np.asarray(frame)[..., :3]
+    height, width = image_size
+    if frame.shape[:2] == (height, width):
+        return np.ascontiguousarray(frame, dtype=np.uint8)
+    image = Image.fromarray(frame.astype(np.uint8, copy=False))
+    # Pillow's bilinear filter widens its support when shrinking, so downsampling is antialiased.
+    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+class PixelObservation(
+    gymnasium.ObservationWrapper[np.ndarray, Any, Any], gymnasium.utils.RecordConstructorArgs
+):
+    """Replace observations by the ``rgb_array`` render, resized to ``(H, W)``.
+
+    Observation: uint8 ``(H, W, 3)``, or ``(H, W, 1)`` with ``grayscale`` (ITU-R 601 luma, Pillow "L").
+    """
+
+    def __init__(self, env: gymnasium.Env, image_size: tuple[int, int] = (64, 64), grayscale: bool = False):
+        if env.render_mode != "rgb_array":
+            raise ValueError(
+                f"PixelObservation needs render_mode='rgb_array', the env has {env.render_mode!r}"
+            )
+        gymnasium.utils.RecordConstructorArgs.__init__(self, image_size=tuple(image_size), grayscale=grayscale)
+        gymnasium.ObservationWrapper.__init__(self, env)
+        self.image_size = tuple(int(side) for side in image_size)
+        self.grayscale = grayscale
+        channels = 1 if grayscale else 3
+        self.observation_space = gymnasium.spaces.Box(0, 255, (*self.image_size, channels), np.uint8)
+
+    def observation(self, observation: Any) -> np.ndarray:
+        frame = resize_frame(self.env.render(), self.image_size)
+        if self.grayscale:
+            frame = np.asarray(Image.fromarray(frame).convert("L"), dtype=np.uint8)[..., None]
+        return frame
+
+
+class ActionRepeat(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+    """Repeat each action ``repeat`` times, summing rewards; stop early at termination or truncation.
+
+    The returned observation and info are those of the last underlying step.
+    """
+
+    def __init__(self, env: gymnasium.Env, repeat: int):
+        if repeat < 1:
+            raise ValueError(f"repeat must be >= 1, got {repeat}")
+        gymnasium.utils.RecordConstructorArgs.__init__(self, repeat=repeat)
+        gymnasium.Wrapper.__init__(self, env)
+        self.repeat = repeat
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        total_reward = 0.0
+        for _ in range(self.repeat):
+            observation, reward, terminated, truncated, info = self.env.step(action)
+            total_reward += float(reward)
+            if terminated or truncated:
+                break
+        return observation, total_reward, terminated, truncated, info
+
+
+class SelectObservation(
+    gymnasium.ObservationWrapper[Any, Any, Any], gymnasium.utils.RecordConstructorArgs
+):
+    """Keep one entry of a `Dict` observation (e.g. MiniGrid's ``"image"``, dropping its mission text)."""
+
+    def __init__(self, env: gymnasium.Env, key: str):
+        space = env.observation_space
+        if not isinstance(space, gymnasium.spaces.Dict) or key not in space.spaces:
+            raise ValueError(f"SelectObservation needs a Dict observation space with key {key!r}, got {space}")
+        gymnasium.utils.RecordConstructorArgs.__init__(self, key=key)
+        gymnasium.ObservationWrapper.__init__(self, env)
+        self.key = key
+        self.observation_space = space[key]
+
+    def observation(self, observation: dict[str, Any]) -> Any:
+        return observation[self.key]
+
+
+def is_bounded_box(space: gymnasium.Space) -> bool:
+    """A float `Box` with finite bounds on every dimension (the kind that can be rescaled)."""
+    return (
+        isinstance(space, gymnasium.spaces.Box)
+        and np.issubdtype(space.dtype, np.floating)
+        and bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
+    )
+
+
+def rescale_to_unit(env: gymnasium.Env) -> gymnasium.Env:
+    """Expose a bounded Box action space as ``[-1, 1]`` (Gymnasium's `RescaleAction`); else unchanged."""
+    space = env.action_space
+    if not is_bounded_box(space):
+        return env
+    if np.all(space.low == -1.0) and np.all(space.high == 1.0):
+        return env
+    # Bounds in the space's own dtype: mixing float32 bounds into a float64 Box warns of overflow.
+    return RescaleAction(env, np.full(space.shape, -1.0, space.dtype), np.full(space.shape, 1.0, space.dtype))

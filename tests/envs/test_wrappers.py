@@ -1,0 +1,135 @@
+"""Each wrapper in `envs.wrappers` (and the Gymnasium ones we apply) under `check_env`."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from gymnasium.wrappers import RescaleAction
+
+from envs.wrappers import ActionRepeat, PixelObservation, SelectObservation, rescale_to_unit, resize_frame
+
+# check_env warns on every wrapped env and on unbounded Boxes (CartPole's, voxel grids): both expected.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*unwrapped version"),
+    pytest.mark.filterwarnings("ignore:.*Box observation space m"),
+]
+
+
+class CountingEnv(gymnasium.Env):
+    """Observation = steps taken, reward = step index, terminates after ``length`` steps."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, length: int = 5, render_mode: str | None = "rgb_array"):
+        self.length = length
+        self.render_mode = render_mode
+        self.observation_space = gymnasium.spaces.Box(0, 100, (1,), np.float32)
+        self.action_space = gymnasium.spaces.Box(-2.0, 4.0, (2,), np.float32)
+        self.steps = 0
+        self.actions: list[np.ndarray] = []
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.steps = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.steps += 1
+        self.actions.append(np.asarray(action))
+        return np.full(1, self.steps, np.float32), float(self.steps), self.steps >= self.length, False, {}
+
+    def render(self) -> np.ndarray:
+        frame = np.zeros((40, 60, 3), np.uint8)
+        frame[:, : 10 * (self.steps + 1)] = 200  # a bar that grows with the step count
+        return frame
+
+
+def test_action_repeat_sums_rewards():
+    env = ActionRepeat(CountingEnv(length=10), repeat=3)
+    env.reset(seed=0)
+    observation, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+    assert observation[0] == 3 and reward == 1 + 2 + 3 and not (terminated or truncated)
+
+
+def test_action_repeat_stops_at_termination():
+    env = ActionRepeat(CountingEnv(length=4), repeat=3)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    observation, reward, terminated, _, _ = env.step(env.action_space.sample())
+    assert terminated and observation[0] == 4 and reward == 4  # stopped after one of three repeats
+
+
+def test_action_repeat_stops_at_truncation():
+    env = ActionRepeat(gymnasium.wrappers.TimeLimit(CountingEnv(length=100), 5), repeat=4)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    observation, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+    assert truncated and not terminated and observation[0] == 5 and reward == 5
+
+
+def test_action_repeat_check_env():
+    check_env(ActionRepeat(gymnasium.make("CartPole-v1"), 2), skip_render_check=True)
+
+
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_pixel_observation(grayscale):
+    env = PixelObservation(CountingEnv(), image_size=(20, 30), grayscale=grayscale)
+    observation, _ = env.reset(seed=0)
+    channels = 1 if grayscale else 3
+    assert observation.shape == (20, 30, channels) and observation.dtype == np.uint8
+    assert env.observation_space.contains(observation)
+    observation, *_ = env.step(env.action_space.sample())
+    # The bar covers 20 of 60 render columns after one step, so 10 of 30 resized columns.
+    assert observation[:, :9].min() > 150 and observation[:, 11:].max() == 0
+
+
+def test_pixel_observation_check_env():
+    env = PixelObservation(gymnasium.make("CartPole-v1", render_mode="rgb_array"), (32, 32), grayscale=True)
+    check_env(env, skip_render_check=True)
+
+
+def test_pixel_observation_needs_rgb_array():
+    with pytest.raises(ValueError, match="rgb_array"):
+        PixelObservation(gymnasium.make("CartPole-v1"))
+
+
+def test_resize_frame_keeps_matching_sizes_and_drops_alpha():
+    frame = np.random.default_rng(0).integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_frame(frame, (8, 8)), frame[..., :3])
+    assert resize_frame(frame, (4, 6)).shape == (4, 6, 3)
+
+
+def test_rescale_to_unit_maps_bounds():
+    inner = CountingEnv(length=10)
+    env = rescale_to_unit(inner)
+    assert isinstance(env, RescaleAction)
+    assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+    env.reset(seed=0)
+    env.step(np.array([-1.0, 1.0], np.float32))
+    env.step(np.array([0.0, 0.0], np.float32))
+    np.testing.assert_allclose(inner.actions, [[-2.0, 4.0], [1.0, 1.0]])
+    check_env(rescale_to_unit(gymnasium.make("Pendulum-v1")), skip_render_check=True)
+
+
+def test_rescale_to_unit_leaves_other_spaces_alone():
+    env = gymnasium.make("CartPole-v1")
+    assert rescale_to_unit(env) is env
+
+
+def test_select_observation():
+    pytest.importorskip("minigrid")  # registers the MiniGrid ids
+    env = gymnasium.make("MiniGrid-Empty-5x5-v0")
+    wrapped = SelectObservation(env, "image")
+    assert wrapped.observation_space == env.observation_space["image"]
+    check_env(wrapped, skip_render_check=True)
+    with pytest.raises(ValueError, match="missing"):
+        SelectObservation(env, "missing")
+
+
+def test_time_limit_and_episode_statistics_check_env():
+    env = gymnasium.wrappers.TimeLimit(gymnasium.make("CartPole-v1"), 7)
+    env = gymnasium.wrappers.RecordEpisodeStatistics(env)
+    check_env(env, skip_render_check=True)
+
