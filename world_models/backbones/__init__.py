@@ -13,10 +13,18 @@ Every backbone has the same interface (time-major ``[T, B, ...]`` sequences):
 ``BACKBONES`` maps the config name (``world_model.backbone``) to the module class.
 """
 
+from world_models.backbones.egru import EGRU
+from world_models.backbones.event_s5 import EventS5
 from world_models.backbones.gru import GRU
+from world_models.backbones.mamba import Mamba
+from world_models.backbones.s5 import S5, ssm_param_labels
 
 BACKBONES = {
     "gru": GRU,
+    "s5": S5,
+    "mamba": Mamba,
+    "egru": EGRU,
+    "event_s5": EventS5,
 }
 
-__all__ = ["BACKBONES", "GRU"]
+__all__ = ["BACKBONES", "EGRU", "EventS5", "GRU", "Mamba", "S5", "ssm_param_labels"]
