@@ -178,8 +178,8 @@ class ActorCritic:
         metrics.update(
             {
                 "actor_critic/critic_loss": critic_loss,
-                "actor_critic/actor_grad_norm": optax.global_norm(actor_grads),
-                "actor_critic/critic_grad_norm": optax.global_norm(critic_grads),
+                "actor_critic/actor_grad_norm": optax.tree.norm(actor_grads),
+                "actor_critic/critic_grad_norm": optax.tree.norm(critic_grads),
             }
         )
         new_state = ActorCriticState(actor, critic, slow_critic, actor_opt, critic_opt, return_scale)

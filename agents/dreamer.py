@@ -96,7 +96,7 @@ class DreamerAgent:
             grads, state.world_model_opt, state.world_model
         )
         world_model = optax.apply_updates(state.world_model, updates)
-        metrics["world_model/grad_norm"] = optax.global_norm(grads)
+        metrics["world_model/grad_norm"] = optax.tree.norm(grads)
 
         flatten = lambda leaf: jax.lax.stop_gradient(leaf.reshape((-1,) + leaf.shape[2:]))
         starts = jax.tree.map(flatten, posterior)

@@ -65,7 +65,10 @@ def replay_spec(obs_layout: ObsLayout, action_dim: int) -> dict[str, tuple[tuple
 
 
 def first_nonfinite(metrics: Mapping[str, float]) -> str | None:
-    for name, value in metrics.items():
+    """The name of a non-finite metric: losses before other metrics and the world model's before the
+    actor-critic's, since the later ones are computed from the earlier."""
+    for name in sorted(metrics, key=lambda name: ("loss" not in name, not name.startswith("world_model"), name)):
+        value = metrics[name]
         if not np.all(np.isfinite(value)):
             return name
     return None

@@ -1,0 +1,192 @@
+"""End to end through ``python -m scripts.train`` / ``scripts.evaluate`` on the debug preset."""
+
+import json
+
+import gymnasium as gym
+import jax
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents.dreamer import DreamerAgent
+from agents.evaluation import load_train_state
+from agents.logging import read_metrics
+from configs.loader import read_config
+from envs import make_vector_env
+from scripts import evaluate, train
+
+DOCUMENTED = [
+    "episode/return", "episode/length", "world_model/loss", "world_model/loss/reconstruction",
+    "world_model/loss/reward", "world_model/loss/continue", "world_model/loss/dynamics",
+    "world_model/loss/representation", "world_model/grad_norm", "actor_critic/actor_loss",
+    "actor_critic/critic_loss", "actor_critic/actor_grad_norm", "actor_critic/critic_grad_norm",
+    "actor_critic/entropy", "actor_critic/imagined_return", "throughput/env_steps_per_second",
+    "throughput/train_steps_per_second",
+]
+
+
+def run_train(logdir, *flags):
+    return train.main(["--config", "debug", "--logdir", str(logdir), "--no-progress", *flags])
+
+
+def final_params(logdir):
+    config = read_config(logdir / "config.yaml")
+    envs = make_vector_env(config["env_id"], config["env"], 1)
+    agent = DreamerAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
+    envs.close()
+    state, step = load_train_state(agent, config, logdir)
+    return jax.device_get(state), step
+
+
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("runs") / "debug"
+    assert run_train(logdir, "--env", "CartPole-v1", "--seed", "3") == 0
+    return logdir
+
+
+def test_debug_run_writes_config_checkpoints_and_documented_scalars(debug_run):
+    assert read_config(debug_run / "config.yaml")["seed"] == 3
+    accumulator = EventAccumulator(str(debug_run))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    assert set(DOCUMENTED) <= tags, set(DOCUMENTED) - tags
+    rows = read_metrics(debug_run)
+    logged = set().union(*(row.keys() for row in rows))
+    assert set(DOCUMENTED) <= logged
+    losses = [row["world_model/loss"] for row in rows if "world_model/loss" in row]
+    assert losses and all(np.isfinite(losses))
+    assert (debug_run / "checkpoints" / "400").exists()
+
+
+def test_evaluation_with_a_seed_is_reproducible_and_logged(debug_run):
+    first = evaluate.main(["--logdir", str(debug_run), "--episodes", "2", "--seed", "7", "--video"])
+    second = evaluate.main(["--logdir", str(debug_run), "--episodes", "2", "--seed", "7"])
+    assert first["returns"] == second["returns"] and len(first["returns"]) == 2
+    assert json.loads((debug_run / "eval.json").read_text())["return_mean"] == pytest.approx(second["return_mean"])
+    assert (debug_run / "eval.gif").stat().st_size > 0
+    assert any("eval/return_mean" in row for row in read_metrics(debug_run))
+
+
+def test_resume_continues_the_run_and_reproduces_the_uninterrupted_parameters(tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    run_train(whole, "--steps", "300")
+    run_train(split, "--steps", "150")
+    metrics_before = read_metrics(split)
+    run_train(split, "--resume", "--steps", "300")
+    whole_state, whole_step = final_params(whole)
+    split_state, split_step = final_params(split)
+    assert whole_step == split_step == 300
+    assert int(whole_state.updates) == int(split_state.updates)
+    for a, b in zip(jax.tree.leaves(whole_state), jax.tree.leaves(split_state)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    resumed_rows = read_metrics(split)[len(metrics_before):]
+    assert min(row["step"] for row in resumed_rows) > 150  # the logger's step continues
+
+
+def test_no_burst_of_updates_after_resume(tmp_path):
+    logdir = tmp_path / "run"
+    run_train(logdir, "--steps", "200")
+    state, _ = final_params(logdir)
+    updates_at_200 = int(state.updates)
+    run_train(logdir, "--resume", "--steps", "202")  # one more vector step of 2 envs
+    state, _ = final_params(logdir)
+    # debug preset: train_ratio 64 over batches of 4 x 16 steps = one update per env step
+    assert int(state.updates) - updates_at_200 == 2
+
+
+def test_resume_refuses_an_architecture_change_with_a_diff(debug_run, capsys):
+    with pytest.raises(SystemExit) as error:
+        run_train(debug_run, "--resume", "--set", "world_model.deter=64")
+    assert "world_model.deter: 32 -> 64" in str(error.value)
+
+
+def test_a_new_run_refuses_to_overwrite_an_existing_one(debug_run):
+    with pytest.raises(SystemExit, match="--resume"):
+        run_train(debug_run)
+
+
+def test_unknown_env_id_says_how_to_list_ids(tmp_path):
+    with pytest.raises(SystemExit) as error:
+        run_train(tmp_path / "x", "--env", "CartPoel-v1")
+    assert "list_env_ids" in str(error.value) and "CartPole-v1" in str(error.value)
+
+
+def test_bad_config_key_is_reported(tmp_path):
+    with pytest.raises(SystemExit, match="agent.entropi"):
+        run_train(tmp_path / "x", "--set", "agent.entropi=1")
+
+
+class DiscreteObsEnv(gym.Env):
+    observation_space = gym.spaces.Discrete(4)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return 0, {}
+
+    def step(self, action):
+        return 0, 0.0, False, False, {}
+
+
+class MultiDiscreteActionEnv(DiscreteObsEnv):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+class NanAfterEnv(MultiDiscreteActionEnv):
+    """Observations turn NaN after 150 steps: the losses must catch it."""
+
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = getattr(self, "t", 0)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        value = np.nan if self.t > 150 else 0.1
+        return np.full(2, value, np.float32), 1.0, self.t % 20 == 0, False, {}
+
+
+gym.register("HmbrlTestDiscreteObs-v0", entry_point=DiscreteObsEnv)
+gym.register("HmbrlTestMultiDiscrete-v0", entry_point=MultiDiscreteActionEnv)
+gym.register("HmbrlTestNanAfter-v0", entry_point=NanAfterEnv)
+
+
+@pytest.mark.parametrize("env_id, named", [("HmbrlTestDiscreteObs-v0", "Discrete(4)"),
+                                           ("HmbrlTestMultiDiscrete-v0", "MultiDiscrete")])
+def test_unsupported_spaces_name_the_space(tmp_path, env_id, named):
+    with pytest.raises(Exception) as error:
+        run_train(tmp_path / "x", "--env", env_id)
+    assert named in str(error.value)
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    logdir = tmp_path / "nan"
+    with pytest.raises(SystemExit) as error:
+        run_train(logdir, "--env", "HmbrlTestNanAfter-v0", "--set", "run.num_envs=1",
+                  "run.checkpoint_every=100", "run.prefill=50")
+    message = str(error.value)
+    assert "world_model/loss" in message and "nan" in message.lower() and "checkpoint" in message
+    state, step = final_params(logdir)
+    assert step == 100
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
+
+
+@pytest.mark.parametrize("backbone", ["s5", "mamba", "egru", "event_s5"])
+def test_every_backbone_trains_the_world_model_through_scripts_train(tmp_path, backbone):
+    logdir = tmp_path / backbone
+    assert run_train(logdir, "--steps", "150", "--set", f"world_model.backbone={backbone}") == 0
+    losses = [row["world_model/loss"] for row in read_metrics(logdir) if "world_model/loss" in row]
+    assert losses and np.all(np.isfinite(losses))
+    state, _ = final_params(logdir)
+    assert int(state.updates) > 0
