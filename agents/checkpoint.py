@@ -28,32 +28,27 @@ class Checkpointer:
     def save(self, step: int, state: Any, replay_data: dict[str, np.ndarray], meta: dict) -> None:
         """Save asynchronously; the previous save is finished first."""
         self.manager.wait_until_finished()
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                replay=ocp.args.StandardSave(replay_data),
-                meta=ocp.args.JsonSave(meta),
-            ),
-            force=True,
-        )
+        items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
+        if replay_data:  # disk storage keeps its arrays in its own files
+            items["replay"] = ocp.args.StandardSave(replay_data)
+        self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
     def restore(
         self, state_template: Any, replay_template: dict[str, np.ndarray] | None, step: int | None = None
     ):
         """Returns ``(state, replay_data, meta)`` of ``step`` (default: the latest).
 
-        With ``replay_template=None`` the replay is not read (``replay_data`` is empty).
+        With ``replay_template`` None or empty the replay is not read (``replay_data`` is empty).
         """
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
         items = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
-        if replay_template is not None:
+        if replay_template:
             items["replay"] = ocp.args.StandardRestore(replay_template)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-        replay = restored.get("replay") if replay_template is not None else None
+        replay = restored.get("replay") if replay_template else None
         return restored.state, dict(replay or {}), restored.meta
 
     def wait(self) -> None:

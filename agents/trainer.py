@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from agents.checkpoint import Checkpointer
 from agents.dreamer import DreamerAgent, TrainState
+from agents.evaluation import run_episodes
 from agents.logging import Logger
 from agents.replay import Replay
 from agents.spaces import ObsLayout
@@ -94,6 +95,7 @@ class Trainer:
     ):
         self.config, self.logdir, self.say, self.progress = config, Path(logdir), say, progress
         run = config["run"]
+        self.make_envs = make_envs
         self.envs = make_envs(run["num_envs"])
         self.agent = DreamerAgent.from_config(
             config, self.envs.single_observation_space, self.envs.single_action_space
@@ -230,6 +232,7 @@ class Trainer:
         bar = tqdm(total=steps, initial=self.counters.env_steps, unit="step", disable=not self.progress,
                    dynamic_ncols=True, smoothing=0.05)
         window = _Window(self.counters)
+        self.start_time = time.time()
         stop = _StopRequest()
         try:
             with stop:
@@ -238,6 +241,8 @@ class Trainer:
                     self._collect(logger, window, bar)
                     self._update(window)
                     self._maybe_log(logger, window, bar)
+                    if self._crossed(self.config["run"]["eval_every"]):
+                        self.evaluate(logger)
                     if self._crossed(self.config["run"]["checkpoint_every"]):
                         self.save()
             if stop.requested:
@@ -250,6 +255,18 @@ class Trainer:
             logger.close()
             self.envs.close()
         return self.counters
+
+    def evaluate(self, logger: Logger) -> None:
+        """Greedy evaluation episodes on a fresh env with their own seed and keys (the training
+        run's RNG streams are untouched, so evaluating does not change what is learned)."""
+        envs = self.make_envs(1)
+        try:
+            returns = run_episodes(self.agent, self.state, envs, self.config["run"]["eval_episodes"],
+                                   seed=int(self.config["seed"]) + 10_000)
+        finally:
+            envs.close()
+        logger.scalars({"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
+                        "eval/elapsed_seconds": time.time() - self.start_time}, self.counters.env_steps)
 
     def _crossed_value(self, value: int) -> bool:
         """Whether the last collection step reached ``value`` environment steps."""

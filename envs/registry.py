@@ -86,9 +86,42 @@ def _make_base(
     family, _, name = env_id.partition(":")
     if name and family in _FAMILIES:
         return _FAMILIES[family](name, config, render_mode, seed, full_id)
+    if name:
+        return _make_entry_point(family, name, config, render_mode, full_id)
     if env_id not in gymnasium.registry:
         raise _unknown_id_error(full_id)
     return _gymnasium_make(env_id, config, render_mode)
+
+
+def _make_entry_point(
+    module_name: str, attribute: str, config: EnvConfig, render_mode: str | None, full_id: str
+) -> gymnasium.Env:
+    """``my_pkg.my_module:MyEnv`` (a class or factory, called with ``config.kwargs``) or
+    ``my_pkg:Some-v0`` (a Gymnasium id that importing ``my_pkg`` registers)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(
+            f"environment id {full_id!r} looks like an entry point module:Class, but module "
+            f"{module_name!r} could not be imported ({error}). Tried: the entry point form. Plain "
+            f"Gymnasium ids have no colon; prefixes are event:, minigrid:, dmc:, ale:."
+        ) from error
+    target = getattr(module, attribute, None)
+    if callable(target):
+        kwargs = dict(config.kwargs)
+        if render_mode is not None:
+            kwargs["render_mode"] = render_mode
+        env = target(**kwargs)
+        if not isinstance(env, gymnasium.Env):
+            raise ValueError(f"{full_id!r} built a {type(env).__name__}, not a gymnasium.Env")
+        return TimeLimit(env, config.time_limit) if config.time_limit else env
+    if attribute in gymnasium.registry:
+        return _gymnasium_make(attribute, config, render_mode)
+    raise ValueError(
+        f"environment id {full_id!r}: module {module_name!r} was imported but has no callable "
+        f"{attribute!r} and registered no Gymnasium id {attribute!r}. Tried: the entry point form "
+        f"module:Class and the form module:RegisteredId."
+    )
 
 
 def _gymnasium_make(env_id: str, config: EnvConfig, render_mode: str | None) -> gymnasium.Env:

@@ -7,6 +7,7 @@ entries ``[..., H, W, C]`` (uint8) through a strided CNN. Keys are routed by the
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Sequence
 
@@ -123,7 +124,7 @@ class MultiDecoder(nn.Module):
             channels = [self.cnn_shapes[k][2] for k in keys]
             stages = cnn_stages((height, width))
             image = ConvDecoder(self.cnn_depth, stages, (height, width, sum(channels)))(features)
-            splits = jnp.cumsum(jnp.array(channels))[:-1].tolist()
+            splits = list(itertools.accumulate(channels))[:-1]
             for key, part in zip(keys, jnp.split(image, splits, -1)):
                 predictions[key] = part
         if self.mlp_shapes:

@@ -1,0 +1,67 @@
+"""Show how hmbrl sees an environment: ``python -m scripts.inspect_env --env X [--config C] [--set k=v]``.
+
+Prints the observation and action spaces, which observation key goes to which encoder (CNN or
+MLP, after ``encoder.cnn_keys`` / ``encoder.mlp_keys``), and the result of Gymnasium's ``check_env``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from configs.loader import ConfigError
+from scripts.common import add_config_flags, import_modules, resolve_config
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(parser)
+    args = parser.parse_args(argv)
+    import_modules(args.imports)
+    try:
+        config = resolve_config(args)
+    except ConfigError as error:
+        raise SystemExit(f"config error: {error}") from None
+
+    from gymnasium.utils.env_checker import check_env
+
+    from agents.spaces import SpaceError, action_layout, observation_layout
+    from envs import make_env
+
+    try:
+        env = make_env(config["env_id"], config["env"])
+    except (ValueError, ImportError) as error:
+        raise SystemExit(f"environment error: {error}") from None
+    print(f"environment: {config['env_id']}")
+    print(f"observation space: {env.observation_space}")
+    print(f"action space: {env.action_space}")
+    status = 0
+    try:
+        layout = observation_layout(env.observation_space, config["encoder"]["mlp_keys"], config["encoder"]["cnn_keys"])
+        for key, shape in layout.cnn_shapes.items():
+            print(f"  {key}: {shape} uint8 -> CNN encoder")
+        for key, shape in layout.mlp_shapes.items():
+            print(f"  {key}: {shape} -> MLP encoder (symlog)")
+        actions = action_layout(env.action_space)
+        kind = "one-hot of" if actions.discrete else "continuous in [-1, 1]^"
+        print(f"agent actions: {kind} {actions.dim}")
+    except SpaceError as error:
+        print(f"NOT SUPPORTED: {error}")
+        status = 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            check_env(env, skip_render_check=True)
+            print("gymnasium check_env: passed" + (f" with {len(caught)} warning(s):" if caught else ""))
+        except Exception as error:  # noqa: BLE001 - report whatever the checker found
+            print(f"gymnasium check_env: FAILED: {error}")
+            status = 1
+        for warning in caught:
+            print(f"  warning: {warning.message}")
+    env.close()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
