@@ -62,6 +62,7 @@ class DreamerAgent:
         self.action_dim = action_layout.dim
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
         self.policy_step = jax.jit(self._policy_step, static_argnames="greedy")
+        self.reconstruction_images = jax.jit(self._reconstruction_images, static_argnames="frames")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], observation_space, action_space) -> "DreamerAgent":
@@ -121,6 +122,22 @@ class DreamerAgent:
         metrics.update(actor_critic_metrics)
         new_state = TrainState(world_model, world_model_opt, actor_critic, key, state.updates + 1)
         return new_state, metrics
+
+    def _reconstruction_images(
+        self, state: TrainState, batch: Mapping[str, jax.Array], frames: int = 8
+    ) -> dict[str, jax.Array]:
+        """For each image key: the first ``frames`` steps of the first sequence, observation (top)
+        above its reconstruction from the posterior (bottom), as one uint8 ``[2H, frames*W, C]``."""
+        batch = jax.tree.map(lambda leaf: leaf[:frames, :1], batch)
+        _, states, _, _ = self.world_model.observe(state.world_model, batch, jax.random.PRNGKey(0))
+        predictions = self.world_model.decode(state.world_model, state_features(states))
+        images = {}
+        for key in self.obs_layout.cnn_shapes:
+            truth = batch[key][:, 0].astype(jnp.float32)
+            recon = jnp.clip((predictions[key][:, 0] + 0.5) * 255.0, 0.0, 255.0)
+            rows = [jnp.concatenate(list(row), axis=1) for row in (truth, recon)]  # [H, frames*W, C]
+            images[key] = jnp.concatenate(rows, axis=0).astype(jnp.uint8)
+        return images
 
     def initial_policy_state(self, state: TrainState, batch_size: int) -> PolicyState:
         return PolicyState(

@@ -97,13 +97,17 @@ class Replay:
     def can_sample(self) -> bool:
         return self.count >= self.batch_length
 
-    def sample(self) -> dict[str, np.ndarray]:
-        """A batch of chunks, time-major ``[batch_length, batch_size, ...]``."""
+    def sample(self, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """A batch of chunks, time-major ``[batch_length, batch_size, ...]``.
+
+        ``rng`` replaces the sampler's own generator (e.g. for summaries that must not change the
+        training stream)."""
+        rng = self.rng if rng is None else rng
         if not self.can_sample():
             raise ValueError(f"replay holds {self.count} steps per environment, fewer than {self.batch_length}")
         oldest = self.position if self.count == self.length else 0
-        starts = self.rng.integers(0, self.count - self.batch_length + 1, self.batch_size)
-        envs = self.rng.integers(0, self.num_envs, self.batch_size)
+        starts = rng.integers(0, self.count - self.batch_length + 1, self.batch_size)
+        envs = rng.integers(0, self.num_envs, self.batch_size)
         index = (oldest + starts[:, None] + np.arange(self.batch_length)) % self.length
         batch = {name: np.swapaxes(array[envs[:, None], index], 0, 1) for name, array in self.arrays.items()}
         batch["is_first"][0] = True

@@ -243,6 +243,8 @@ class Trainer:
                     self._maybe_log(logger, window, bar)
                     if self._crossed(self.config["run"]["eval_every"]):
                         self.evaluate(logger)
+                    if self._crossed(self.config["run"]["video_every"]) and self.obs_layout.cnn_shapes:
+                        self.log_images(logger)
                     if self._crossed(self.config["run"]["checkpoint_every"]):
                         self.save()
             if stop.requested:
@@ -267,6 +269,15 @@ class Trainer:
             envs.close()
         logger.scalars({"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
                         "eval/elapsed_seconds": time.time() - self.start_time}, self.counters.env_steps)
+
+    def log_images(self, logger: Logger) -> None:
+        """Observation vs reconstruction of each image key, as ``world_model/reconstruction/<key>``."""
+        if not self.replay.can_sample():
+            return
+        batch = self.replay.sample(np.random.default_rng(self.counters.env_steps))  # not the training stream
+        images = self.agent.reconstruction_images(self.state, batch)
+        for key, image in jax.device_get(images).items():
+            logger.image(f"world_model/reconstruction/{key}", image, self.counters.env_steps)
 
     def _crossed_value(self, value: int) -> bool:
         """Whether the last collection step reached ``value`` environment steps."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.logging import read_metrics
 from agents.spaces import SpaceError, observation_layout
@@ -30,7 +31,11 @@ def user_module(tmp_path_factory):
 def test_readme_dict_env_trains_on_the_debug_preset(user_module, tmp_path):
     logdir = tmp_path / "run"
     assert train.main(["--env", f"{user_module}:DotToCentre", "--env-kwargs", "size=16", "--config", "debug",
-                       "--steps", "150", "--logdir", str(logdir), "--no-progress"]) == 0
+                       "--steps", "150", "--logdir", str(logdir), "--no-progress",
+                       "--set", "run.video_every=100"]) == 0
+    accumulator = EventAccumulator(str(logdir))
+    accumulator.Reload()
+    assert "world_model/reconstruction/image" in accumulator.Tags()["images"]
     rows = read_metrics(logdir)
     reconstruction = [r["world_model/loss/reconstruction"] for r in rows if "world_model/loss/reconstruction" in r]
     assert reconstruction and np.all(np.isfinite(reconstruction))
