@@ -176,11 +176,12 @@ def bench_training_case(
         row["compile_s"] = time.perf_counter() - start
         row["memory"] = compiled_memory(compiled)
         if row["memory"] and row["memory"]["total_bytes"] > args.max_memory_gib * 2**30:
-            return row | {"skipped": f"needs {row['memory']['total_bytes'] / 2**30:.1f} GiB"}
+            needed = row["memory"]["total_bytes"] / 2**30
+            return row | {"skipped": f"needs {needed:.1f} GiB > {args.max_memory_gib:.1f} GiB"}
         warmup_s, _ = timed_call(compiled, params, xs, resets, dt)
         spent = time.perf_counter() - start
         if spent + warmup_s > args.max_seconds:
-            return row | {"skipped": f"over budget ({warmup_s:.1f} s/step)"}
+            return row | {"skipped": f"{warmup_s:.1f} s/step, {spent:.0f} s spent: over {args.max_seconds:.0f} s"}
         repeats = max(1, min(args.repeats, int((args.max_seconds - spent) / warmup_s)))
         times = [timed_call(compiled, params, xs, resets, dt)[0] for _ in range(repeats)]
     except Exception as error:  # only out-of-memory errors are skipped; anything else is a bug
@@ -311,7 +312,7 @@ def training_table(rows: list[dict[str, Any]], key: str) -> str:
 
 def training_cell(row: dict[str, Any], key: str) -> str:
     if "skipped" in row:
-        return f"skipped ({row['skipped']})"
+        return f"skipped: {row['skipped']}"
     ratio = row.get(f"x_gru_{key}")
     suffix = f" ({ratio:.2f}x)" if ratio is not None else ""
     if key == "time":
