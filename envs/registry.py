@@ -104,7 +104,8 @@ def _make_entry_point(
         raise ValueError(
             f"environment id {full_id!r} looks like an entry point module:Class, but module "
             f"{module_name!r} could not be imported ({error}). Tried: the entry point form. Plain "
-            f"Gymnasium ids have no colon; prefixes are event:, minigrid:, dmc:, ale:."
+            f"Gymnasium ids have no colon; prefixes are event:, minigrid:, dmc:, ale:. "
+            f"List every valid id with: {LIST_IDS_HINT}"
         ) from error
     target = getattr(module, attribute, None)
     if callable(target):

@@ -20,7 +20,9 @@ def test_override_parses_yaml_values_and_coerces_ints_to_floats():
 
 def test_presets_merge_in_order_and_overrides_win():
     config = load_config(["debug", "cartpole"], ["steps=7"])
-    assert config["world_model"]["deter"] == 256  # cartpole after debug
+    cartpole_deter = load_config(["cartpole"])["world_model"]["deter"]
+    assert cartpole_deter != load_config(["debug"])["world_model"]["deter"]
+    assert config["world_model"]["deter"] == cartpole_deter  # cartpole after debug
     assert config["steps"] == 7
 
 
