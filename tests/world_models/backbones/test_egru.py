@@ -74,7 +74,7 @@ def step_loop(params, carry, xs, resets):
     return carry, jnp.stack(outputs)
 
 
-def check_scan_matches_steps(dtype, tolerance):
+def assert_scan_matches_steps(dtype, tolerance):
     xs, resets, params, carry = setup_case(dtype)
     loop_carry, loop_ys = step_loop(params, carry, xs, resets)
     ys_of = jax.jit(apply_scan)
@@ -154,12 +154,12 @@ def test_single_step_matches_hand_computation():
 
 
 def test_scan_matches_step_loop_float32():
-    check_scan_matches_steps(jnp.float32, 1e-5)
+    assert_scan_matches_steps(jnp.float32, 1e-5)
 
 
 def test_scan_matches_step_loop_float64():
     with jax.enable_x64(True):
-        check_scan_matches_steps(jnp.float64, 1e-12)
+        assert_scan_matches_steps(jnp.float64, 1e-12)
     assert jnp.zeros(()).dtype == jnp.float32  # x64 did not leak out of the context
 
 

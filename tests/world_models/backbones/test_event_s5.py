@@ -89,7 +89,7 @@ def run_scan(model: EventS5, params, carry, xs, resets, dt):
     return jax.jit(scan_function(model, params))(carry, xs, resets, dt)
 
 
-def check_scan_matches_steps(dtype, tolerance, **overrides):
+def assert_scan_matches_steps(dtype, tolerance, **overrides):
     xs, resets, dt, params, carry = setup_case(dtype, **overrides)
     loop_carry, loop_ys = step_loop(make_model(**overrides), params, carry, xs, resets, dt)
     outputs = []
@@ -104,17 +104,17 @@ def check_scan_matches_steps(dtype, tolerance, **overrides):
 
 
 def test_scan_matches_step_loop_float32():
-    check_scan_matches_steps(jnp.float32, 1e-4)
+    assert_scan_matches_steps(jnp.float32, 1e-4)
 
 
 def test_scan_matches_step_loop_float64():
     with jax.enable_x64(True):
-        check_scan_matches_steps(jnp.float64, 1e-10)
+        assert_scan_matches_steps(jnp.float64, 1e-10)
     assert jnp.zeros(()).dtype == jnp.float32  # x64 did not leak out of the context
 
 
 def test_scan_matches_step_loop_async():
-    check_scan_matches_steps(jnp.float32, 1e-4, discretization="async", layers=1)
+    assert_scan_matches_steps(jnp.float32, 1e-4, discretization="async", layers=1)
 
 
 def test_unit_intervals_equal_s5_with_zoh():

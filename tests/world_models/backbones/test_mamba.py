@@ -82,7 +82,7 @@ def setup_case(dtype):
     return xs, resets, params, carry
 
 
-def check_scan_matches_steps(dtype, tolerance):
+def assert_scan_matches_steps(dtype, tolerance):
     xs, resets, params, carry = setup_case(dtype)
     loop_carry, loop_ys = step_loop(make_model(), params, carry, xs, resets)
     results = {}
@@ -105,12 +105,12 @@ def check_scan_matches_steps(dtype, tolerance):
 
 
 def test_scan_matches_step_loop_float32():
-    check_scan_matches_steps(jnp.float32, 1e-4)
+    assert_scan_matches_steps(jnp.float32, 1e-4)
 
 
 def test_scan_matches_step_loop_float64():
     with jax.enable_x64(True):
-        check_scan_matches_steps(jnp.float64, 1e-10)
+        assert_scan_matches_steps(jnp.float64, 1e-10)
     assert jnp.zeros(()).dtype == jnp.float32  # x64 did not leak out of the context
 
 

@@ -91,7 +91,7 @@ def setup_case(dtype, **overrides):
     return xs.astype(dtype), resets, params, carry
 
 
-def check_scan_matches_steps(dtype, tolerance, **overrides):
+def assert_scan_matches_steps(dtype, tolerance, **overrides):
     xs, resets, params, carry = setup_case(dtype, **overrides)
     loop_carry, loop_ys = step_loop(make_model(**overrides), params, carry, xs, resets)
     results = {}
@@ -109,12 +109,12 @@ def check_scan_matches_steps(dtype, tolerance, **overrides):
 
 
 def test_scan_matches_step_loop_float32():
-    check_scan_matches_steps(jnp.float32, 1e-4)
+    assert_scan_matches_steps(jnp.float32, 1e-4)
 
 
 def test_scan_matches_step_loop_float64():
     with jax.enable_x64(True):
-        check_scan_matches_steps(jnp.float64, 1e-10)
+        assert_scan_matches_steps(jnp.float64, 1e-10)
     assert jnp.zeros(()).dtype == jnp.float32  # x64 did not leak out of the context
 
 
@@ -127,7 +127,7 @@ def test_scan_matches_step_loop_float64():
     ],
 )
 def test_scan_matches_step_loop_variants(overrides):
-    check_scan_matches_steps(jnp.float32, 1e-4, **overrides)
+    assert_scan_matches_steps(jnp.float32, 1e-4, **overrides)
 
 
 @pytest.mark.parametrize("impl", ["sequential", "associative"])
