@@ -119,6 +119,8 @@ class Trainer:
     # ----------------------------------------------------------------------------- set-up lines
     def describe(self) -> None:
         devices = jax.devices()
+        seed = int(self.config["seed"])
+        self.say(f"seed {seed}: JAX keys, NumPy, env i gets {seed} + i, evaluation envs {seed + 10_000}")
         self.say(f"JAX devices: {', '.join(str(d) for d in devices)} (backend {jax.default_backend()})")
         if self.config["run"]["gpu_recommended"] and jax.default_backend() == "cpu":
             self.say("WARNING: this preset is meant for a GPU but runs on the CPU: expect it to be very slow.")
