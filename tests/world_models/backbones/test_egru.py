@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from backbone_cases import resets_with_runs
 from world_models.backbones.egru import (
     EGRU,
     activity_regularizer,
@@ -24,11 +25,7 @@ LENGTH, BATCH, INPUTS, FEATURES = 9, 3, 4, 6
 
 
 def make_resets() -> jnp.ndarray:
-    """Resets ``[T, B]``: element 0 at t=0 and t=3,4,5 (three in a row), element 1 at t=6,7."""
-    resets = np.zeros((LENGTH, BATCH), bool)
-    resets[[0, 3, 4, 5], 0] = True
-    resets[[6, 7], 1] = True
-    return jnp.asarray(resets)
+    return resets_with_runs(LENGTH, BATCH)
 
 
 def scan_from_initial_state(module: EGRU, xs, resets):

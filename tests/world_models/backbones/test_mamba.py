@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from backbone_cases import resets_with_runs
 from world_models.backbones.mamba import Mamba, causal_conv_sequence, episode_starts
 from world_models.backbones.mamba_init import a_log_init, dt_bias_init, inverse_softplus
 
@@ -25,12 +26,7 @@ def make_model(scan_impl: str = "sequential") -> Mamba:
 
 
 def make_resets() -> jnp.ndarray:
-    """Resets ``[T, B]``: element 0 restarts at t=0 and at t=3,4,5 (three in a row), element 1
-    at t=6 and t=7, element 2 never."""
-    resets = np.zeros((LENGTH, BATCH), bool)
-    resets[[0, 3, 4, 5], 0] = True
-    resets[[6, 7], 1] = True
-    return jnp.asarray(resets)
+    return resets_with_runs(LENGTH, BATCH)
 
 
 def scan_from_initial_state(module: Mamba, xs, resets):

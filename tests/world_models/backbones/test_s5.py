@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from backbone_cases import resets_with_runs
 from world_models.backbones.s5 import MAX_EIGENVALUE_REAL, S5, S5Layer, ssm_param_labels
 
 LENGTH, BATCH, INPUTS, FEATURES, STATE, BLOCKS = 9, 3, 5, 8, 8, 2
@@ -26,12 +27,7 @@ def make_model(scan_impl: str = "sequential", **overrides) -> S5:
 
 
 def make_resets() -> jnp.ndarray:
-    """``[T, B]``: element 0 restarts at t=0 and t=3,4,5 (three in a row), element 1 at t=6,7,
-    element 2 never."""
-    resets = np.zeros((LENGTH, BATCH), bool)
-    resets[[0, 3, 4, 5], 0] = True
-    resets[[6, 7], 1] = True
-    return jnp.asarray(resets)
+    return resets_with_runs(LENGTH, BATCH)
 
 
 def scan_from_initial_state(module: S5, xs, resets):
