@@ -18,6 +18,7 @@ from flax import struct
 from agents.returns import ReturnScale, lambda_returns, update_return_scale
 from world_models.distributions import (
     BoundedNormal,
+    GroupedOneHot,
     OneHotCategorical,
     TwoHotSymlog,
     symlog_bins,
@@ -78,6 +79,8 @@ class ActorCritic:
     Args:
       action_dim: size of the action vector; ``discrete``: one-hot categorical actions, otherwise a
         bounded normal over ``[-1, 1]^action_dim``.
+      action_groups: discrete actions made of this many independent one-hot parts of
+        ``action_dim // action_groups`` classes each (the hierarchy's goal codes); 1 otherwise.
       horizon: imagination steps; discount, lambda_: return parameters.
       entropy: weight of the policy entropy bonus.
       actor_grad: ``reinforce``, ``dynamics`` (backpropagate returns through the world model) or
@@ -109,7 +112,11 @@ class ActorCritic:
         critic_lr: float = 3e-5,
         eps: float = 1e-5,
         grad_clip: float = 100.0,
+        action_groups: int = 1,
     ):
+        if action_dim % action_groups:
+            raise ValueError(f"action_dim {action_dim} does not split into {action_groups} groups")
+        self.action_groups = action_groups
         if actor_grad == "auto":
             actor_grad = "reinforce" if discrete else "dynamics"
         if actor_grad not in ("reinforce", "dynamics"):
@@ -141,8 +148,11 @@ class ActorCritic:
             return_scale=ReturnScale.initial(),
         )
 
-    def policy(self, actor_params, features: jax.Array) -> OneHotCategorical | BoundedNormal:
+    def policy(self, actor_params, features: jax.Array) -> OneHotCategorical | GroupedOneHot | BoundedNormal:
         outputs = self.actor_net.apply({"params": actor_params}, features)
+        if self.discrete and self.action_groups > 1:
+            grouped = outputs.reshape(outputs.shape[:-1] + (self.action_groups, -1))
+            return GroupedOneHot(unimix_logits(grouped, self.unimix))
         if self.discrete:
             return OneHotCategorical(unimix_logits(outputs, self.unimix))
         return BoundedNormal.from_outputs(outputs, self.min_std, self.max_std)

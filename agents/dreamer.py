@@ -3,6 +3,10 @@
 Two jitted functions carry it: ``train_step`` (a world-model update, then an actor-critic update on
 trajectories imagined from every posterior state of the batch) and ``policy_step`` (filter the new
 observation, then act).
+
+The trainer runs ``agents.hierarchical_agent.HierarchicalAgent``, which with ``hierarchy.levels: 1``
+performs exactly these updates (tested). This module is the short statement of the flat algorithm,
+for readers and for code that wants the flat agent alone, and the reference of that test.
 """
 
 from __future__ import annotations
@@ -126,18 +130,7 @@ class DreamerAgent:
     def _reconstruction_images(
         self, state: TrainState, batch: Mapping[str, jax.Array], frames: int = 8
     ) -> dict[str, jax.Array]:
-        """For each image key: the first ``frames`` steps of the first sequence, observation (top)
-        above its reconstruction from the posterior (bottom), as one uint8 ``[2H, frames*W, C]``."""
-        batch = jax.tree.map(lambda leaf: leaf[:frames, :1], batch)
-        _, states, _, _ = self.world_model.observe(state.world_model, batch, jax.random.PRNGKey(0))
-        predictions = self.world_model.decode(state.world_model, state_features(states))
-        images = {}
-        for key in self.obs_layout.cnn_shapes:
-            truth = batch[key][:, 0].astype(jnp.float32)
-            recon = jnp.clip((predictions[key][:, 0] + 0.5) * 255.0, 0.0, 255.0)
-            rows = [jnp.concatenate(list(row), axis=1) for row in (truth, recon)]  # [H, frames*W, C]
-            images[key] = jnp.concatenate(rows, axis=0).astype(jnp.uint8)
-        return images
+        return reconstruction_images(self.world_model, state.world_model, tuple(self.obs_layout.cnn_shapes), batch, frames)
 
     def initial_policy_state(self, state: TrainState, batch_size: int) -> PolicyState:
         return PolicyState(
@@ -163,3 +156,20 @@ class DreamerAgent:
             state.actor_critic.actor, state_features(latent), action_key, greedy
         )
         return action, PolicyState(latent, action)
+
+
+def reconstruction_images(
+    world_model: WorldModel, params: Any, image_keys: tuple[str, ...], batch: Mapping[str, jax.Array], frames: int = 8
+) -> dict[str, jax.Array]:
+    """For each image key: the first ``frames`` steps of the first sequence, observation (top)
+    above its reconstruction from the posterior (bottom), as one uint8 ``[2H, frames*W, C]``."""
+    batch = jax.tree.map(lambda leaf: leaf[:frames, :1], dict(batch))
+    _, states, _, _ = world_model.observe(params, batch, jax.random.PRNGKey(0))
+    predictions = world_model.decode(params, state_features(states))
+    images = {}
+    for key in image_keys:
+        truth = batch[key][:, 0].astype(jnp.float32)
+        recon = jnp.clip((predictions[key][:, 0] + 0.5) * 255.0, 0.0, 255.0)
+        rows = [jnp.concatenate(list(row), axis=1) for row in (truth, recon)]  # [H, frames*W, C]
+        images[key] = jnp.concatenate(rows, axis=0).astype(jnp.uint8)
+    return images

@@ -94,6 +94,31 @@ class OneHotCategorical(NamedTuple):
         return -jnp.sum(jnp.exp(self.logits) * self.logits, -1)
 
 
+class GroupedOneHot(NamedTuple):
+    """``groups`` independent one-hot categoricals, flattened: samples ``[..., groups * K]``.
+
+    The discrete goal codes of the hierarchy (``codes`` categoricals of ``classes`` classes).
+    """
+
+    logits: jax.Array  # [..., groups, K], normalised log-probabilities
+
+    def _flat(self, one_hot: jax.Array) -> jax.Array:
+        return one_hot.reshape(one_hot.shape[:-2] + (-1,))
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        return self._flat(OneHotCategorical(self.logits).sample(key))
+
+    def mode(self) -> jax.Array:
+        return self._flat(OneHotCategorical(self.logits).mode())
+
+    def log_prob(self, one_hot: jax.Array) -> jax.Array:
+        grouped = one_hot.reshape(one_hot.shape[:-1] + self.logits.shape[-2:])
+        return jnp.sum(OneHotCategorical(self.logits).log_prob(grouped), -1)
+
+    def entropy(self) -> jax.Array:
+        return jnp.sum(OneHotCategorical(self.logits).entropy(), -1)
+
+
 def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:
     """KL(p || q) of normalised categorical logits ``[..., S, K]``, summed over latents ``S``."""
     kl = jnp.sum(jnp.exp(logits_p) * (logits_p - logits_q), -1)

@@ -8,6 +8,7 @@ at an episode start), ``reward [T, B]``, ``is_first [T, B]``, ``is_terminal [T, 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Mapping
 
@@ -177,7 +178,11 @@ class WorldModel:
         )
 
     def loss(self, params, batch: Mapping[str, jax.Array], key: jax.Array):
-        """Total loss and ``(metrics, posterior states [T, B, ...])``."""
+        """Total loss and ``(metrics, posterior states [T, B, ...])``.
+
+        An optional ``mask [T, B]`` in the batch restricts the losses to the steps where it is 1 (the
+        padded abstract sequences of the hierarchy).
+        """
         chex.assert_rank(batch["is_first"], 2)
         _, states, posterior, prior = self.observe(params, batch, key)
         features = state_features(states)
@@ -192,11 +197,12 @@ class WorldModel:
             ),
         }
         losses["dynamics"], losses["representation"] = balanced_kl_losses(posterior, prior, self.free_bits)
-        total = sum(self.loss_scales[name] * value.mean() for name, value in losses.items())
-        metrics = {f"world_model/loss/{name}": value.mean() for name, value in losses.items()}
+        mean = _mean if "mask" not in batch else functools.partial(_masked_mean, mask=batch["mask"])
+        total = sum(self.loss_scales[name] * mean(value) for name, value in losses.items())
+        metrics = {f"world_model/loss/{name}": mean(value) for name, value in losses.items()}
         metrics["world_model/loss"] = total
-        metrics["world_model/posterior_entropy"] = _entropy(posterior).mean()
-        metrics["world_model/prior_entropy"] = _entropy(prior).mean()
+        metrics["world_model/posterior_entropy"] = mean(_entropy(posterior))
+        metrics["world_model/prior_entropy"] = mean(_entropy(prior))
         return total, (metrics, states)
 
     def reconstruction_loss(self, predictions: Mapping[str, jax.Array], batch) -> jax.Array:
@@ -230,6 +236,38 @@ class WorldModel:
         )
         return state
 
+    def img_step(self, params, state: RSSMState, action: jax.Array, key: jax.Array) -> RSSMState:
+        """One imagined step from ``state`` under ``action [B, A]``."""
+        next_state, _ = self.net.apply({"params": params}, state, action, key, method=WorldModelNet.img_step)
+        return next_state
+
+    def open_loop_error(self, params, batch: Mapping[str, jax.Array], states: RSSMState, horizon: int,
+                        key: jax.Array) -> jax.Array:
+        """How well the model predicts ``1 .. horizon`` steps ahead: ``[horizon]``.
+
+        From the posterior state at the first step of each sequence, imagine with the actions really
+        taken, decode, and compare with what was observed (the reconstruction loss). Columns count
+        at step h only while the episode goes on (no ``is_first`` in ``1 .. h``, inside ``mask``).
+        """
+        horizon = min(horizon, batch["is_first"].shape[0] - 1)
+        start = jax.tree.map(lambda leaf: leaf[0], states)
+
+        def body(state, inputs):
+            action, step_key = inputs
+            state = self.img_step(params, state, action, step_key)
+            return state, state
+
+        _, predicted = jax.lax.scan(
+            body, start, (batch["prev_action"][1 : horizon + 1], jax.random.split(key, horizon))
+        )
+        decoded = self.decode(params, state_features(predicted))
+        truth = {k: batch[k][1 : horizon + 1] for k in self.obs_keys}
+        error = self.reconstruction_loss(decoded, truth)  # [horizon, B]
+        valid = jnp.cumprod(~batch["is_first"][1 : horizon + 1].astype(bool), 0).astype(jnp.float32)
+        if "mask" in batch:
+            valid = valid * batch["mask"][1 : horizon + 1]
+        return jnp.sum(error * valid, 1) / jnp.maximum(jnp.sum(valid, 1), 1.0)
+
     def imagine(
         self,
         params,
@@ -255,6 +293,14 @@ class WorldModel:
         _, (states, actions) = jax.lax.scan(body, start, jax.random.split(key, horizon))
         states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), start, states)
         return states, actions
+
+
+def _mean(values: jax.Array) -> jax.Array:
+    return values.mean()
+
+
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def _entropy(logits: jax.Array) -> jax.Array:

@@ -1,0 +1,185 @@
+"""What every level of a hierarchical agent does in the real environment, against what it imagines.
+
+``measure_levels`` runs the agent's (sampling) policy for some episodes and, at every decision of
+every level, asks that level's world model what discounted sum of the level's own reward the policy
+will collect over the level's imagination horizon. It then adds up what the same policy really
+collected over the same steps. The difference, imagined minus real, is the level's *exploitation
+gap*: a policy that learned to exploit errors of its world model expects far more than it gets.
+
+The reward of a level is the one it trains on: the task reward at the top; below it the similarity
+of the level's state to the goal from above plus the weighted task reward. A level's real reward
+over one of its steps adds the environment's rewards discounted per environment step, as its world
+model is trained to predict. Windows that a time limit cuts short are dropped; a terminal state ends
+a window early (nothing is collected after it, in the model and in reality).
+
+It also reports how often the level below reaches a goal within one step of the level above
+(``goal/reach_rate``), and pairs of images per level: each goal decoded to an observation, beside
+what the agent actually saw when that goal's time was up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents.goals import goal_similarity
+from envs.collector import Collector
+from world_models.rssm import state_features
+
+
+@dataclass
+class _Window:
+    imagined: float
+    real: float = 0.0
+    steps: int = 0
+
+
+@dataclass
+class _LevelTracker:
+    """Open windows and finished (imagined, real) pairs of one level in one environment."""
+
+    horizon: int
+    discount: float
+    windows: list[_Window] = field(default_factory=list)
+    pairs: list[tuple[float, float]] = field(default_factory=list)
+
+    def open(self, imagined: float) -> None:
+        self.windows.append(_Window(imagined))
+
+    def add(self, reward: float) -> None:
+        for window in self.windows:
+            window.real += self.discount**window.steps * reward
+            window.steps += 1
+        self._close(lambda window: window.steps >= self.horizon)
+
+    def end_episode(self, terminal: bool) -> None:
+        if terminal:  # the rest of every window is worth nothing, in the model as in reality
+            self._close(lambda window: True)
+        self.windows = []
+
+    def _close(self, done) -> None:
+        for window in [w for w in self.windows if done(w)]:
+            self.pairs.append((window.imagined, window.real))
+            self.windows.remove(window)
+
+
+def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed: int,
+                   image_pairs: int = 8) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Scalars ``level{l}/exploitation/{imagined_return,real_return,gap}``, ``level{l}/goal/reach_rate``
+    and, for image observations, images ``level{l}/goal_vs_actual/<key>`` (goals on top, what was
+    seen when each goal's time was up below), from ``episodes`` episodes of the sampling policy."""
+    levels, num_envs = agent.num_levels, envs.num_envs
+    collector = Collector(envs, agent.action_layout.dim, agent.obs_layout.to_dict)
+    collector.reset(seed=seed)
+    policy_state = agent.initial_policy_state(state, num_envs)
+    key = jax.random.PRNGKey(seed)
+    trackers = [[_LevelTracker(spec.actor_critic.horizon, spec.actor_critic.discount) for _ in range(num_envs)]
+                for spec in agent.levels]
+    base_discount = agent.discount
+    collected = np.zeros((levels, num_envs))  # task reward since each level's last decision
+    elapsed = np.zeros((levels, num_envs), np.int64)
+    reached: list[list[float]] = [[] for _ in range(levels)]
+    images = _GoalImages(agent, image_pairs)
+    finished_episodes = 0
+    previous = None
+
+    def policy(obs, is_first):
+        nonlocal policy_state, key, previous
+        key, step_key = jax.random.split(key)
+        previous = policy_state
+        action, policy_state = agent.policy_step(state, policy_state, obs, is_first, step_key)
+        action = np.asarray(action)
+        return action, agent.action_layout.to_env(action)
+
+    while finished_episodes < episodes:
+        record, finished = collector.step(policy)
+        key, imagine_key = jax.random.split(key)
+        imagined = np.asarray(agent.imagined_returns(state, policy_state, imagine_key))  # [levels, N]
+        features = [np.asarray(state_features(latent)) for latent in policy_state.latents]
+        first, last, terminal = record["is_first"], record["is_last"], record["is_terminal"]
+        reward = record["reward"]
+        for level in range(levels):
+            ticks = np.ones(num_envs, bool) if level == 0 else np.asarray(policy_state.ticks[level - 1])
+            collected[level] = np.where(first, 0.0, collected[level] + base_discount ** elapsed[level] * reward)
+            elapsed[level] = np.where(first, 0, elapsed[level] + 1)
+            step_done = (ticks | last) & ~first
+            if level < levels - 1:
+                goal = np.asarray(previous.goals[level])  # the goal in effect up to this step
+                similarity = np.asarray(goal_similarity(features[level], goal))
+                level_reward = agent.goal_config["reward_scale"] * similarity + \
+                    agent.goal_config["task_reward_scale"] * collected[level]
+                done = np.asarray(policy_state.finished[level])
+                reached[level + 1].extend(done[np.isfinite(done)].tolist())
+            else:
+                level_reward = collected[level]
+            for env in range(num_envs):
+                tracker = trackers[level][env]
+                if step_done[env]:
+                    tracker.add(float(level_reward[env]))
+                if last[env]:
+                    tracker.end_episode(bool(terminal[env]))
+                elif ticks[env]:
+                    tracker.open(float(imagined[level, env]))
+            collected[level] = np.where(step_done, 0.0, collected[level])
+            elapsed[level] = np.where(step_done, 0, elapsed[level])
+        images.observe(state, policy_state, record)
+        finished_episodes += len(finished)
+
+    scalars: dict[str, float] = {}
+    for level in range(levels):
+        pairs = np.array([pair for tracker in trackers[level] for pair in tracker.pairs]).reshape(-1, 2)
+        if len(pairs):
+            imagined_mean, real_mean = pairs.mean(0)
+            scalars[f"level{level}/exploitation/imagined_return"] = float(imagined_mean)
+            scalars[f"level{level}/exploitation/real_return"] = float(real_mean)
+            scalars[f"level{level}/exploitation/gap"] = float(imagined_mean - real_mean)
+        if reached[level]:
+            threshold = agent.goal_config["reach_threshold"]
+            scalars[f"level{level}/goal/reach_rate"] = float(np.mean(np.array(reached[level]) >= threshold))
+            scalars[f"level{level}/goal/closest_similarity"] = float(np.mean(reached[level]))
+    return scalars, images.grids()
+
+
+class _GoalImages:
+    """Collects, for environment 0, each decoded goal and the observation when its time was up."""
+
+    def __init__(self, agent, pairs: int):
+        self.agent, self.pairs = agent, pairs
+        self.keys = tuple(agent.obs_layout.cnn_shapes)
+        self.pending: dict[int, dict[str, np.ndarray]] = {}
+        self.collected: dict[int, list[tuple[dict, dict]]] = {level: [] for level in range(1, agent.num_levels)}
+        self.decode = jax.jit(agent.goal_images, static_argnums=2)
+
+    def observe(self, state, policy_state, record) -> None:
+        if not self.keys:
+            return
+        for level in range(1, self.agent.num_levels):
+            if record["is_first"][0]:
+                self.pending.pop(level, None)
+            if not policy_state.ticks[level - 1][0]:
+                continue
+            if level in self.pending and len(self.collected[level]) < self.pairs:
+                self.collected[level].append((self.pending.pop(level), {k: record[k][0] for k in self.keys}))
+            goal = policy_state.goals[level - 1][:1]
+            decoded = jax.device_get(self.decode(state, goal, level))
+            self.pending[level] = {k: _to_uint8(decoded[k][0]) for k in self.keys}
+
+    def grids(self) -> dict[str, np.ndarray]:
+        grids = {}
+        for level, pairs in self.collected.items():
+            if not pairs:
+                continue
+            for key in self.keys:
+                top = np.concatenate([goal[key] for goal, _ in pairs], axis=1)
+                bottom = np.concatenate([seen[key] for _, seen in pairs], axis=1)
+                grids[f"level{level}/goal_vs_actual/{key}"] = np.concatenate([top, bottom], axis=0)
+        return grids
+
+
+def _to_uint8(image: Any) -> np.ndarray:
+    return np.asarray(jnp.clip((jnp.asarray(image) + 0.5) * 255.0, 0, 255)).astype(np.uint8)

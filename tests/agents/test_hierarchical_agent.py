@@ -1,0 +1,107 @@
+"""The hierarchical agent: one level is the flat agent; clocks, goals and goal rewards."""
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agents.dreamer import DreamerAgent
+from agents.goals import goal_similarity
+from agents.hierarchical_agent import HierarchicalAgent, resolve_backbones, resolve_ks
+from configs.loader import load_config
+
+OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+ACTIONS = gym.spaces.Discrete(2)
+
+
+def synthetic_batch(rng, steps=16, batch=4, action_dim=2):
+    is_first = rng.random((steps, batch)) < 0.1
+    is_first[0] = True
+    return {
+        "obs": rng.normal(size=(steps, batch, 3)).astype(np.float32),
+        "prev_action": np.eye(action_dim, dtype=np.float32)[rng.integers(0, action_dim, (steps, batch))] * ~is_first[..., None],
+        "reward": rng.normal(size=(steps, batch)).astype(np.float32) * ~is_first,
+        "is_first": is_first,
+        "is_terminal": np.roll(is_first, -1, 0) & (rng.random((steps, batch)) < 0.5),
+    }
+
+
+def test_one_level_reproduces_the_flat_agent():
+    config = load_config(["debug"])
+    flat = DreamerAgent.from_config(config, OBS, ACTIONS)
+    stacked = HierarchicalAgent.from_config(config, OBS, ACTIONS)
+    flat_state, stacked_state = flat.init(jax.random.PRNGKey(3)), stacked.init(jax.random.PRNGKey(3))
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        batch = synthetic_batch(rng)
+        flat_state, flat_metrics = flat.train_step(flat_state, batch)
+        stacked_state, stacked_metrics = stacked.train_step(stacked_state, batch)
+    level = stacked_state.levels[0]
+    pairs = [
+        (flat_state.world_model, level.world_model),
+        (flat_state.actor_critic.actor, level.actor_critic.actor),
+        (flat_state.actor_critic.critic, level.actor_critic.critic),
+        (flat_state.actor_critic.slow_critic, level.actor_critic.slow_critic),
+    ]
+    for expected, actual in pairs:
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), expected, actual)
+    assert flat_metrics["world_model/loss"] == pytest.approx(float(stacked_metrics["level0/world_model/loss"]), rel=1e-5)
+    assert stacked.replay_fields() == {}
+
+
+@pytest.mark.parametrize("space", ["autoencoder", "direct"])
+def test_each_level_changes_its_goal_exactly_every_k1_to_kl_steps(space):
+    config = load_config(["debug"], [("hierarchy.levels", 3), ("hierarchy.k", [2, 3]), ("goal.space", space)])
+    agent = HierarchicalAgent.from_config(config, OBS, ACTIONS)
+    assert [spec.period for spec in agent.levels] == [1, 2, 6]
+    state = agent.init(jax.random.PRNGKey(0))
+    envs = 3
+    policy_state = agent.initial_policy_state(state, envs)
+    starts = {0: [0, 0, 0], 9: [0], 14: [2], 20: [1]}  # step -> envs whose episode starts there
+    episode_step = np.zeros(envs, int)
+    previous = None
+    for t in range(30):
+        is_first = np.zeros(envs, bool)
+        is_first[starts.get(t, [])] = True
+        episode_step = np.where(is_first, 0, episode_step + 1)
+        step = agent.prefill_step if t < 8 else agent.policy_step  # the clock runs in prefill too
+        if t < 8:
+            policy_state = step(policy_state, jnp.asarray(is_first), jax.random.PRNGKey(t))
+        else:
+            obs = {"obs": np.full((envs, 3), 0.1 * t, np.float32)}
+            _, policy_state = step(state, policy_state, obs, jnp.asarray(is_first), jax.random.PRNGKey(t))
+        for level, period in ((1, 2), (2, 6)):
+            ticks = np.asarray(policy_state.ticks[level - 1])
+            np.testing.assert_array_equal(ticks, episode_step % period == 0)
+            if previous is not None:
+                changed = np.any(np.asarray(policy_state.actions[level]) != np.asarray(previous.actions[level]), -1)
+                assert not np.any(changed & ~ticks), f"level {level} changed its action between ticks at step {t}"
+                if t >= 9:  # acting: the goal handed down changes only at ticks too
+                    goal_changed = np.any(np.asarray(policy_state.goals[level - 1]) != np.asarray(previous.goals[level - 1]), -1)
+                    assert not np.any(goal_changed & ~ticks)
+                    assert np.all(goal_changed[ticks])
+        extras = agent.replay_extras(policy_state)
+        assert set(extras) == {"tick_1", "goal_action_1", "tick_2", "goal_action_2"}
+        previous = policy_state
+
+
+def test_goal_reward_peaks_when_the_state_equals_the_goal():
+    goal = jax.random.normal(jax.random.PRNGKey(0), (16,))
+    assert float(goal_similarity(goal, goal)) == pytest.approx(1.0)
+    others = goal + 0.3 * jax.random.normal(jax.random.PRNGKey(1), (256, 16))
+    assert float(goal_similarity(others, goal).max()) < 1.0
+    for scale in (0.5, 2.0):  # the right direction with the wrong length is not the goal
+        assert float(goal_similarity(scale * goal, goal)) == pytest.approx(min(scale, 1 / scale))
+    gradient = jax.grad(lambda s: goal_similarity(s, goal))(goal + 0.05)
+    assert np.all(np.isfinite(gradient)) and np.linalg.norm(gradient) > 0
+
+
+def test_level_settings_are_checked_with_clear_messages():
+    assert resolve_ks(3, [4]) == [4, 4]
+    assert resolve_ks(1, [8]) == []
+    with pytest.raises(ValueError, match="one factor >= 1 per level"):
+        resolve_ks(3, [4, 4, 4])
+    assert resolve_backbones(2, [], "gru") == ["gru", "gru"]
+    with pytest.raises(ValueError, match="one backbone per level"):
+        resolve_backbones(3, ["gru", "s5"], "gru")
