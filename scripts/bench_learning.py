@@ -51,8 +51,8 @@ def train_one(args: argparse.Namespace, seed: int, logdir: Path) -> list[dict]:
     ]
 
 
-def plot(curves: dict[int, list[dict]], path: Path, title: str, target: float | None) -> None:
-    """A plain line plot with Pillow (no plotting dependency)."""
+def plot(curves: dict, path: Path, title: str, target: float | None, label=lambda key: f"seed {key}") -> None:
+    """A plain line plot with Pillow (no plotting dependency); ``label(key)`` names each curve."""
     from PIL import Image, ImageDraw
 
     width, height, margin = 640, 400, 50
@@ -75,7 +75,7 @@ def plot(curves: dict[int, list[dict]], path: Path, title: str, target: float | 
         colour = colours[index % len(colours)]
         if len(xy) > 1:
             draw.line(xy, fill=colour, width=2)
-        draw.text((margin + 5, margin + 5 + 14 * index), f"seed {seed}", fill=colour)
+        draw.text((margin + 5, margin + 5 + 14 * index), label(seed), fill=colour)
     draw.text((margin, 15), title, fill="black")
     draw.text((margin, height - margin + 8), f"0 .. {max_step:,} environment steps", fill="black")
     draw.text((5, margin - 14), f"{high:.0f}", fill="black")
