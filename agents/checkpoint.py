@@ -8,6 +8,9 @@ when complete, so a killed save never replaces the last good checkpoint.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,13 @@ import orbax.checkpoint as ocp
 class Checkpointer:
     def __init__(self, directory: str | Path, keep: int = 2):
         self.directory = Path(directory).resolve()
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        # In a multi-process run, process 0 checkpoints the run alone (no barriers with the others,
+        # which keep their shards with ``ShardCheckpointer``).
+        multiprocessing = ocp.options.MultiprocessingOptions(
+            primary_host=0, active_processes={0}, barrier_sync_key_prefix="process0"
+        ) if jax.process_count() > 1 else ocp.options.MultiprocessingOptions()
+        self.directory.mkdir(parents=True, exist_ok=True)  # orbax refuses create=True with active_processes
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=False, multiprocessing_options=multiprocessing)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
@@ -28,6 +37,7 @@ class Checkpointer:
     def save(self, step: int, state: Any, replay_data: dict[str, np.ndarray], meta: dict) -> None:
         """Save asynchronously; the previous save is finished first."""
         self.manager.wait_until_finished()
+        state = jax.tree.map(_process_local, state)
         items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
         if replay_data:  # disk storage keeps its arrays in its own files
             items["replay"] = ocp.args.StandardSave(replay_data)
@@ -43,7 +53,7 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
+        abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.tree.map(_process_local, state_template))
         items = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
         if replay_template:
             items["replay"] = ocp.args.StandardRestore(replay_template)
@@ -57,3 +67,69 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _process_local(leaf: Any) -> Any:
+    """In a multi-process run, JAX arrays as this process's numpy copy (the local replica of the
+    replicated train state), because orbax saves each process's own checkpoint only from host
+    data; unchanged in a single-process run."""
+    if isinstance(leaf, jax.Array) and jax.process_count() > 1:
+        return np.asarray(leaf if leaf.is_fully_addressable else leaf.addressable_data(0))
+    return leaf
+
+
+class ShardCheckpointer:
+    """The checkpoint of a multi-process run's process i > 0: its replay shard, counters and keys,
+    as plain ``.npz`` and JSON files (orbax's multi-host logic only lets process 0 commit). Same
+    interface as ``Checkpointer``; each step is written to a temporary folder and renamed."""
+
+    def __init__(self, directory: str | Path, keep: int = 2):
+        self.directory = Path(directory).resolve()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self.manager = self  # ``manager.all_steps()``, as on ``Checkpointer``
+
+    def all_steps(self) -> list[int]:
+        return sorted(int(path.name) for path in self.directory.iterdir() if path.name.isdigit())
+
+    def latest_step(self) -> int | None:
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def save(self, step: int, state: Any, replay_data: dict[str, np.ndarray], meta: dict) -> None:
+        temporary = self.directory / f"{step}.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        leaves = [np.asarray(_process_local(leaf)) for leaf in jax.tree.leaves(state)]
+        np.savez(temporary / "state.npz", *leaves)
+        np.savez(temporary / "replay.npz", **{name: np.asarray(array) for name, array in replay_data.items()})
+        (temporary / "meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(self.directory / str(step), ignore_errors=True)
+        os.replace(temporary, self.directory / str(step))
+        for old in self.all_steps()[: -self.keep]:
+            shutil.rmtree(self.directory / str(old), ignore_errors=True)
+
+    def restore(self, state_template: Any, replay_template: dict[str, np.ndarray] | None, step: int | None = None):
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        folder = self.directory / str(step)
+        with np.load(folder / "state.npz") as saved:
+            leaves = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        state = jax.tree.unflatten(jax.tree.structure(state_template), leaves)
+        replay = {}
+        if replay_template:
+            with np.load(folder / "replay.npz") as saved:
+                replay = {name: saved[name] for name in saved.files}
+        return state, replay, json.loads((folder / "meta.json").read_text())
+
+    def wait(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def open_checkpointer(directory: str | Path, keep: int = 2) -> Checkpointer | ShardCheckpointer:
+    """Orbax for the run (process 0, or a single-process run), plain files for other processes."""
+    return Checkpointer(directory, keep) if jax.process_index() == 0 else ShardCheckpointer(directory, keep)

@@ -10,11 +10,11 @@ import jax
 import numpy as np
 
 from agents.checkpoint import Checkpointer
-from agents.dreamer import DreamerAgent, TrainState
+from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from envs.collector import Collector
 
 
-def load_train_state(agent: DreamerAgent, config: dict[str, Any], logdir: str | Path, step: int | None = None):
+def load_train_state(agent: HierarchicalAgent, config: dict[str, Any], logdir: str | Path, step: int | None = None):
     """The train state of a run's latest (or given) checkpoint, and its step."""
     checkpointer = Checkpointer(Path(logdir) / "checkpoints")
     step = checkpointer.latest_step() if step is None else step
@@ -32,8 +32,8 @@ def load_train_state(agent: DreamerAgent, config: dict[str, Any], logdir: str | 
 
 
 def run_episodes(
-    agent: DreamerAgent,
-    state: TrainState,
+    agent: HierarchicalAgent,
+    state: HierarchicalTrainState,
     envs: gym.vector.VectorEnv,
     episodes: int,
     seed: int,

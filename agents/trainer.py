@@ -23,10 +23,12 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from agents.checkpoint import Checkpointer
-from agents.dreamer import DreamerAgent, TrainState
+from agents.checkpoint import open_checkpointer
+from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
+from agents.diagnostics import measure_levels
 from agents.evaluation import run_episodes
 from agents.logging import Logger
+from agents.parallel import DataParallel
 from agents.replay import Replay
 from agents.spaces import ObsLayout
 from envs.collector import Collector
@@ -68,7 +70,7 @@ def replay_spec(obs_layout: ObsLayout, action_dim: int) -> dict[str, tuple[tuple
 def first_nonfinite(metrics: Mapping[str, float]) -> str | None:
     """The name of a non-finite metric: losses before other metrics and the world model's before the
     actor-critic's, since the later ones are computed from the earlier."""
-    for name in sorted(metrics, key=lambda name: ("loss" not in name, not name.startswith("world_model"), name)):
+    for name in sorted(metrics, key=lambda name: ("loss" not in name, "world_model" not in name, name)):
         value = metrics[name]
         if not np.all(np.isfinite(value)):
             return name
@@ -94,26 +96,32 @@ class Trainer:
         progress: bool = True,
     ):
         self.config, self.logdir, self.say, self.progress = config, Path(logdir), say, progress
+        self.parallel = DataParallel.from_config(config)  # one device and one process: a no-op
+        self.logdir = self.parallel.process_logdir(logdir)  # process i > 0 keeps its shard apart
         run = config["run"]
         self.make_envs = make_envs
         self.envs = make_envs(run["num_envs"])
-        self.agent = DreamerAgent.from_config(
+        self.agent = HierarchicalAgent.from_config(
             config, self.envs.single_observation_space, self.envs.single_action_space
         )
         self.obs_layout, self.action_layout = self.agent.obs_layout, self.agent.action_layout
         seed = int(config["seed"])
-        self.rng = np.random.default_rng(seed)
-        self.state: TrainState = self.agent.init(jax.random.PRNGKey(seed))
-        self.act_key = jax.random.PRNGKey(seed + 1)
+        self.local_seed = seed + self.parallel.seed_offset  # envs, replay, exploration: per process
+        self.rng = np.random.default_rng(self.local_seed)
+        self.state: HierarchicalTrainState = self.parallel.replicate(self.agent.init(jax.random.PRNGKey(seed)))
+        self.train_step = self.parallel.train_step(self.agent.train_step)
+        self.act_key = jax.random.PRNGKey(self.local_seed + 1)
         self.replay = Replay(
-            replay_spec(self.obs_layout, self.action_layout.dim), run["num_envs"], seed=seed,
-            directory=self.logdir / "replay", **config["replay"],
+            {**replay_spec(self.obs_layout, self.action_layout.dim), **self.agent.replay_fields()}, run["num_envs"], seed=self.local_seed,
+            directory=self.logdir / "replay", **{**config["replay"], "batch_size": self.parallel.local_batch_size},
         )
         self.collector = Collector(self.envs, self.action_layout.dim, self.obs_layout.to_dict)
-        self.policy_state = self.agent.initial_policy_state(self.state, run["num_envs"])
-        self.checkpointer = Checkpointer(self.logdir / "checkpoints", run["keep_checkpoints"])
+        self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), run["num_envs"])
+        self.checkpointer = open_checkpointer(self.logdir / "checkpoints", run["keep_checkpoints"])
         self.counters = Counters()
-        self.batch_steps = config["replay"]["batch_size"] * config["replay"]["batch_length"]
+        # Replayed steps per update that count against this process's env steps: its part of the
+        # global batch, so the train ratio holds for the whole run.
+        self.batch_steps = self.parallel.local_batch_size * config["replay"]["batch_length"]
         self.compiled: set[str] = set()
 
     # ----------------------------------------------------------------------------- set-up lines
@@ -122,6 +130,8 @@ class Trainer:
         seed = int(self.config["seed"])
         self.say(f"seed {seed}: JAX keys, NumPy, env i gets {seed} + i, evaluation envs {seed + 10_000}")
         self.say(f"JAX devices: {', '.join(str(d) for d in devices)} (backend {jax.default_backend()})")
+        for line in self.parallel.describe():
+            self.say(line)
         if self.config["run"]["gpu_recommended"] and jax.default_backend() == "cpu":
             self.say("WARNING: this preset is meant for a GPU but runs on the CPU: expect it to be very slow.")
         counts = self.agent.parameter_counts(self.state)
@@ -174,6 +184,7 @@ class Trainer:
             return False
         state, replay_data, meta = self.checkpointer.restore(self._checkpoint_state(), self.replay.data())
         self.state, self.act_key, self.policy_state = state["train"], state["act_key"], state["policy"]
+        self.state = self.parallel.replicate(self.state)
         self.replay.load_state_dict(meta["replay"], replay_data)
         self.rng.bit_generator.state = meta["numpy_rng"]
         self.counters = Counters(**meta["counters"])
@@ -185,8 +196,8 @@ class Trainer:
             self.collector.restore(collector_state)
             how = "environments continue their episodes"
         else:
-            self.collector.reset(seed=int(self.config["seed"]) + self.counters.env_steps)
-            self.policy_state = self.agent.initial_policy_state(self.state, self.collector.num_envs)
+            self.collector.reset(seed=self.local_seed + self.counters.env_steps)
+            self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), self.collector.num_envs)
             how = "environments restarted (their state could not be saved)"
         self.say(f"resumed from step {self.counters.env_steps:,} ({self.counters.updates:,} updates, "
                  f"{len(self.replay):,} replay steps); {how}")
@@ -196,10 +207,13 @@ class Trainer:
     def _policy(self, obs: dict[str, np.ndarray], is_first: np.ndarray):
         if self.counters.env_steps < self.config["run"]["prefill"]:
             action = self.action_layout.random(self.rng, len(is_first))
+            self.act_key, key = jax.random.split(self.act_key)
+            self.policy_state = self.agent.prefill_step(self.policy_state, is_first, key)  # the levels' clocks
         else:
             self.act_key, key = jax.random.split(self.act_key)
             action, self.policy_state = self._timed(
-                "policy_step", self.agent.policy_step, self.state, self.policy_state, obs, is_first, key
+                "policy_step", self.agent.policy_step, self.parallel.acting_view(self.state), self.policy_state,
+                obs, is_first, key
             )
             action = np.asarray(action)
         return action, self.action_layout.to_env(action)
@@ -225,9 +239,10 @@ class Trainer:
         resumed = resume and self.restore()
         if not resumed:
             self.describe()
-            self.collector.reset(seed=int(self.config["seed"]))
-            self.policy_state = self.agent.initial_policy_state(self.state, self.collector.num_envs)
-        logger = Logger(self.logdir, purge_step=self.counters.env_steps if resumed else None)
+            self.collector.reset(seed=self.local_seed)
+            self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), self.collector.num_envs)
+        logger = Logger(self.logdir, purge_step=self.counters.env_steps if resumed else None,
+                        enabled=self.parallel.is_main)
         prefill = self.config["run"]["prefill"]
         if self.counters.env_steps < prefill:
             self.say(f"prefilling replay with {prefill:,} random-policy steps ...")
@@ -239,13 +254,14 @@ class Trainer:
         try:
             with stop:
                 self._update(window)  # updates still due when the checkpoint was taken
-                while self.counters.env_steps < steps and not stop.requested:
+                # With several processes all must stop at the same iteration (updates are collective).
+                while self.counters.env_steps < steps and not self.parallel.any_process(stop.requested):
                     self._collect(logger, window, bar)
                     self._update(window)
                     self._maybe_log(logger, window, bar)
-                    if self._crossed(self.config["run"]["eval_every"]):
+                    if self._crossed(self.config["run"]["eval_every"]) and self.parallel.is_main:
                         self.evaluate(logger)
-                    if self._crossed(self.config["run"]["video_every"]) and self.obs_layout.cnn_shapes:
+                    if self._crossed(self.config["run"]["video_every"]) and self.obs_layout.cnn_shapes and self.parallel.is_main:
                         self.log_images(logger)
                     if self._crossed(self.config["run"]["checkpoint_every"]):
                         self.save()
@@ -262,24 +278,32 @@ class Trainer:
 
     def evaluate(self, logger: Logger) -> None:
         """Greedy evaluation episodes on a fresh env with their own seed and keys (the training
-        run's RNG streams are untouched, so evaluating does not change what is learned)."""
+        run's RNG streams are untouched, so evaluating does not change what is learned), then
+        ``run.diagnose_episodes`` episodes of the sampling policy that measure every level
+        (``agents.diagnostics``: exploitation gap, goal reach rate, goal images)."""
         envs = self.make_envs(1)
+        state = self.parallel.acting_view(self.state)
+        seed = int(self.config["seed"]) + 10_000
         try:
-            returns = run_episodes(self.agent, self.state, envs, self.config["run"]["eval_episodes"],
-                                   seed=int(self.config["seed"]) + 10_000)
+            returns = run_episodes(self.agent, state, envs, self.config["run"]["eval_episodes"], seed=seed)
+            diagnose = self.config["run"]["diagnose_episodes"]
+            scalars, images = measure_levels(self.agent, state, envs, diagnose, seed) if diagnose else ({}, {})
         finally:
             envs.close()
-        logger.scalars({"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
-                        "eval/elapsed_seconds": time.time() - self.start_time}, self.counters.env_steps)
+        scalars.update({"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
+                        "eval/elapsed_seconds": time.time() - self.start_time})
+        logger.scalars(scalars, self.counters.env_steps)
+        for name, image in images.items():
+            logger.image(name, image, self.counters.env_steps)
 
     def log_images(self, logger: Logger) -> None:
-        """Observation vs reconstruction of each image key, as ``world_model/reconstruction/<key>``."""
+        """Observation vs reconstruction of each image key, as ``level0/world_model/reconstruction/<key>``."""
         if not self.replay.can_sample():
             return
         batch = self.replay.sample(np.random.default_rng(self.counters.env_steps))  # not the training stream
-        images = self.agent.reconstruction_images(self.state, batch)
+        images = self.agent.reconstruction_images(self.parallel.acting_view(self.state), batch)
         for key, image in jax.device_get(images).items():
-            logger.image(f"world_model/reconstruction/{key}", image, self.counters.env_steps)
+            logger.image(f"level0/world_model/reconstruction/{key}", image, self.counters.env_steps)
 
     def _crossed_value(self, value: int) -> bool:
         """Whether the last collection step reached ``value`` environment steps."""
@@ -294,7 +318,7 @@ class Trainer:
 
     def _collect(self, logger: Logger, window: "_Window", bar: tqdm) -> None:
         record, episodes = self.collector.step(self._policy)
-        self.replay.add(record)
+        self.replay.add({**record, **self.agent.replay_extras(self.policy_state)})
         self.counters.env_steps += self.collector.num_envs
         bar.update(self.collector.num_envs)
         if self._crossed_value(self.config["run"]["prefill"]):
@@ -310,7 +334,8 @@ class Trainer:
         due = updates_due(self.counters.env_steps, config["prefill"], config["train_ratio"], self.batch_steps)
         while self.counters.updates < due and self.replay.can_sample():
             batch = self.replay.sample()
-            self.state, metrics = self._timed("train_step", self.agent.train_step, self.state, batch)
+            batch = self.parallel.shard_batch(batch)  # one device, one process: unchanged
+            self.state, metrics = self._timed("train_step", self.train_step, self.state, batch)
             metrics = jax.device_get(metrics)
             bad = first_nonfinite(metrics)
             if bad is not None:
@@ -327,6 +352,7 @@ class Trainer:
         if not self._crossed(self.config["run"]["log_every"]):
             return
         scalars = window.summary(self.counters)
+        scalars["throughput/env_worker_restarts"] = getattr(self.envs, "worker_restarts", 0)
         logger.scalars(scalars, self.counters.env_steps)
         postfix = {"env/s": f"{scalars['throughput/env_steps_per_second']:.1f}",
                    "train/s": f"{scalars['throughput/train_steps_per_second']:.2f}"}

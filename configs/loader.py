@@ -28,7 +28,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "world_model.posterior": ("auto", "state", "embedding"),
     "agent.actor_grad": ("auto", "reinforce", "dynamics"),
     "env.event_camera.representation": ("frame", "voxel", "events"),
+    "parallel.acting": ("device", "cpu"),
+    "goal.space": ("autoencoder", "direct"),
 }
+
+# List-valued keys whose length is free (one entry per level of the hierarchy).
+VARIABLE_LENGTH_KEYS = ("hierarchy.k", "hierarchy.backbones")
+
+# Keys that take the string "auto" or a positive integer.
+AUTO_OR_INT_KEYS = ("parallel.devices",)
 
 
 class ConfigError(ValueError):
@@ -62,7 +70,28 @@ def load_config(
     for override in overrides:
         key, value = parse_override(override) if isinstance(override, str) else override
         set_key(config, key, value, defaults)
+    check_hierarchy(config)
     return config
+
+
+def check_hierarchy(config: Mapping[str, Any]) -> None:
+    """The per-level lists must fit ``hierarchy.levels``: ``k`` one factor per level above 0 (or one
+    for all), ``backbones`` one name per level (or none)."""
+    section = config.get("hierarchy", {})
+    levels, ks, backbones = section.get("levels", 1), list(section.get("k", [])), list(section.get("backbones", []))
+    if levels < 1:
+        raise ConfigError(f"hierarchy.levels must be at least 1, got {levels}")
+    if levels > 1 and (len(ks) not in (1, levels - 1) or any(not isinstance(k, int) or k < 1 for k in ks)):
+        raise ConfigError(
+            f"hierarchy.k={ks} must list one integer factor >= 1 per level above 0 ({levels - 1} for "
+            f"hierarchy.levels={levels}), or a single factor for all of them"
+        )
+    valid = CHOICES["world_model.backbone"]
+    if backbones and (len(backbones) != levels or any(b not in valid for b in backbones)):
+        raise ConfigError(
+            f"hierarchy.backbones={backbones} must name one backbone per level ({levels} for "
+            f"hierarchy.levels={levels}) out of {', '.join(valid)}, or be empty to use world_model.backbone"
+        )
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -136,6 +165,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     saved = _read_yaml(Path(path))
     config = load_defaults()
     merge(config, saved, load_defaults(), source=str(path))
+    check_hierarchy(config)
     return config
 
 
@@ -199,6 +229,12 @@ def _coerce(path: str, value: Any, default: Any, source: str) -> Any:
                 f"got {value!r}"
             )
         return value
+    if path in AUTO_OR_INT_KEYS:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise fail("auto or a positive integer")
+        return value
     if default is None:
         return value
     if isinstance(default, bool):
@@ -220,7 +256,7 @@ def _coerce(path: str, value: Any, default: Any, source: str) -> Any:
     if isinstance(default, list):
         if not isinstance(value, list):
             raise fail("a list")
-        if default and len(value) != len(default):
+        if default and path not in VARIABLE_LENGTH_KEYS and len(value) != len(default):
             raise fail(f"a list of {len(default)} items")
         return value
     if isinstance(default, Mapping):

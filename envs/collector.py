@@ -83,8 +83,10 @@ class Collector:
         current = self.record
         obs_keys = {k: v for k, v in current.items() if k not in _FLAG_FIELDS}
         agent_action, env_action = policy(obs_keys, current["is_first"])
-        obs, reward, terminated, truncated, _ = self.env.step(env_action)
-        restarted = current["is_last"]  # NEXT_STEP autoreset: these envs just returned a reset obs
+        obs, reward, terminated, truncated, info = self.env.step(env_action)
+        # NEXT_STEP autoreset: these envs just returned a reset obs. So did those whose worker was
+        # restarted (envs.vector.RestartingAsyncVectorEnv): their episode is cut here, not terminal.
+        current["is_last"] = restarted = current["is_last"] | info.get("worker_restarted", False)
         self.record = self._make_record(
             obs,
             np.where(restarted[:, None], 0.0, agent_action),

@@ -15,6 +15,7 @@ from configs.loader import ConfigError, diff, load_config, parse_override, read_
 RESUME_SAFE_KEYS = (
     "steps", "logdir", "run.log_every", "run.checkpoint_every", "run.keep_checkpoints",
     "run.eval_every", "run.eval_episodes", "run.video_every", "run.gpu_recommended",
+    "parallel.devices", "parallel.acting",  # where the same updates run (float rounding aside)
 )
 
 

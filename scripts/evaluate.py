@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{logdir} is not a run directory (no config.yaml)")
     config = read_config(logdir / "config.yaml")
 
-    from agents.dreamer import DreamerAgent
+    from agents.hierarchical_agent import HierarchicalAgent
     from agents.evaluation import load_train_state, run_episodes
     from agents.logging import Logger
     from envs.vector import make_vector_env
@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
     if args.video and not env_config["pixels"]:
         env_config["kwargs"] = {**env_config["kwargs"], "render_mode": "rgb_array"}
     envs = make_vector_env(config["env_id"], env_config, 1, "sync")
-    agent = DreamerAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
+    agent = HierarchicalAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
     state, step = load_train_state(agent, config, logdir)
 
     frames: list[np.ndarray] = []

@@ -79,3 +79,18 @@ def test_choices_match_the_registries():
     from world_models.backbones import BACKBONES
 
     assert set(CHOICES["world_model.backbone"]) == set(BACKBONES)
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["hierarchy.levels=2", "hierarchy.k=[4,4,4]"], "hierarchy.k"),
+        (["hierarchy.levels=3", "hierarchy.k=[0]"], "hierarchy.k"),
+        (["hierarchy.levels=2", "hierarchy.backbones=[gru,foo]"], "hierarchy.backbones"),
+        (["hierarchy.levels=0"], "hierarchy.levels"),
+    ],
+)
+def test_hierarchy_lists_must_fit_the_number_of_levels(overrides, named):
+    with pytest.raises(ConfigError, match=named):
+        load_config(["debug"], overrides)
+    assert load_config(["debug"], ["hierarchy.levels=3", "hierarchy.k=[4,2]", "hierarchy.backbones=[gru,s5,s5]"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.dreamer import DreamerAgent
+from agents.hierarchical_agent import HierarchicalAgent
 from agents.evaluation import load_train_state
 from agents.logging import read_metrics
 from configs.loader import read_config
@@ -16,11 +16,11 @@ from envs import make_vector_env
 from scripts import evaluate, train
 
 DOCUMENTED = [
-    "episode/return", "episode/length", "world_model/loss", "world_model/loss/reconstruction",
-    "world_model/loss/reward", "world_model/loss/continue", "world_model/loss/dynamics",
-    "world_model/loss/representation", "world_model/grad_norm", "actor_critic/actor_loss",
-    "actor_critic/critic_loss", "actor_critic/actor_grad_norm", "actor_critic/critic_grad_norm",
-    "actor_critic/entropy", "actor_critic/imagined_return", "throughput/env_steps_per_second",
+    "episode/return", "episode/length", "level0/world_model/loss", "level0/world_model/loss/reconstruction",
+    "level0/world_model/loss/reward", "level0/world_model/loss/continue", "level0/world_model/loss/dynamics",
+    "level0/world_model/loss/representation", "level0/world_model/grad_norm", "level0/actor_critic/actor_loss",
+    "level0/actor_critic/critic_loss", "level0/actor_critic/actor_grad_norm", "level0/actor_critic/critic_grad_norm",
+    "level0/actor_critic/entropy", "level0/actor_critic/imagined_return", "throughput/env_steps_per_second",
     "throughput/train_steps_per_second",
 ]
 
@@ -32,7 +32,7 @@ def run_train(logdir, *flags):
 def final_params(logdir):
     config = read_config(logdir / "config.yaml")
     envs = make_vector_env(config["env_id"], config["env"], 1)
-    agent = DreamerAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
+    agent = HierarchicalAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
     envs.close()
     state, step = load_train_state(agent, config, logdir)
     return jax.device_get(state), step
@@ -54,7 +54,7 @@ def test_debug_run_writes_config_checkpoints_and_documented_scalars(debug_run):
     rows = read_metrics(debug_run)
     logged = set().union(*(row.keys() for row in rows))
     assert set(DOCUMENTED) <= logged
-    losses = [row["world_model/loss"] for row in rows if "world_model/loss" in row]
+    losses = [row["level0/world_model/loss"] for row in rows if "level0/world_model/loss" in row]
     assert losses and all(np.isfinite(losses))
     assert (debug_run / "checkpoints" / "400").exists()
 
@@ -176,7 +176,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
         run_train(logdir, "--env", "HmbrlTestNanAfter-v0", "--set", "run.num_envs=1",
                   "run.checkpoint_every=100", "run.prefill=50")
     message = str(error.value)
-    assert "world_model/loss" in message and "nan" in message.lower() and "checkpoint" in message
+    assert "level0/world_model/loss" in message and "nan" in message.lower() and "checkpoint" in message
     state, step = final_params(logdir)
     assert step == 100
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
@@ -186,7 +186,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
 def test_every_backbone_trains_the_world_model_through_scripts_train(tmp_path, backbone):
     logdir = tmp_path / backbone
     assert run_train(logdir, "--steps", "150", "--set", f"world_model.backbone={backbone}") == 0
-    losses = [row["world_model/loss"] for row in read_metrics(logdir) if "world_model/loss" in row]
+    losses = [row["level0/world_model/loss"] for row in read_metrics(logdir) if "level0/world_model/loss" in row]
     assert losses and np.all(np.isfinite(losses))
     state, _ = final_params(logdir)
     assert int(state.updates) > 0
@@ -210,3 +210,35 @@ def test_disk_replay_lives_in_the_run_directory_and_resumes(tmp_path):
     run_train(logdir, "--resume", "--steps", "160")
     state, step = final_params(logdir)
     assert step == 160 and int(state.updates) > 0
+
+
+def finite_level_metrics(logdir, levels):
+    rows = read_metrics(logdir)
+    logged = set().union(*(row.keys() for row in rows))
+    for level in range(levels):
+        for name in ("world_model/loss", "actor_critic/actor_loss", "model/open_loop_error", "exploitation/gap"):
+            assert f"level{level}/{name}" in logged, f"level{level}/{name} was not logged"
+    values = [value for row in rows for name, value in row.items() if name.startswith("level")]
+    assert values and np.all(np.isfinite(values))
+    return logged
+
+
+def test_two_levels_train_end_to_end_resume_and_measure_every_level(tmp_path):
+    logdir = tmp_path / "two"
+    flags = ["--steps", "200", "--set", "hierarchy.levels=2", "hierarchy.k=[4]", "hierarchy.ensemble=2",
+             "hierarchy.disagreement_penalty=0.1", "run.eval_every=200"]
+    assert run_train(logdir, *flags) == 0
+    assert run_train(logdir, "--resume", "--steps", "280") == 0
+    logged = finite_level_metrics(logdir, 2)
+    assert {"level1/goal/reach_rate", "level1/goal/diversity", "level1/imagined/disagreement"} <= logged
+    state, step = final_params(logdir)
+    assert step == 280 and len(state.levels) == 2
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
+
+
+def test_three_levels_with_direct_goals_and_s5_above_train_end_to_end(tmp_path):
+    logdir = tmp_path / "three"
+    flags = ["--steps", "200", "--set", "hierarchy.levels=3", "hierarchy.k=[2,2]", "goal.space=direct",
+             "hierarchy.backbones=[gru,s5,s5]", "run.eval_every=200"]
+    assert run_train(logdir, *flags) == 0
+    finite_level_metrics(logdir, 3)

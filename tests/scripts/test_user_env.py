@@ -35,9 +35,9 @@ def test_readme_dict_env_trains_on_the_debug_preset(user_module, tmp_path):
                        "--set", "run.video_every=100"]) == 0
     accumulator = EventAccumulator(str(logdir))
     accumulator.Reload()
-    assert "world_model/reconstruction/image" in accumulator.Tags()["images"]
+    assert "level0/world_model/reconstruction/image" in accumulator.Tags()["images"]
     rows = read_metrics(logdir)
-    reconstruction = [r["world_model/loss/reconstruction"] for r in rows if "world_model/loss/reconstruction" in r]
+    reconstruction = [r["level0/world_model/loss/reconstruction"] for r in rows if "level0/world_model/loss/reconstruction" in r]
     assert reconstruction and np.all(np.isfinite(reconstruction))
 
 
