@@ -66,7 +66,7 @@ def level0(rng, steps, batch, k):
     return book, features, tick
 
 
-def check_against_reference(book, features, tick, upper):
+def assert_matches_reference(book, features, tick, upper):
     book = {name: np.asarray(value) for name, value in book.items()}
     upper = {name: np.asarray(value) for name, value in upper.items()}
     for column in range(features.shape[1]):
@@ -97,7 +97,7 @@ def test_stride_matches_a_step_by_step_walk_across_episode_boundaries(seed):
     assert book["is_first"][1:].any() and book["is_terminal"].any()  # the case under test
     length = hierarchy.abstract_length(steps, k)
     upper = hierarchy.stride(book, jnp.asarray(features), jnp.asarray(tick), length, DISCOUNT)
-    check_against_reference(book, features, tick, upper)
+    assert_matches_reference(book, features, tick, upper)
 
 
 def test_two_levels_of_striding_match_the_reference_applied_twice():
@@ -115,7 +115,10 @@ def test_two_levels_of_striding_match_the_reference_applied_twice():
         count = count + np.asarray(upper["tick"][j])
     features2 = np.asarray(upper["features"]) * 2.0
     top = hierarchy.stride(upper, jnp.asarray(features2), jnp.asarray(tick2), hierarchy.abstract_length(tick2.shape[0], 2), DISCOUNT)
-    check_against_reference({n: upper[n] for n in hierarchy.BOOKKEEPING}, features2, tick2, top)
+    assert_matches_reference({n: upper[n] for n in hierarchy.BOOKKEEPING}, features2, tick2, top)
+    # the top level steps less often than the one below, and still spans every episode end
+    assert 0 < np.asarray(top["mask"]).sum() < np.asarray(upper["mask"]).sum()
+    assert np.asarray(top["is_terminal"]).sum() == np.asarray(upper["is_terminal"] & (upper["mask"] > 0)).sum()
 
 
 def test_padding_never_leaks_into_the_next_level():
