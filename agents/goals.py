@@ -118,10 +118,6 @@ class GoalAutoencoder:
         metrics = {"goal/autoencoder_loss": masked_mean(reconstruction, mask), "goal/autoencoder_kl": masked_mean(kl, mask)}
         return total, metrics
 
-    def random_code(self, key: jax.Array, batch: int) -> jax.Array:
-        index = jax.random.randint(key, (batch, self.codes), 0, self.classes)
-        return jax.nn.one_hot(index, self.classes).reshape(batch, self.code_dim)
-
 
 class _EnsembleNet(nn.Module):
     members: int
