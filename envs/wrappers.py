@@ -6,7 +6,8 @@ Written here: `PixelObservation` (Gymnasium's `ResizeObservation` needs OpenCV, 
 dependency; Pillow is) and `ActionRepeat` (Gymnasium only has the Atari-specific
 `MaxAndSkipObservation`, which max-pools frames) and `SelectObservation` (minigrid's
 `ImgObsWrapper` does the same for one key but lacks `RecordConstructorArgs`, so a wrapped env's
-``spec.make()`` fails).
+``spec.make()`` fails) and `OneHotGrid` (minigrid's `OneHotPartialObsWrapper` keeps a uint8 image,
+which would be read as pixels).
 """
 
 from __future__ import annotations
@@ -105,6 +106,37 @@ class SelectObservation(
 
     def observation(self, observation: dict[str, Any]) -> Any:
         return observation[self.key]
+
+
+class OneHotGrid(gymnasium.ObservationWrapper[Any, Any, Any], gymnasium.utils.RecordConstructorArgs):
+    """A grid of category indices ``[H, W, C]`` (MiniGrid's object, colour and state per cell) as one
+    flat float vector of one-hot cells, ``H * W * sum(counts)`` long.
+
+    The indices are labels, not intensities: fed to a CNN as pixels they would be divided by 255
+    and nearly vanish, so they are one-hot encoded for the MLP encoder instead.
+    """
+
+    def __init__(self, env: gymnasium.Env, counts: tuple[int, ...]):
+        space = env.observation_space
+        if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 3 or space.shape[2] != len(counts):
+            raise ValueError(f"OneHotGrid needs a Box of shape [H, W, {len(counts)}], got {space}")
+        gymnasium.utils.RecordConstructorArgs.__init__(self, counts=tuple(counts))
+        gymnasium.ObservationWrapper.__init__(self, env)
+        self.counts = tuple(int(c) for c in counts)
+        self.offsets = np.cumsum((0,) + self.counts[:-1])
+        height, width, _ = space.shape
+        self.observation_space = gymnasium.spaces.Box(0.0, 1.0, (height * width * sum(self.counts),), np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        grid = np.asarray(observation, np.int64)
+        if np.any(grid < 0) or np.any(grid >= np.array(self.counts)):
+            raise ValueError(f"grid values must lie below the category counts {self.counts}, got max {grid.max()}")
+        height, width, _ = grid.shape
+        one_hot = np.zeros((height, width, sum(self.counts)), np.float32)
+        rows, columns = np.indices((height, width))
+        for channel, offset in enumerate(self.offsets):
+            one_hot[rows, columns, offset + grid[..., channel]] = 1.0
+        return one_hot.reshape(-1)
 
 
 def is_bounded_box(space: gymnasium.Space) -> bool:

@@ -1,22 +1,29 @@
 """Does the hierarchy pay off? 1 vs 2 vs 3 levels at equal environment-step budgets, several seeds.
 
     python -m scripts.bench_hierarchy --env hmbrl/PointFourRooms-v0 --steps 50000 --seeds 0 1 2
-    python -m scripts.bench_hierarchy --env minigrid:MiniGrid-DoorKey-5x5-v0 --levels 1 2
+    python -m scripts.bench_hierarchy --env minigrid:MiniGrid-DoorKey-5x5-v0 --config small --jobs 2
 
 Every run uses the same model sizes (the ``hierarchy2`` preset's; ``hierarchy3`` for three levels;
-``levels: 1`` is the flat agent). Prints a table per number of levels: mean and spread (std, min,
-max over seeds) of the greedy evaluation return at the end and at its best, and each level's
-exploitation gap (imagined minus real return of its own reward, ``agents.diagnostics``) at the last
-evaluation. Writes the curves as JSON and the mean learning curve per number of levels as a PNG
-(default ``benchmarks/out/hierarchy_<env>.*``).
+``levels: 1`` is the flat agent), then the ``--config`` presets (``small``: CPU-sized models) and
+the ``--set`` overrides. ``--jobs N`` runs N trainings at once, each in its own single-threaded
+process (on a CPU, several small runs side by side use the cores better than one).
+
+Prints a table per number of levels: mean and spread (std, min, max over seeds) of the greedy
+evaluation return at the end and at its best, and each level's exploitation gap (imagined minus real
+return of its own reward, ``agents.diagnostics``) and goal-reach rate at the last evaluation. Writes
+the curves as JSON and the learning curves per number of levels (mean over seeds, band from min to
+max) as a PNG (default ``benchmarks/out/hierarchy_<env>.*``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +35,8 @@ from envs import make_vector_env
 from scripts.bench_learning import plot
 
 PRESETS = {1: ("hierarchy2", [("hierarchy.levels", 1)]), 2: ("hierarchy2", []), 3: ("hierarchy3", [])}
+# One XLA thread per run: with --jobs, the runs share the cores instead of fighting over them.
+SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--config", dest="presets", nargs="*", default=[], metavar="PRESET",
+                        help="presets merged after each run's level preset (e.g. small)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own single-threaded process")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="applied to every run (e.g. hierarchy.disagreement_penalty=0)")
     parser.add_argument("--out", help="output prefix (default benchmarks/out/hierarchy_<env>)")
@@ -49,7 +61,7 @@ def train_one(args: argparse.Namespace, levels: int, seed: int, logdir: Path) ->
     preset, preset_overrides = PRESETS[levels]
     overrides = [("env_id", args.env), ("seed", seed), ("steps", args.steps), ("run.eval_every", args.eval_every),
                  ("run.eval_episodes", args.eval_episodes), *preset_overrides, *args.overrides]
-    config = load_config([preset], overrides)
+    config = load_config([preset, *args.presets], overrides)
     make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, config["run"]["env_parallel"])
     Trainer(config, logdir, make_envs, progress=False).run(config["steps"])
     rows = [row for row in read_metrics(logdir) if "eval/return_mean" in row]
@@ -59,25 +71,56 @@ def train_one(args: argparse.Namespace, levels: int, seed: int, logdir: Path) ->
 
 
 def summarise(runs: dict[int, list[dict]], levels: int) -> dict:
-    finals = np.array([curve[-1]["return"] for curve in runs.values() if curve])
-    bests = np.array([max(p["return"] for p in curve) for curve in runs.values() if curve])
-    gaps = {}
+    """Mean and spread over seeds of the final and best return; per level, the exploitation gap and
+    goal-reach rate at the last evaluation (mean and std over seeds)."""
+    curves = [curve for curve in runs.values() if curve]
+    finals = np.array([curve[-1]["return"] for curve in curves])
+    bests = np.array([max(p["return"] for p in curve) for curve in curves])
+    per_level = {}
     for level in range(levels):
-        values = [curve[-1].get(f"level{level}/exploitation/gap") for curve in runs.values() if curve]
-        values = [v for v in values if v is not None]
-        if values:
-            gaps[level] = float(np.mean(values))
+        entry = {}
+        for name, key in (("gap", "exploitation/gap"), ("reach_rate", "goal/reach_rate")):
+            values = [curve[-1][f"level{level}/{key}"] for curve in curves if f"level{level}/{key}" in curve[-1]]
+            if values:
+                entry[name] = float(np.mean(values))
+                entry[f"{name}_std"] = float(np.std(values))
+        per_level[level] = entry
     return {"final_mean": float(finals.mean()), "final_std": float(finals.std()), "final_min": float(finals.min()),
-            "final_max": float(finals.max()), "best_mean": float(bests.mean()), "gaps": gaps}
+            "final_max": float(finals.max()), "best_mean": float(bests.mean()), "levels": per_level}
 
 
 def mean_curve(runs: dict[int, list[dict]]) -> list[dict]:
+    """The return at each evaluation step: mean, and min and max over the seeds that reached it."""
     steps = sorted({p["step"] for curve in runs.values() for p in curve})
     curve = []
     for step in steps:
         values = [p["return"] for c in runs.values() for p in c if p["step"] == step]
-        curve.append({"step": step, "return": float(np.mean(values))})
+        curve.append({"step": step, "return": float(np.mean(values)), "low": float(np.min(values)),
+                      "high": float(np.max(values))})
     return curve
+
+
+def run_all(args: argparse.Namespace, name: str, stamp: str) -> dict[int, dict[int, list[dict]]]:
+    """Every (levels, seed) run, ``args.jobs`` at a time; their evaluation rows."""
+    runs = [(levels, seed) for levels in args.levels for seed in args.seeds]
+    logdirs = {run: Path("runs") / f"bench-hierarchy-{name}-L{run[0]}-seed{run[1]}-{stamp}" for run in runs}
+    results: dict[int, dict[int, list[dict]]] = {levels: {} for levels in args.levels}
+
+    def report(run, rows):
+        results[run[0]][run[1]] = rows
+        print(f"levels {run[0]} seed {run[1]}: final return {rows[-1]['return']:.3f}", flush=True)
+
+    if args.jobs <= 1:
+        for run in runs:
+            report(run, train_one(args, *run, logdirs[run]))
+        return results
+    # Spawned workers read XLA_FLAGS when they import jax; this process's jax is already set up.
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip()
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {run: pool.submit(train_one, args, *run, logdirs[run]) for run in runs}
+        for run, future in futures.items():
+            report(run, future.result())
+    return results
 
 
 def main(argv=None) -> dict:
@@ -86,29 +129,27 @@ def main(argv=None) -> dict:
     prefix = Path(args.out or f"benchmarks/out/hierarchy_{name}")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    results: dict[int, dict[int, list[dict]]] = {}
-    for levels in args.levels:
-        results[levels] = {}
-        for seed in args.seeds:
-            logdir = Path("runs") / f"bench-hierarchy-{name}-L{levels}-seed{seed}-{stamp}"
-            results[levels][seed] = train_one(args, levels, seed, logdir)
-            print(f"levels {levels} seed {seed}: final return {results[levels][seed][-1]['return']:.2f}", flush=True)
+    results = run_all(args, name, stamp)
 
     summaries = {levels: summarise(runs, levels) for levels, runs in results.items()}
     print(f"\n{args.env}: greedy evaluation return after {args.steps:,} environment steps, "
           f"seeds {args.seeds} ({args.eval_episodes} episodes each)")
-    print("| levels | final return: mean ± std [min, max] | best return (mean) | exploitation gap per level (last eval) |")
-    print("| ---: | --- | ---: | --- |")
+    print("| levels | final return: mean ± std [min, max] | best return (mean) | exploitation gap per level "
+          "(last eval, mean ± std) | goal-reach rate per level |")
+    print("| ---: | --- | ---: | --- | --- |")
     for levels, summary in summaries.items():
-        gaps = ", ".join(f"L{level}: {gap:+.3f}" for level, gap in summary["gaps"].items()) or "n/a"
-        print(f"| {levels} | {summary['final_mean']:.2f} ± {summary['final_std']:.2f} "
-              f"[{summary['final_min']:.2f}, {summary['final_max']:.2f}] | {summary['best_mean']:.2f} | {gaps} |")
-    result = {"env": args.env, "steps": args.steps, "seeds": args.seeds, "overrides": args.overrides,
+        per_level = summary["levels"].items()
+        gaps = ", ".join(f"L{l}: {e['gap']:+.3f} ± {e['gap_std']:.3f}" for l, e in per_level if "gap" in e) or "n/a"
+        reach = ", ".join(f"L{l}: {e['reach_rate']:.2f}" for l, e in per_level if "reach_rate" in e) or "n/a"
+        print(f"| {levels} | {summary['final_mean']:.3f} ± {summary['final_std']:.3f} "
+              f"[{summary['final_min']:.3f}, {summary['final_max']:.3f}] | {summary['best_mean']:.3f} | {gaps} | {reach} |")
+    result = {"env": args.env, "steps": args.steps, "seeds": args.seeds, "presets": args.presets,
+              "overrides": args.overrides,
               "curves": {str(k): {str(s): c for s, c in v.items()} for k, v in results.items()},
               "summary": {str(k): v for k, v in summaries.items()}}
     prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
     curves = {levels: mean_curve(runs) for levels, runs in results.items()}
-    plot(curves, prefix.with_suffix(".png"), f"{args.env}: mean over seeds {args.seeds}", None,
+    plot(curves, prefix.with_suffix(".png"), f"{args.env}: mean over seeds {args.seeds}, band min-max", None,
          label=lambda levels: f"{levels} level{'s' if levels > 1 else ''}")
     print(f"wrote {prefix.with_suffix('.json')} and {prefix.with_suffix('.png')}")
     return result

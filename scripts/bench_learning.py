@@ -52,14 +52,16 @@ def train_one(args: argparse.Namespace, seed: int, logdir: Path) -> list[dict]:
 
 
 def plot(curves: dict, path: Path, title: str, target: float | None, label=lambda key: f"seed {key}") -> None:
-    """A plain line plot with Pillow (no plotting dependency); ``label(key)`` names each curve."""
+    """A plain line plot with Pillow (no plotting dependency); ``label(key)`` names each curve. Points
+    with ``low`` and ``high`` get a pale band between them (the spread over seeds)."""
     from PIL import Image, ImageDraw
 
     width, height, margin = 640, 400, 50
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     points = [p for curve in curves.values() for p in curve]
-    values = [p["return"] for p in points] + ([target] if target is not None else [])
+    values = [p[key] for p in points for key in ("return", "low", "high") if key in p]
+    values += [target] if target is not None else []
     max_step = max(p["step"] for p in points)
     low, high = min(values), max(values)
     high = high if high > low else low + 1.0
@@ -70,6 +72,11 @@ def plot(curves: dict, path: Path, title: str, target: float | None, label=lambd
         draw.line([to_xy(0, target), to_xy(max_step, target)], fill=(150, 150, 150), width=1)
         draw.text((width - margin - 80, to_xy(0, target)[1] - 12), f"target {target:g}", fill=(120, 120, 120))
     colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    for index, (_, curve) in enumerate(sorted(curves.items())):
+        if len(curve) > 1 and all("low" in p and "high" in p for p in curve):  # spread over seeds, pale
+            pale = tuple((c + 3 * 255) // 4 for c in colours[index % len(colours)])
+            band = [to_xy(p["step"], p["high"]) for p in curve] + [to_xy(p["step"], p["low"]) for p in reversed(curve)]
+            draw.polygon(band, fill=pale)
     for index, (seed, curve) in enumerate(sorted(curves.items())):
         xy = [to_xy(p["step"], p["return"]) for p in curve]
         colour = colours[index % len(colours)]
@@ -78,8 +85,8 @@ def plot(curves: dict, path: Path, title: str, target: float | None, label=lambd
         draw.text((margin + 5, margin + 5 + 14 * index), label(seed), fill=colour)
     draw.text((margin, 15), title, fill="black")
     draw.text((margin, height - margin + 8), f"0 .. {max_step:,} environment steps", fill="black")
-    draw.text((5, margin - 14), f"{high:.0f}", fill="black")
-    draw.text((5, height - margin - 6), f"{low:.0f}", fill="black")
+    draw.text((5, margin - 14), f"{high:.3g}", fill="black")
+    draw.text((5, height - margin - 6), f"{low:.3g}", fill="black")
     image.save(path)
 
 

@@ -69,15 +69,18 @@ class ConvDecoder(nn.Module):
     def __call__(self, features: jax.Array) -> jax.Array:
         height, width, channels = self.image_shape
         scale = 2**self.stages
+        # Sides that do not divide by the scale (MiniGrid's 7x7, say) start rounded up, and the
+        # upsampled image is cropped back, mirroring the encoder's SAME padding.
+        start_height, start_width = -(-height // scale), -(-width // scale)
         start_channels = self.depth * 2 ** (self.stages - 1)
         lead = features.shape[:-1]
-        x = nn.Dense(height // scale * width // scale * start_channels)(features)
-        x = x.reshape((-1, height // scale, width // scale, start_channels))
+        x = nn.Dense(start_height * start_width * start_channels)(features)
+        x = x.reshape((-1, start_height, start_width, start_channels))
         for stage in reversed(range(self.stages - 1)):
             x = nn.ConvTranspose(self.depth * 2**stage, (4, 4), strides=(2, 2), padding="SAME")(x)
             x = jax.nn.silu(nn.LayerNorm(epsilon=1e-3)(x))
         x = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(x)
-        return x.reshape(lead + (height, width, channels))
+        return x[:, :height, :width].reshape(lead + (height, width, channels))
 
 
 class MultiEncoder(nn.Module):

@@ -146,7 +146,9 @@ def test_ale_without_ale_py_names_the_extra():
 def test_minigrid_id():
     pytest.importorskip("minigrid")
     env = make_env("minigrid:MiniGrid-DoorKey-5x5-v0", seed=0)
-    assert env.observation_space == gymnasium.spaces.Box(0, 255, (7, 7, 3), np.uint8)
+    assert env.observation_space == gymnasium.spaces.Box(0.0, 1.0, (7 * 7 * (11 + 6 + 3),), np.float32)
+    observation, _ = env.reset(seed=0)
+    assert observation.reshape(49, 20).sum(-1).tolist() == [3.0] * 49  # one object, colour, state per cell
     assert env.action_space == gymnasium.spaces.Discrete(7)
     check_env(env, skip_render_check=True)
     assert "minigrid:MiniGrid-DoorKey-5x5-v0" in list_env_ids()

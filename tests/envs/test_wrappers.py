@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.wrappers import RescaleAction
 
-from envs.wrappers import ActionRepeat, PixelObservation, SelectObservation, rescale_to_unit, resize_frame
+from envs.wrappers import ActionRepeat, OneHotGrid, PixelObservation, SelectObservation, rescale_to_unit, resize_frame
 
 # check_env warns on every wrapped env and on unbounded Boxes (CartPole's, voxel grids): both expected.
 pytestmark = [
@@ -133,3 +133,44 @@ def test_time_limit_and_episode_statistics_check_env():
     env = gymnasium.wrappers.RecordEpisodeStatistics(env)
     check_env(env, skip_render_check=True)
 
+
+
+class _GridEnv(gymnasium.Env):
+    """Two steps of a 2x2 grid with three channels of category indices, chosen by hand."""
+
+    frames = [np.array([[[0, 1, 0], [2, 0, 1]], [[1, 1, 0], [0, 0, 0]]], np.uint8),
+              np.array([[[2, 0, 1], [1, 1, 1]], [[0, 0, 0], [2, 1, 0]]], np.uint8)]
+
+    def __init__(self):
+        self.observation_space = gymnasium.spaces.Box(0, 255, (2, 2, 3), np.uint8)
+        self.action_space = gymnasium.spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.frames[0], {}
+
+    def step(self, action):
+        self.t = 1
+        return self.frames[1], 0.0, True, False, {}
+
+
+def test_one_hot_grid_matches_a_hand_made_encoding():
+    env = OneHotGrid(_GridEnv(), (3, 2, 2))
+    assert env.observation_space == gymnasium.spaces.Box(0.0, 1.0, (2 * 2 * 7,), np.float32)
+    first, _ = env.reset(seed=0)
+    second, *_ = env.step(0)
+    # Cell by cell: 3 object slots, 2 colour slots, 2 state slots.
+    expected_first = [[1, 0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 0, 0, 1], [0, 1, 0, 0, 1, 1, 0], [1, 0, 0, 1, 0, 1, 0]]
+    expected_second = [[0, 0, 1, 1, 0, 0, 1], [0, 1, 0, 0, 1, 0, 1], [1, 0, 0, 1, 0, 1, 0], [0, 0, 1, 0, 1, 1, 0]]
+    np.testing.assert_array_equal(first, np.array(expected_first, np.float32).reshape(-1))
+    np.testing.assert_array_equal(second, np.array(expected_second, np.float32).reshape(-1))
+    check_env(env, skip_render_check=True)
+
+
+def test_one_hot_grid_rejects_values_beyond_the_counts_and_wrong_spaces():
+    with pytest.raises(ValueError, match="below the category counts"):
+        OneHotGrid(_GridEnv(), (2, 2, 2)).reset(seed=0)
+    with pytest.raises(ValueError, match=r"Box of shape \[H, W, 2\]"):
+        OneHotGrid(_GridEnv(), (3, 3))
