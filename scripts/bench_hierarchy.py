@@ -53,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="applied to every run (e.g. hierarchy.disagreement_penalty=0)")
     parser.add_argument("--out", help="output prefix (default benchmarks/out/hierarchy_<env>)")
+    parser.add_argument("--replot", metavar="JSON", help="no training: the table and plots again from a saved JSON")
     return parser.parse_args(argv)
 
 
@@ -100,6 +101,24 @@ def mean_curve(runs: dict[int, list[dict]]) -> list[dict]:
     return curve
 
 
+def gap_curves(results: dict[int, dict[int, list[dict]]]) -> dict[str, list[dict]]:
+    """Each level's exploitation gap at each evaluation, per number of levels: mean, min and max over
+    seeds, as ``plot`` curves keyed ``"<levels> levels: level <l>"``."""
+    curves = {}
+    for levels, runs in results.items():
+        for level in range(levels):
+            key = f"level{level}/exploitation/gap"
+            steps = sorted({p["step"] for curve in runs.values() for p in curve if key in p})
+            points = []
+            for step in steps:
+                values = [p[key] for curve in runs.values() for p in curve if p["step"] == step and key in p]
+                points.append({"step": step, "return": float(np.mean(values)), "low": float(np.min(values)),
+                               "high": float(np.max(values))})
+            if points:
+                curves[f"{levels} level{'s' if levels > 1 else ''}: level {level}"] = points
+    return curves
+
+
 def run_all(args: argparse.Namespace, name: str, stamp: str) -> dict[int, dict[int, list[dict]]]:
     """Every (levels, seed) run, ``args.jobs`` at a time; their evaluation rows."""
     runs = [(levels, seed) for levels in args.levels for seed in args.seeds]
@@ -125,11 +144,17 @@ def run_all(args: argparse.Namespace, name: str, stamp: str) -> dict[int, dict[i
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        for key in ("env", "steps", "seeds", "presets", "overrides", "eval_episodes"):
+            setattr(args, key, saved.get(key, getattr(args, key)))
+        results = {int(levels): {int(seed): curve for seed, curve in runs.items()}
+                   for levels, runs in saved["curves"].items()}
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env)
-    prefix = Path(args.out or f"benchmarks/out/hierarchy_{name}")
+    prefix = Path(args.out or (Path(args.replot).with_suffix("") if args.replot else f"benchmarks/out/hierarchy_{name}"))
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    results = run_all(args, name, stamp)
+    if not args.replot:
+        results = run_all(args, name, time.strftime("%Y%m%d-%H%M%S"))
 
     summaries = {levels: summarise(runs, levels) for levels, runs in results.items()}
     print(f"\n{args.env}: greedy evaluation return after {args.steps:,} environment steps, "
@@ -144,14 +169,17 @@ def main(argv=None) -> dict:
         print(f"| {levels} | {summary['final_mean']:.3f} ± {summary['final_std']:.3f} "
               f"[{summary['final_min']:.3f}, {summary['final_max']:.3f}] | {summary['best_mean']:.3f} | {gaps} | {reach} |")
     result = {"env": args.env, "steps": args.steps, "seeds": args.seeds, "presets": args.presets,
-              "overrides": args.overrides,
+              "overrides": args.overrides, "eval_episodes": args.eval_episodes,
               "curves": {str(k): {str(s): c for s, c in v.items()} for k, v in results.items()},
               "summary": {str(k): v for k, v in summaries.items()}}
     prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
     curves = {levels: mean_curve(runs) for levels, runs in results.items()}
     plot(curves, prefix.with_suffix(".png"), f"{args.env}: mean over seeds {args.seeds}, band min-max", None,
          label=lambda levels: f"{levels} level{'s' if levels > 1 else ''}")
-    print(f"wrote {prefix.with_suffix('.json')} and {prefix.with_suffix('.png')}")
+    gaps_path = prefix.with_name(prefix.name + "_gaps.png")
+    plot(gap_curves(results), gaps_path, f"{args.env}: exploitation gap (imagined - real return) per level", 0.0,
+         label=str, target_label="gap")
+    print(f"wrote {prefix.with_suffix('.json')}, {prefix.with_suffix('.png')} and {gaps_path}")
     return result
 
 

@@ -51,7 +51,8 @@ def train_one(args: argparse.Namespace, seed: int, logdir: Path) -> list[dict]:
     ]
 
 
-def plot(curves: dict, path: Path, title: str, target: float | None, label=lambda key: f"seed {key}") -> None:
+def plot(curves: dict, path: Path, title: str, target: float | None, label=lambda key: f"seed {key}",
+         target_label: str = "target") -> None:
     """A plain line plot with Pillow (no plotting dependency); ``label(key)`` names each curve. Points
     with ``low`` and ``high`` get a pale band between them (the spread over seeds)."""
     from PIL import Image, ImageDraw
@@ -70,7 +71,7 @@ def plot(curves: dict, path: Path, title: str, target: float | None, label=lambd
     draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
     if target is not None:
         draw.line([to_xy(0, target), to_xy(max_step, target)], fill=(150, 150, 150), width=1)
-        draw.text((width - margin - 80, to_xy(0, target)[1] - 12), f"target {target:g}", fill=(120, 120, 120))
+        draw.text((width - margin - 80, to_xy(0, target)[1] - 12), f"{target_label} {target:g}", fill=(120, 120, 120))
     colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
     for index, (_, curve) in enumerate(sorted(curves.items())):
         if len(curve) > 1 and all("low" in p and "high" in p for p in curve):  # spread over seeds, pale
