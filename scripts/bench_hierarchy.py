@@ -65,10 +65,23 @@ def train_one(args: argparse.Namespace, levels: int, seed: int, logdir: Path) ->
     config = load_config([preset, *args.presets], overrides)
     make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, config["run"]["env_parallel"])
     Trainer(config, logdir, make_envs, progress=False).run(config["steps"])
-    rows = [row for row in read_metrics(logdir) if "eval/return_mean" in row]
-    return [{"step": row["step"], "seconds": row["eval/elapsed_seconds"], "return": row["eval/return_mean"],
-             **{name: value for name, value in row.items() if "/exploitation/" in name or "/goal/" in name}}
-            for row in rows]
+    return evaluation_rows(logdir)
+
+
+def evaluation_rows(logdir: Path) -> list[dict]:
+    """A run's evaluations: step, seconds, greedy return, the mean return of the training episodes that
+    ended since the previous evaluation (``train_return``: sampled actions, so it shows sparse successes
+    that greedy evaluation misses), and every level's exploitation and goal scalars."""
+    rows, training = [], []
+    for row in read_metrics(logdir):
+        if "episode/return" in row:
+            training.append(row["episode/return"])
+        if "eval/return_mean" in row:
+            rows.append({"step": row["step"], "seconds": row["eval/elapsed_seconds"], "return": row["eval/return_mean"],
+                         "train_return": float(np.mean(training)) if training else None,
+                         **{name: value for name, value in row.items() if "/exploitation/" in name or "/goal/" in name}})
+            training = []
+    return rows
 
 
 def summarise(runs: dict[int, list[dict]], levels: int) -> dict:
@@ -86,8 +99,11 @@ def summarise(runs: dict[int, list[dict]], levels: int) -> dict:
                 entry[name] = float(np.mean(values))
                 entry[f"{name}_std"] = float(np.std(values))
         per_level[level] = entry
+    training = [curve[-1].get("train_return") for curve in curves]
+    training = [value for value in training if value is not None]
     return {"final_mean": float(finals.mean()), "final_std": float(finals.std()), "final_min": float(finals.min()),
-            "final_max": float(finals.max()), "best_mean": float(bests.mean()), "levels": per_level}
+            "final_max": float(finals.max()), "best_mean": float(bests.mean()),
+            "train_final_mean": float(np.mean(training)) if training else None, "levels": per_level}
 
 
 def mean_curve(runs: dict[int, list[dict]]) -> list[dict]:
@@ -159,15 +175,17 @@ def main(argv=None) -> dict:
     summaries = {levels: summarise(runs, levels) for levels, runs in results.items()}
     print(f"\n{args.env}: greedy evaluation return after {args.steps:,} environment steps, "
           f"seeds {args.seeds} ({args.eval_episodes} episodes each)")
-    print("| levels | final return: mean ± std [min, max] | best return (mean) | exploitation gap per level "
-          "(last eval, mean ± std) | goal-reach rate per level |")
-    print("| ---: | --- | ---: | --- | --- |")
+    print("| levels | final return: mean ± std [min, max] | best return (mean) | training-episode return, last "
+          "interval (mean) | exploitation gap per level (last eval, mean ± std) | goal-reach rate per level |")
+    print("| ---: | --- | ---: | ---: | --- | --- |")
     for levels, summary in summaries.items():
         per_level = summary["levels"].items()
         gaps = ", ".join(f"L{l}: {e['gap']:+.3f} ± {e['gap_std']:.3f}" for l, e in per_level if "gap" in e) or "n/a"
+        training = "n/a" if summary["train_final_mean"] is None else f"{summary['train_final_mean']:.3f}"
         reach = ", ".join(f"L{l}: {e['reach_rate']:.2f}" for l, e in per_level if "reach_rate" in e) or "n/a"
         print(f"| {levels} | {summary['final_mean']:.3f} ± {summary['final_std']:.3f} "
-              f"[{summary['final_min']:.3f}, {summary['final_max']:.3f}] | {summary['best_mean']:.3f} | {gaps} | {reach} |")
+              f"[{summary['final_min']:.3f}, {summary['final_max']:.3f}] | {summary['best_mean']:.3f} | {training} | "
+              f"{gaps} | {reach} |")
     result = {"env": args.env, "steps": args.steps, "seeds": args.seeds, "presets": args.presets,
               "overrides": args.overrides, "eval_episodes": args.eval_episodes,
               "curves": {str(k): {str(s): c for s, c in v.items()} for k, v in results.items()},
