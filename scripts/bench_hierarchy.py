@@ -9,10 +9,12 @@ the ``--set`` overrides. ``--jobs N`` runs N trainings at once, each in its own 
 process (on a CPU, several small runs side by side use the cores better than one).
 
 Prints a table per number of levels: mean and spread (std, min, max over seeds) of the greedy
-evaluation return at the end and at its best, and each level's exploitation gap (imagined minus real
-return of its own reward, ``agents.diagnostics``) and goal-reach rate at the last evaluation. Writes
-the curves as JSON and the learning curves per number of levels (mean over seeds, band from min to
-max) as a PNG (default ``benchmarks/out/hierarchy_<env>.*``).
+evaluation return at the end and at its best, the mean return of the training episodes, and each
+level's exploitation gap (imagined minus real return of its own reward, ``agents.diagnostics``) and
+goal-reach rate at the last evaluation. Writes the curves as JSON and, as PNGs (mean over seeds, band
+from min to max), the evaluation return (``<prefix>.png``), the training-episode return
+(``<prefix>_train.png``) and every level's exploitation gap (``<prefix>_gaps.png``); the default
+prefix is ``benchmarks/out/hierarchy_<env>``. ``--replot JSON`` redoes table and plots from a saved run.
 """
 
 from __future__ import annotations
@@ -99,37 +101,34 @@ def summarise(runs: dict[int, list[dict]], levels: int) -> dict:
                 entry[name] = float(np.mean(values))
                 entry[f"{name}_std"] = float(np.std(values))
         per_level[level] = entry
-    training = [curve[-1].get("train_return") for curve in curves]
-    training = [value for value in training if value is not None]
+    # Intervals between evaluations span equal step counts, so their mean is the run's mean.
+    training = [[p["train_return"] for p in curve if p.get("train_return") is not None] for curve in curves]
+    training = [float(np.mean(run)) for run in training if run]
     return {"final_mean": float(finals.mean()), "final_std": float(finals.std()), "final_min": float(finals.min()),
             "final_max": float(finals.max()), "best_mean": float(bests.mean()),
-            "train_final_mean": float(np.mean(training)) if training else None, "levels": per_level}
+            "train_mean": float(np.mean(training)) if training else None,
+            "train_std": float(np.std(training)) if training else None, "levels": per_level}
 
 
-def mean_curve(runs: dict[int, list[dict]]) -> list[dict]:
-    """The return at each evaluation step: mean, and min and max over the seeds that reached it."""
-    steps = sorted({p["step"] for curve in runs.values() for p in curve})
+def mean_curve(runs: dict[int, list[dict]], key: str = "return") -> list[dict]:
+    """``key`` at each evaluation step: mean, and min and max over the seeds that have it there (as
+    ``plot`` points, the value under ``"return"``)."""
+    steps = sorted({p["step"] for curve in runs.values() for p in curve if p.get(key) is not None})
     curve = []
     for step in steps:
-        values = [p["return"] for c in runs.values() for p in c if p["step"] == step]
+        values = [p[key] for c in runs.values() for p in c if p["step"] == step and p.get(key) is not None]
         curve.append({"step": step, "return": float(np.mean(values)), "low": float(np.min(values)),
                       "high": float(np.max(values))})
     return curve
 
 
 def gap_curves(results: dict[int, dict[int, list[dict]]]) -> dict[str, list[dict]]:
-    """Each level's exploitation gap at each evaluation, per number of levels: mean, min and max over
-    seeds, as ``plot`` curves keyed ``"<levels> levels: level <l>"``."""
+    """Each level's exploitation gap at each evaluation, per number of levels (mean, min and max over
+    seeds), keyed ``"<levels> levels: level <l>"``."""
     curves = {}
     for levels, runs in results.items():
         for level in range(levels):
-            key = f"level{level}/exploitation/gap"
-            steps = sorted({p["step"] for curve in runs.values() for p in curve if key in p})
-            points = []
-            for step in steps:
-                values = [p[key] for curve in runs.values() for p in curve if p["step"] == step and key in p]
-                points.append({"step": step, "return": float(np.mean(values)), "low": float(np.min(values)),
-                               "high": float(np.max(values))})
+            points = mean_curve(runs, f"level{level}/exploitation/gap")
             if points:
                 curves[f"{levels} level{'s' if levels > 1 else ''}: level {level}"] = points
     return curves
@@ -175,13 +174,13 @@ def main(argv=None) -> dict:
     summaries = {levels: summarise(runs, levels) for levels, runs in results.items()}
     print(f"\n{args.env}: greedy evaluation return after {args.steps:,} environment steps, "
           f"seeds {args.seeds} ({args.eval_episodes} episodes each)")
-    print("| levels | final return: mean ± std [min, max] | best return (mean) | training-episode return, last "
-          "interval (mean) | exploitation gap per level (last eval, mean ± std) | goal-reach rate per level |")
+    print("| levels | final return: mean ± std [min, max] | best return (mean) | training-episode return, whole "
+          "run (mean ± std) | exploitation gap per level (last eval, mean ± std) | goal-reach rate per level |")
     print("| ---: | --- | ---: | ---: | --- | --- |")
     for levels, summary in summaries.items():
         per_level = summary["levels"].items()
         gaps = ", ".join(f"L{l}: {e['gap']:+.3f} ± {e['gap_std']:.3f}" for l, e in per_level if "gap" in e) or "n/a"
-        training = "n/a" if summary["train_final_mean"] is None else f"{summary['train_final_mean']:.3f}"
+        training = "n/a" if summary["train_mean"] is None else f"{summary['train_mean']:.3f} ± {summary['train_std']:.3f}"
         reach = ", ".join(f"L{l}: {e['reach_rate']:.2f}" for l, e in per_level if "reach_rate" in e) or "n/a"
         print(f"| {levels} | {summary['final_mean']:.3f} ± {summary['final_std']:.3f} "
               f"[{summary['final_min']:.3f}, {summary['final_max']:.3f}] | {summary['best_mean']:.3f} | {training} | "
@@ -191,13 +190,20 @@ def main(argv=None) -> dict:
               "curves": {str(k): {str(s): c for s, c in v.items()} for k, v in results.items()},
               "summary": {str(k): v for k, v in summaries.items()}}
     prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    curves = {levels: mean_curve(runs) for levels, runs in results.items()}
-    plot(curves, prefix.with_suffix(".png"), f"{args.env}: mean over seeds {args.seeds}, band min-max", None,
-         label=lambda levels: f"{levels} level{'s' if levels > 1 else ''}")
-    gaps_path = prefix.with_name(prefix.name + "_gaps.png")
-    plot(gap_curves(results), gaps_path, f"{args.env}: exploitation gap (imagined - real return) per level", 0.0,
-         label=str, target_label="gap")
-    print(f"wrote {prefix.with_suffix('.json')}, {prefix.with_suffix('.png')} and {gaps_path}")
+    name_levels = lambda levels: f"{levels} level{'s' if levels > 1 else ''}"
+    plots = {
+        ".png": ({levels: mean_curve(runs) for levels, runs in results.items()}, "greedy evaluation return", None),
+        "_train.png": ({levels: mean_curve(runs, "train_return") for levels, runs in results.items()},
+                       "return of the training episodes between evaluations", None),
+        "_gaps.png": (gap_curves(results), "exploitation gap (imagined - real return) per level", 0.0),
+    }
+    for suffix, (curves, what, reference) in plots.items():
+        if any(curves.values()):
+            path = prefix.with_name(prefix.name + suffix)
+            plot(curves, path, f"{args.env}: {what}, mean over seeds {args.seeds}, band min-max", reference,
+                 label=name_levels if suffix != "_gaps.png" else str, target_label="gap")
+            print(f"wrote {path}")
+    print(f"wrote {prefix.with_suffix('.json')}")
     return result
 
 

@@ -72,7 +72,8 @@ def plot(curves: dict, path: Path, title: str, target: float | None, label=lambd
     if target is not None:
         draw.line([to_xy(0, target), to_xy(max_step, target)], fill=(150, 150, 150), width=1)
         draw.text((width - margin - 80, to_xy(0, target)[1] - 12), f"{target_label} {target:g}", fill=(120, 120, 120))
-    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+               (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
     for index, (_, curve) in enumerate(sorted(curves.items())):
         if len(curve) > 1 and all("low" in p and "high" in p for p in curve):  # spread over seeds, pale
             pale = tuple((c + 3 * 255) // 4 for c in colours[index % len(colours)])

@@ -22,7 +22,7 @@ def test_summarise_gives_mean_spread_and_per_level_gaps():
     assert summary["final_std"] == pytest.approx(0.25)
     assert (summary["final_min"], summary["final_max"]) == (0.0, 0.5)
     assert summary["best_mean"] == pytest.approx(0.75)  # 0.5 for seed 0, 1.0 for seed 1
-    assert summary["train_final_mean"] is None  # no training returns in these rows
+    assert summary["train_mean"] is None  # no training returns in these rows
     assert summary["levels"][0] == pytest.approx({"gap": 0.3, "gap_std": 0.1})
     assert summary["levels"][1] == pytest.approx({"gap": 0.1, "gap_std": 0.2, "reach_rate": 0.25, "reach_rate_std": 0.25})
 
@@ -52,3 +52,11 @@ def test_evaluation_rows_average_the_training_episodes_between_evaluations(tmp_p
         {"step": 12, "seconds": 5.0, "return": 0.0, "train_return": None},
         {"step": 16, "seconds": 7.0, "return": 1.0, "train_return": 0.5},
     ]
+
+
+def test_summarise_averages_training_returns_over_the_whole_run():
+    runs = {0: [{"step": 5, "return": 0.0, "train_return": 0.2}, {"step": 10, "return": 0.0, "train_return": 0.4}],
+            1: [{"step": 5, "return": 0.0, "train_return": None}, {"step": 10, "return": 0.0, "train_return": 0.0}]}
+    summary = summarise(runs, levels=1)
+    assert summary["train_mean"] == pytest.approx(0.15)  # seed 0: 0.3, seed 1: 0.0
+    assert summary["train_std"] == pytest.approx(0.15)
