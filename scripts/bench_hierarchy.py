@@ -100,6 +100,10 @@ def summarise(runs: dict[int, list[dict]], levels: int) -> dict:
             if values:
                 entry[name] = float(np.mean(values))
                 entry[f"{name}_std"] = float(np.std(values))
+        every_evaluation = [p[f"level{level}/exploitation/gap"] for curve in curves for p in curve
+                            if f"level{level}/exploitation/gap" in p]
+        if every_evaluation:  # steadier than the last evaluation alone
+            entry["gap_all_evaluations"] = float(np.mean(every_evaluation))
         per_level[level] = entry
     # Intervals between evaluations span equal step counts, so their mean is the run's mean.
     training = [[p["train_return"] for p in curve if p.get("train_return") is not None] for curve in curves]
@@ -185,6 +189,10 @@ def main(argv=None) -> dict:
         print(f"| {levels} | {summary['final_mean']:.3f} ± {summary['final_std']:.3f} "
               f"[{summary['final_min']:.3f}, {summary['final_max']:.3f}] | {summary['best_mean']:.3f} | {training} | "
               f"{gaps} | {reach} |")
+    print("\nexploitation gap per level, mean over every evaluation and seed:")
+    for levels, summary in summaries.items():
+        print(f"  {levels} level{'s' if levels > 1 else ''}: " + ", ".join(
+            f"L{l}: {e['gap_all_evaluations']:+.3f}" for l, e in summary["levels"].items() if "gap_all_evaluations" in e))
     result = {"env": args.env, "steps": args.steps, "seeds": args.seeds, "presets": args.presets,
               "overrides": args.overrides, "eval_episodes": args.eval_episodes,
               "curves": {str(k): {str(s): c for s, c in v.items()} for k, v in results.items()},

@@ -23,8 +23,9 @@ def test_summarise_gives_mean_spread_and_per_level_gaps():
     assert (summary["final_min"], summary["final_max"]) == (0.0, 0.5)
     assert summary["best_mean"] == pytest.approx(0.75)  # 0.5 for seed 0, 1.0 for seed 1
     assert summary["train_mean"] is None  # no training returns in these rows
-    assert summary["levels"][0] == pytest.approx({"gap": 0.3, "gap_std": 0.1})
-    assert summary["levels"][1] == pytest.approx({"gap": 0.1, "gap_std": 0.2, "reach_rate": 0.25, "reach_rate_std": 0.25})
+    assert summary["levels"][0] == pytest.approx({"gap": 0.3, "gap_std": 0.1, "gap_all_evaluations": 0.3})
+    assert summary["levels"][1] == pytest.approx({"gap": 0.1, "gap_std": 0.2, "reach_rate": 0.25, "reach_rate_std": 0.25,
+                                                  "gap_all_evaluations": 0.1})
 
 
 def test_mean_curve_has_min_max_band_per_step():
