@@ -141,7 +141,8 @@ def gap_curves(results: dict[int, dict[int, list[dict]]]) -> dict[str, list[dict
 def run_all(args: argparse.Namespace, name: str, stamp: str) -> dict[int, dict[int, list[dict]]]:
     """Every (levels, seed) run, ``args.jobs`` at a time; their evaluation rows."""
     runs = [(levels, seed) for levels in args.levels for seed in args.seeds]
-    logdirs = {run: Path("runs") / f"bench-hierarchy-{name}-L{run[0]}-seed{run[1]}-{stamp}" for run in runs}
+    # The process id keeps two benchmarks started in the same second out of each other's run directories.
+    logdirs = {run: Path("runs") / f"bench-hierarchy-{name}-L{run[0]}-seed{run[1]}-{stamp}-{os.getpid()}" for run in runs}
     results: dict[int, dict[int, list[dict]]] = {levels: {} for levels in args.levels}
 
     def report(run, rows):
