@@ -61,6 +61,11 @@ class Checkpointer:
         replay = restored.get("replay") if replay_template else None
         return restored.state, dict(replay or {}), restored.meta
 
+    def meta(self, step: int | None = None) -> dict:
+        """The JSON part of ``step`` (default: the latest) alone, e.g. to shape the replay template."""
+        step = self.latest_step() if step is None else step
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
@@ -122,6 +127,10 @@ class ShardCheckpointer:
             with np.load(folder / "replay.npz") as saved:
                 replay = {name: saved[name] for name in saved.files}
         return state, replay, json.loads((folder / "meta.json").read_text())
+
+    def meta(self, step: int | None = None) -> dict:
+        step = self.latest_step() if step is None else step
+        return json.loads((self.directory / str(step) / "meta.json").read_text())
 
     def wait(self) -> None:
         pass

@@ -123,8 +123,20 @@ class Replay:
         }
 
     def data(self) -> dict[str, np.ndarray]:
-        """The arrays to checkpoint: all of them in memory storage, none for disk (already files)."""
-        return dict(self.arrays) if self.storage == "memory" else {}
+        """The arrays to checkpoint: in memory storage the filled part ``[E, count, ...]`` (views, no
+        copy; a checkpoint of a young run stays small however large the capacity), none for disk
+        storage (already files)."""
+        if self.storage != "memory":
+            return {}
+        return {name: array[:, : self.count] for name, array in self.arrays.items()}
+
+    def data_template(self, count: int) -> dict[str, np.ndarray]:
+        """Arrays shaped like ``data()`` of a replay holding ``count`` steps per environment, for
+        restoring a checkpoint (zeros, which the OS maps lazily)."""
+        if self.storage != "memory":
+            return {}
+        return {name: np.zeros((self.num_envs, count) + array.shape[2:], array.dtype)
+                for name, array in self.arrays.items()}
 
     def flush(self) -> None:
         for array in self.arrays.values():
@@ -135,4 +147,7 @@ class Replay:
         self.position, self.count = int(state["position"]), int(state["count"])
         self.rng.bit_generator.state = state["rng"]
         for name, array in (data or {}).items():
-            self.arrays[name] = np.asarray(array)
+            if array.shape[:2] != (self.num_envs, self.count) or array.shape[2:] != self.arrays[name].shape[2:]:
+                raise ValueError(f"replay data {name!r} has shape {array.shape}, expected "
+                                 f"{(self.num_envs, self.count) + self.arrays[name].shape[2:]}")
+            self.arrays[name][:, : self.count] = array

@@ -182,7 +182,9 @@ class Trainer:
         """Load the latest checkpoint if there is one; returns whether it did."""
         if self.checkpointer.latest_step() is None:
             return False
-        state, replay_data, meta = self.checkpointer.restore(self._checkpoint_state(), self.replay.data())
+        saved_count = self.checkpointer.meta()["replay"]["count"]
+        state, replay_data, meta = self.checkpointer.restore(self._checkpoint_state(),
+                                                             self.replay.data_template(saved_count))
         self.state, self.act_key, self.policy_state = state["train"], state["act_key"], state["policy"]
         self.state = self.parallel.replicate(self.state)
         self.replay.load_state_dict(meta["replay"], replay_data)

@@ -66,3 +66,28 @@ def test_memory_state_and_data_restore_the_same_samples():
     restored = Replay(SPEC, num_envs=2, capacity=40, batch_size=4, batch_length=5, seed=0)
     restored.load_state_dict(state, data)
     np.testing.assert_array_equal(restored.sample()["step"], replay.sample()["step"])
+
+
+def test_checkpoint_data_of_a_partly_filled_replay_is_only_its_filled_part():
+    replay = Replay(SPEC, num_envs=2, capacity=400, batch_size=4, batch_length=5, seed=3)
+    fill(replay, 12)
+    data = replay.data()
+    assert {name: array.shape[:2] for name, array in data.items()} == {name: (2, 12) for name in SPEC}
+    template = replay.data_template(12)
+    assert {name: (array.shape, array.dtype) for name, array in template.items()} == {
+        name: (array.shape, array.dtype) for name, array in data.items()}
+    restored = Replay(SPEC, num_envs=2, capacity=400, batch_size=4, batch_length=5, seed=0)
+    restored.load_state_dict(replay.state_dict(), {k: v.copy() for k, v in data.items()})
+    assert restored.arrays["step"].shape == (2, 200)  # the full buffer stays allocated for what comes next
+    np.testing.assert_array_equal(restored.sample()["step"], replay.sample()["step"])
+    fill(restored, 1)
+    assert len(restored) == 2 * 13
+
+
+def test_restoring_data_of_the_wrong_length_is_an_error():
+    replay = Replay(SPEC, num_envs=2, capacity=400, batch_size=4, batch_length=5, seed=3)
+    fill(replay, 12)
+    state = replay.state_dict()
+    state["count"] = 11
+    with pytest.raises(ValueError, match="expected"):
+        Replay(SPEC, num_envs=2, capacity=400, batch_size=4, batch_length=5).load_state_dict(state, replay.data())
