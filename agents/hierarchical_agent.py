@@ -146,6 +146,9 @@ class HierarchicalAgent:
                                backbone_kwargs=backbones.get(backbone, {}), **wm_kwargs)
         else:
             below = self.levels[level - 1].world_model.feature_dim
+            # the level below's latent features are not an observation: rare one-hot classes have a
+            # tiny batch variance, which the variance-scaled vector loss would blow up
+            wm_kwargs["vector_loss"] = "mse"
             model = WorldModel({FEATURES: (below,)}, {}, self._goal_action_dim(),
                                backbone_kwargs=backbones.get(backbone, {}), **wm_kwargs)
         ac_kwargs = dict(agent)

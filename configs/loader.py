@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "replay.storage": ("memory", "disk"),
     "world_model.backbone": ("gru", "s5", "mamba", "egru", "event_s5"),
     "world_model.posterior": ("auto", "state", "embedding"),
+    "world_model.vector_loss": ("variance", "mse"),
     "agent.actor_grad": ("auto", "reinforce", "dynamics"),
     "env.event_camera.representation": ("frame", "voxel", "events"),
     "parallel.acting": ("device", "cpu"),

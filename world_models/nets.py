@@ -19,7 +19,12 @@ from world_models.distributions import symlog
 
 
 class MLP(nn.Module):
-    """``layers`` blocks of Dense -> LayerNorm -> SiLU (no output projection)."""
+    """``layers`` blocks of Dense (with bias) -> LayerNorm -> SiLU (no output projection).
+
+    The bias before the norm is what lets the first block see its input's magnitude: without it,
+    ``LayerNorm(W (a x)) == LayerNorm(W x)`` for every ``a > 0``, so two observations on one ray
+    from the origin would embed the same.
+    """
 
     units: int
     layers: int
@@ -27,7 +32,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for _ in range(self.layers):
-            x = nn.Dense(self.units, use_bias=False)(x)
+            x = nn.Dense(self.units)(x)
             x = jax.nn.silu(nn.LayerNorm(epsilon=1e-3)(x))
         return x
 
@@ -43,7 +48,8 @@ def cnn_stages(image_size: Sequence[int], minimum: int = 4) -> int:
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 convolutions ``depth, 2*depth, ...`` with LayerNorm and SiLU, then flatten."""
+    """Stride-2 convolutions ``depth, 2*depth, ...`` (with bias, as in :class:`MLP`) with LayerNorm
+    and SiLU, then flatten."""
 
     depth: int
     stages: int
@@ -53,7 +59,7 @@ class ConvEncoder(nn.Module):
         lead = image.shape[:-3]
         x = image.reshape((-1,) + image.shape[-3:])
         for stage in range(self.stages):
-            x = nn.Conv(self.depth * 2**stage, (4, 4), strides=2, padding="SAME", use_bias=False)(x)
+            x = nn.Conv(self.depth * 2**stage, (4, 4), strides=2, padding="SAME")(x)
             x = jax.nn.silu(nn.LayerNorm(epsilon=1e-3)(x))
         return x.reshape(lead + (-1,))
 

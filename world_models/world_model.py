@@ -23,6 +23,10 @@ from world_models.nets import MLP, MultiDecoder, MultiEncoder, image_to_float
 from world_models.rssm import RSSM, RSSMState, resolve_posterior, state_features
 
 LOSS_NAMES = ("reconstruction", "reward", "continue", "dynamics", "representation")
+VECTOR_LOSSES = ("variance", "mse")
+# Floor of the per-entry variance in ``vector_loss: variance``: an input that is constant in a batch
+# weighs at most 1/floor as much, not infinitely (symlog values; 1e-3 is a spread of about 0.03).
+VARIANCE_FLOOR = 1e-3
 
 
 class WorldModelNet(nn.Module):
@@ -103,6 +107,10 @@ class WorldModel:
       posterior: ``auto``, ``state`` or ``embedding`` (see ``world_models.rssm``).
       deter, stoch, classes, units, layers, cnn_depth, unimix, bins: network sizes.
       free_bits: KL free nats per step; loss_scales: weight of each loss in ``LOSS_NAMES``.
+      vector_loss: ``variance``: each vector entry's squared error (symlog space) is divided by that
+        entry's variance in the batch, so a narrow input (a pole angle of +-0.2, a position in a unit
+        square) weighs as much as a wide one and the reconstruction is not drowned by the KL's
+        free-bits floor; ``mse``: the plain summed squared error (DreamerV3's).
       lr, eps, grad_clip: Adam optimiser with global-norm clipping.
     """
 
@@ -123,6 +131,7 @@ class WorldModel:
         unimix: float = 0.01,
         bins: int = 255,
         free_bits: float = 1.0,
+        vector_loss: str = "variance",
         loss_scales: Mapping[str, float] | None = None,
         lr: float = 1e-4,
         eps: float = 1e-8,
@@ -135,6 +144,9 @@ class WorldModel:
         scales.update(loss_scales or {})
         self.loss_scales = scales
         self.free_bits = free_bits
+        if vector_loss not in VECTOR_LOSSES:
+            raise ValueError(f"vector_loss must be one of {VECTOR_LOSSES}, got {vector_loss!r}")
+        self.vector_loss = vector_loss
         self.mlp_shapes = {k: tuple(v) for k, v in mlp_shapes.items()}
         self.cnn_shapes = {k: tuple(v) for k, v in cnn_shapes.items()}
         self.action_dim = action_dim
@@ -187,8 +199,9 @@ class WorldModel:
         _, states, posterior, prior = self.observe(params, batch, key)
         features = state_features(states)
         apply = lambda method, *args: self.net.apply({"params": params}, *args, method=method)
+        predictions = apply(WorldModelNet.decode, features)
         losses = {
-            "reconstruction": self.reconstruction_loss(apply(WorldModelNet.decode, features), batch),
+            "reconstruction": self.reconstruction_loss(predictions, batch),
             "reward": -TwoHotSymlog(apply(WorldModelNet.reward_logits, features), self.bins).log_prob(
                 batch["reward"]
             ),
@@ -201,20 +214,48 @@ class WorldModel:
         total = sum(self.loss_scales[name] * mean(value) for name, value in losses.items())
         metrics = {f"world_model/loss/{name}": mean(value) for name, value in losses.items()}
         metrics["world_model/loss"] = total
+        weights = batch["mask"] if "mask" in batch else jnp.ones(batch["is_first"].shape)
+        for key, r2 in self.explained_variance(predictions, batch, weights).items():
+            metrics[f"world_model/r2/{key}"] = r2
         metrics["world_model/posterior_entropy"] = mean(_entropy(posterior))
         metrics["world_model/prior_entropy"] = mean(_entropy(prior))
         return total, (metrics, states)
 
+    def reconstruction_targets(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """Each observation key in the space the decoder predicts: symlog for vectors, [-0.5, 0.5]
+        floats for images."""
+        targets = {key: symlog(batch[key].astype(jnp.float32)) for key in self.mlp_shapes}
+        targets.update({key: image_to_float(batch[key]) for key in self.cnn_shapes})
+        return targets
+
     def reconstruction_loss(self, predictions: Mapping[str, jax.Array], batch) -> jax.Array:
-        """Summed squared error per step ``[T, B]``: symlog space for vectors, [-0.5, 0.5] for images."""
+        """Summed squared error per step ``[T, B]``: symlog space for vectors (each entry divided by
+        its batch variance with ``vector_loss: variance``), [-0.5, 0.5] for images."""
         total = 0.0
-        for key, shape in self.mlp_shapes.items():
-            error = predictions[key] - symlog(batch[key].astype(jnp.float32))
-            total = total + jnp.sum(error**2, axis=tuple(range(-len(shape), 0)))
-        for key in self.cnn_shapes:
-            error = predictions[key] - image_to_float(batch[key])
-            total = total + jnp.sum(error**2, axis=(-3, -2, -1))
+        for key, target in self.reconstruction_targets(batch).items():
+            squared = (predictions[key] - target) ** 2
+            if key in self.mlp_shapes and self.vector_loss == "variance":
+                spread = jax.lax.stop_gradient(jnp.var(target, axis=(0, 1)))
+                squared = squared / (spread + VARIANCE_FLOOR)
+            total = total + jnp.sum(squared, axis=tuple(range(2, squared.ndim)))
         return total
+
+    def explained_variance(self, predictions: Mapping[str, jax.Array], batch, weights: jax.Array):
+        """The decoder's R^2 per observation key: ``1 - SSE / SST`` over the steps where
+        ``weights [T, B]`` is 1, in the space the loss compares in, summed over the key's entries.
+
+        1 means the latent state carries the input exactly, 0 no better than the batch mean; a key
+        the model ignores shows up here at once, however small its share of the loss.
+        """
+        count = jnp.maximum(jnp.sum(weights), 1.0)
+        r2 = {}
+        for key, target in self.reconstruction_targets(batch).items():
+            w = weights.reshape(weights.shape + (1,) * (target.ndim - 2))
+            mean = jnp.sum(target * w, (0, 1)) / count
+            total = jnp.sum(w * (target - mean) ** 2)
+            error = jnp.sum(w * (jax.lax.stop_gradient(predictions[key]) - target) ** 2)
+            r2[key] = 1.0 - error / jnp.maximum(total, 1e-8)
+        return r2
 
     def reward(self, params, features: jax.Array) -> jax.Array:
         logits = self.net.apply({"params": params}, features, method=WorldModelNet.reward_logits)

@@ -1,11 +1,11 @@
-"""The CNN encoder and decoder handle any image size, not only powers of two."""
+"""The encoder and decoder nets: any image size, and inputs seen with their magnitude."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from world_models.nets import MultiDecoder, MultiEncoder
+from world_models.nets import MLP, ConvEncoder, MultiDecoder, MultiEncoder
 
 
 @pytest.mark.parametrize("shape", [(7, 7, 3), (64, 64, 3), (60, 80, 1)])
@@ -27,3 +27,37 @@ def test_decoder_reconstructs_every_image_size(shape):
     grads = jax.grad(loss)(decoder_params)
     norms = [float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads)]
     assert all(np.isfinite(norms)) and sum(norms) > 0
+
+
+def perturbed(params, seed: int = 0):
+    """Parameters moved off their initial values, as training moves them (zero-initialised biases
+    included), so that the test is about the function class, not one initialisation."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    return treedef.unflatten([leaf + 0.3 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)])
+
+
+def assert_embeddings_differ(first, second):
+    """Apart by at least a tenth of their size (a norm's epsilon alone moves a scale-blind net's
+    embedding by about a hundredth)."""
+    distance = jnp.linalg.norm(first - second, axis=-1)
+    size = jnp.linalg.norm(first, axis=-1)
+    assert bool(jnp.all(distance > 0.1 * size)), (distance, size)
+
+
+@pytest.mark.parametrize("scale", [2.0, 0.5])
+def test_mlp_sees_the_input_magnitude(scale):
+    # LayerNorm(W (a x)) == LayerNorm(W x) for a > 0: an MLP block without a bias before its norm
+    # embeds every point of a ray from the origin alike (a 2-D maze's start and goal, say).
+    x = jnp.asarray(np.random.default_rng(0).uniform(0.1, 1.0, (8, 2)), jnp.float32)
+    mlp = MLP(units=16, layers=2)
+    params = perturbed(mlp.init(jax.random.PRNGKey(0), x))
+    assert_embeddings_differ(mlp.apply(params, x), mlp.apply(params, scale * x))
+
+
+@pytest.mark.parametrize("scale", [2.0, 0.5])
+def test_cnn_sees_the_image_contrast(scale):
+    image = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 8, 8, 1)), jnp.float32)
+    encoder = ConvEncoder(depth=16, stages=2)
+    params = perturbed(encoder.init(jax.random.PRNGKey(0), image))
+    assert_embeddings_differ(encoder.apply(params, image), encoder.apply(params, scale * image))
