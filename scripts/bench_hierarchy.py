@@ -21,24 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from agents.logging import read_metrics
 from agents.trainer import Trainer
 from configs.loader import load_config
 from envs import make_vector_env
-from scripts.bench_learning import plot
+from scripts.benchmarking import evaluation_rows, mean_curve, plot, run_side_by_side
 
 PRESETS = {1: ("hierarchy2", [("hierarchy.levels", 1)]), 2: ("hierarchy2", []), 3: ("hierarchy3", [])}
-# One XLA thread per run: with --jobs, the runs share the cores instead of fighting over them.
-SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,22 +65,6 @@ def train_one(args: argparse.Namespace, levels: int, seed: int, logdir: Path) ->
     return evaluation_rows(logdir)
 
 
-def evaluation_rows(logdir: Path) -> list[dict]:
-    """A run's evaluations: step, seconds, greedy return, the mean return of the training episodes that
-    ended since the previous evaluation (``train_return``: sampled actions, so it shows sparse successes
-    that greedy evaluation misses), and every level's exploitation and goal scalars."""
-    rows, training = [], []
-    for row in read_metrics(logdir):
-        if "episode/return" in row:
-            training.append(row["episode/return"])
-        if "eval/return_mean" in row:
-            rows.append({"step": row["step"], "seconds": row["eval/elapsed_seconds"], "return": row["eval/return_mean"],
-                         "train_return": float(np.mean(training)) if training else None,
-                         **{name: value for name, value in row.items() if "/exploitation/" in name or "/goal/" in name}})
-            training = []
-    return rows
-
-
 def summarise(runs: dict[int, list[dict]], levels: int) -> dict:
     """Mean and spread over seeds of the final and best return; per level, the exploitation gap and
     goal-reach rate at the last evaluation (mean and std over seeds)."""
@@ -114,18 +93,6 @@ def summarise(runs: dict[int, list[dict]], levels: int) -> dict:
             "train_std": float(np.std(training)) if training else None, "levels": per_level}
 
 
-def mean_curve(runs: dict[int, list[dict]], key: str = "return") -> list[dict]:
-    """``key`` at each evaluation step: mean, and min and max over the seeds that have it there (as
-    ``plot`` points, the value under ``"return"``)."""
-    steps = sorted({p["step"] for curve in runs.values() for p in curve if p.get(key) is not None})
-    curve = []
-    for step in steps:
-        values = [p[key] for c in runs.values() for p in c if p["step"] == step and p.get(key) is not None]
-        curve.append({"step": step, "return": float(np.mean(values)), "low": float(np.min(values)),
-                      "high": float(np.max(values))})
-    return curve
-
-
 def gap_curves(results: dict[int, dict[int, list[dict]]]) -> dict[str, list[dict]]:
     """Each level's exploitation gap at each evaluation, per number of levels (mean, min and max over
     seeds), keyed ``"<levels> levels: level <l>"``."""
@@ -149,16 +116,7 @@ def run_all(args: argparse.Namespace, name: str, stamp: str) -> dict[int, dict[i
         results[run[0]][run[1]] = rows
         print(f"levels {run[0]} seed {run[1]}: final return {rows[-1]['return']:.3f}", flush=True)
 
-    if args.jobs <= 1:
-        for run in runs:
-            report(run, train_one(args, *run, logdirs[run]))
-        return results
-    # Spawned workers read XLA_FLAGS when they import jax; this process's jax is already set up.
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip()
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {run: pool.submit(train_one, args, *run, logdirs[run]) for run in runs}
-        for run, future in futures.items():
-            report(run, future.result())
+    run_side_by_side(train_one, {run: (args, *run, logdirs[run]) for run in runs}, args.jobs, report)
     return results
 
 

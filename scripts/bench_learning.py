@@ -1,124 +1,136 @@
-"""Learning-curve benchmark: train a preset for a budget of environment steps, evaluate on the way.
+"""Learning-curve benchmark: train a preset on several seeds side by side, evaluate on the way.
 
-    python -m scripts.bench_learning --env CartPole-v1 --config cartpole --steps 50000 --seeds 0
-    python -m scripts.bench_learning --env Pendulum-v1 --config pendulum --steps 50000
+    python -m scripts.bench_learning --env CartPole-v1 --config cartpole --seeds 0 1 2 --jobs 3
+    python -m scripts.bench_learning --env Pendulum-v1 --config pendulum --seeds 0 1 2 --jobs 3 --hold-from 20000
+    python -m scripts.bench_learning --env CartPole-v1 --runs runs/bench-CartPole-v1-seed*   # summarise runs
 
-Prints a table of (environment steps, wall-clock seconds, mean greedy evaluation return) per seed,
-writes the curves as JSON and a PNG plot next to it (default ``benchmarks/out/learning_<env>.*``),
-and says whether the target return was reached within the budget.
+Each seed trains ``--steps`` environment steps and evaluates the greedy policy every ``--eval-every``
+steps; ``--jobs N`` runs N seeds at once, each in its own single-threaded process. Prints a table per
+seed: the final return (mean of the last four evaluations), the best, the first step that reached
+the target, whether the target was *held* (the final return reaches it; with ``--hold-from S``, every
+evaluation from step S on does too), the decoder's R^2 per observation key at the end, and the
+wall-clock. Writes the curves as JSON and a PNG (mean over seeds, band from min to max; default prefix
+``benchmarks/out/learning_<env>``). ``--runs DIR ...`` summarises existing run directories, finished
+or not, instead of training; ``--replot JSON`` redoes table and plot from a saved JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import time
 from pathlib import Path
 
+import numpy as np
 
-from agents.logging import read_metrics
 from agents.trainer import Trainer
 from configs.loader import load_config
 from envs import make_vector_env
+from scripts.benchmarking import evaluation_rows, mean_curve, plot, run_side_by_side
 
 TARGETS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
+FINAL_EVALUATIONS = 4  # the final return is the mean of this many last evaluations
+# Scalars carried into each evaluation row: what a probe of a falling-back agent looks at first.
+PROBES = ("world_model/r2/", "world_model/loss/reconstruction", "actor_critic/entropy", "actor_critic/value",
+          "actor_critic/return_scale", "actor_critic/imagined_return")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("--config", default="cartpole")
+    parser.add_argument("--config", default="cartpole", help="presets, comma-separated (as scripts.train)")
     parser.add_argument("--steps", type=int, default=50_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="seeds at once, each in its own single-threaded process")
     parser.add_argument("--eval-every", type=int, default=2500)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--target", type=float, help="return to reach (default: known per env)")
+    parser.add_argument("--hold-from", type=int, help="held: every evaluation from this step on reaches the target")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", help="output prefix (default benchmarks/out/learning_<env>)")
+    parser.add_argument("--runs", nargs="+", metavar="DIR", help="no training: summarise these run directories")
+    parser.add_argument("--replot", metavar="JSON", help="no training: the table and plot again from a saved JSON")
     return parser.parse_args(argv)
 
 
 def train_one(args: argparse.Namespace, seed: int, logdir: Path) -> list[dict]:
+    """One seed's run; its evaluation rows (``scripts.benchmarking.evaluation_rows``)."""
     overrides = [("env_id", args.env), ("seed", seed), ("steps", args.steps),
                  ("run.eval_every", args.eval_every), ("run.eval_episodes", args.eval_episodes), *args.overrides]
-    config = load_config([args.config], overrides)
+    config = load_config(args.config.split(","), overrides)
     make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, config["run"]["env_parallel"])
-    Trainer(config, logdir, make_envs).run(config["steps"])
-    return [
-        {"step": row["step"], "seconds": row["eval/elapsed_seconds"], "return": row["eval/return_mean"]}
-        for row in read_metrics(logdir) if "eval/return_mean" in row
-    ]
+    Trainer(config, logdir, make_envs, progress=False).run(config["steps"])
+    return evaluation_rows(logdir, PROBES)
 
 
-def plot(curves: dict, path: Path, title: str, target: float | None, label=lambda key: f"seed {key}",
-         target_label: str = "target") -> None:
-    """A plain line plot with Pillow (no plotting dependency); ``label(key)`` names each curve. Points
-    with ``low`` and ``high`` get a pale band between them (the spread over seeds)."""
-    from PIL import Image, ImageDraw
-
-    width, height, margin = 640, 400, 50
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    points = [p for curve in curves.values() for p in curve]
-    values = [p[key] for p in points for key in ("return", "low", "high") if key in p]
-    values += [target] if target is not None else []
-    max_step = max(p["step"] for p in points)
-    low, high = min(values), max(values)
-    high = high if high > low else low + 1.0
-    to_xy = lambda step, value: (margin + (width - 2 * margin) * step / max_step,
-                                 height - margin - (height - 2 * margin) * (value - low) / (high - low))
-    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+def summarise_seed(curve: list[dict], target: float | None, hold_from: int | None) -> dict:
+    """Final (mean of the last ``FINAL_EVALUATIONS``), best, first step at the target, held, R^2."""
+    returns = [p["return"] for p in curve]
+    final = float(np.mean(returns[-FINAL_EVALUATIONS:]))
+    summary = {"final": final, "best": float(max(returns)), "evaluations": len(curve),
+               "last_step": curve[-1]["step"], "seconds": curve[-1]["seconds"],
+               "r2": {name.rsplit("/", 1)[-1]: value for name, value in curve[-1].items() if "/r2/" in name}}
     if target is not None:
-        draw.line([to_xy(0, target), to_xy(max_step, target)], fill=(150, 150, 150), width=1)
-        draw.text((width - margin - 80, to_xy(0, target)[1] - 12), f"{target_label} {target:g}", fill=(120, 120, 120))
-    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-               (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-    for index, (_, curve) in enumerate(sorted(curves.items())):
-        if len(curve) > 1 and all("low" in p and "high" in p for p in curve):  # spread over seeds, pale
-            pale = tuple((c + 3 * 255) // 4 for c in colours[index % len(colours)])
-            band = [to_xy(p["step"], p["high"]) for p in curve] + [to_xy(p["step"], p["low"]) for p in reversed(curve)]
-            draw.polygon(band, fill=pale)
-    for index, (seed, curve) in enumerate(sorted(curves.items())):
-        xy = [to_xy(p["step"], p["return"]) for p in curve]
-        colour = colours[index % len(colours)]
-        if len(xy) > 1:
-            draw.line(xy, fill=colour, width=2)
-        draw.text((margin + 5, margin + 5 + 14 * index), label(seed), fill=colour)
-    draw.text((margin, 15), title, fill="black")
-    draw.text((margin, height - margin + 8), f"0 .. {max_step:,} environment steps", fill="black")
-    draw.text((5, margin - 14), f"{high:.3g}", fill="black")
-    draw.text((5, height - margin - 6), f"{low:.3g}", fill="black")
-    image.save(path)
+        summary["first_step_at_target"] = next((p["step"] for p in curve if p["return"] >= target), None)
+        tail = [p["return"] for p in curve if hold_from is not None and p["step"] >= hold_from]
+        summary["held"] = bool(final >= target and all(value >= target for value in tail))
+    return summary
+
+
+def print_table(env: str, config: str, runs: dict[int, list[dict]], summaries: dict[int, dict],
+                target: float | None, hold_from: int | None) -> None:
+    held = f" (target {target:g}" + (f", every evaluation from {hold_from:,} steps on" if hold_from else "") + ")"
+    print(f"\n{env} / {config}: greedy evaluation return{held if target is not None else ''}")
+    print("| seed | env steps | final (last 4) | best | first at target | held | decoder R² | wall-clock (s) |")
+    print("| ---: | ---: | ---: | ---: | ---: | :---: | --- | ---: |")
+    for seed, s in summaries.items():
+        first = s.get("first_step_at_target")
+        r2 = ", ".join(f"{key} {value:.3f}" for key, value in s["r2"].items()) or "n/a"
+        print(f"| {seed} | {s['last_step']:,} | {s['final']:.1f} | {s['best']:.1f} | "
+              f"{'-' if first is None else f'{first:,}'} | {'yes' if s.get('held') else 'no'} | {r2} | "
+              f"{s['seconds']:.0f} |")
+    finals = [s["final"] for s in summaries.values()]
+    print(f"final return over seeds: mean {np.mean(finals):.1f}, min {np.min(finals):.1f}, max {np.max(finals):.1f}; "
+          f"held on {sum(bool(s.get('held')) for s in summaries.values())} of {len(summaries)} seeds")
+
+
+def collect(args: argparse.Namespace, name: str) -> dict[int, list[dict]]:
+    """Evaluation rows per seed: trained now, read from ``--runs`` directories, or from ``--replot``."""
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        for key in ("env", "config", "steps", "hold_from", "overrides", "eval_episodes"):
+            setattr(args, key, saved.get(key, getattr(args, key)))
+        return {int(seed): curve for seed, curve in saved["curves"].items()}
+    if args.runs:
+        rows = {Path(run): evaluation_rows(Path(run), PROBES) for run in args.runs}
+        return {index: curve for index, curve in enumerate(rows.values()) if curve}
+    # The process id keeps two benchmarks started in the same second out of each other's run directories.
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    calls = {seed: (args, seed, Path("runs") / f"bench-{name}-seed{seed}-{stamp}") for seed in args.seeds}
+    report = lambda seed, rows: print(f"seed {seed}: last evaluation {rows[-1]['return']:.1f}", flush=True)
+    return run_side_by_side(train_one, calls, args.jobs, report)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    runs = collect(args, re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env))
     target = args.target if args.target is not None else TARGETS.get(args.env)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env)
-    prefix = Path(args.out or f"benchmarks/out/learning_{name}")
+    prefix = Path(args.out or (Path(args.replot).with_suffix("") if args.replot else f"benchmarks/out/learning_{name}"))
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    curves = {seed: train_one(args, seed, Path("runs") / f"bench-{name}-seed{seed}-{stamp}") for seed in args.seeds}
-
-    print(f"\n{args.env} / {args.config}: greedy evaluation return ({args.eval_episodes} episodes)")
-    print("| seed | env steps | wall-clock (s) | eval return |")
-    print("| ---: | ---: | ---: | ---: |")
-    for seed, curve in curves.items():
-        for point in curve:
-            print(f"| {seed} | {point['step']:,} | {point['seconds']:.0f} | {point['return']:.1f} |")
-    reached = {}
-    for seed, curve in curves.items():
-        hit = next((p for p in curve if target is not None and p["return"] >= target), None)
-        reached[seed] = hit
-        final = curve[-1]["return"] if curve else float("nan")
-        where = f"reached {target:g} at {hit['step']:,} steps ({hit['seconds']:.0f}s)" if hit else f"did not reach {target}"
-        print(f"seed {seed}: final return {final:.1f}; {where}")
+    if not runs:
+        raise SystemExit("no evaluations to summarise: the runs have not reached their first evaluation yet")
+    summaries = {seed: summarise_seed(curve, target, args.hold_from) for seed, curve in runs.items()}
+    print_table(args.env, args.config, runs, summaries, target, args.hold_from)
     result = {"env": args.env, "config": args.config, "steps": args.steps, "target": target,
-              "curves": {str(k): v for k, v in curves.items()},
-              "reached": {str(k): v for k, v in reached.items()}}
+              "hold_from": args.hold_from, "overrides": args.overrides, "eval_episodes": args.eval_episodes,
+              "curves": {str(seed): curve for seed, curve in runs.items()},
+              "summary": {str(seed): summary for seed, summary in summaries.items()}}
     prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    plot(curves, prefix.with_suffix(".png"), f"{args.env} ({args.config})", target)
+    title = f"{args.env} ({args.config}): mean over {len(runs)} seeds, band min-max"
+    plot({args.config: mean_curve(runs)}, prefix.with_suffix(".png"), title, target, label=str)
     print(f"wrote {prefix.with_suffix('.json')} and {prefix.with_suffix('.png')}")
     return result
 

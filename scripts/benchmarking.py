@@ -1,0 +1,109 @@
+"""What the benchmark scripts share: runs side by side, evaluation rows read from a run directory,
+curves over seeds, and a dependency-free line plot."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Hashable, Iterable, Mapping
+
+import numpy as np
+
+from agents.logging import read_metrics
+
+# One XLA thread per run: with several jobs, the runs share the cores instead of fighting over them.
+SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def run_side_by_side(function: Callable[..., Any], calls: Mapping[Hashable, tuple], jobs: int,
+                     report: Callable[[Hashable, Any], None] = lambda key, result: None) -> dict:
+    """``function(*calls[key])`` for every key, ``jobs`` at a time, each job in its own single-threaded
+    spawned process (``jobs <= 1``: here, one after another); ``report(key, result)`` as each ends."""
+    results = {}
+    if jobs <= 1:
+        for key, arguments in calls.items():
+            results[key] = function(*arguments)
+            report(key, results[key])
+        return results
+    # Spawned workers read XLA_FLAGS when they import jax; this process's jax is already set up.
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip()
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {key: pool.submit(function, *arguments) for key, arguments in calls.items()}
+        for key, future in futures.items():
+            results[key] = future.result()
+            report(key, results[key])
+    return results
+
+
+def evaluation_rows(logdir: Path, probes: Iterable[str] = ()) -> list[dict]:
+    """A run's evaluations: step, seconds, greedy return, the mean return of the training episodes that
+    ended since the previous evaluation (``train_return``: sampled actions, so it shows sparse successes
+    that greedy evaluation misses), every level's exploitation and goal scalars, and the latest value
+    of every logged scalar whose name contains one of ``probes`` (e.g. ``"world_model/r2/"``)."""
+    rows, training, latest = [], [], {}
+    probes = tuple(probes)
+    for row in read_metrics(logdir):
+        latest.update({name: value for name, value in row.items() if any(probe in name for probe in probes)})
+        if "episode/return" in row:
+            training.append(row["episode/return"])
+        if "eval/return_mean" in row:
+            rows.append({"step": row["step"], "seconds": row["eval/elapsed_seconds"], "return": row["eval/return_mean"],
+                         "train_return": float(np.mean(training)) if training else None, **latest,
+                         **{name: value for name, value in row.items() if "/exploitation/" in name or "/goal/" in name}})
+            training = []
+    return rows
+
+
+def mean_curve(runs: dict[int, list[dict]], key: str = "return") -> list[dict]:
+    """``key`` at each evaluation step: mean, and min and max over the seeds that have it there (as
+    ``plot`` points, the value under ``"return"``)."""
+    steps = sorted({p["step"] for curve in runs.values() for p in curve if p.get(key) is not None})
+    curve = []
+    for step in steps:
+        values = [p[key] for c in runs.values() for p in c if p["step"] == step and p.get(key) is not None]
+        curve.append({"step": step, "return": float(np.mean(values)), "low": float(np.min(values)),
+                      "high": float(np.max(values))})
+    return curve
+
+
+def plot(curves: dict, path: Path, title: str, target: float | None, label=lambda key: f"seed {key}",
+         target_label: str = "target") -> None:
+    """A plain line plot with Pillow (no plotting dependency); ``label(key)`` names each curve. Points
+    with ``low`` and ``high`` get a pale band between them (the spread over seeds)."""
+    from PIL import Image, ImageDraw
+
+    width, height, margin = 640, 400, 50
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    points = [p for curve in curves.values() for p in curve]
+    values = [p[key] for p in points for key in ("return", "low", "high") if key in p]
+    values += [target] if target is not None else []
+    max_step = max(p["step"] for p in points)
+    low, high = min(values), max(values)
+    high = high if high > low else low + 1.0
+    to_xy = lambda step, value: (margin + (width - 2 * margin) * step / max_step,
+                                 height - margin - (height - 2 * margin) * (value - low) / (high - low))
+    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+    if target is not None:
+        draw.line([to_xy(0, target), to_xy(max_step, target)], fill=(150, 150, 150), width=1)
+        draw.text((width - margin - 80, to_xy(0, target)[1] - 12), f"{target_label} {target:g}", fill=(120, 120, 120))
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+               (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+    for index, (_, curve) in enumerate(sorted(curves.items())):
+        if len(curve) > 1 and all("low" in p and "high" in p for p in curve):  # spread over seeds, pale
+            pale = tuple((c + 3 * 255) // 4 for c in colours[index % len(colours)])
+            band = [to_xy(p["step"], p["high"]) for p in curve] + [to_xy(p["step"], p["low"]) for p in reversed(curve)]
+            draw.polygon(band, fill=pale)
+    for index, (seed, curve) in enumerate(sorted(curves.items())):
+        xy = [to_xy(p["step"], p["return"]) for p in curve]
+        colour = colours[index % len(colours)]
+        if len(xy) > 1:
+            draw.line(xy, fill=colour, width=2)
+        draw.text((margin + 5, margin + 5 + 14 * index), label(seed), fill=colour)
+    draw.text((margin, 15), title, fill="black")
+    draw.text((margin, height - margin + 8), f"0 .. {max_step:,} environment steps", fill="black")
+    draw.text((5, margin - 14), f"{high:.3g}", fill="black")
+    draw.text((5, height - margin - 6), f"{low:.3g}", fill="black")
+    image.save(path)
