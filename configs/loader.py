@@ -23,6 +23,7 @@ FREE_FORM_KEYS = ("env.kwargs",)
 # Keys restricted to a fixed set of values. Kept in sync with the registries by a test.
 CHOICES: dict[str, tuple[str, ...]] = {
     "run.env_parallel": ("sync", "async"),
+    "run.nonfinite": ("error", "drop_episode"),
     "replay.storage": ("memory", "disk"),
     "world_model.backbone": ("gru", "s5", "mamba", "egru", "event_s5"),
     "world_model.posterior": ("auto", "state", "embedding"),
