@@ -15,6 +15,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from configs.bounds import check_bounds
+
 CONFIG_DIR = Path(__file__).resolve().parent
 
 # Keys whose value is a free-form mapping: their contents are not checked against the defaults.
@@ -72,6 +74,7 @@ def load_config(
         key, value = parse_override(override) if isinstance(override, str) else override
         set_key(config, key, value, defaults)
     check_hierarchy(config)
+    check_bounds(config)
     return config
 
 
@@ -167,6 +170,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     config = load_defaults()
     merge(config, saved, load_defaults(), source=str(path))
     check_hierarchy(config)
+    check_bounds(config)
     return config
 
 
