@@ -139,6 +139,14 @@ class ShardCheckpointer:
         pass
 
 
+def latest_checkpoint_step(directory: str | Path) -> int | None:
+    """The newest complete checkpoint step in ``directory`` without opening it (both checkpointers
+    name complete steps by their number and unfinished ones otherwise)."""
+    directory = Path(directory)
+    steps = [int(path.name) for path in directory.iterdir() if path.name.isdigit()] if directory.is_dir() else []
+    return max(steps, default=None)
+
+
 def open_checkpointer(directory: str | Path, keep: int = 2) -> Checkpointer | ShardCheckpointer:
     """Orbax for the run (process 0, or a single-process run), plain files for other processes."""
     return Checkpointer(directory, keep) if jax.process_index() == 0 else ShardCheckpointer(directory, keep)

@@ -2,12 +2,16 @@
 
 Every scalar goes to both: ``metrics.jsonl`` holds one JSON object per write, ``{"step": ...,
 name: value, ...}``, so that scripts can read a run without TensorBoard.
+
+A resumed run continues both without duplicates or gaps: rows and events after the checkpoint's
+step are dropped when it starts (it writes them again), and the trainer flushes at every checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -18,17 +22,22 @@ from tensorboardX import SummaryWriter
 class Logger:
     """Args:
     logdir: the run directory.
-    purge_step: on resume, TensorBoard events written after this step by the interrupted run are
-      discarded, so that curves do not fold back on themselves.
+    resume_step: the step a run starts or resumes from (0 for a new run): what an interrupted run
+      logged after it is dropped, in ``metrics.jsonl`` at once and in TensorBoard by a purge event,
+      so that curves neither fold back nor double-count. None (evaluation) appends only.
     enabled: false makes every method a no-op and writes no file (processes other than 0 of a
       multi-process run, whose metrics are the same or not the run's).
     """
 
-    def __init__(self, logdir: str | Path, purge_step: int | None = None, enabled: bool = True):
+    def __init__(self, logdir: str | Path, resume_step: int | None = None, enabled: bool = True):
         self.logdir, self.enabled = Path(logdir), enabled
         if not enabled:
             return
         self.logdir.mkdir(parents=True, exist_ok=True)
+        purge_step = None
+        if resume_step is not None:
+            truncate_metrics(self.logdir, resume_step)
+            purge_step = resume_step + 1  # rows at the checkpoint's own step were written before it
         self.writer = SummaryWriter(str(self.logdir), purge_step=purge_step, flush_secs=10)
         self.jsonl = open(self.logdir / "metrics.jsonl", "a")
 
@@ -60,6 +69,25 @@ class Logger:
             return
         self.writer.close()
         self.jsonl.close()
+
+
+def truncate_metrics(logdir: str | Path, last_step: int) -> None:
+    """Keep the rows of ``metrics.jsonl`` up to ``last_step`` (and drop a line cut by a kill)."""
+    path = Path(logdir) / "metrics.jsonl"
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if _step_of(line) <= last_step]
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(temporary, path)
+
+
+def _step_of(line: str) -> float:
+    """A row's step; infinite for a line that is not a whole row, so that it is dropped."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def read_metrics(logdir: str | Path) -> list[dict]:

@@ -12,8 +12,6 @@ import dataclasses
 import math
 import os
 import pickle
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -30,14 +28,33 @@ from agents.evaluation import run_episodes
 from agents.logging import Logger
 from agents.parallel import DataParallel
 from agents.replay import Replay
+from agents.resources import available_memory_bytes, check_fits, free_disk_bytes
 from agents.spaces import ObsLayout
-from envs.collector import Collector
+from agents.stop_request import StopRequest
+from envs.collector import Collector, NonFiniteObservationError
+from envs.config import as_env_config
+from envs.event_camera import EVENT_BYTES, worst_case_events
+from envs.registry import EVENT_PREFIX
 
 VectorEnvFactory = Callable[[int], gym.vector.VectorEnv]
 
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the message names it. The last good checkpoint is kept."""
+
+
+class NonFiniteEnvironmentError(NonFiniteObservationError):
+    """The environment sent a NaN or infinite value; the message names it and the step. Nothing of
+    that step was stored."""
+
+
+# Why a loss can still turn non-finite once every observation and reward is checked at collection.
+LOSS_REMEDY = (
+    "Observations and rewards were all finite, so the update itself diverged: lower the learning "
+    "rates (world_model.lr, agent.actor_lr, agent.critic_lr) or the gradient clipping "
+    "(world_model.grad_clip, agent.grad_clip), which --resume accepts, or check for observations "
+    "of very large magnitude."
+)
 
 
 @dataclasses.dataclass
@@ -111,11 +128,14 @@ class Trainer:
         self.state: HierarchicalTrainState = self.parallel.replicate(self.agent.init(jax.random.PRNGKey(seed)))
         self.train_step = self.parallel.train_step(self.agent.train_step)
         self.act_key = jax.random.PRNGKey(self.local_seed + 1)
+        spec = {**replay_spec(self.obs_layout, self.action_layout.dim), **self.agent.replay_fields()}
+        self.check_resources(spec)
         self.replay = Replay(
-            {**replay_spec(self.obs_layout, self.action_layout.dim), **self.agent.replay_fields()}, run["num_envs"], seed=self.local_seed,
+            spec, run["num_envs"], seed=self.local_seed,
             directory=self.logdir / "replay", **{**config["replay"], "batch_size": self.parallel.local_batch_size},
         )
-        self.collector = Collector(self.envs, self.action_layout.dim, self.obs_layout.to_dict)
+        self.collector = Collector(self.envs, self.action_layout.dim, self.obs_layout.to_dict,
+                                   nonfinite=run["nonfinite"], name=str(config["env_id"]))
         self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), run["num_envs"])
         self.checkpointer = open_checkpointer(self.logdir / "checkpoints", run["keep_checkpoints"])
         self.counters = Counters()
@@ -123,6 +143,8 @@ class Trainer:
         # global batch, so the train ratio holds for the whole run.
         self.batch_steps = self.parallel.local_batch_size * config["replay"]["batch_length"]
         self.compiled: set[str] = set()
+        self.stopped_by: str | None = None  # the signal's name after a stop requested by one
+        self.logger: Logger | None = None  # open while ``run`` runs
 
     # ----------------------------------------------------------------------------- set-up lines
     def describe(self) -> None:
@@ -142,6 +164,28 @@ class Trainer:
         where = "on disk (memory-mapped)" if self.replay.storage == "disk" else "in memory"
         self.say(f"replay: {self.replay.length * self.replay.num_envs:,} steps, {size:,.1f} MiB {where} at capacity")
 
+    def check_resources(self, spec: Mapping[str, tuple[tuple[int, ...], Any]]) -> None:
+        """Refuse a run whose replay (``spec`` per step, filled up to ``steps``), checkpoints or event
+        simulation will not fit in this machine's free memory and disk, before anything is allocated
+        (`agents.resources.ResourceError`)."""
+        run, replay = self.config["run"], self.config["replay"]
+        step_bytes = sum(math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in spec.values())
+        per_env = replay["capacity"] // run["num_envs"]
+        replay_bytes = step_bytes * run["num_envs"] * min(per_env, math.ceil(self.config["steps"] / run["num_envs"]))
+        in_memory = replay["storage"] == "memory"
+        events = 0
+        if str(self.config["env_id"]).startswith(EVENT_PREFIX):
+            env = as_env_config(self.config["env"])  # one simulator per env, plus the evaluation env
+            events = worst_case_events(env.event_camera, env.image_size) * EVENT_BYTES * (run["num_envs"] + 1)
+        memory = {"replay": replay_bytes if in_memory else 0, "worst-case event simulation": events}
+        check_fits(memory, available_memory_bytes(), "memory",
+                   "Lower replay.capacity or --steps, set replay.storage=disk, shrink the observation "
+                   "(env.image_size, env.event_camera.voxel_bins), or run fewer jobs side by side.")
+        disk = {"replay files": 0 if in_memory else replay_bytes,
+                "checkpoints": replay_bytes * (run["keep_checkpoints"] + 1) if in_memory else 0}
+        check_fits(disk, free_disk_bytes(self.logdir), f"disk space in {self.logdir}",
+                   "Free some space, pick another --logdir, lower replay.capacity or run.keep_checkpoints.")
+
     # ----------------------------------------------------------------------------- checkpoints
     def _checkpoint_state(self) -> dict[str, Any]:
         return {"train": self.state, "act_key": self.act_key, "policy": self.policy_state}
@@ -150,6 +194,8 @@ class Trainer:
         if self.checkpointer.latest_step() == self.counters.env_steps:
             return  # this step is already saved (a periodic save that coincides with the end)
         self.replay.flush()
+        if self.logger is not None:  # a resumed run continues the logs from this step: they must be on disk
+            self.logger.flush()
         meta = {
             "counters": dataclasses.asdict(self.counters),
             "replay": self.replay.state_dict(),
@@ -235,16 +281,20 @@ class Trainer:
     def run(self, steps: int, resume: bool = False) -> Counters:
         """Train until ``steps`` environment steps; returns the final counters.
 
-        Ctrl-C or SIGTERM stops the run at the end of the current iteration and saves a checkpoint
-        (a second Ctrl-C aborts at once); after a kill, ``resume`` continues from the last one.
+        Ctrl-C or SIGTERM stops the run at the end of the current iteration, saves a checkpoint and
+        sets ``stopped_by`` (a second Ctrl-C aborts at once); after a kill, ``resume`` continues from
+        the last checkpoint.
         """
         resumed = resume and self.restore()
+        if resume and not resumed:
+            self.say(f"--resume: no checkpoint in {self.checkpointer.directory} yet (the run ended before "
+                     f"its first, due at step {self.config['run']['checkpoint_every']:,}): starting from step 0")
         if not resumed:
             self.describe()
             self.collector.reset(seed=self.local_seed)
             self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), self.collector.num_envs)
-        logger = Logger(self.logdir, purge_step=self.counters.env_steps if resumed else None,
-                        enabled=self.parallel.is_main)
+        # Logs written after the checkpoint by an interrupted run are dropped; this run rewrites them.
+        self.logger = logger = Logger(self.logdir, resume_step=self.counters.env_steps, enabled=self.parallel.is_main)
         prefill = self.config["run"]["prefill"]
         if self.counters.env_steps < prefill:
             self.say(f"prefilling replay with {prefill:,} random-policy steps ...")
@@ -252,7 +302,7 @@ class Trainer:
                    dynamic_ncols=True, smoothing=0.05)
         window = _Window(self.counters)
         self.start_time = time.time()
-        stop = _StopRequest()
+        stop = StopRequest(self.say)
         try:
             with stop:
                 self._update(window)  # updates still due when the checkpoint was taken
@@ -267,10 +317,8 @@ class Trainer:
                         self.log_images(logger)
                     if self._crossed(self.config["run"]["checkpoint_every"]):
                         self.save()
-            if stop.requested:
-                self.say(f"stopped at step {self.counters.env_steps:,} ({stop.requested}); "
-                         "saved a checkpoint: continue with --resume")
             self.save()
+            self.stopped_by = stop.requested
         finally:
             bar.close()
             self.checkpointer.close()
@@ -319,7 +367,14 @@ class Trainer:
         return now // every > before // every
 
     def _collect(self, logger: Logger, window: "_Window", bar: tqdm) -> None:
-        record, episodes = self.collector.step(self._policy)
+        try:
+            record, episodes = self.collector.step(self._policy)
+        except NonFiniteObservationError as error:
+            raise NonFiniteEnvironmentError(
+                f"{error} at environment step {self.counters.env_steps + self.collector.num_envs:,}. "
+                f"Nothing of that step was stored; {self._last_checkpoint_text()}. Fix the environment, "
+                "or set run.nonfinite=drop_episode (also with --resume) to end such episodes there and go on."
+            ) from None
         self.replay.add({**record, **self.agent.replay_extras(self.policy_state)})
         self.counters.env_steps += self.collector.num_envs
         bar.update(self.collector.num_envs)
@@ -343,12 +398,17 @@ class Trainer:
             if bad is not None:
                 raise NonFiniteLossError(
                     f"training stopped: {bad} = {metrics[bad]} at update {self.counters.updates + 1} "
-                    f"(environment step {self.counters.env_steps:,}). The last good checkpoint "
-                    f"(step {self.checkpointer.latest_step()}) in {self.checkpointer.directory} is kept. "
-                    "Lower the learning rates or raise the gradient clipping, then run again with --resume."
+                    f"(environment step {self.counters.env_steps:,}); {self._last_checkpoint_text()}. "
+                    f"{LOSS_REMEDY}"
                 )
             self.counters.updates += 1
             window.add(metrics)
+
+    def _last_checkpoint_text(self) -> str:
+        step = self.checkpointer.latest_step()
+        if step is None:
+            return "no checkpoint was written yet"
+        return f"the last checkpoint (step {step:,}) in {self.checkpointer.directory} is intact"
 
     def _maybe_log(self, logger: Logger, window: "_Window", bar: tqdm) -> None:
         if not self._crossed(self.config["run"]["log_every"]):
@@ -395,26 +455,3 @@ class _Window:
         if self.returns:
             self.last_return = self.returns[-1]
         return scalars
-
-
-class _StopRequest:
-    """Turns the first Ctrl-C or SIGTERM into a request to stop cleanly; a second Ctrl-C aborts."""
-
-    def __init__(self):
-        self.requested: str | None = None
-
-    def _handle(self, signum, frame):
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-
-    def __enter__(self):
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
-            self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-        return False

@@ -15,6 +15,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from configs.bounds import check_bounds
+
 CONFIG_DIR = Path(__file__).resolve().parent
 
 # Keys whose value is a free-form mapping: their contents are not checked against the defaults.
@@ -23,6 +25,7 @@ FREE_FORM_KEYS = ("env.kwargs",)
 # Keys restricted to a fixed set of values. Kept in sync with the registries by a test.
 CHOICES: dict[str, tuple[str, ...]] = {
     "run.env_parallel": ("sync", "async"),
+    "run.nonfinite": ("error", "drop_episode"),
     "replay.storage": ("memory", "disk"),
     "world_model.backbone": ("gru", "s5", "mamba", "egru", "event_s5"),
     "world_model.posterior": ("auto", "state", "embedding"),
@@ -72,6 +75,7 @@ def load_config(
         key, value = parse_override(override) if isinstance(override, str) else override
         set_key(config, key, value, defaults)
     check_hierarchy(config)
+    check_bounds(config)
     return config
 
 
@@ -167,6 +171,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     config = load_defaults()
     merge(config, saved, load_defaults(), source=str(path))
     check_hierarchy(config)
+    check_bounds(config)
     return config
 
 

@@ -7,6 +7,11 @@ an episode start (``is_first``) with a zero ``prev_action``, never a transition 
 A record of step t holds ``obs_t``, ``prev_action`` (the action that led to ``obs_t``), ``reward``
 (received on arriving at ``obs_t``), ``is_first``, ``is_terminal`` and ``is_last``; each field has
 a leading axis of size ``num_envs``. This module never imports the agent: the policy is a callable.
+
+Every observation and reward is checked before it is recorded: a NaN or infinite value never
+reaches the replay or the policy. By default the collector raises `NonFiniteObservationError`;
+with ``nonfinite="drop_episode"`` it ends that sub-environment's episode at its last good step
+(``is_last``, not terminal) and resets it, as when a worker is restarted.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ import numpy as np
 
 # policy(obs dict, is_first [N]) -> (agent actions [N, A] to store, actions for env.step)
 PolicyFn = Callable[[dict[str, np.ndarray], np.ndarray], tuple[np.ndarray, Any]]
+NONFINITE_MODES = ("error", "drop_episode")
+
+
+class NonFiniteObservationError(ValueError):
+    """An environment returned a NaN or infinite observation or reward; the message names which."""
 
 
 @dataclass
@@ -33,19 +43,28 @@ class Collector:
     env: a vector env (``autoreset_mode`` NEXT_STEP, gymnasium's default).
     action_dim: size of the agent's action vectors.
     to_dict: turns a batched observation into a dict of arrays (``agents.spaces.ObsLayout.to_dict``).
+    nonfinite: ``error`` (raise `NonFiniteObservationError`) or ``drop_episode`` (end the episode
+      at its last good step, reset that sub-environment and go on; needs ``reset_mask`` support).
+    name: the environment's id, for messages.
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, action_dim: int, to_dict: Callable[[Any], dict]):
+    def __init__(self, env: gym.vector.VectorEnv, action_dim: int, to_dict: Callable[[Any], dict],
+                 nonfinite: str = "error", name: str = "the environment"):
         mode = env.metadata.get("autoreset_mode")
         if mode is not None and getattr(mode, "name", str(mode)) != "NEXT_STEP":
             raise ValueError(f"the collector needs autoreset_mode NEXT_STEP, got {mode}")
+        if nonfinite not in NONFINITE_MODES:
+            raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE_MODES)}, got {nonfinite!r}")
         self.env, self.action_dim, self.to_dict = env, action_dim, to_dict
+        self.nonfinite, self.name = nonfinite, name
         self.num_envs = env.num_envs
         self.record: dict[str, np.ndarray] | None = None
+        self.dropped_episodes = 0
 
     def reset(self, seed: int | None = None) -> None:
         """Reset every sub-environment (seeded ``seed + i``) and start fresh records."""
         obs, _ = self.env.reset(seed=seed)
+        self._check_finite(obs, np.zeros(self.num_envs), "reset()")
         count = self.num_envs
         self.record = self._make_record(
             obs, np.zeros((count, self.action_dim), np.float32), np.zeros(count), np.ones(count, bool),
@@ -84,9 +103,11 @@ class Collector:
         obs_keys = {k: v for k, v in current.items() if k not in _FLAG_FIELDS}
         agent_action, env_action = policy(obs_keys, current["is_first"])
         obs, reward, terminated, truncated, info = self.env.step(env_action)
+        obs, dropped = self._drop_nonfinite(obs, reward)
         # NEXT_STEP autoreset: these envs just returned a reset obs. So did those whose worker was
-        # restarted (envs.vector.RestartingAsyncVectorEnv): their episode is cut here, not terminal.
-        current["is_last"] = restarted = current["is_last"] | info.get("worker_restarted", False)
+        # restarted (envs.vector.RestartingAsyncVectorEnv) or whose step was dropped as non-finite:
+        # their episode is cut here, not terminal.
+        current["is_last"] = restarted = current["is_last"] | info.get("worker_restarted", False) | dropped
         self.record = self._make_record(
             obs,
             np.where(restarted[:, None], 0.0, agent_action),
@@ -96,6 +117,30 @@ class Collector:
             np.where(restarted, False, terminated | truncated),
         )
         return current, self._track_episodes(current)
+
+    def _drop_nonfinite(self, obs: Any, reward: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Returns the observation to record and which sub-environments were reset because their
+        step was not finite (only with ``nonfinite="drop_episode"``; else raises)."""
+        bad = _nonfinite_rows({**self.to_dict(obs), "reward": np.asarray(reward)})
+        if not bad.any():
+            return obs, bad
+        if self.nonfinite == "error":
+            self._check_finite(obs, reward, "step()")
+        obs, _ = self.env.reset(options={"reset_mask": bad})
+        # A reset that is not finite either cannot be dropped: it would loop for ever.
+        self._check_finite(obs, np.zeros(self.num_envs), "reset() after a dropped episode")
+        self.dropped_episodes += int(bad.sum())
+        return obs, bad
+
+    def _check_finite(self, obs: Any, reward: np.ndarray, call: str) -> None:
+        fields = {**self.to_dict(obs), "reward": np.asarray(reward)}
+        bad = _nonfinite_rows(fields)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise NonFiniteObservationError(
+                f"environment {self.name!r} (sub-environment {index} of {self.num_envs}) returned "
+                f"{_describe_nonfinite(fields, index)} from {call}"
+            )
 
     def _track_episodes(self, record: dict[str, np.ndarray]) -> list[Episode]:
         self.scores = np.where(record["is_first"], 0.0, self.scores + record["reward"])
@@ -107,3 +152,25 @@ class Collector:
 
 
 _FLAG_FIELDS = ("prev_action", "reward", "is_first", "is_terminal", "is_last")
+
+
+def _nonfinite_rows(fields: dict[str, np.ndarray]) -> np.ndarray:
+    """``[N]`` bool: rows holding a NaN or infinite value in any floating-point field."""
+    bad = np.zeros(len(next(iter(fields.values()))), bool)
+    for value in fields.values():
+        if np.issubdtype(value.dtype, np.floating):
+            bad |= ~np.isfinite(value.reshape(len(value), -1)).all(axis=1)
+    return bad
+
+
+def _describe_nonfinite(fields: dict[str, np.ndarray], row: int) -> str:
+    """The first non-finite entry of ``row``, e.g. ``observation 'obs'[2] = nan``."""
+    for key, value in fields.items():
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        entries = np.argwhere(~np.isfinite(value[row]))
+        if len(entries):
+            where = tuple(int(i) for i in entries[0])
+            name = "reward" if key == "reward" else f"observation {key!r}{list(where) if where else ''}"
+            return f"{name} = {value[row][where]}"
+    return "a non-finite value"

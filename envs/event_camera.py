@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import gymnasium
 import numpy as np
 
-from envs.config import EventCameraConfig
+from envs.config import EnvConfigError, EventCameraConfig
 from envs.wrappers import resize_frame
 
 MIN_CONTRAST = 0.01  # floor of mismatched thresholds: a zero threshold would fire without bound
@@ -34,6 +34,50 @@ FRAME_MAX_COUNT = 255  # "frame" observations saturate per-polarity counts here 
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as v2e and ESIM use
 _SEED_TAG = 0x65766E74  # keeps the simulator's random stream apart from the env's for equal seeds
 _RANK_TOLERANCE = 1e-9  # absorbs float error in refractory event-rank arithmetic
+# Settings beyond these cannot be simulated on one machine: refused before anything is allocated.
+MAX_VOXEL_BINS = 256
+MAX_EVENTS_ROWS = 1_000_000
+MAX_SHOT_NOISE_RATE = 10_000.0  # events per pixel per second
+EVENT_BYTES = 64  # one event while simulated: its fields and the float64 temporaries of the crossing maths
+MAX_FRAME_EVENT_BYTES = 2 * 2**30  # the worst frame's events must fit in this
+
+
+def worst_case_events(config: EventCameraConfig, image_size: tuple[int, int]) -> int:
+    """Events of one frame in the worst case: every pixel swings across the whole log range
+    ``log(1 + eps) - log(eps)`` at the smallest threshold, plus the expected shot noise."""
+    pixels = int(np.prod(image_size))
+    smallest = min(config.contrast_pos, config.contrast_neg)
+    if config.threshold_sigma > 0:
+        smallest = min(smallest, MIN_CONTRAST)  # mismatched thresholds are clipped there
+    log_range = np.log1p(config.log_eps) - np.log(config.log_eps)
+    noise = config.shot_noise_rate * config.frame_interval
+    return int(pixels * (np.ceil(log_range / smallest) + noise))
+
+
+def check_event_camera_bounds(config: EventCameraConfig, image_size: tuple[int, int]) -> None:
+    """Refuse settings that would exhaust memory (each names the setting to change)."""
+    limits = (
+        (min(config.contrast_pos, config.contrast_neg) >= MIN_CONTRAST,
+         f"env.event_camera.contrast_pos and contrast_neg must be >= {MIN_CONTRAST} (got "
+         f"{config.contrast_pos}, {config.contrast_neg}): smaller thresholds fire without practical bound"),
+        (config.voxel_bins <= MAX_VOXEL_BINS,
+         f"env.event_camera.voxel_bins must be <= {MAX_VOXEL_BINS}, got {config.voxel_bins}"),
+        (config.max_events <= MAX_EVENTS_ROWS,
+         f"env.event_camera.max_events must be <= {MAX_EVENTS_ROWS:,}, got {config.max_events:,}"),
+        (config.shot_noise_rate <= MAX_SHOT_NOISE_RATE,
+         f"env.event_camera.shot_noise_rate must be <= {MAX_SHOT_NOISE_RATE:g}, got {config.shot_noise_rate:g}"),
+    )
+    for holds, message in limits:
+        if not holds:
+            raise EnvConfigError(message)
+    events = worst_case_events(config, image_size)
+    if events * EVENT_BYTES > MAX_FRAME_EVENT_BYTES:
+        raise EnvConfigError(
+            f"the event camera could emit {events:,} events in one frame (about "
+            f"{events * EVENT_BYTES / 2**30:.1f} GiB to simulate, more than {MAX_FRAME_EVENT_BYTES / 2**30:g} GiB) "
+            f"at env.image_size={list(image_size)} and contrast {min(config.contrast_pos, config.contrast_neg)}: "
+            "raise env.event_camera.contrast_pos/contrast_neg or lower env.image_size"
+        )
 
 
 class Events(NamedTuple):
@@ -344,6 +388,7 @@ class EventCamera(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
         if env.render_mode != "rgb_array":
             raise ValueError(f"EventCamera needs render_mode='rgb_array', the env has {env.render_mode!r}")
         config = config or EventCameraConfig()
+        check_event_camera_bounds(config, tuple(image_size))
         gymnasium.utils.RecordConstructorArgs.__init__(
             self, config=config, image_size=tuple(image_size), seed=seed
         )

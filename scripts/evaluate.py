@@ -3,7 +3,8 @@
 Prints the mean and standard deviation of the return, writes ``eval/return_mean`` and
 ``eval/return_std`` to the run's TensorBoard and ``metrics.jsonl``, ``eval.json`` to the run
 directory and, with ``--video``, ``eval.gif`` of the first episode. The same seed gives the same
-returns.
+returns. Exit status 2 with one paragraph for an error you can fix (a run being trained holds the
+directory; an environment without rgb_array renders for ``--video``).
 """
 
 from __future__ import annotations
@@ -17,18 +18,41 @@ from pathlib import Path
 import numpy as np
 
 from configs.loader import read_config
-from scripts.common import import_modules
+from scripts.common import UserError, add_debug_flag, import_modules, read_yaml_file, report_user_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--logdir", required=True, help="the run directory")
-    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--episodes", type=positive_int, default=10)
     parser.add_argument("--seed", type=int, default=12345, help="seeds the environment and the policy")
     parser.add_argument("--video", action="store_true", help="write eval.gif of the first episode")
     parser.add_argument("--sample", action="store_true", help="sample actions instead of taking the mode")
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def check_renders(env_id: str, env_config: dict) -> None:
+    """``--video`` needs rgb_array renders; say what the environment lacks instead of crashing."""
+    from envs.registry import make_env
+
+    env = make_env(env_id, env_config)
+    modes = env.metadata.get("render_modes", [])
+    env.close()
+    if "rgb_array" not in modes:
+        raise UserError(
+            f"--video needs an environment that renders rgb_array frames; {env_id!r} lists render_modes "
+            f"{modes}. Give it metadata = {{'render_modes': ['rgb_array']}}, a render_mode constructor "
+            "argument and a render() that returns the frame, or evaluate without --video."
+        )
 
 
 def write_gif(frames: list[np.ndarray], path: Path, fps: int = 30) -> None:
@@ -38,14 +62,23 @@ def write_gif(frames: list[np.ndarray], path: Path, fps: int = 30) -> None:
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
 
 
+@report_user_errors
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import_modules(args.imports)
     logdir = Path(args.logdir)
     if not (logdir / "config.yaml").exists():
-        raise SystemExit(f"{logdir} is not a run directory (no config.yaml)")
+        raise UserError(f"{logdir} is not a run directory (no config.yaml)")
+    read_yaml_file(logdir / "config.yaml")
     config = read_config(logdir / "config.yaml")
 
+    from agents.run_lock import RunLock
+
+    with RunLock(logdir):  # it writes eval.json and logs: not while a training run writes there
+        return evaluate(args, logdir, config)
+
+
+def evaluate(args: argparse.Namespace, logdir: Path, config: dict) -> dict:
     from agents.hierarchical_agent import HierarchicalAgent
     from agents.evaluation import load_train_state, run_episodes
     from agents.logging import Logger
@@ -53,6 +86,7 @@ def main(argv=None) -> dict:
 
     env_config = copy.deepcopy(config["env"])
     if args.video and not env_config["pixels"]:
+        check_renders(config["env_id"], env_config)
         env_config["kwargs"] = {**env_config["kwargs"], "render_mode": "rgb_array"}
     envs = make_vector_env(config["env_id"], env_config, 1, "sync")
     agent = HierarchicalAgent.from_config(config, envs.single_observation_space, envs.single_action_space)

@@ -1,20 +1,29 @@
 """Train an agent: ``python -m scripts.train --env CartPole-v1 --config cartpole``.
 
 Writes to the run directory: ``config.yaml`` (the resolved config), TensorBoard events,
-``metrics.jsonl``, ``checkpoints/`` and, with ``replay.storage=disk``, ``replay/``.
+``metrics.jsonl``, ``checkpoints/`` and, with ``replay.storage=disk``, ``replay/``; ``.lock`` keeps
+a second process from writing the same run.
+
+Exit status: 0 done; 2 an error you can fix (one paragraph on stderr, the traceback with --debug;
+a new run directory is removed if no checkpoint was written); 130 / 143 stopped by Ctrl-C / SIGTERM
+with a checkpoint (continue with --resume); a traceback for a bug of ours.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
-from configs.loader import ConfigError
 from scripts.common import (
+    SIGNAL_EXIT_CODES,
+    UserError,
     add_config_flags,
     default_logdir,
     import_modules,
+    removed_unless_resumable,
+    report_user_errors,
     resolve_config,
     resume_config,
     write_config,
@@ -40,7 +49,7 @@ def start_processes(args: argparse.Namespace) -> int:
     """Join the multi-process run when asked to; returns this process's index (0 otherwise)."""
     if not args.distributed:
         if args.coordinator or args.num_processes is not None or args.process_id is not None:
-            raise SystemExit("--coordinator, --num-processes and --process-id need --distributed")
+            raise UserError("--coordinator, --num-processes and --process-id need --distributed")
         return 0
     from agents.parallel import initialize_distributed
 
@@ -50,52 +59,76 @@ def start_processes(args: argparse.Namespace) -> int:
     return jax.process_index()
 
 
+def run_directory_and_config(args: argparse.Namespace, process: int) -> tuple[Path, dict]:
+    """The run directory and the resolved config, after every check that needs neither JAX nor the env."""
+    if args.resume:
+        if not args.logdir:
+            raise UserError("--resume needs --logdir (the run to continue)")
+        logdir = Path(args.logdir)
+        return logdir, resume_config(logdir, args)
+    config = resolve_config(args)
+    if args.distributed and not (args.logdir or config["logdir"]):
+        raise UserError("--distributed needs --logdir: every process must name the same run directory")
+    logdir = Path(args.logdir or config["logdir"] or default_logdir(config))
+    checkpoints = process_dir(logdir, process) / "checkpoints"
+    if checkpoints.exists() and any(checkpoints.iterdir()):
+        raise UserError(f"{logdir} already holds a run: continue it with --resume or pick another --logdir")
+    return logdir, config
+
+
+def process_dir(logdir: Path, process: int) -> Path:
+    """Where this process writes: the run directory, or its own folder in it for process i > 0."""
+    return logdir if process == 0 else logdir / f"process-{process}"
+
+
+def has_steps_left(logdir: Path, steps: int) -> bool:
+    """Whether a resumed run still has steps to go; says how to train longer when it has none."""
+    from agents.checkpoint import latest_checkpoint_step
+
+    latest = latest_checkpoint_step(logdir / "checkpoints")
+    if latest is None or latest < steps:
+        return True
+    print(f"--resume: the run in {logdir} already reached {latest:,} of --steps {steps:,}; nothing to do. "
+          f"Raise --steps to train longer, e.g. --resume --steps {2 * latest}.")
+    return False
+
+
+@report_user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     import_modules(args.imports)
     process = start_processes(args)
-    own_dir = (lambda logdir: logdir if process == 0 else logdir / f"process-{process}")
-    try:
-        if args.resume:
-            if not args.logdir:
-                raise SystemExit("--resume needs --logdir (the run to continue)")
-            logdir = Path(args.logdir)
-            config = resume_config(logdir, args)
-        else:
-            config = resolve_config(args)
-            if args.distributed and not (args.logdir or config["logdir"]):
-                raise SystemExit("--distributed needs --logdir: every process must name the same run directory")
-            logdir = Path(args.logdir or config["logdir"] or default_logdir(config))
-            if (own_dir(logdir) / "checkpoints").exists() and any((own_dir(logdir) / "checkpoints").iterdir()):
-                raise SystemExit(f"{logdir} already holds a run: continue it with --resume or pick another --logdir")
-    except ConfigError as error:
-        raise SystemExit(f"config error: {error}") from None
+    logdir, config = run_directory_and_config(args, process)
+    if args.resume and not has_steps_left(process_dir(logdir, process), config["steps"]):
+        return 0
 
     # Heavy imports after argument checks, so that mistakes are reported at once.
     from agents.parallel import check_resume_processes
-    from agents.trainer import NonFiniteLossError, Trainer
+    from agents.run_lock import RunLock
+    from agents.trainer import Trainer
+    from envs.probe import probe_env
     from envs.vector import make_vector_env
 
     def make_envs(num_envs: int):
         return make_vector_env(config["env_id"], config["env"], num_envs, config["run"]["env_parallel"])
 
-    try:
-        make_envs(1).close()  # fail fast, with the registry's message, on an unusable env id
-    except (ValueError, ImportError) as error:
-        raise SystemExit(f"environment error: {error}") from None
+    probe_env(config["env_id"], config["env"], seed=int(config["seed"]))  # before anything is written
     if args.resume and args.distributed:
         check_resume_processes(logdir)
     say = print if process == 0 else (lambda line: print(f"[process {process}] {line}", flush=True))
-    if process == 0:  # the others read the same file; only process 0 writes the run's files
-        write_config(config, logdir)
-    say(f"run directory: {logdir}  (tensorboard --logdir {logdir})")
-    try:
+    # Process 0 holds the run's lock: the others only write their shards, inside its directory.
+    with removed_unless_resumable(logdir), (RunLock(logdir) if process == 0 else contextlib.nullcontext()):
+        if process == 0:  # the others read the same file; only process 0 writes the run's files
+            write_config(config, logdir)
+        say(f"run directory: {logdir}  (tensorboard --logdir {logdir})")
         trainer = Trainer(config, logdir, make_envs, say=say, progress=not args.no_progress and process == 0)
         counters = trainer.run(config["steps"], resume=args.resume)
-    except NonFiniteLossError as error:
-        raise SystemExit(str(error)) from None
+    if trainer.stopped_by:
+        say(f"stopped at step {counters.env_steps:,} ({trainer.stopped_by}), checkpoint written: "
+            f"continue with --resume --logdir {logdir}")
+        return SIGNAL_EXIT_CODES[trainer.stopped_by]
     say(f"done: {counters.env_steps:,} environment steps, {counters.updates:,} updates, "
-          f"{counters.episodes:,} episodes")
+        f"{counters.episodes:,} episodes")
     return 0
 
 

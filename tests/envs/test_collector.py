@@ -2,9 +2,10 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from envs.collector import Collector
+from envs.collector import Collector, NonFiniteObservationError
 
 
 class CountingEnv(gym.Env):
@@ -57,3 +58,56 @@ def test_truncation_is_last_but_not_terminal():
     assert [bool(r["is_last"][0]) for r in records] == [False, False, True, False]
     assert not any(bool(r["is_terminal"][0]) for r in records)
     assert [(e.score, e.length) for e in episodes] == [(2.0, 2)]
+
+
+class NanAtEnv(CountingEnv):
+    """CountingEnv whose observation (or reward) is NaN on one step of the first episode."""
+
+    def __init__(self, nan_at: int, field: str = "obs"):
+        super().__init__(length=10)
+        self.nan_at, self.field, self.episode = nan_at, field, 0
+
+    def reset(self, *, seed=None, options=None):
+        self.episode += 1
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.episode == 1 and self.t == self.nan_at:
+            obs, reward = (np.array([np.nan], np.float32), reward) if self.field == "obs" else (obs, np.inf)
+        return obs, reward, terminated, truncated, info
+
+
+def nan_collector(nonfinite: str, field: str = "obs", nan_at: int = 2):
+    envs = SyncVectorEnv([lambda: CountingEnv(10), lambda: NanAtEnv(nan_at, field)],
+                         autoreset_mode=AutoresetMode.NEXT_STEP)
+    collector = Collector(envs, 2, lambda obs: {"obs": obs}, nonfinite=nonfinite, name="Test-v0")
+    collector.reset(seed=0)
+    return collector
+
+
+def constant_policy(obs, is_first):
+    return np.eye(2, dtype=np.float32)[[1, 1]], np.array([1, 1])
+
+
+@pytest.mark.parametrize("field, named", [("obs", "observation 'obs'[0] = nan"), ("reward", "reward = inf")])
+def test_a_non_finite_step_is_an_error_naming_env_key_and_value(field, named):
+    collector = nan_collector("error", field)
+    seen = [collector.step(constant_policy)[0]]  # returns obs 0; the env moves to t=1
+    with pytest.raises(NonFiniteObservationError, match=r"'Test-v0' \(sub-environment 1 of 2\)") as error:
+        seen.append(collector.step(constant_policy)[0])  # t=2 is NaN: this step's record is not returned
+    assert named in str(error.value)
+    assert len(seen) == 1 and all(np.isfinite(r["obs"]).all() for r in seen)
+
+
+def test_drop_episode_ends_the_episode_at_its_last_good_step_and_resets_that_env():
+    collector = nan_collector("drop_episode", nan_at=3)
+    records = [collector.step(constant_policy)[0] for _ in range(6)]
+    assert all(np.isfinite(r["obs"]).all() and np.isfinite(r["reward"]).all() for r in records)
+    dropped = [r["obs"][1, 0] for r in records]
+    assert dropped == [0, 1, 2, 0, 1, 2]  # t=3 never recorded: the env was reset instead
+    assert [bool(r["is_last"][1]) for r in records] == [False, False, True, False, False, False]
+    assert [bool(r["is_first"][1]) for r in records] == [True, False, False, True, False, False]
+    assert not any(bool(r["is_terminal"][1]) for r in records)
+    assert [r["obs"][0, 0] for r in records] == [0, 1, 2, 3, 4, 5]  # the other env goes on untouched
+    assert collector.dropped_episodes == 1

@@ -141,45 +141,32 @@ class MultiDiscreteActionEnv(DiscreteObsEnv):
         return np.zeros(2, np.float32), 0.0, False, False, {}
 
 
-class NanAfterEnv(MultiDiscreteActionEnv):
-    """Observations turn NaN after 150 steps: the losses must catch it."""
-
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = getattr(self, "t", 0)
-        return np.zeros(2, np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        value = np.nan if self.t > 150 else 0.1
-        return np.full(2, value, np.float32), 1.0, self.t % 20 == 0, False, {}
-
-
 gym.register("HmbrlTestDiscreteObs-v0", entry_point=DiscreteObsEnv)
 gym.register("HmbrlTestMultiDiscrete-v0", entry_point=MultiDiscreteActionEnv)
-gym.register("HmbrlTestNanAfter-v0", entry_point=NanAfterEnv)
 
 
 @pytest.mark.parametrize("env_id, named", [("HmbrlTestDiscreteObs-v0", "Discrete(4)"),
                                            ("HmbrlTestMultiDiscrete-v0", "MultiDiscrete")])
 def test_unsupported_spaces_name_the_space(tmp_path, env_id, named):
-    with pytest.raises(Exception) as error:
+    with pytest.raises(SystemExit) as error:
         run_train(tmp_path / "x", "--env", env_id)
     assert named in str(error.value)
 
 
-def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_training_keeps_the_last_good_checkpoint_and_resumes_with_a_lower_lr(tmp_path):
     logdir = tmp_path / "nan"
+    diverging = ["--steps", "80", "--set", "world_model.lr=1e30", "run.prefill=50", "run.checkpoint_every=40"]
     with pytest.raises(SystemExit) as error:
-        run_train(logdir, "--env", "HmbrlTestNanAfter-v0", "--set", "run.num_envs=1",
-                  "run.checkpoint_every=100", "run.prefill=50")
+        run_train(logdir, *diverging)
     message = str(error.value)
-    assert "level0/world_model/loss" in message and "nan" in message.lower() and "checkpoint" in message
+    assert error.value.code == 2 and "nan" in message.lower() and "checkpoint (step 40)" in message
+    assert "world_model.lr" in message  # observations are checked at collection: the update diverged
     state, step = final_params(logdir)
-    assert step == 100
+    assert step == 40
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
+    remedy = ["--logdir", str(logdir), "--no-progress", "--resume", "--set", "world_model.lr=1e-4"]
+    assert train.main(remedy) == 0  # the suggested change is accepted by --resume
+    assert final_params(logdir)[1] == 80
 
 
 @pytest.mark.parametrize("backbone", ["s5", "mamba", "egru", "event_s5"])
