@@ -44,3 +44,4 @@ def test_summarises_existing_run_directories(tmp_path, capsys):
     assert summary["final"] == pytest.approx(250.0) and summary["first_step_at_target"] == 2000
     assert result["curves"]["0"][-1]["level0/world_model/r2/obs"] == 0.8  # the latest value before the evaluation
     assert (tmp_path / "out.png").exists() and "| 0 | 2,000 | 250.0 | 480.0 | 2,000 | no |" in capsys.readouterr().out
+

@@ -1,0 +1,133 @@
+"""Does the world model represent each observation entry? The level-0 model alone, per loss variant.
+
+    python -m scripts.bench_world_model --env CartPole-v1 --config cartpole
+    python -m scripts.bench_world_model --env hmbrl/PointFourRooms-v0 --config small --variants variance mse
+
+Collects ``--steps`` environment steps with uniformly random actions, trains the preset's level-0
+world model on them for ``--updates`` updates once per ``world_model.vector_loss`` variant (same data,
+same seed), then measures on held-out chunks: the decoder's R^2 per entry of every vector
+observation (posterior features, so what the latent state carries), the KL the posterior pays per
+step. Prints a table and writes JSON (default prefix
+``benchmarks/out/world_model_<env>``). An entry with a low R^2 is one the agent cannot act on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents.replay import Replay
+from agents.spaces import action_layout, observation_layout
+from agents.trainer import replay_spec
+from configs.loader import load_config
+from envs import make_vector_env
+from envs.collector import Collector
+from world_models.rssm import state_features
+from world_models.world_model import VECTOR_LOSSES, WorldModel
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--config", default="cartpole", help="presets, comma-separated (as scripts.train)")
+    parser.add_argument("--steps", type=int, default=20_000, help="random-policy steps to train on")
+    parser.add_argument("--updates", type=int, default=1_000)
+    parser.add_argument("--variants", nargs="+", default=list(VECTOR_LOSSES), choices=VECTOR_LOSSES)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", help="output prefix (default benchmarks/out/world_model_<env>)")
+    return parser.parse_args(argv)
+
+
+def random_policy_replay(config: dict, steps: int, seed: int):
+    """A replay filled with ``steps`` uniformly random steps; the observation layout and action size."""
+    run = config["run"]
+    envs = make_vector_env(config["env_id"], config["env"], run["num_envs"], "sync")
+    obs = observation_layout(envs.single_observation_space, config["encoder"]["mlp_keys"], config["encoder"]["cnn_keys"])
+    actions = action_layout(envs.single_action_space)
+    replay = Replay(replay_spec(obs, actions.dim), run["num_envs"], capacity=steps + run["num_envs"],
+                    seed=seed, **{k: config["replay"][k] for k in ("batch_size", "batch_length")})
+    collector, rng = Collector(envs, actions.dim, obs.to_dict), np.random.default_rng(seed)
+    collector.reset(seed=seed)
+
+    def policy(_, __):
+        action = actions.random(rng, run["num_envs"])
+        return action, actions.to_env(action)
+
+    for _ in range(steps // run["num_envs"]):
+        record, _ = collector.step(policy)
+        replay.add(record)
+    envs.close()
+    return replay, obs, actions.dim
+
+
+def entry_r2(prediction: jax.Array, target: jax.Array) -> jax.Array:
+    """R^2 of each entry on its own over ``[T, B, D]`` (a narrow entry cannot hide behind a wide one): ``[D]``."""
+    error = jnp.sum((prediction - target) ** 2, (0, 1))
+    spread = jnp.sum((target - target.mean((0, 1))) ** 2, (0, 1))
+    return 1.0 - error / jnp.maximum(spread, 1e-8)
+
+
+def train_and_probe(model: WorldModel, replay: Replay, updates: int, seed: int) -> dict:
+    """Train ``model`` on ``replay``; R^2 per vector entry and the KL on fresh chunks."""
+    params = model.init(jax.random.PRNGKey(seed))
+    opt_state = model.optimizer.init(params)
+
+    @jax.jit
+    def update(params, opt_state, batch, key):
+        grads, _ = jax.grad(model.loss, has_aux=True)(params, batch, key)
+        changes, opt_state = model.optimizer.update(grads, opt_state, params)
+        return jax.tree.map(jnp.add, params, changes), opt_state
+
+    @jax.jit
+    def probe(params, batch, key):
+        _, (metrics, states) = model.loss(params, batch, key)
+        predictions = model.decode(params, state_features(states))
+        targets = model.reconstruction_targets(batch)
+        per_entry = {name: entry_r2(predictions[name], targets[name]) for name in model.mlp_shapes}
+        return per_entry, metrics["world_model/loss/dynamics"]
+
+    key, start = jax.random.PRNGKey(seed + 1), time.time()
+    for _ in range(updates):
+        key, step_key = jax.random.split(key)
+        params, opt_state = update(params, opt_state, replay.sample(), step_key)
+    held_out = np.random.default_rng(seed + 2)
+    probes = [probe(params, replay.sample(held_out), jax.random.fold_in(key, i)) for i in range(8)]
+    r2 = {name: np.mean([p[0][name] for p in probes], 0).round(4).tolist() for name in model.mlp_shapes}
+    return {"r2_per_entry": r2, "kl": float(np.mean([p[1] for p in probes])), "seconds": time.time() - start}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    config = load_config(args.config.split(","), [("env_id", args.env), ("seed", args.seed), *args.overrides])
+    replay, obs, action_dim = random_policy_replay(config, args.steps, args.seed)
+    world_model, backbone = dict(config["world_model"]), config["world_model"]["backbone"]
+    results = {}
+    for variant in args.variants:
+        model = WorldModel(obs.mlp_shapes, obs.cnn_shapes, action_dim, backbone_kwargs=config["backbones"][backbone],
+                           **{**world_model, "vector_loss": variant})
+        results[variant] = train_and_probe(model, replay, args.updates, args.seed)
+    print(f"\n{args.env} / {args.config}: level-0 world model after {args.updates:,} updates on "
+          f"{args.steps:,} random-policy steps")
+    print("| vector_loss | decoder R² per entry (posterior) | KL per step (nats) |")
+    print("| --- | --- | ---: |")
+    for variant, result in results.items():
+        r2 = "; ".join(f"{name}: " + ", ".join(f"{v:.3f}" for v in values) for name, values in result["r2_per_entry"].items())
+        print(f"| {variant} | {r2} | {result['kl']:.2f} |")
+    prefix = Path(args.out or f"benchmarks/out/world_model_{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.env)}")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    output = {"env": args.env, "config": args.config, "steps": args.steps, "updates": args.updates, "results": results}
+    prefix.with_suffix(".json").write_text(json.dumps(output, indent=2))
+    print(f"wrote {prefix.with_suffix('.json')}")
+    return output
+
+
+if __name__ == "__main__":
+    main()
