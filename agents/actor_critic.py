@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from agents.optimization import gradient_step, make_optimizer
 from agents.returns import ReturnScale, lambda_returns, update_return_scale
 from world_models.distributions import (
     BoundedNormal,
@@ -130,9 +131,8 @@ class ActorCritic:
         self.actor_net = ActorNet(units, layers, action_dim if discrete else 2 * action_dim)
         self.critic_net = CriticNet(units, layers, bins)
         self.bins = symlog_bins(bins)
-        clip = optax.clip_by_global_norm(grad_clip)
-        self.actor_optimizer = optax.chain(clip, optax.adam(actor_lr, eps=eps))
-        self.critic_optimizer = optax.chain(clip, optax.adam(critic_lr, eps=eps))
+        self.actor_optimizer = make_optimizer(actor_lr, grad_clip, eps)
+        self.critic_optimizer = make_optimizer(critic_lr, grad_clip, eps)
 
     def init(self, key: jax.Array, feature_dim: int) -> ActorCriticState:
         actor_key, critic_key = jax.random.split(key)
@@ -172,24 +172,20 @@ class ActorCritic:
         self, state: ActorCriticState, rollout: Rollout, key: jax.Array
     ) -> tuple[ActorCriticState, dict[str, jax.Array], Trajectory]:
         """One actor and one critic step on a freshly imagined trajectory."""
-        (_, (trajectory, returns, weights, return_scale, metrics)), actor_grads = jax.value_and_grad(
-            self._actor_loss, has_aux=True
-        )(state.actor, state, rollout, key)
-        updates, actor_opt = self.actor_optimizer.update(actor_grads, state.actor_opt, state.actor)
-        actor = optax.apply_updates(state.actor, updates)
-
-        critic_loss, critic_grads = jax.value_and_grad(self._critic_loss)(
-            state.critic, state.slow_critic, trajectory.features[:-1], returns, weights
+        actor, actor_opt, _, aux, actor_grad_norm = gradient_step(
+            self._actor_loss, self.actor_optimizer, state.actor, state.actor_opt, state, rollout, key
         )
-        updates, critic_opt = self.critic_optimizer.update(critic_grads, state.critic_opt, state.critic)
-        critic = optax.apply_updates(state.critic, updates)
+        trajectory, returns, weights, return_scale, metrics = aux
+        critic, critic_opt, critic_loss, _, critic_grad_norm = gradient_step(
+            self._critic_loss, self.critic_optimizer, state.critic, state.critic_opt,
+            state.slow_critic, trajectory.features[:-1], returns, weights,
+        )
         slow_critic = optax.incremental_update(critic, state.slow_critic, self.slow_critic_fraction)
-
         metrics.update(
             {
                 "actor_critic/critic_loss": critic_loss,
-                "actor_critic/actor_grad_norm": optax.tree.norm(actor_grads),
-                "actor_critic/critic_grad_norm": optax.tree.norm(critic_grads),
+                "actor_critic/actor_grad_norm": actor_grad_norm,
+                "actor_critic/critic_grad_norm": critic_grad_norm,
             }
         )
         new_state = ActorCriticState(actor, critic, slow_critic, actor_opt, critic_opt, return_scale)
@@ -239,4 +235,4 @@ class ActorCritic:
         dist = self.value_dist(critic_params, features)
         slow_values = self.value(slow_critic_params, features)
         loss = -dist.log_prob(returns) - self.slow_critic_reg * dist.log_prob(slow_values)
-        return jnp.mean(weights * loss)
+        return jnp.mean(weights * loss), {}

@@ -22,12 +22,12 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from agents.actor_critic import ActorCritic, ActorCriticState, Trajectory
 from agents.dreamer import reconstruction_images
-from agents.goals import GOAL_SPACES, Ensemble, GoalAutoencoder, goal_diversity, goal_similarity, masked_mean
+from agents.goals import GOAL_SPACES, Ensemble, GoalAutoencoder, goal_diversity, goal_similarity
+from agents.optimization import gradient_step, select_rows
 from agents.spaces import ActionLayout, ObsLayout, action_layout, observation_layout
 from world_models import hierarchy as stack
 from world_models.distributions import symexp
@@ -80,13 +80,6 @@ class LevelSpec(NamedTuple):
 def _level_key(key: jax.Array, level: int) -> jax.Array:
     """Level 0 uses ``key`` itself (so that one level reproduces the flat agent), level l a fold."""
     return key if level == 0 else jax.random.fold_in(key, level)
-
-
-def _select(condition: jax.Array, new: Any, old: Any) -> Any:
-    """``new`` where ``condition [N]`` holds, ``old`` elsewhere, for every leaf ``[N, ...]``."""
-    return jax.tree.map(
-        lambda n, o: jnp.where(condition.reshape(condition.shape + (1,) * (n.ndim - 1)), n, o), new, old
-    )
 
 
 def _flatten(leaf: jax.Array) -> jax.Array:
@@ -161,18 +154,18 @@ class HierarchicalAgent:
             autoencoder_space = self.goal_config["space"] == "autoencoder"
             actor_critic = ActorCritic(self._goal_action_dim(), autoencoder_space,
                                        action_groups=self.goal_config["codes"] if autoencoder_space else 1, **ac_kwargs)
-        lr = float(self.hierarchy_config["lr"])
+        lr, clip = float(self.hierarchy_config["lr"]), float(self.hierarchy_config["grad_clip"])
         units, layers = world_model.get("units", 512), world_model.get("layers", 2)
         autoencoder = None
         if level > 0 and self.goal_config["space"] == "autoencoder":
             autoencoder = GoalAutoencoder(self.levels[level - 1].world_model.feature_dim, self.goal_config["codes"],
-                                          self.goal_config["classes"], units, layers, self.goal_config["kl"], lr=lr)
+                                          self.goal_config["classes"], units, layers, self.goal_config["kl"], lr, clip)
         ensemble = None
         members = int(self.hierarchy_config["ensemble"])
         explores = top and self.hierarchy_config["exploration_bonus"] > 0
         if members > 0 and (level > 0 or explores):  # its disagreement is used only there
             stoch = world_model.get("stoch", 32) * world_model.get("classes", 32)
-            ensemble = Ensemble(model.feature_dim + model.action_dim, stoch, members, units, layers, lr=lr)
+            ensemble = Ensemble(model.feature_dim + model.action_dim, stoch, members, units, layers, lr, clip)
         return LevelSpec(model, actor_critic, period, length, autoencoder, ensemble)
 
     def _goal_action_dim(self) -> int:
@@ -324,13 +317,11 @@ class HierarchicalAgent:
         return model_batch, book
 
     def _update_world_model(self, spec: LevelSpec, level_state: LevelState, model_batch, key):
-        model = spec.world_model
-        (_, (metrics, posterior)), grads = jax.value_and_grad(model.loss, has_aux=True)(
-            level_state.world_model, model_batch, key
+        params, opt, _, (metrics, posterior), grad_norm = gradient_step(
+            spec.world_model.loss, spec.world_model.optimizer, level_state.world_model, level_state.world_model_opt,
+            model_batch, key,
         )
-        updates, opt = model.optimizer.update(grads, level_state.world_model_opt, level_state.world_model)
-        params = optax.apply_updates(level_state.world_model, updates)
-        metrics["world_model/grad_norm"] = optax.tree.norm(grads)
+        metrics["world_model/grad_norm"] = grad_norm
         return level_state.replace(world_model=params, world_model_opt=opt), metrics, posterior
 
     def _update_auxiliary(self, spec, level_state, model_batch, posterior, key) -> tuple[LevelState, dict]:
@@ -340,22 +331,21 @@ class HierarchicalAgent:
         auxiliary, auxiliary_opt = dict(level_state.auxiliary), dict(level_state.auxiliary_opt)
         mask = model_batch.get("mask", jnp.ones(model_batch["is_first"].shape))
         if spec.goal_autoencoder is not None:
-            loss = lambda p: spec.goal_autoencoder.loss(p, model_batch[FEATURES], mask, jax.random.fold_in(key, 2_000))
-            (_, aux_metrics), grads = jax.value_and_grad(loss, has_aux=True)(auxiliary["goal_autoencoder"])
-            auxiliary["goal_autoencoder"], auxiliary_opt["goal_autoencoder"] = _apply(
-                spec.goal_autoencoder.optimizer, grads, auxiliary["goal_autoencoder"], auxiliary_opt["goal_autoencoder"])
-            metrics.update(aux_metrics)
+            name = "goal_autoencoder"
+            auxiliary[name], auxiliary_opt[name], _, aux_metrics, grad_norm = gradient_step(
+                spec.goal_autoencoder.loss, spec.goal_autoencoder.optimizer, auxiliary[name], auxiliary_opt[name],
+                model_batch[FEATURES], mask, jax.random.fold_in(key, 2_000))
+            metrics.update(aux_metrics, **{"goal/autoencoder_grad_norm": grad_norm})
         if spec.ensemble is not None:
             features = jax.lax.stop_gradient(state_features(posterior))
             inputs = jnp.concatenate([features[:-1], model_batch["prev_action"][1:]], -1)
             stoch = jax.lax.stop_gradient(posterior.stoch[1:])
             targets = stoch.reshape(stoch.shape[:2] + (-1,))
             valid = mask[1:] * (1.0 - model_batch["is_first"][1:].astype(jnp.float32))
-            (_, aux_metrics), grads = jax.value_and_grad(spec.ensemble.loss, has_aux=True)(
-                auxiliary["ensemble"], inputs, targets, valid)
-            auxiliary["ensemble"], auxiliary_opt["ensemble"] = _apply(
-                spec.ensemble.optimizer, grads, auxiliary["ensemble"], auxiliary_opt["ensemble"])
-            metrics.update(aux_metrics)
+            auxiliary["ensemble"], auxiliary_opt["ensemble"], _, aux_metrics, grad_norm = gradient_step(
+                spec.ensemble.loss, spec.ensemble.optimizer, auxiliary["ensemble"], auxiliary_opt["ensemble"],
+                inputs, targets, valid)
+            metrics.update(aux_metrics, **{"ensemble/grad_norm": grad_norm})
         return level_state.replace(auxiliary=auxiliary, auxiliary_opt=auxiliary_opt), metrics
 
     def _goals_for_level_below(self, state, level, book, posterior, goals, governed, lower_book, key):
@@ -456,7 +446,7 @@ class HierarchicalAgent:
         actions = list(policy_state.actions)
         for level in range(1, self.num_levels):
             random = self._random_goal_action(jax.random.fold_in(key, level), is_first.shape[0])
-            actions[level] = _select(ticks[level - 1], random, actions[level])
+            actions[level] = select_rows(ticks[level - 1], random, actions[level])
         return policy_state._replace(step=step, ticks=ticks, actions=tuple(actions))
 
     def _policy_step(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
@@ -472,7 +462,7 @@ class HierarchicalAgent:
             latent = spec.world_model.obs_step(params, policy_state.latents[level], policy_state.actions[level],
                                                observation, is_first, _level_key(filter_key, level))
             tick = always if level == 0 else ticks[level - 1]
-            latents.append(_select(tick, latent, policy_state.latents[level]))
+            latents.append(select_rows(tick, latent, policy_state.latents[level]))
 
         actions, goals = list(policy_state.actions), list(policy_state.goals)
         closest, finished = list(policy_state.closest), list(policy_state.finished)
@@ -486,14 +476,14 @@ class HierarchicalAgent:
                 actions[0] = action
                 continue
             tick = ticks[level - 1]
-            actions[level] = _select(tick, action, actions[level])
+            actions[level] = select_rows(tick, action, actions[level])
             goal = self.decode_goal(state, level, latents[level], action, jax.random.fold_in(level_key, 1))
             below = level - 1
             similarity = goal_similarity(state_features(latents[below]), goals[below])
             best = jnp.maximum(closest[below], similarity)
             finished[below] = jnp.where(tick & ~is_first, best, jnp.nan)
             closest[below] = jnp.where(tick, -jnp.inf, best)
-            goals[below] = _select(tick, goal, goals[below])
+            goals[below] = select_rows(tick, goal, goals[below])
         new_state = HierarchicalPolicyState(tuple(latents), tuple(actions), tuple(goals), step, ticks,
                                             tuple(closest), tuple(finished))
         return actions[0], new_state
@@ -544,11 +534,6 @@ class HierarchicalAgent:
             decoded = self.levels[below + 1].world_model.decode(state.levels[below + 1].world_model, features)
             features = symexp(decoded[FEATURES])
         return self.levels[0].world_model.decode(state.levels[0].world_model, features)
-
-
-def _apply(optimizer, grads, params, opt_state):
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
 
 
 def resolve_ks(levels: int, ks: Sequence[int]) -> list[int]:
