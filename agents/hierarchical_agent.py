@@ -30,11 +30,10 @@ from agents.goals import GOAL_SPACES, Ensemble, GoalAutoencoder, goal_diversity,
 from agents.optimization import gradient_step, select_rows
 from agents.spaces import ActionLayout, ObsLayout, action_layout, observation_layout
 from world_models import hierarchy as stack
+from world_models.hierarchy import FEATURES
 from world_models.distributions import symexp
 from world_models.rssm import RSSMState, state_features
 from world_models.world_model import WorldModel, count_parameters
-
-FEATURES = "features"  # the observation key of levels above 0: the latent features of the level below
 
 
 @struct.dataclass
@@ -263,7 +262,11 @@ class HierarchicalAgent:
             if level == 0:
                 model_batch, book = dict(batch), stack.level_zero_bookkeeping(batch)
             else:
-                model_batch, book = self._abstract_batch(batch, sequences[level - 1], level)
+                _, lower_book, lower_posterior = sequences[level - 1]
+                model_batch, book = stack.abstract_batch(
+                    lower_book, jax.lax.stop_gradient(state_features(lower_posterior)), batch[f"tick_{level}"],
+                    batch[f"goal_action_{level}"], spec.sequence_length, self.discount,
+                )
             level_key = _level_key(world_model_key, level)
             levels[level], level_metrics, posterior = self._update_world_model(spec, levels[level], model_batch, level_key)
             levels[level], auxiliary_metrics = self._update_auxiliary(spec, levels[level], model_batch, posterior, level_key)
@@ -298,23 +301,6 @@ class HierarchicalAgent:
 
     def _prefixed(self, level: int, metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         return {f"level{level}/{name}": value for name, value in metrics.items()}
-
-    def _abstract_batch(self, batch, lower_sequence, level: int):
-        """Level ``level``'s training sequence from the one below (``world_models.hierarchy``)."""
-        _, lower_book, lower_posterior = lower_sequence
-        spec = self.levels[level]
-        tick = stack.gather_time(batch[f"tick_{level}"], lower_book["env_index"]) & (lower_book["mask"] > 0)
-        features = jax.lax.stop_gradient(state_features(lower_posterior))
-        book = stack.stride(lower_book, features, tick, spec.sequence_length, self.discount)
-        model_batch = {
-            FEATURES: book["features"],
-            "prev_action": stack.previous_actions(batch[f"goal_action_{level}"], book),
-            "reward": book["reward"],
-            "is_first": book["is_first"],
-            "is_terminal": book["is_terminal"],
-            "mask": book["mask"],
-        }
-        return model_batch, book
 
     def _update_world_model(self, spec: LevelSpec, level_state: LevelState, model_batch, key):
         params, opt, _, (metrics, posterior), grad_norm = gradient_step(
