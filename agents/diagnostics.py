@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.goals import goal_similarity
 from envs.collector import Collector
 from world_models.rssm import state_features
 
@@ -108,15 +107,12 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
             collected[level] = np.where(first, 0.0, collected[level] + base_discount ** elapsed[level] * reward)
             elapsed[level] = np.where(first, 0, elapsed[level] + 1)
             step_done = (ticks | last) & ~first
-            if level < levels - 1:
-                goal = np.asarray(previous.goals[level])  # the goal in effect up to this step
-                similarity = np.asarray(goal_similarity(features[level], goal))
-                level_reward = agent.goal_config["reward_scale"] * similarity + \
-                    agent.goal_config["task_reward_scale"] * collected[level]
+            top = level == levels - 1
+            goal = None if top else np.asarray(previous.goals[level])  # the goal in effect up to this step
+            level_reward = np.asarray(agent.levels[level].reward(features[level], goal, collected[level]))
+            if not top:
                 done = np.asarray(policy_state.finished[level])
                 reached[level + 1].extend(done[np.isfinite(done)].tolist())
-            else:
-                level_reward = collected[level]
             for env in range(num_envs):
                 tracker = trackers[level][env]
                 if step_done[env]:
@@ -139,8 +135,7 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
             scalars[f"level{level}/exploitation/real_return"] = float(real_mean)
             scalars[f"level{level}/exploitation/gap"] = float(imagined_mean - real_mean)
         if reached[level]:
-            threshold = agent.goal_config["reach_threshold"]
-            scalars[f"level{level}/goal/reach_rate"] = float(np.mean(np.array(reached[level]) >= threshold))
+            scalars[f"level{level}/goal/reach_rate"] = float(np.mean(np.array(reached[level]) >= agent.reach_threshold))
             scalars[f"level{level}/goal/closest_similarity"] = float(np.mean(reached[level]))
     return scalars, images.grids()
 
