@@ -88,33 +88,15 @@ class ActorCritic:
         ``auto`` (reinforce for discrete, dynamics for continuous actions).
       slow_critic_fraction: EMA rate of the slow critic; slow_critic_reg: pull towards it.
       return_norm_decay, return_norm_percentiles: running percentile normalisation of returns.
+      actor_lr, critic_lr, eps, grad_clip: their optimisers (``agents.optimization``).
+    The values come from the ``agent`` config section (``configs.sections.ActorCriticConfig``).
     """
 
-    def __init__(
-        self,
-        action_dim: int,
-        discrete: bool,
-        horizon: int = 15,
-        discount: float = 0.985,
-        lambda_: float = 0.95,
-        entropy: float = 3e-4,
-        units: int = 512,
-        layers: int = 2,
-        bins: int = 255,
-        unimix: float = 0.01,
-        actor_grad: str = "auto",
-        min_std: float = 0.1,
-        max_std: float = 1.0,
-        slow_critic_fraction: float = 0.02,
-        slow_critic_reg: float = 1.0,
-        return_norm_decay: float = 0.99,
-        return_norm_percentiles: tuple[float, float] = (5.0, 95.0),
-        actor_lr: float = 3e-5,
-        critic_lr: float = 3e-5,
-        eps: float = 1e-5,
-        grad_clip: float = 100.0,
-        action_groups: int = 1,
-    ):
+    def __init__(self, action_dim: int, discrete: bool, horizon: int, discount: float, lambda_: float,
+                 entropy: float, units: int, layers: int, bins: int, unimix: float, actor_grad: str, min_std: float,
+                 max_std: float, slow_critic_fraction: float, slow_critic_reg: float, return_norm_decay: float,
+                 return_norm_percentiles: tuple[float, float], actor_lr: float, critic_lr: float, eps: float,
+                 grad_clip: float, action_groups: int = 1):
         if action_dim % action_groups:
             raise ValueError(f"action_dim {action_dim} does not split into {action_groups} groups")
         self.action_groups = action_groups

@@ -1,101 +1,100 @@
-"""The levels of a hierarchical agent, built from the config sections that describe them.
+"""The levels of a hierarchical agent, built from the typed config sections (``configs.sections``).
 
 Every level shares the ``world_model``, ``backbones`` and ``agent`` sections; ``hierarchy`` says how
 many levels there are, how they stride and what sits beside each model, ``goal`` how a level above 0
-acts. The per-level settings derived here (period, horizon, discount, goal action size) are computed,
-never written back into the config.
+acts. The per-level settings derived here (backbone, period, horizon, discount, goal action size) are
+computed into copies, never written back into the config.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import dataclasses
+from typing import Sequence
 
 from agents.actor_critic import ActorCritic
 from agents.goals import GOAL_SPACES, Ensemble, GoalAutoencoder
 from agents.level import Level
 from agents.spaces import ActionLayout, ObsLayout
+from configs.sections import ActorCriticConfig, AgentSections, GoalConfig, HierarchyConfig, WorldModelConfig, as_kwargs
 from world_models import hierarchy as stack
 from world_models.hierarchy import FEATURES
 from world_models.world_model import WorldModel
 
 
-def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, world_model: Mapping[str, Any],
-                 backbones: Mapping[str, Mapping[str, Any]], agent: Mapping[str, Any],
-                 hierarchy: Mapping[str, Any], goal: Mapping[str, Any], sequence_length: int) -> list[Level]:
-    """The levels from the environment (level 0) up; the arguments are the config sections."""
-    num_levels = int(hierarchy["levels"])
-    ks = resolve_ks(num_levels, hierarchy["k"])
-    level_backbones = resolve_backbones(num_levels, hierarchy["backbones"], world_model["backbone"])
-    if goal["space"] not in GOAL_SPACES:
-        raise ValueError(f"goal.space must be one of {GOAL_SPACES}, got {goal['space']!r}")
+def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: AgentSections) -> list[Level]:
+    """The levels from the environment (level 0) up."""
+    hierarchy, goal, agent = sections.hierarchy, sections.goal, sections.agent
+    ks = resolve_ks(hierarchy.levels, hierarchy.k)
+    level_backbones = resolve_backbones(hierarchy.levels, hierarchy.backbones, sections.world_model.backbone)
+    if goal.space not in GOAL_SPACES:
+        raise ValueError(f"goal.space must be one of {GOAL_SPACES}, got {goal.space!r}")
     levels: list[Level] = []
-    period, length = 1, sequence_length
-    for index in range(num_levels):
+    period, length = 1, sections.sequence_length
+    for index in range(hierarchy.levels):
         if index > 0:
             period *= ks[index - 1]
             length = stack.abstract_length(length, ks[index - 1])
-        top = index == num_levels - 1
-        model_kwargs = dict(world_model, backbone=level_backbones[index],
-                            backbone_kwargs=backbones[level_backbones[index]])
+        top = index == hierarchy.levels - 1
+        world_model = dataclasses.replace(sections.world_model, backbone=level_backbones[index])
+        model_kwargs = dict(as_kwargs(world_model), backbone_kwargs=sections.backbones[world_model.backbone])
         horizon = _horizon(index, top, ks, hierarchy, agent)
         if index == 0:
             model = WorldModel(obs_layout.mlp_shapes, obs_layout.cnn_shapes, action_layout.dim, **model_kwargs)
-            actor_critic = ActorCritic(action_layout.dim, action_layout.discrete, **dict(agent, horizon=horizon))
+            actor_critic = ActorCritic(action_layout.dim, action_layout.discrete,
+                                       **as_kwargs(dataclasses.replace(agent, horizon=horizon)))
         else:
             below = levels[index - 1].world_model.feature_dim
             model = WorldModel({FEATURES: (below,)}, {}, goal_action_dim(goal), **model_kwargs)
             actor_critic = _goal_actor_critic(goal, agent, period, horizon)
         levels.append(Level(
-            index, top, model, actor_critic, period, length, goal["reward_scale"], goal["task_reward_scale"],
+            index, top, model, actor_critic, period, length, goal.reward_scale, goal.task_reward_scale,
             _goal_autoencoder(index, levels, world_model, hierarchy, goal),
             _ensemble(index, top, model, world_model, hierarchy),
-            float(hierarchy["disagreement_penalty"]) if index > 0 else 0.0,
-            float(hierarchy["exploration_bonus"]) if top else 0.0,
+            hierarchy.disagreement_penalty if index > 0 else 0.0,
+            hierarchy.exploration_bonus if top else 0.0,
         ))
     return levels
 
 
-def goal_action_dim(goal: Mapping[str, Any]) -> int:
+def goal_action_dim(goal: GoalConfig) -> int:
     """Size of the abstract action of a level above 0."""
-    return goal["codes"] * goal["classes"] if goal["space"] == "autoencoder" else goal["dim"]
+    return goal.codes * goal.classes if goal.space == "autoencoder" else goal.dim
 
 
-def _horizon(index: int, top: bool, ks: Sequence[int], hierarchy: Mapping[str, Any], agent: Mapping[str, Any]) -> int:
+def _horizon(index: int, top: bool, ks: Sequence[int], hierarchy: HierarchyConfig, agent: ActorCriticConfig) -> int:
     """Imagination steps: a level below the top imagines as long as a goal from above lasts (``K`` of
     the level above); the top ``abstract_horizon`` steps (``agent.horizon`` for 0 or a flat agent)."""
     if not top:
         return ks[index]
     if index == 0:
-        return agent["horizon"]
-    return int(hierarchy["abstract_horizon"]) or agent["horizon"]
+        return agent.horizon
+    return hierarchy.abstract_horizon or agent.horizon
 
 
-def _goal_actor_critic(goal: Mapping[str, Any], agent: Mapping[str, Any], period: int, horizon: int) -> ActorCritic:
+def _goal_actor_critic(goal: GoalConfig, agent: ActorCriticConfig, period: int, horizon: int) -> ActorCritic:
     """The actor-critic of a level above 0: one discount step per abstract step of ``period``
     environment steps; goal codes (grouped one-hots) or continuous goal actions."""
-    kwargs = dict(agent, discount=agent["discount"] ** period, horizon=horizon)
-    codes = goal["space"] == "autoencoder"
-    return ActorCritic(goal_action_dim(goal), codes, action_groups=goal["codes"] if codes else 1, **kwargs)
+    settings = dataclasses.replace(agent, discount=agent.discount**period, horizon=horizon)
+    codes = goal.space == "autoencoder"
+    return ActorCritic(goal_action_dim(goal), codes, action_groups=goal.codes if codes else 1, **as_kwargs(settings))
 
 
-def _goal_autoencoder(index: int, levels: Sequence[Level], world_model: Mapping[str, Any],
-                      hierarchy: Mapping[str, Any], goal: Mapping[str, Any]) -> GoalAutoencoder | None:
-    if index == 0 or goal["space"] != "autoencoder":
+def _goal_autoencoder(index: int, levels: Sequence[Level], world_model: WorldModelConfig, hierarchy: HierarchyConfig,
+                      goal: GoalConfig) -> GoalAutoencoder | None:
+    if index == 0 or goal.space != "autoencoder":
         return None
-    return GoalAutoencoder(levels[index - 1].world_model.feature_dim, goal["codes"], goal["classes"],
-                           world_model["units"], world_model["layers"], goal["kl"], float(hierarchy["lr"]),
-                           float(hierarchy["grad_clip"]))
+    return GoalAutoencoder(levels[index - 1].world_model.feature_dim, goal.codes, goal.classes, world_model.units,
+                           world_model.layers, goal.kl, hierarchy.lr, hierarchy.grad_clip)
 
 
-def _ensemble(index: int, top: bool, model: WorldModel, world_model: Mapping[str, Any],
-              hierarchy: Mapping[str, Any]) -> Ensemble | None:
+def _ensemble(index: int, top: bool, model: WorldModel, world_model: WorldModelConfig,
+              hierarchy: HierarchyConfig) -> Ensemble | None:
     """An ensemble where its disagreement is used: above level 0, and at the top when it explores."""
-    members = int(hierarchy["ensemble"])
-    explores = top and hierarchy["exploration_bonus"] > 0
-    if members == 0 or not (index > 0 or explores):
+    explores = top and hierarchy.exploration_bonus > 0
+    if hierarchy.ensemble == 0 or not (index > 0 or explores):
         return None
-    return Ensemble(model.feature_dim + model.action_dim, world_model["stoch"] * world_model["classes"], members,
-                    world_model["units"], world_model["layers"], float(hierarchy["lr"]), float(hierarchy["grad_clip"]))
+    return Ensemble(model.feature_dim + model.action_dim, world_model.stoch * world_model.classes, hierarchy.ensemble,
+                    world_model.units, world_model.layers, hierarchy.lr, hierarchy.grad_clip)
 
 
 def resolve_ks(levels: int, ks: Sequence[int]) -> list[int]:

@@ -28,13 +28,14 @@ import numpy as np
 from flax import struct
 
 from agents.build_levels import build_levels, goal_action_dim
-from agents.build_levels import resolve_backbones, resolve_ks  # noqa: F401 - the level checks, importable here
+from agents.build_levels import resolve_backbones, resolve_ks  # noqa: F401 - re-exported: the per-level checks
 from agents.goals import goal_similarity
 from agents.images import decode_to_observations, reconstruction_images
 from agents.level import Level, LevelState, level_key
 from agents.optimization import select_rows
 from agents.spaces import ActionLayout, ObsLayout, action_layout, observation_layout
-from world_models.hierarchy import FEATURES, level_zero_bookkeeping, abstract_batch
+from configs.sections import AgentSections, agent_sections
+from world_models.hierarchy import FEATURES, abstract_batch, level_zero_bookkeeping
 from world_models.rssm import RSSMState, state_features
 from world_models.world_model import count_parameters
 
@@ -64,22 +65,16 @@ class HierarchicalPolicyState(NamedTuple):
 class HierarchicalAgent:
     """Args:
     obs_layout, action_layout: what the environment gives and takes (``agents.spaces``).
-    world_model, backbones, agent: the config sections of the same names (every level uses them).
-    hierarchy, goal: the ``hierarchy`` and ``goal`` sections (``agents.build_levels``).
-    sequence_length: length of level 0's training sequences.
+    sections: the typed config sections it is built from (``configs.sections.agent_sections``).
     """
 
-    def __init__(self, obs_layout: ObsLayout, action_layout: ActionLayout, world_model: Mapping[str, Any],
-                 backbones: Mapping[str, Mapping[str, Any]], agent: Mapping[str, Any], hierarchy: Mapping[str, Any],
-                 goal: Mapping[str, Any], sequence_length: int):
-        self.obs_layout, self.action_layout = obs_layout, action_layout
-        self.levels: list[Level] = build_levels(obs_layout, action_layout, world_model, backbones, agent,
-                                                hierarchy, goal, sequence_length)
+    def __init__(self, obs_layout: ObsLayout, action_layout: ActionLayout, sections: AgentSections):
+        self.obs_layout, self.action_layout, self.sections = obs_layout, action_layout, sections
+        self.levels: list[Level] = build_levels(obs_layout, action_layout, sections)
         self.num_levels = len(self.levels)
-        self.discount = float(agent["discount"])
-        self.goal_space, self.goal_codes, self.goal_classes = goal["space"], goal["codes"], goal["classes"]
-        self.goal_action_dim = goal_action_dim(goal)
-        self.reach_threshold = float(goal["reach_threshold"])
+        self.discount = sections.agent.discount
+        self.goal_action_dim = goal_action_dim(sections.goal)
+        self.reach_threshold = sections.goal.reach_threshold
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
         self.policy_step = jax.jit(self._policy_step, static_argnames="greedy")
         self.prefill_step = jax.jit(self._prefill_step)
@@ -90,8 +85,7 @@ class HierarchicalAgent:
     def from_config(cls, config: Mapping[str, Any], observation_space, action_space) -> "HierarchicalAgent":
         """The agent a resolved config describes, for an environment's (single) spaces."""
         obs = observation_layout(observation_space, config["encoder"]["mlp_keys"], config["encoder"]["cnn_keys"])
-        return cls(obs, action_layout(action_space), config["world_model"], config["backbones"], config["agent"],
-                   config["hierarchy"], config["goal"], config["replay"]["batch_length"])
+        return cls(obs, action_layout(action_space), agent_sections(config))
 
     def init(self, key: jax.Array) -> HierarchicalTrainState:
         world_model_key, actor_critic_key, key = jax.random.split(key, 3)
@@ -270,9 +264,10 @@ class HierarchicalAgent:
         return None if index == self.num_levels - 1 else policy_state.goals[index]
 
     def _random_goal_action(self, key: jax.Array, batch: int) -> jax.Array:
-        if self.goal_space == "autoencoder":
-            index = jax.random.randint(key, (batch, self.goal_codes), 0, self.goal_classes)
-            return jax.nn.one_hot(index, self.goal_classes).reshape(batch, -1)
+        goal = self.sections.goal
+        if goal.space == "autoencoder":
+            index = jax.random.randint(key, (batch, goal.codes), 0, goal.classes)
+            return jax.nn.one_hot(index, goal.classes).reshape(batch, -1)
         return jax.random.uniform(key, (batch, self.goal_action_dim), minval=-1.0, maxval=1.0)
 
 
