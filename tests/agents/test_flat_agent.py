@@ -94,3 +94,11 @@ def test_continuous_actions_are_bounded():
     assert np.all(np.abs(np.asarray(action)) <= 1.0)
     env_action = agent.action_layout.to_env(np.asarray(action))
     assert np.all(np.abs(env_action) <= 2.0)
+
+
+def test_world_model_losses_are_exactly_the_keys_of_the_scale_table(agent_and_state):
+    agent, state = agent_and_state
+    model = agent.levels[0].world_model
+    _, (metrics, _) = model.loss(state.levels[0].world_model, random_batch(agent), jax.random.PRNGKey(2))
+    losses = {name.removeprefix("world_model/loss/") for name in metrics if name.startswith("world_model/loss/")}
+    assert losses == set(model.loss_scales) == set(load_config(["debug"])["world_model"]["loss_scales"])
