@@ -154,23 +154,20 @@ class ActorCritic:
         self, state: ActorCriticState, rollout: Rollout, key: jax.Array
     ) -> tuple[ActorCriticState, dict[str, jax.Array], Trajectory]:
         """One actor and one critic step on a freshly imagined trajectory."""
-        actor, actor_opt, _, aux, actor_grad_norm = gradient_step(
-            self._actor_loss, self.actor_optimizer, state.actor, state.actor_opt, state, rollout, key
-        )
-        trajectory, returns, weights, return_scale, metrics = aux
-        critic, critic_opt, critic_loss, _, critic_grad_norm = gradient_step(
-            self._critic_loss, self.critic_optimizer, state.critic, state.critic_opt,
-            state.slow_critic, trajectory.features[:-1], returns, weights,
-        )
-        slow_critic = optax.incremental_update(critic, state.slow_critic, self.slow_critic_fraction)
+        actor = gradient_step(self._actor_loss, self.actor_optimizer, state.actor, state.actor_opt, state, rollout, key)
+        trajectory, returns, weights, return_scale, metrics = actor.aux
+        critic = gradient_step(self._critic_loss, self.critic_optimizer, state.critic, state.critic_opt,
+                               state.slow_critic, trajectory.features[:-1], returns, weights)
+        slow_critic = optax.incremental_update(critic.params, state.slow_critic, self.slow_critic_fraction)
         metrics.update(
             {
-                "actor_critic/critic_loss": critic_loss,
-                "actor_critic/actor_grad_norm": actor_grad_norm,
-                "actor_critic/critic_grad_norm": critic_grad_norm,
+                "actor_critic/critic_loss": critic.loss,
+                "actor_critic/actor_grad_norm": actor.grad_norm,
+                "actor_critic/critic_grad_norm": critic.grad_norm,
             }
         )
-        new_state = ActorCriticState(actor, critic, slow_critic, actor_opt, critic_opt, return_scale)
+        new_state = ActorCriticState(actor.params, critic.params, slow_critic, actor.opt_state, critic.opt_state,
+                                     return_scale)
         return new_state, metrics, trajectory
 
     def _actor_loss(self, actor_params, state: ActorCriticState, rollout: Rollout, key: jax.Array):

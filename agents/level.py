@@ -122,11 +122,12 @@ class Level:
                            ) -> tuple[LevelState, dict[str, jax.Array], RSSMState]:
         """One step of the world model and its auxiliaries on this level's batch ``[T, B, ...]``;
         returns the posterior states for the level above and for imagination."""
-        params, opt, _, (metrics, posterior), grad_norm = gradient_step(
+        step = gradient_step(
             self.world_model.loss, self.world_model.optimizer, state.world_model, state.world_model_opt, batch, key
         )
-        metrics["world_model/grad_norm"] = grad_norm
-        state = state.replace(world_model=params, world_model_opt=opt)
+        metrics, posterior = step.aux
+        metrics["world_model/grad_norm"] = step.grad_norm
+        state = state.replace(world_model=step.params, world_model_opt=step.opt_state)
         state, auxiliary_metrics = self._update_auxiliaries(state, batch, posterior, key)
         metrics.update(auxiliary_metrics)
         error = self.world_model.open_loop_error(
@@ -147,19 +148,16 @@ class Level:
             arguments["goal_autoencoder"] = (batch[FEATURES], mask, jax.random.fold_in(key, 2_000))
         if self.ensemble is not None:
             features = jax.lax.stop_gradient(state_features(posterior))
+            inputs = jnp.concatenate([features[:-1], batch["prev_action"][1:]], -1)
             stoch = jax.lax.stop_gradient(posterior.stoch[1:])
-            arguments["ensemble"] = (
-                jnp.concatenate([features[:-1], batch["prev_action"][1:]], -1),
-                stoch.reshape(stoch.shape[:2] + (-1,)),
-                mask[1:] * (1.0 - batch["is_first"][1:].astype(jnp.float32)),
-            )
+            targets = stoch.reshape(stoch.shape[:2] + (-1,))
+            arguments["ensemble"] = (inputs, targets, mask[1:] * (1.0 - batch["is_first"][1:].astype(jnp.float32)))
         auxiliary, auxiliary_opt, metrics = dict(state.auxiliary), dict(state.auxiliary_opt), {}
         for name, args in arguments.items():
             part = self.auxiliaries[name]
-            auxiliary[name], auxiliary_opt[name], _, part_metrics, grad_norm = gradient_step(
-                part.loss, part.optimizer, auxiliary[name], auxiliary_opt[name], *args)
-            metrics.update(part_metrics)
-            metrics[f"{name}/grad_norm"] = grad_norm
+            step = gradient_step(part.loss, part.optimizer, auxiliary[name], auxiliary_opt[name], *args)
+            auxiliary[name], auxiliary_opt[name] = step.params, step.opt_state
+            metrics.update(step.aux, **{f"{name}/grad_norm": step.grad_norm})
         return state.replace(auxiliary=auxiliary, auxiliary_opt=auxiliary_opt), metrics
 
     def hand_down_goals(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
@@ -167,9 +165,9 @@ class Level:
         """The goals this level's current policy hands down at each of its steps, spread over the steps
         of the level below that they govern: ``((goals [T_below, B, F], governed [T_below, B]), metrics)``.
         ``goal``/``governed`` are this level's own, from above (None at the top)."""
-        features = jax.lax.stop_gradient(state_features(posterior))
+        policy_input = self.policy_input(jax.lax.stop_gradient(state_features(posterior)), goal)
         action_key, decode_key = jax.random.split(key)
-        actions = self.act(state, features, goal, action_key)
+        actions = self.actor_critic.act(state.actor_critic.actor, policy_input, action_key)
         lower_goals = jax.lax.stop_gradient(
             self.decode_goal(state, jax.lax.stop_gradient(posterior), actions, decode_key))
         own_governed = book["mask"] > 0 if governed is None else governed
@@ -185,12 +183,13 @@ class Level:
                          governed: jax.Array | None, key: jax.Array) -> tuple[LevelState, dict[str, jax.Array]]:
         """One actor-critic step in imagination from every posterior state of the batch, with the goal
         in effect there (``goal [T, B, F]``, ``governed [T, B]``: whether one was; None at the top)."""
+        starts = jax.tree.map(_flatten, posterior)
         weight = 1.0 - book["is_terminal"].astype(jnp.float32)
         if self.index > 0:
             weight = weight * book["mask"]
         if governed is not None:
             weight = weight * governed
-        starts = jax.tree.map(_flatten, posterior)
+        start_continue = weight.reshape(-1)
         goal = None if goal is None else _flatten(goal)
         extra = {}
 
@@ -201,7 +200,8 @@ class Level:
                 self.actor_critic.horizon, rollout_key,
             )
             features = state_features(states)
-            rewards = self.reward(features[1:], goal, self.world_model.reward(params, features[1:]))
+            task = self.world_model.reward(params, features[1:])
+            rewards = self.reward(features[1:], goal, task)
             doubt_weight = self.exploration_bonus - self.disagreement_penalty
             if self.ensemble is not None and (self.disagreement_penalty or self.exploration_bonus):
                 doubt = self.ensemble.disagreement(state.auxiliary["ensemble"],
@@ -213,7 +213,7 @@ class Level:
                 actions=actions,
                 rewards=rewards,
                 continues=self.world_model.continue_prob(params, features[1:]),
-                start_continue=weight.reshape(-1),
+                start_continue=start_continue,
             )
 
         actor_critic, metrics, _ = self.actor_critic.update(state.actor_critic, rollout, key)

@@ -7,7 +7,7 @@ section; ``gradient_step`` turns one loss into one optimiser step and reports th
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,26 +19,35 @@ def make_optimizer(lr: float, grad_clip: float, eps: float = 1e-8) -> optax.Grad
     return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(lr, eps=eps))
 
 
-def apply_gradients(
-    optimizer: optax.GradientTransformation, grads: Any, params: Any, opt_state: Any
-) -> tuple[Any, Any, jax.Array]:
-    """``(new params, new optimiser state, global norm of grads)``."""
+class GradientStep(NamedTuple):
+    """The outcome of one optimiser step on one loss."""
+
+    params: Any
+    opt_state: Any
+    loss: jax.Array
+    aux: Any
+    grads: Any
+
+    @property
+    def grad_norm(self) -> jax.Array:
+        """Global norm of the gradients. A property, so that it is traced where a caller records it:
+        moving it changes the compiled program's order, and with it the bits of the parameters."""
+        return optax.tree.norm(self.grads)
+
+
+def apply_gradients(optimizer: optax.GradientTransformation, grads: Any, params: Any, opt_state: Any
+                    ) -> tuple[Any, Any]:
+    """``(new params, new optimiser state)``."""
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, optax.tree.norm(grads)
+    return optax.apply_updates(params, updates), opt_state
 
 
-def gradient_step(
-    loss: Callable[..., tuple[jax.Array, Any]],
-    optimizer: optax.GradientTransformation,
-    params: Any,
-    opt_state: Any,
-    *args: Any,
-) -> tuple[Any, Any, jax.Array, Any, jax.Array]:
-    """One optimiser step on ``loss(params, *args) -> (loss, aux)``:
-    ``(new params, new optimiser state, loss, aux, gradient norm)``."""
+def gradient_step(loss: Callable[..., tuple[jax.Array, Any]], optimizer: optax.GradientTransformation,
+                  params: Any, opt_state: Any, *args: Any) -> GradientStep:
+    """One optimiser step on ``loss(params, *args) -> (loss, aux)``."""
     (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, *args)
-    params, opt_state, grad_norm = apply_gradients(optimizer, grads, params, opt_state)
-    return params, opt_state, value, aux, grad_norm
+    params, opt_state = apply_gradients(optimizer, grads, params, opt_state)
+    return GradientStep(params, opt_state, value, aux, grads)
 
 
 def masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
