@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from agents.optimization import gradient_step, make_optimizer
 from agents.returns import ReturnScale, lambda_returns, update_return_scale
 from world_models.distributions import (
     BoundedNormal,
@@ -87,33 +88,15 @@ class ActorCritic:
         ``auto`` (reinforce for discrete, dynamics for continuous actions).
       slow_critic_fraction: EMA rate of the slow critic; slow_critic_reg: pull towards it.
       return_norm_decay, return_norm_percentiles: running percentile normalisation of returns.
+      actor_lr, critic_lr, eps, grad_clip: their optimisers (``agents.optimization``).
+    The values come from the ``agent`` config section (``configs.sections.ActorCriticConfig``).
     """
 
-    def __init__(
-        self,
-        action_dim: int,
-        discrete: bool,
-        horizon: int = 15,
-        discount: float = 0.985,
-        lambda_: float = 0.95,
-        entropy: float = 3e-4,
-        units: int = 512,
-        layers: int = 2,
-        bins: int = 255,
-        unimix: float = 0.01,
-        actor_grad: str = "auto",
-        min_std: float = 0.1,
-        max_std: float = 1.0,
-        slow_critic_fraction: float = 0.02,
-        slow_critic_reg: float = 1.0,
-        return_norm_decay: float = 0.99,
-        return_norm_percentiles: tuple[float, float] = (5.0, 95.0),
-        actor_lr: float = 3e-5,
-        critic_lr: float = 3e-5,
-        eps: float = 1e-5,
-        grad_clip: float = 100.0,
-        action_groups: int = 1,
-    ):
+    def __init__(self, action_dim: int, discrete: bool, horizon: int, discount: float, lambda_: float,
+                 entropy: float, units: int, layers: int, bins: int, unimix: float, actor_grad: str, min_std: float,
+                 max_std: float, slow_critic_fraction: float, slow_critic_reg: float, return_norm_decay: float,
+                 return_norm_percentiles: tuple[float, float], actor_lr: float, critic_lr: float, eps: float,
+                 grad_clip: float, action_groups: int = 1):
         if action_dim % action_groups:
             raise ValueError(f"action_dim {action_dim} does not split into {action_groups} groups")
         self.action_groups = action_groups
@@ -130,9 +113,8 @@ class ActorCritic:
         self.actor_net = ActorNet(units, layers, action_dim if discrete else 2 * action_dim)
         self.critic_net = CriticNet(units, layers, bins)
         self.bins = symlog_bins(bins)
-        clip = optax.clip_by_global_norm(grad_clip)
-        self.actor_optimizer = optax.chain(clip, optax.adam(actor_lr, eps=eps))
-        self.critic_optimizer = optax.chain(clip, optax.adam(critic_lr, eps=eps))
+        self.actor_optimizer = make_optimizer(actor_lr, grad_clip, eps)
+        self.critic_optimizer = make_optimizer(critic_lr, grad_clip, eps)
 
     def init(self, key: jax.Array, feature_dim: int) -> ActorCriticState:
         actor_key, critic_key = jax.random.split(key)
@@ -172,27 +154,20 @@ class ActorCritic:
         self, state: ActorCriticState, rollout: Rollout, key: jax.Array
     ) -> tuple[ActorCriticState, dict[str, jax.Array], Trajectory]:
         """One actor and one critic step on a freshly imagined trajectory."""
-        (_, (trajectory, returns, weights, return_scale, metrics)), actor_grads = jax.value_and_grad(
-            self._actor_loss, has_aux=True
-        )(state.actor, state, rollout, key)
-        updates, actor_opt = self.actor_optimizer.update(actor_grads, state.actor_opt, state.actor)
-        actor = optax.apply_updates(state.actor, updates)
-
-        critic_loss, critic_grads = jax.value_and_grad(self._critic_loss)(
-            state.critic, state.slow_critic, trajectory.features[:-1], returns, weights
-        )
-        updates, critic_opt = self.critic_optimizer.update(critic_grads, state.critic_opt, state.critic)
-        critic = optax.apply_updates(state.critic, updates)
-        slow_critic = optax.incremental_update(critic, state.slow_critic, self.slow_critic_fraction)
-
+        actor = gradient_step(self._actor_loss, self.actor_optimizer, state.actor, state.actor_opt, state, rollout, key)
+        trajectory, returns, weights, return_scale, metrics = actor.aux
+        critic = gradient_step(self._critic_loss, self.critic_optimizer, state.critic, state.critic_opt,
+                               state.slow_critic, trajectory.features[:-1], returns, weights)
+        slow_critic = optax.incremental_update(critic.params, state.slow_critic, self.slow_critic_fraction)
         metrics.update(
             {
-                "actor_critic/critic_loss": critic_loss,
-                "actor_critic/actor_grad_norm": optax.tree.norm(actor_grads),
-                "actor_critic/critic_grad_norm": optax.tree.norm(critic_grads),
+                "actor_critic/critic_loss": critic.loss,
+                "actor_critic/actor_grad_norm": actor.grad_norm,
+                "actor_critic/critic_grad_norm": critic.grad_norm,
             }
         )
-        new_state = ActorCriticState(actor, critic, slow_critic, actor_opt, critic_opt, return_scale)
+        new_state = ActorCriticState(actor.params, critic.params, slow_critic, actor.opt_state, critic.opt_state,
+                                     return_scale)
         return new_state, metrics, trajectory
 
     def _actor_loss(self, actor_params, state: ActorCriticState, rollout: Rollout, key: jax.Array):
@@ -239,4 +214,4 @@ class ActorCritic:
         dist = self.value_dist(critic_params, features)
         slow_values = self.value(slow_critic_params, features)
         loss = -dist.log_prob(returns) - self.slow_critic_reg * dist.log_prob(slow_values)
-        return jnp.mean(weights * loss)
+        return jnp.mean(weights * loss), {}

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.goals import goal_similarity
+from agents.level import Level
 from envs.collector import Collector
 from world_models.rssm import state_features
 
@@ -68,22 +68,62 @@ class _LevelTracker:
             self.windows.remove(window)
 
 
+class _LevelMeter:
+    """One level in every environment: the task reward collected since its last step, its open
+    windows, and the closest goal similarity the level below reached for each goal it handed down."""
+
+    def __init__(self, level: Level, num_envs: int, env_discount: float):
+        self.level, self.env_discount = level, env_discount
+        horizon, discount = level.actor_critic.horizon, level.actor_critic.discount
+        self.trackers = [_LevelTracker(horizon, discount) for _ in range(num_envs)]
+        self.collected = np.zeros(num_envs)  # discounted task reward since the level's last step
+        self.elapsed = np.zeros(num_envs, np.int64)
+        self.reached: list[float] = []
+
+    def step(self, record: dict, ticks: np.ndarray, features: np.ndarray, goal: np.ndarray | None,
+             imagined: np.ndarray) -> None:
+        """Account for one environment step; ``goal`` is the one in effect up to it (None at the top)."""
+        first, last, terminal = record["is_first"], record["is_last"], record["is_terminal"]
+        self.collected = np.where(first, 0.0, self.collected + self.env_discount**self.elapsed * record["reward"])
+        self.elapsed = np.where(first, 0, self.elapsed + 1)
+        step_done = (ticks | last) & ~first
+        reward = np.asarray(self.level.reward(features, goal, self.collected))
+        for env, tracker in enumerate(self.trackers):
+            if step_done[env]:
+                tracker.add(float(reward[env]))
+            if last[env]:
+                tracker.end_episode(bool(terminal[env]))
+            elif ticks[env]:
+                tracker.open(float(imagined[env]))
+        self.collected = np.where(step_done, 0.0, self.collected)
+        self.elapsed = np.where(step_done, 0, self.elapsed)
+
+    def scalars(self, reach_threshold: float) -> dict[str, float]:
+        prefix = f"level{self.level.index}"
+        scalars = {}
+        pairs = np.array([pair for tracker in self.trackers for pair in tracker.pairs]).reshape(-1, 2)
+        if len(pairs):
+            imagined_mean, real_mean = pairs.mean(0)
+            scalars[f"{prefix}/exploitation/imagined_return"] = float(imagined_mean)
+            scalars[f"{prefix}/exploitation/real_return"] = float(real_mean)
+            scalars[f"{prefix}/exploitation/gap"] = float(imagined_mean - real_mean)
+        if self.reached:
+            scalars[f"{prefix}/goal/reach_rate"] = float(np.mean(np.array(self.reached) >= reach_threshold))
+            scalars[f"{prefix}/goal/closest_similarity"] = float(np.mean(self.reached))
+        return scalars
+
+
 def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed: int,
                    image_pairs: int = 8) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Scalars ``level{l}/exploitation/{imagined_return,real_return,gap}``, ``level{l}/goal/reach_rate``
     and, for image observations, images ``level{l}/goal_vs_actual/<key>`` (goals on top, what was
     seen when each goal's time was up below), from ``episodes`` episodes of the sampling policy."""
-    levels, num_envs = agent.num_levels, envs.num_envs
+    num_envs = envs.num_envs
     collector = Collector(envs, agent.action_layout.dim, agent.obs_layout.to_dict)
     collector.reset(seed=seed)
     policy_state = agent.initial_policy_state(state, num_envs)
     key = jax.random.PRNGKey(seed)
-    trackers = [[_LevelTracker(spec.actor_critic.horizon, spec.actor_critic.discount) for _ in range(num_envs)]
-                for spec in agent.levels]
-    base_discount = agent.discount
-    collected = np.zeros((levels, num_envs))  # task reward since each level's last decision
-    elapsed = np.zeros((levels, num_envs), np.int64)
-    reached: list[list[float]] = [[] for _ in range(levels)]
+    meters = [_LevelMeter(level, num_envs, agent.discount) for level in agent.levels]
     images = _GoalImages(agent, image_pairs)
     finished_episodes = 0
     previous = None
@@ -100,48 +140,17 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
         record, finished = collector.step(policy)
         key, imagine_key = jax.random.split(key)
         imagined = np.asarray(agent.imagined_returns(state, policy_state, imagine_key))  # [levels, N]
-        features = [np.asarray(state_features(latent)) for latent in policy_state.latents]
-        first, last, terminal = record["is_first"], record["is_last"], record["is_terminal"]
-        reward = record["reward"]
-        for level in range(levels):
-            ticks = np.ones(num_envs, bool) if level == 0 else np.asarray(policy_state.ticks[level - 1])
-            collected[level] = np.where(first, 0.0, collected[level] + base_discount ** elapsed[level] * reward)
-            elapsed[level] = np.where(first, 0, elapsed[level] + 1)
-            step_done = (ticks | last) & ~first
-            if level < levels - 1:
-                goal = np.asarray(previous.goals[level])  # the goal in effect up to this step
-                similarity = np.asarray(goal_similarity(features[level], goal))
-                level_reward = agent.goal_config["reward_scale"] * similarity + \
-                    agent.goal_config["task_reward_scale"] * collected[level]
-                done = np.asarray(policy_state.finished[level])
-                reached[level + 1].extend(done[np.isfinite(done)].tolist())
-            else:
-                level_reward = collected[level]
-            for env in range(num_envs):
-                tracker = trackers[level][env]
-                if step_done[env]:
-                    tracker.add(float(level_reward[env]))
-                if last[env]:
-                    tracker.end_episode(bool(terminal[env]))
-                elif ticks[env]:
-                    tracker.open(float(imagined[level, env]))
-            collected[level] = np.where(step_done, 0.0, collected[level])
-            elapsed[level] = np.where(step_done, 0, elapsed[level])
+        for index, meter in enumerate(meters):
+            ticks = np.ones(num_envs, bool) if index == 0 else np.asarray(policy_state.ticks[index - 1])
+            goal = None if meter.level.top else np.asarray(previous.goals[index])
+            features = np.asarray(state_features(policy_state.latents[index]))
+            meter.step(record, ticks, features, goal, imagined[index])
+            if not meter.level.top:
+                done = np.asarray(policy_state.finished[index])
+                meters[index + 1].reached.extend(done[np.isfinite(done)].tolist())
         images.observe(state, policy_state, record)
         finished_episodes += len(finished)
-
-    scalars: dict[str, float] = {}
-    for level in range(levels):
-        pairs = np.array([pair for tracker in trackers[level] for pair in tracker.pairs]).reshape(-1, 2)
-        if len(pairs):
-            imagined_mean, real_mean = pairs.mean(0)
-            scalars[f"level{level}/exploitation/imagined_return"] = float(imagined_mean)
-            scalars[f"level{level}/exploitation/real_return"] = float(real_mean)
-            scalars[f"level{level}/exploitation/gap"] = float(imagined_mean - real_mean)
-        if reached[level]:
-            threshold = agent.goal_config["reach_threshold"]
-            scalars[f"level{level}/goal/reach_rate"] = float(np.mean(np.array(reached[level]) >= threshold))
-            scalars[f"level{level}/goal/closest_similarity"] = float(np.mean(reached[level]))
+    scalars = {name: value for meter in meters for name, value in meter.scalars(agent.reach_threshold).items()}
     return scalars, images.grids()
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
+from agents.optimization import make_optimizer, masked_mean
 from world_models.distributions import OneHotCategorical, symexp, symlog, unimix_logits
 from world_models.nets import MLP
 
@@ -34,14 +34,6 @@ def goal_similarity(features: jax.Array, goal: jax.Array) -> jax.Array:
     """
     norm = jnp.maximum(jnp.linalg.norm(features, axis=-1), jnp.linalg.norm(goal, axis=-1))
     return jnp.sum(features * goal, -1) / jnp.maximum(norm, 1e-6) ** 2
-
-
-def masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """Mean of ``values`` over the entries where ``mask`` (broadcast from the left) is 1."""
-    if mask is None:
-        return values.mean()
-    mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (values.ndim - mask.ndim)), values.shape)
-    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def goal_diversity(goals: jax.Array, mask: jax.Array) -> jax.Array:
@@ -89,16 +81,16 @@ class GoalAutoencoder:
       feature_dim: size of the features it encodes.
       codes, classes: the code is ``codes`` one-hot categoricals of ``classes`` classes.
       units, layers: MLP sizes; kl: weight of the KL to the uniform code prior; unimix: uniform mix
-        of the code categoricals; lr: Adam learning rate.
+        of the code categoricals; lr, grad_clip: the optimiser (``agents.optimization``).
     """
 
     def __init__(self, feature_dim: int, codes: int, classes: int, units: int, layers: int,
-                 kl: float = 1.0, unimix: float = 0.01, lr: float = 3e-4):
+                 kl: float, lr: float, grad_clip: float, unimix: float = 0.01):
         self.net = _AutoencoderNet(feature_dim, codes, classes, units, layers)
         self.feature_dim, self.codes, self.classes = feature_dim, codes, classes
         self.code_dim = codes * classes
         self.kl, self.unimix = kl, unimix
-        self.optimizer = optax.chain(optax.clip_by_global_norm(100.0), optax.adam(lr))
+        self.optimizer = make_optimizer(lr, grad_clip)
 
     def init(self, key: jax.Array) -> Any:
         return self.net.init(key, jnp.zeros((1, self.feature_dim)))["params"]
@@ -153,10 +145,11 @@ class Ensemble:
     an exploration bonus at the top level.
     """
 
-    def __init__(self, input_dim: int, target_dim: int, members: int, units: int, layers: int, lr: float = 3e-4):
+    def __init__(self, input_dim: int, target_dim: int, members: int, units: int, layers: int, lr: float,
+                 grad_clip: float):
         self.net = _EnsembleNet(members, units, layers, target_dim)
         self.input_dim = input_dim
-        self.optimizer = optax.chain(optax.clip_by_global_norm(100.0), optax.adam(lr))
+        self.optimizer = make_optimizer(lr, grad_clip)
 
     def init(self, key: jax.Array) -> Any:
         return self.net.init(key, jnp.zeros((1, self.input_dim)))["params"]

@@ -55,7 +55,7 @@ BOUNDS: dict[str, Bound] = {
     "agent.critic_lr": POSITIVE, "agent.eps": POSITIVE, "agent.grad_clip": POSITIVE,
     "hierarchy.abstract_horizon": NON_NEGATIVE, "hierarchy.ensemble": NON_NEGATIVE,
     "hierarchy.disagreement_penalty": NON_NEGATIVE, "hierarchy.exploration_bonus": NON_NEGATIVE,
-    "hierarchy.lr": POSITIVE,
+    "hierarchy.lr": POSITIVE, "hierarchy.grad_clip": POSITIVE,
     "goal.dim": POSITIVE_INT, "goal.codes": POSITIVE_INT, "goal.classes": Bound(minimum=2), "goal.kl": NON_NEGATIVE,
     "goal.reward_scale": NON_NEGATIVE, "goal.task_reward_scale": NON_NEGATIVE,
     "goal.reach_threshold": Bound(minimum=-1, maximum=1),

@@ -82,8 +82,8 @@ def load_config(
 def check_hierarchy(config: Mapping[str, Any]) -> None:
     """The per-level lists must fit ``hierarchy.levels``: ``k`` one factor per level above 0 (or one
     for all), ``backbones`` one name per level (or none)."""
-    section = config.get("hierarchy", {})
-    levels, ks, backbones = section.get("levels", 1), list(section.get("k", [])), list(section.get("backbones", []))
+    section = config["hierarchy"]
+    levels, ks, backbones = section["levels"], list(section["k"]), list(section["backbones"])
     if levels < 1:
         raise ConfigError(f"hierarchy.levels must be at least 1, got {levels}")
     if levels > 1 and (len(ks) not in (1, levels - 1) or any(not isinstance(k, int) or k < 1 for k in ks)):

@@ -39,14 +39,14 @@ def measure(args: argparse.Namespace) -> dict:
     import jax
     import numpy as np
 
-    from agents.dreamer import DreamerAgent
+    from agents.hierarchical_agent import HierarchicalAgent
     from agents.parallel import DataParallel
     from agents.trainer import replay_spec
     from configs.loader import load_config
 
     config = load_config([args.config], [("parallel.devices", args.child), ("replay.batch_size", args.batch),
                                          ("replay.batch_length", args.length)])
-    agent = DreamerAgent.from_config(config, gym.spaces.Box(-5, 5, (4,), np.float32), gym.spaces.Discrete(2))
+    agent = HierarchicalAgent.from_config(config, gym.spaces.Box(-5, 5, (4,), np.float32), gym.spaces.Discrete(2))
     parallel = DataParallel.from_config(config)
     rng = np.random.default_rng(0)
     spec = replay_spec(agent.obs_layout, agent.action_layout.dim)

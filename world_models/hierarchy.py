@@ -33,6 +33,8 @@ import jax.numpy as jnp
 # Fields every level's sequence carries besides its observation and actions.
 BOOKKEEPING = ("reward", "is_first", "is_terminal", "mask", "duration", "env_index")
 
+FEATURES = "features"  # the observation key of levels above 0: the latent features of the level below
+
 
 def abstract_length(lower_length: int, k: int, slack: float = 2.0) -> int:
     """Length ``M`` of level l's sequences built from ``lower_length`` steps of level l-1: room for
@@ -122,6 +124,36 @@ def _stride_column(lower, features, tick, length: int, discount: float) -> dict[
         "tick": tick[index] & exists,
         "lower_index": index,
     }
+
+
+def abstract_batch(
+    lower: Mapping[str, jax.Array],
+    features: jax.Array,
+    ticks: jax.Array,
+    goal_actions: jax.Array,
+    length: int,
+    discount: float,
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """Level l's world-model batch and its bookkeeping, from level l-1's.
+
+    Args:
+      lower: level l-1's bookkeeping (``level_zero_bookkeeping`` or a previous ``stride``), ``[T, B]``.
+      features: level l-1's latent features ``[T, B, F]`` (the caller stops their gradient).
+      ticks: ``[T_env, B]`` whether level l ticked at each environment step (recorded while acting).
+      goal_actions: ``[T_env, B, G]`` level l's abstract action in effect at each environment step.
+      length, discount: as in ``stride``.
+
+    Returns ``(batch, bookkeeping)``: the batch has ``FEATURES [M, B, F]``, ``prev_action``,
+    ``reward``, ``is_first``, ``is_terminal`` and ``mask`` (``[M, B]``); the bookkeeping is ``stride``'s.
+    """
+    tick = gather_time(ticks, lower["env_index"]) & (lower["mask"] > 0)
+    book = stride(lower, features, tick, length, discount)
+    batch = {
+        FEATURES: book["features"],
+        "prev_action": previous_actions(goal_actions, book),
+        **{name: book[name] for name in ("reward", "is_first", "is_terminal", "mask")},
+    }
+    return batch, book
 
 
 def previous_actions(actions: jax.Array, upper: Mapping[str, jax.Array]) -> jax.Array:

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents.dreamer import DreamerAgent
 from agents.goals import goal_similarity
 from agents.hierarchical_agent import HierarchicalAgent, resolve_backbones, resolve_ks
 from configs.loader import load_config
+from reference_dreamer import DreamerAgent
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 ACTIONS = gym.spaces.Discrete(2)

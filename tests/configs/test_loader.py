@@ -1,6 +1,10 @@
+import dataclasses
+from typing import Mapping
+
 import pytest
 
 from configs.loader import CHOICES, ConfigError, available_presets, diff, load_config, parse_override
+from configs.sections import GoalConfig, agent_sections, as_kwargs, section
 
 
 def test_defaults_and_every_preset_load():
@@ -94,3 +98,27 @@ def test_hierarchy_lists_must_fit_the_number_of_levels(overrides, named):
     with pytest.raises(ConfigError, match=named):
         load_config(["debug"], overrides)
     assert load_config(["debug"], ["hierarchy.levels=3", "hierarchy.k=[4,2]", "hierarchy.backbones=[gru,s5,s5]"])
+
+
+def test_typed_sections_take_exactly_the_keys_of_every_preset():
+    for preset in ["defaults", *available_presets()]:
+        config = load_config([] if preset == "defaults" else [preset])
+        sections = agent_sections(config)
+        for name in ("world_model", "agent", "hierarchy", "goal"):
+            typed = {key: dict(value) if isinstance(value, Mapping) else value
+                     for key, value in as_kwargs(getattr(sections, name)).items()}
+            plain = {key: tuple(value) if isinstance(value, list) else value for key, value in config[name].items()}
+            assert typed == plain, (preset, name)
+        assert sections.sequence_length == config["replay"]["batch_length"]
+
+
+def test_typed_sections_are_frozen_and_reject_missing_or_unknown_keys():
+    config = load_config(["debug"])
+    sections = agent_sections(config)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sections.goal.space = "direct"
+    with pytest.raises(TypeError):
+        sections.world_model.loss_scales["reward"] = 2.0
+    for broken in ({**config["goal"], "surprise": 1}, {k: v for k, v in config["goal"].items() if k != "kl"}):
+        with pytest.raises(KeyError, match="surprise|kl"):
+            section(GoalConfig, broken, "goal")

@@ -10,7 +10,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from agents.dreamer import DreamerAgent
+from agents.hierarchical_agent import HierarchicalAgent
 from agents.parallel import DataParallel
 from agents.trainer import replay_spec
 from configs.loader import load_config
@@ -33,7 +33,7 @@ def one_update(devices: int) -> tuple[list[np.ndarray], bool]:
     leaf of the new state is replicated over the mesh."""
     config = load_config(["debug"], [("parallel.devices", devices)])
     space = gym.spaces.Box(-5, 5, (4,), np.float32)
-    agent = DreamerAgent.from_config(config, space, gym.spaces.Discrete(2))
+    agent = HierarchicalAgent.from_config(config, space, gym.spaces.Discrete(2))
     parallel = DataParallel.from_config(config)
     batch = fixed_batch(replay_spec(agent.obs_layout, agent.action_layout.dim),
                         config["replay"]["batch_length"], config["replay"]["batch_size"])

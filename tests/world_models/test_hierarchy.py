@@ -147,3 +147,18 @@ def test_governing_step_is_the_latest_tick_at_or_before():
     assert step.tolist() == [0, 0, 0, 0, 0, 2, 2, 2, 2, 3, 3]
     later = np.asarray(hierarchy.governing_step({"lower_index": lower_index + 2, "tick": tick}, 4))[:, 0]
     assert later.tolist() == [-1, -1, 0, 0]
+
+
+def test_abstract_batch_is_the_strided_sequence_with_the_actions_issued_before():
+    rng = np.random.default_rng(1)
+    book, features, tick = level0(rng, 24, 2, 4)
+    actions = rng.normal(size=(24, 2, 3)).astype(np.float32)
+    batch, upper = hierarchy.abstract_batch(book, jnp.asarray(features), jnp.asarray(tick), jnp.asarray(actions),
+                                            12, DISCOUNT)
+    expected = hierarchy.stride(book, jnp.asarray(features), jnp.asarray(tick), 12, DISCOUNT)
+    for name in expected:
+        np.testing.assert_array_equal(np.asarray(upper[name]), np.asarray(expected[name]))
+    assert set(batch) == {hierarchy.FEATURES, "prev_action", "reward", "is_first", "is_terminal", "mask"}
+    np.testing.assert_array_equal(np.asarray(batch[hierarchy.FEATURES]), np.asarray(expected["features"]))
+    np.testing.assert_array_equal(np.asarray(batch["prev_action"]),
+                                  np.asarray(hierarchy.previous_actions(jnp.asarray(actions), expected)))

@@ -1,18 +1,20 @@
+"""The flat agent: ``HierarchicalAgent`` with one level (the debug preset)."""
+
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents.dreamer import DreamerAgent
+from agents.hierarchical_agent import HierarchicalAgent
 from configs.loader import load_config
 
 
-def random_batch(agent: DreamerAgent, length: int = 8, batch: int = 3, seed: int = 0) -> dict:
+def random_batch(agent: HierarchicalAgent, length: int = 8, batch: int = 3, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     out = {k: rng.normal(size=(length, batch) + s).astype(np.float32) for k, s in agent.obs_layout.mlp_shapes.items()}
     out.update({k: rng.integers(0, 255, (length, batch) + s, dtype=np.uint8) for k, s in agent.obs_layout.cnn_shapes.items()})
-    out["prev_action"] = np.eye(agent.action_dim, dtype=np.float32)[rng.integers(0, agent.action_dim, (length, batch))]
+    out["prev_action"] = np.eye(agent.action_layout.dim, dtype=np.float32)[rng.integers(0, agent.action_layout.dim, (length, batch))]
     out["reward"] = rng.normal(size=(length, batch)).astype(np.float32)
     out["is_first"] = np.zeros((length, batch), bool)
     out["is_first"][0] = True
@@ -25,7 +27,7 @@ def random_batch(agent: DreamerAgent, length: int = 8, batch: int = 3, seed: int
 @pytest.fixture(scope="module")
 def agent_and_state():
     config = load_config(["debug"])
-    agent = DreamerAgent.from_config(config, gym.spaces.Box(-1, 1, (5,), np.float32), gym.spaces.Discrete(3))
+    agent = HierarchicalAgent.from_config(config, gym.spaces.Box(-1, 1, (5,), np.float32), gym.spaces.Discrete(3))
     return agent, agent.init(jax.random.PRNGKey(0))
 
 
@@ -42,10 +44,12 @@ def test_one_train_step_changes_every_network_and_keeps_losses_finite(agent_and_
     for name, value in metrics.items():
         assert np.isfinite(value), name
     for part in ("world_model", "actor_critic"):
-        changed = jax.tree.map(lambda a, b: not np.allclose(a, b), getattr(before, part), jax.device_get(getattr(new_state, part)))
+        changed = jax.tree.map(lambda a, b: not np.allclose(a, b), getattr(before.levels[0], part),
+                               jax.device_get(getattr(new_state.levels[0], part)))
         assert any(jax.tree.leaves(changed)), part
     assert int(new_state.updates) == 1
-    assert {"world_model/loss", "world_model/loss/reward", "actor_critic/actor_loss", "actor_critic/critic_loss"} <= set(metrics)
+    expected = {"world_model/loss", "world_model/loss/reward", "actor_critic/actor_loss", "actor_critic/critic_loss"}
+    assert {f"level0/{name}" for name in expected} <= set(metrics)
 
 
 def test_world_model_gradients_are_finite_and_reach_every_parameter(agent_and_state):
@@ -53,7 +57,8 @@ def test_world_model_gradients_are_finite_and_reach_every_parameter(agent_and_st
     # after one step: at init the zero-initialised reward head blocks gradients to its hidden layers
     state, _ = agent.train_step(fresh(state), random_batch(agent))
     batch = random_batch(agent, seed=1)
-    grads, _ = jax.grad(agent.world_model.loss, has_aux=True)(state.world_model, batch, jax.random.PRNGKey(1))
+    level = agent.levels[0]
+    grads, _ = jax.grad(level.world_model.loss, has_aux=True)(state.levels[0].world_model, batch, jax.random.PRNGKey(1))
     for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
         assert np.all(np.isfinite(leaf)), path
         assert np.abs(leaf).sum() > 0, jax.tree_util.keystr(path)
@@ -77,9 +82,9 @@ def test_policy_step_gives_one_hot_actions_and_resets_its_state(agent_and_state)
 
 def test_continuous_actions_are_bounded():
     config = load_config(["debug"])
-    agent = DreamerAgent.from_config(config, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-2, 2, (2,), np.float32))
+    agent = HierarchicalAgent.from_config(config, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-2, 2, (2,), np.float32))
     state = agent.init(jax.random.PRNGKey(0))
-    assert agent.actor_critic.actor_grad == "dynamics"
+    assert agent.levels[0].actor_critic.actor_grad == "dynamics"
     batch = random_batch(agent)
     batch["prev_action"] = np.random.default_rng(0).uniform(-1, 1, (8, 3, 2)).astype(np.float32)
     state, metrics = agent.train_step(state, batch)
@@ -89,3 +94,11 @@ def test_continuous_actions_are_bounded():
     assert np.all(np.abs(np.asarray(action)) <= 1.0)
     env_action = agent.action_layout.to_env(np.asarray(action))
     assert np.all(np.abs(env_action) <= 2.0)
+
+
+def test_world_model_losses_are_exactly_the_keys_of_the_scale_table(agent_and_state):
+    agent, state = agent_and_state
+    model = agent.levels[0].world_model
+    _, (metrics, _) = model.loss(state.levels[0].world_model, random_batch(agent), jax.random.PRNGKey(2))
+    losses = {name.removeprefix("world_model/loss/") for name in metrics if name.startswith("world_model/loss/")}
+    assert losses == set(model.loss_scales) == set(load_config(["debug"])["world_model"]["loss_scales"])

@@ -1,17 +1,15 @@
-"""The flat (single-level) agent: one world model and one actor-critic trained in its imagination.
+"""The flat (single-level) Dreamer update, written out plainly: the reference that
+``HierarchicalAgent`` with ``hierarchy.levels: 1`` is checked against (``test_hierarchical_agent``),
+as a fast kernel keeps a plain reference beside it.
 
-Two jitted functions carry it: ``train_step`` (a world-model update, then an actor-critic update on
-trajectories imagined from every posterior state of the batch) and ``policy_step`` (filter the new
-observation, then act).
-
-The trainer runs ``agents.hierarchical_agent.HierarchicalAgent``, which with ``hierarchy.levels: 1``
-performs exactly these updates (tested). This module is the short statement of the flat algorithm,
-for readers and for code that wants the flat agent alone, and the reference of that test.
+``train_step`` is a world-model update, then an actor-critic update on trajectories imagined from
+every posterior state of the batch. It shares the parts (``WorldModel``, ``ActorCritic``) with the
+package, not the update code, so a change to how the agent wires them shows up as a difference.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +18,8 @@ from flax import struct
 
 from agents.actor_critic import ActorCritic, ActorCriticState, Trajectory
 from agents.spaces import ActionLayout, ObsLayout, action_layout, observation_layout
-from world_models.rssm import RSSMState, state_features
-from world_models.world_model import WorldModel, count_parameters
+from world_models.rssm import state_features
+from world_models.world_model import WorldModel
 
 
 @struct.dataclass
@@ -31,13 +29,6 @@ class TrainState:
     actor_critic: ActorCriticState
     key: jax.Array
     updates: jax.Array  # number of train steps taken, 0-d int32
-
-
-class PolicyState(NamedTuple):
-    """What acting carries between steps, per environment."""
-
-    latent: RSSMState
-    prev_action: jax.Array  # [N, A]
 
 
 class DreamerAgent:
@@ -56,17 +47,12 @@ class DreamerAgent:
         backbones: Mapping[str, Mapping[str, Any]],
         agent: Mapping[str, Any],
     ):
-        backbone = world_model.get("backbone", "gru")
         self.world_model = WorldModel(
             obs_layout.mlp_shapes, obs_layout.cnn_shapes, action_layout.dim,
-            backbone_kwargs=backbones.get(backbone, {}), **world_model,
+            backbone_kwargs=backbones[world_model["backbone"]], **world_model,
         )
         self.actor_critic = ActorCritic(action_layout.dim, action_layout.discrete, **agent)
-        self.obs_layout, self.action_layout = obs_layout, action_layout
-        self.action_dim = action_layout.dim
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
-        self.policy_step = jax.jit(self._policy_step, static_argnames="greedy")
-        self.reconstruction_images = jax.jit(self._reconstruction_images, static_argnames="frames")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], observation_space, action_space) -> "DreamerAgent":
@@ -84,13 +70,6 @@ class DreamerAgent:
             key=key,
             updates=jnp.zeros((), jnp.int32),
         )
-
-    def parameter_counts(self, state: TrainState) -> dict[str, int]:
-        return {
-            "world_model": count_parameters(state.world_model),
-            "actor": count_parameters(state.actor_critic.actor),
-            "critic": count_parameters(state.actor_critic.critic),
-        }
 
     def _train_step(self, state: TrainState, batch: Mapping[str, jax.Array]):
         key, world_model_key, actor_critic_key = jax.random.split(state.key, 3)
@@ -126,50 +105,3 @@ class DreamerAgent:
         metrics.update(actor_critic_metrics)
         new_state = TrainState(world_model, world_model_opt, actor_critic, key, state.updates + 1)
         return new_state, metrics
-
-    def _reconstruction_images(
-        self, state: TrainState, batch: Mapping[str, jax.Array], frames: int = 8
-    ) -> dict[str, jax.Array]:
-        return reconstruction_images(self.world_model, state.world_model, tuple(self.obs_layout.cnn_shapes), batch, frames)
-
-    def initial_policy_state(self, state: TrainState, batch_size: int) -> PolicyState:
-        return PolicyState(
-            self.world_model.initial(state.world_model, batch_size),
-            jnp.zeros((batch_size, self.action_dim)),
-        )
-
-    def _policy_step(
-        self,
-        state: TrainState,
-        policy_state: PolicyState,
-        obs: Mapping[str, jax.Array],
-        is_first: jax.Array,
-        key: jax.Array,
-        greedy: bool = False,
-    ) -> tuple[jax.Array, PolicyState]:
-        """Observe ``obs`` (keys ``[N, ...]``) and pick actions ``[N, A]``."""
-        filter_key, action_key = jax.random.split(key)
-        latent = self.world_model.obs_step(
-            state.world_model, policy_state.latent, policy_state.prev_action, obs, is_first, filter_key
-        )
-        action = self.actor_critic.act(
-            state.actor_critic.actor, state_features(latent), action_key, greedy
-        )
-        return action, PolicyState(latent, action)
-
-
-def reconstruction_images(
-    world_model: WorldModel, params: Any, image_keys: tuple[str, ...], batch: Mapping[str, jax.Array], frames: int = 8
-) -> dict[str, jax.Array]:
-    """For each image key: the first ``frames`` steps of the first sequence, observation (top)
-    above its reconstruction from the posterior (bottom), as one uint8 ``[2H, frames*W, C]``."""
-    batch = jax.tree.map(lambda leaf: leaf[:frames, :1], dict(batch))
-    _, states, _, _ = world_model.observe(params, batch, jax.random.PRNGKey(0))
-    predictions = world_model.decode(params, state_features(states))
-    images = {}
-    for key in image_keys:
-        truth = batch[key][:, 0].astype(jnp.float32)
-        recon = jnp.clip((predictions[key][:, 0] + 0.5) * 255.0, 0.0, 255.0)
-        rows = [jnp.concatenate(list(row), axis=1) for row in (truth, recon)]  # [H, frames*W, C]
-        images[key] = jnp.concatenate(rows, axis=0).astype(jnp.uint8)
-    return images

@@ -1,0 +1,237 @@
+"""One level of the hierarchy: its world model, actor-critic and auxiliaries, and what they mean together.
+
+Level 0 models the environment and acts in its action space; level l > 0 models level l-1 once per
+``K_l`` of its steps (``world_models.hierarchy``) and acts in a goal space (``agents.goals``). Every
+level below the top is handed a goal ``[..., F_l]`` (a target in its own feature space) by the level
+above. What one level does on its own lives here, once: its policy input (features joined with the
+goal), its reward, its updates, and how its abstract actions become goals of the level below. The
+agent (``agents.hierarchical_agent``) is the loop over levels and the acting clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from agents.actor_critic import ActorCritic, ActorCriticState, Trajectory
+from agents.goals import Ensemble, GoalAutoencoder, goal_diversity, goal_similarity
+from agents.optimization import gradient_step
+from world_models import hierarchy as stack
+from world_models.distributions import symexp
+from world_models.hierarchy import FEATURES
+from world_models.rssm import RSSMState, state_features
+from world_models.world_model import WorldModel
+
+
+@struct.dataclass
+class LevelState:
+    world_model: Any
+    world_model_opt: Any
+    actor_critic: ActorCriticState
+    auxiliary: dict  # {"goal_autoencoder": ..., "ensemble": ...} parameters, where the config asks for them
+    auxiliary_opt: dict
+
+
+def level_key(key: jax.Array, level: int) -> jax.Array:
+    """Level 0 uses ``key`` itself (so that one level reproduces the flat agent), level l a fold."""
+    return key if level == 0 else jax.random.fold_in(key, level)
+
+
+def _flatten(leaf: jax.Array) -> jax.Array:
+    """``[T, B, ...] -> [T * B, ...]``, without gradient: imagination starts from every state."""
+    return jax.lax.stop_gradient(leaf.reshape((-1,) + leaf.shape[2:]))
+
+
+class Level:
+    """Args:
+    index: the level's position, 0 at the environment; top: whether no level sits above it.
+    world_model, actor_critic: its parts; its actor-critic sees ``policy_input``.
+    period: environment steps per step of this level; sequence_length: of its training sequences.
+    goal_reward_scale, task_reward_scale: weights of a level below the top's reward terms.
+    goal_autoencoder: decodes its abstract actions into goals (``goal.space: autoencoder``), or None.
+    ensemble: measures its model's doubt, or None; disagreement_penalty, exploration_bonus: times
+      that doubt, subtracted from / added to its imagined reward.
+    """
+
+    def __init__(self, index: int, top: bool, world_model: WorldModel, actor_critic: ActorCritic, period: int,
+                 sequence_length: int, goal_reward_scale: float, task_reward_scale: float,
+                 goal_autoencoder: GoalAutoencoder | None, ensemble: Ensemble | None,
+                 disagreement_penalty: float, exploration_bonus: float):
+        self.index, self.top = index, top
+        self.world_model, self.actor_critic = world_model, actor_critic
+        self.period, self.sequence_length = period, sequence_length
+        self.goal_reward_scale, self.task_reward_scale = goal_reward_scale, task_reward_scale
+        self.goal_autoencoder, self.ensemble = goal_autoencoder, ensemble
+        self.disagreement_penalty, self.exploration_bonus = disagreement_penalty, exploration_bonus
+        auxiliaries = {"goal_autoencoder": goal_autoencoder, "ensemble": ensemble}
+        self.auxiliaries = {name: part for name, part in auxiliaries.items() if part is not None}
+
+    @property
+    def policy_input_dim(self) -> int:
+        features = self.world_model.feature_dim
+        return features if self.top else 2 * features
+
+    def init(self, world_model_key: jax.Array, actor_critic_key: jax.Array) -> LevelState:
+        """Parameters and optimiser states, from the agent's (unfolded) keys."""
+        params = self.world_model.init(level_key(world_model_key, self.index))
+        offsets = {"goal_autoencoder": 100, "ensemble": 200}
+        auxiliary = {name: part.init(jax.random.fold_in(world_model_key, offsets[name] + self.index))
+                     for name, part in self.auxiliaries.items()}
+        return LevelState(
+            world_model=params,
+            world_model_opt=self.world_model.optimizer.init(params),
+            actor_critic=self.actor_critic.init(level_key(actor_critic_key, self.index), self.policy_input_dim),
+            auxiliary=auxiliary,
+            auxiliary_opt={name: self.auxiliaries[name].optimizer.init(p) for name, p in auxiliary.items()},
+        )
+
+    # ------------------------------------------------------------------------------ what it means
+    def policy_input(self, features: jax.Array, goal: jax.Array | None) -> jax.Array:
+        """What actor and critic see: ``features [..., F]`` joined with the goal ``[..., F]`` from
+        above (broadcast over the leading axes of ``features``); the top level sees its features."""
+        if goal is None:
+            return features
+        return jnp.concatenate([features, jnp.broadcast_to(goal, features.shape[:-1] + goal.shape[-1:])], -1)
+
+    def reward(self, features: jax.Array, goal: jax.Array | None, task: jax.Array) -> jax.Array:
+        """The reward (without the ensemble terms) of arriving in ``features`` with task reward ``task``:
+        the task reward at the top; below it, similarity to the goal plus the weighted task reward."""
+        if self.top:
+            return task
+        return self.goal_reward_scale * goal_similarity(features, goal) + self.task_reward_scale * task
+
+    def act(self, state: LevelState, features: jax.Array, goal: jax.Array | None, key: jax.Array,
+            greedy: bool = False) -> jax.Array:
+        return self.actor_critic.act(state.actor_critic.actor, self.policy_input(features, goal), key, greedy)
+
+    def decode_goal(self, state: LevelState, latent: RSSMState, action: jax.Array, key: jax.Array) -> jax.Array:
+        """The goal ``[..., F_{l-1}]`` that this level's abstract ``action`` asks of the level below."""
+        if self.goal_autoencoder is not None:
+            return self.goal_autoencoder.decode(state.auxiliary["goal_autoencoder"], action)
+        lead = action.shape[:-1]
+        flat_latent = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(lead):]), latent)
+        following = self.world_model.img_step(state.world_model, flat_latent, action.reshape(-1, action.shape[-1]), key)
+        decoded = self.world_model.decode(state.world_model, state_features(following))[FEATURES]
+        return symexp(decoded).reshape(lead + decoded.shape[-1:])
+
+    # ------------------------------------------------------------------------------ training
+    def update_world_model(self, state: LevelState, batch: dict, key: jax.Array
+                           ) -> tuple[LevelState, dict[str, jax.Array], RSSMState]:
+        """One step of the world model and its auxiliaries on this level's batch ``[T, B, ...]``;
+        returns the posterior states for the level above and for imagination."""
+        step = gradient_step(
+            self.world_model.loss, self.world_model.optimizer, state.world_model, state.world_model_opt, batch, key
+        )
+        metrics, posterior = step.aux
+        metrics["world_model/grad_norm"] = step.grad_norm
+        state = state.replace(world_model=step.params, world_model_opt=step.opt_state)
+        state, auxiliary_metrics = self._update_auxiliaries(state, batch, posterior, key)
+        metrics.update(auxiliary_metrics)
+        error = self.world_model.open_loop_error(
+            state.world_model, batch, jax.lax.stop_gradient(posterior), self.actor_critic.horizon,
+            jax.random.fold_in(key, 1_000),
+        )
+        metrics["model/open_loop_error"] = error.mean()
+        metrics[f"model/open_loop_error_step{error.shape[0]}"] = error[-1]
+        return state, metrics, posterior
+
+    def _update_auxiliaries(self, state: LevelState, batch: dict, posterior: RSSMState, key: jax.Array
+                            ) -> tuple[LevelState, dict[str, jax.Array]]:
+        """The goal autoencoder learns the features of the level below, the ensemble this level's
+        real transitions."""
+        mask = batch.get("mask", jnp.ones(batch["is_first"].shape))  # level 0's batch has every step
+        arguments = {}
+        if self.goal_autoencoder is not None:
+            arguments["goal_autoencoder"] = (batch[FEATURES], mask, jax.random.fold_in(key, 2_000))
+        if self.ensemble is not None:
+            features = jax.lax.stop_gradient(state_features(posterior))
+            inputs = jnp.concatenate([features[:-1], batch["prev_action"][1:]], -1)
+            stoch = jax.lax.stop_gradient(posterior.stoch[1:])
+            targets = stoch.reshape(stoch.shape[:2] + (-1,))
+            arguments["ensemble"] = (inputs, targets, mask[1:] * (1.0 - batch["is_first"][1:].astype(jnp.float32)))
+        auxiliary, auxiliary_opt, metrics = dict(state.auxiliary), dict(state.auxiliary_opt), {}
+        for name, args in arguments.items():
+            part = self.auxiliaries[name]
+            step = gradient_step(part.loss, part.optimizer, auxiliary[name], auxiliary_opt[name], *args)
+            auxiliary[name], auxiliary_opt[name] = step.params, step.opt_state
+            metrics.update(step.aux, **{f"{name}/grad_norm": step.grad_norm})
+        return state.replace(auxiliary=auxiliary, auxiliary_opt=auxiliary_opt), metrics
+
+    def hand_down_goals(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
+                        governed: jax.Array | None, lower_book: dict, key: jax.Array):
+        """The goals this level's current policy hands down at each of its steps, spread over the steps
+        of the level below that they govern: ``((goals [T_below, B, F], governed [T_below, B]), metrics)``.
+        ``goal``/``governed`` are this level's own, from above (None at the top)."""
+        policy_input = self.policy_input(jax.lax.stop_gradient(state_features(posterior)), goal)
+        action_key, decode_key = jax.random.split(key)
+        actions = self.actor_critic.act(state.actor_critic.actor, policy_input, action_key)
+        lower_goals = jax.lax.stop_gradient(
+            self.decode_goal(state, jax.lax.stop_gradient(posterior), actions, decode_key))
+        own_governed = book["mask"] > 0 if governed is None else governed
+        valid = book["tick"] & own_governed
+        step = stack.governing_step({"lower_index": book["lower_index"], "tick": valid}, lower_book["mask"].shape[0])
+        lower_governed = (step >= 0) & (lower_book["mask"] > 0)
+        lower_goal = stack.gather_time(lower_goals, jnp.maximum(step, 0))
+        metrics = {"goal/diversity": goal_diversity(lower_goals, valid.astype(jnp.float32)),
+                   "goal/governed_fraction": lower_governed.mean()}
+        return (lower_goal, lower_governed), metrics
+
+    def update_behaviour(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
+                         governed: jax.Array | None, key: jax.Array) -> tuple[LevelState, dict[str, jax.Array]]:
+        """One actor-critic step in imagination from every posterior state of the batch, with the goal
+        in effect there (``goal [T, B, F]``, ``governed [T, B]``: whether one was; None at the top)."""
+        starts = jax.tree.map(_flatten, posterior)
+        weight = 1.0 - book["is_terminal"].astype(jnp.float32)
+        if self.index > 0:
+            weight = weight * book["mask"]
+        if governed is not None:
+            weight = weight * governed
+        start_continue = weight.reshape(-1)
+        goal = None if goal is None else _flatten(goal)
+        extra = {}
+
+        def rollout(policy, rollout_key) -> Trajectory:
+            params = state.world_model
+            states, actions = self.world_model.imagine(
+                params, starts, lambda features, k: policy(self.policy_input(features, goal), k),
+                self.actor_critic.horizon, rollout_key,
+            )
+            features = state_features(states)
+            task = self.world_model.reward(params, features[1:])
+            rewards = self.reward(features[1:], goal, task)
+            doubt_weight = self.exploration_bonus - self.disagreement_penalty
+            if self.ensemble is not None and (self.disagreement_penalty or self.exploration_bonus):
+                doubt = self.ensemble.disagreement(state.auxiliary["ensemble"],
+                                                   jnp.concatenate([features[:-1], actions], -1))
+                rewards = rewards + doubt_weight * doubt
+                extra["imagined/disagreement"] = jax.lax.stop_gradient(doubt.mean())
+            return Trajectory(
+                features=self.policy_input(features, goal),
+                actions=actions,
+                rewards=rewards,
+                continues=self.world_model.continue_prob(params, features[1:]),
+                start_continue=start_continue,
+            )
+
+        actor_critic, metrics, _ = self.actor_critic.update(state.actor_critic, rollout, key)
+        metrics.update(extra)
+        return state.replace(actor_critic=actor_critic), metrics
+
+    # ------------------------------------------------------------------------------ diagnostics
+    def imagined_return(self, state: LevelState, latent: RSSMState, goal: jax.Array | None,
+                        key: jax.Array) -> jax.Array:
+        """The discounted sum of this level's own reward over its imagination horizon, from ``latent``
+        with ``goal`` held and the current policy: ``[N]`` (no bootstrap)."""
+        params = state.world_model
+        states, _ = self.world_model.imagine(
+            params, latent, lambda features, k: self.act(state, features, goal, k), self.actor_critic.horizon, key
+        )
+        features = state_features(states)[1:]
+        rewards = self.reward(features, goal, self.world_model.reward(params, features))
+        continues = self.world_model.continue_prob(params, features)
+        discount = self.actor_critic.discount
+        weights = jnp.cumprod(jnp.concatenate([jnp.ones_like(continues[:1]), discount * continues[:-1]]), 0)
+        return jnp.sum(weights * rewards, 0)
