@@ -1,21 +1,24 @@
 """Feed-forward networks of the world model: MLPs, the multi-key encoder and decoder.
 
 Observations are dicts of arrays. Vector entries ``[..., D]`` go through symlog and an MLP; image
-entries ``[..., H, W, C]`` (uint8) through a strided CNN. Keys are routed by the caller (see
-``agents.spaces``); these modules only take the two lists of keys.
+entries ``[..., H, W, C]`` through a strided CNN (uint8 images scaled to [-0.5, 0.5], float ones
+such as event voxel grids through symlog, see ``image_input``); event streams ``[..., N, 4]``
+through an ``EventEncoder``. Keys are routed by the caller (see ``agents.spaces``); these modules
+only take the lists of keys.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from world_models.distributions import symlog
+from world_models.event_encoder import EventEncoder, EventStream
 
 
 class MLP(nn.Module):
@@ -40,6 +43,15 @@ class MLP(nn.Module):
 def image_to_float(image: jax.Array) -> jax.Array:
     """uint8 ``[0, 255]`` -> float ``[-0.5, 0.5]``."""
     return image.astype(jnp.float32) / 255.0 - 0.5
+
+
+def image_input(image: jax.Array) -> jax.Array:
+    """An image entry as the CNN sees it and the decoder predicts it: uint8 -> [-0.5, 0.5]
+    (``image_to_float``); float (signed, unbounded: an event voxel grid) -> symlog, which keeps
+    the sign and the single events near +-1 while compressing the rare pixels that fire dozens."""
+    if image.dtype == jnp.uint8:
+        return image_to_float(image)
+    return symlog(image.astype(jnp.float32))
 
 
 def cnn_stages(image_size: Sequence[int], minimum: int = 4) -> int:
@@ -90,32 +102,39 @@ class ConvDecoder(nn.Module):
 
 
 class MultiEncoder(nn.Module):
-    """Embeds a dict observation: CNN over ``cnn_keys`` (concatenated on channels), MLP over the
-    symlog of ``mlp_keys`` (each ``[..., D_k]``, concatenated), outputs concatenated ``[..., E]``."""
+    """Embeds a dict observation: CNN over ``cnn_keys`` (``image_input``, concatenated on channels),
+    MLP over the symlog of ``mlp_keys`` (each ``[..., D_k]``, concatenated), one ``EventEncoder``
+    per key of ``event_streams`` (``event_encoder`` its arguments besides the stream); outputs
+    concatenated ``[..., E]``."""
 
     mlp_keys: tuple[str, ...]
     cnn_keys: tuple[str, ...]
     units: int
     layers: int
     cnn_depth: int
+    event_streams: Mapping[str, EventStream] | None = None
+    event_encoder: Mapping[str, Any] | None = None
 
     @nn.compact
     def __call__(self, obs: dict[str, jax.Array]) -> jax.Array:
         outputs = []
         if self.cnn_keys:
-            image = jnp.concatenate([image_to_float(obs[k]) for k in self.cnn_keys], -1)
+            image = jnp.concatenate([image_input(obs[k]) for k in self.cnn_keys], -1)
             outputs.append(ConvEncoder(self.cnn_depth, cnn_stages(image.shape[-3:-1]))(image))
         if self.mlp_keys:
             vector = jnp.concatenate([symlog(obs[k].astype(jnp.float32)) for k in self.mlp_keys], -1)
             outputs.append(MLP(self.units, self.layers)(vector))
+        for key, stream in (self.event_streams or {}).items():
+            encoder = EventEncoder(stream, **dict(self.event_encoder or {}), name=f"events_{key}")
+            outputs.append(encoder(obs[key], obs[stream.count_key]))
         return jnp.concatenate(outputs, -1)
 
 
 class MultiDecoder(nn.Module):
     """Reconstructs the observation keys from features.
 
-    Returns predictions in the space the loss compares them in: symlog for vector keys, ``[-0.5,
-    0.5]`` floats for image keys.
+    Returns predictions in the space the loss compares them in: symlog for vector keys,
+    ``image_input``'s space for image keys (and for the count frames that stand for event streams).
     """
 
     mlp_shapes: dict[str, tuple[int, ...]]

@@ -2,7 +2,8 @@
 
 ``WorldModelNet`` holds the Flax networks; ``WorldModel`` adds the loss, the optimiser and
 imagination as plain functions of a parameter pytree. Batches are dicts of time-major arrays:
-observation keys ``[T, B, ...]``, ``prev_action [T, B, A]`` (the action that led to this step, zero
+observation keys ``[T, B, ...]`` (an event stream's key ``[T, B, N, 4]`` with its count
+``[T, B]``), ``prev_action [T, B, A]`` (the action that led to this step, zero
 at an episode start), ``reward [T, B]``, ``is_first [T, B]``, ``is_terminal [T, B]``.
 """
 
@@ -19,7 +20,8 @@ import jax.numpy as jnp
 import optax
 
 from world_models.distributions import TwoHotSymlog, balanced_kl_losses, symlog, symlog_bins
-from world_models.nets import MLP, MultiDecoder, MultiEncoder, image_to_float
+from world_models.event_encoder import EventStream, count_frame
+from world_models.nets import MLP, MultiDecoder, MultiEncoder, image_input
 from world_models.rssm import RSSM, RSSMState, resolve_posterior, state_features
 
 LOSS_NAMES = ("reconstruction", "reward", "continue", "dynamics", "representation")
@@ -46,17 +48,21 @@ class WorldModelNet(nn.Module):
     cnn_depth: int
     unimix: float
     bins: int
+    event_streams: dict
+    event_encoder: dict
+    decoded_cnn_shapes: dict  # cnn_shapes plus each event stream's count frame
 
     def setup(self):
         self.encoder = MultiEncoder(
-            tuple(self.mlp_shapes), tuple(self.cnn_shapes), self.units, self.layers, self.cnn_depth
+            tuple(self.mlp_shapes), tuple(self.cnn_shapes), self.units, self.layers, self.cnn_depth,
+            self.event_streams, self.event_encoder,
         )
         self.rssm = RSSM(
             self.backbone, self.backbone_kwargs, self.deter, self.stoch, self.classes,
             self.units, self.unimix, resolve_posterior(self.posterior, self.backbone),
         )
         self.decoder = MultiDecoder(
-            dict(self.mlp_shapes), dict(self.cnn_shapes), self.units, self.layers, self.cnn_depth
+            dict(self.mlp_shapes), dict(self.decoded_cnn_shapes), self.units, self.layers, self.cnn_depth
         )
         self.reward_net = MLP(self.units, self.layers)
         self.reward_out = nn.Dense(self.bins, kernel_init=nn.initializers.zeros)
@@ -101,7 +107,8 @@ class WorldModel:
 
     Args:
       mlp_shapes: vector observation keys and their per-step shapes ``(D,)``.
-      cnn_shapes: image observation keys and their shapes ``(H, W, C)``.
+      cnn_shapes: image observation keys and their shapes ``(H, W, C)``: uint8 images, or float
+        ones (event voxel grids) that the encoder and the loss see through symlog.
       action_dim: size of the action vector (one-hot for discrete actions).
       backbone: backbone name; ``backbone_kwargs`` its constructor arguments.
       posterior: ``auto``, ``state`` or ``embedding`` (see ``world_models.rssm``).
@@ -112,6 +119,10 @@ class WorldModel:
         square) weighs as much as a wide one and the reconstruction is not drowned by the KL's
         free-bits floor; ``mse``: the plain summed squared error (DreamerV3's).
       lr, eps, grad_clip: Adam optimiser with global-norm clipping.
+      event_streams: event-stream observation keys (``world_models.event_encoder.EventStream``,
+        which names each one's count key); each is embedded by an ``EventEncoder`` and
+        reconstructed as its per-polarity count frame ``[H, W, 2]`` (symlog), a cheap summary.
+      event_encoder: the ``EventEncoder`` arguments besides the stream (backbone, features, ...).
     """
 
     def __init__(
@@ -136,6 +147,8 @@ class WorldModel:
         lr: float = 1e-4,
         eps: float = 1e-8,
         grad_clip: float = 1000.0,
+        event_streams: Mapping[str, EventStream] | None = None,
+        event_encoder: Mapping[str, Any] | None = None,
     ):
         scales = dict(zip(LOSS_NAMES, (1.0, 1.0, 1.0, 0.5, 0.1)))
         unknown = set(loss_scales or {}) - set(LOSS_NAMES)
@@ -149,10 +162,16 @@ class WorldModel:
         self.vector_loss = vector_loss
         self.mlp_shapes = {k: tuple(v) for k, v in mlp_shapes.items()}
         self.cnn_shapes = {k: tuple(v) for k, v in cnn_shapes.items()}
+        self.event_streams = {k: EventStream(*v) for k, v in (event_streams or {}).items()}
+        decoded_cnn_shapes = dict(self.cnn_shapes)
+        decoded_cnn_shapes.update({k: (s.height, s.width, 2) for k, s in self.event_streams.items()})
+        if len({shape[:2] for shape in decoded_cnn_shapes.values()}) > 1:
+            raise ValueError(f"images and event count frames must share height and width, got {decoded_cnn_shapes}")
         self.action_dim = action_dim
         self.net = WorldModelNet(
             self.mlp_shapes, self.cnn_shapes, action_dim, backbone, dict(backbone_kwargs or {}),
             posterior, deter, stoch, classes, units, layers, cnn_depth, unimix, bins,
+            self.event_streams, dict(event_encoder or {}), decoded_cnn_shapes,
         )
         self.bins = symlog_bins(bins)
         self.feature_dim = deter + stoch * classes
@@ -163,6 +182,9 @@ class WorldModel:
         lead = (length, batch_size)
         batch = {k: jnp.zeros(lead + s, jnp.float32) for k, s in self.mlp_shapes.items()}
         batch.update({k: jnp.zeros(lead + s, jnp.uint8) for k, s in self.cnn_shapes.items()})
+        for key, stream in self.event_streams.items():
+            batch[key] = jnp.zeros(lead + (stream.max_events, 4), jnp.float32)
+            batch[stream.count_key] = jnp.zeros(lead, jnp.int32)
         batch["prev_action"] = jnp.zeros(lead + (self.action_dim,))
         batch["is_first"] = jnp.ones(lead, bool)
         return batch
@@ -174,7 +196,8 @@ class WorldModel:
 
     @property
     def obs_keys(self) -> tuple[str, ...]:
-        return tuple(self.mlp_shapes) + tuple(self.cnn_shapes)
+        events = tuple(k for key, s in self.event_streams.items() for k in (key, s.count_key))
+        return tuple(self.mlp_shapes) + tuple(self.cnn_shapes) + events
 
     def initial(self, params: Any, batch_size: int) -> RSSMState:
         return self.net.apply({"params": params}, batch_size, method=WorldModelNet.initial)
@@ -223,14 +246,18 @@ class WorldModel:
 
     def reconstruction_targets(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """Each observation key in the space the decoder predicts: symlog for vectors, [-0.5, 0.5]
-        floats for images."""
+        for uint8 images, symlog for float images (``nets.image_input``), and for an event stream
+        the symlog of its count frame ``[..., H, W, 2]`` (its count key is input only)."""
         targets = {key: symlog(batch[key].astype(jnp.float32)) for key in self.mlp_shapes}
-        targets.update({key: image_to_float(batch[key]) for key in self.cnn_shapes})
+        targets.update({key: image_input(batch[key]) for key in self.cnn_shapes})
+        for key, stream in self.event_streams.items():
+            targets[key] = symlog(count_frame(batch[key], batch[stream.count_key], stream))
         return targets
 
     def reconstruction_loss(self, predictions: Mapping[str, jax.Array], batch) -> jax.Array:
         """Summed squared error per step ``[T, B]``: symlog space for vectors (each entry divided by
-        its batch variance with ``vector_loss: variance``), [-0.5, 0.5] for images."""
+        its batch variance with ``vector_loss: variance``), ``reconstruction_targets``' space for
+        images and event count frames."""
         total = 0.0
         for key, target in self.reconstruction_targets(batch).items():
             squared = (predictions[key] - target) ** 2

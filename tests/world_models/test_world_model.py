@@ -1,11 +1,12 @@
 """The world model of one level represents a low-dimensional observation it is trained on."""
 
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from world_models.distributions import symexp
+from world_models.distributions import symexp, symlog
 from world_models.rssm import state_features
 from world_models.world_model import WorldModel
 
@@ -81,3 +82,60 @@ def test_r2_is_one_for_a_perfect_prediction_and_zero_for_the_mean():
     mask = weights.at[0].set(0.0)
     wrong_first = target.at[0].add(5.0)
     np.testing.assert_allclose(model.explained_variance({"position": wrong_first}, batch, mask)["position"], 1.0)
+
+
+def event_camera_batch(representation: str, length: int = 3, batch: int = 2) -> dict:
+    """A short batch of the event camera's observations on CartPole, ``[T, B, ...]``: the cart pushed
+    right, recorded after a few steps of speeding up (a still cart fires no events)."""
+    from envs.config import EventCameraConfig
+    from envs.event_camera import EventCamera
+
+    config = EventCameraConfig(representation=representation, max_events=96, voxel_bins=3,
+                               contrast_pos=0.05, contrast_neg=0.05)
+    env = EventCamera(gym.make("CartPole-v1", render_mode="rgb_array"), config, image_size=(16, 16), seed=0)
+    observations = []
+    for column in range(batch):
+        env.reset(seed=column)
+        for _ in range(4):
+            env.step(1)
+        observations.append([env.step(1)[0] for _ in range(length)])
+    env.close()
+    stack = lambda values: np.stack([np.stack(row) for row in values], axis=1)
+    if representation == "events":
+        obs = {key: stack([[o[key] for o in row] for row in observations]) for key in ("events", "count")}
+    else:
+        obs = {"obs": stack(observations)}
+    actions = np.zeros((length, batch, 2), np.float32)
+    return {**obs, "prev_action": actions, "reward": np.ones((length, batch), np.float32),
+            "is_first": np.eye(length, 1, dtype=bool).repeat(batch, 1), "is_terminal": np.zeros((length, batch), bool)}
+
+
+@pytest.mark.parametrize("representation", ["voxel", "events"])
+def test_event_camera_observations_train_the_world_model(representation):
+    """Voxel grids reach the CNN through symlog, raw events the event encoder; the targets are the
+    symlog voxel grid and the symlog count frame of the camera's own ``events_to_frame``."""
+    from envs.event_camera import Events, events_to_frame
+    from world_models.event_encoder import EventStream
+
+    batch = event_camera_batch(representation)
+    sizes = dict(deter=16, stoch=2, classes=2, units=16, layers=1, cnn_depth=2)
+    assert np.abs(batch["obs" if representation == "voxel" else "count"]).max() > 0  # events seen
+    if representation == "voxel":
+        model, key = WorldModel({}, {"obs": (16, 16, 3)}, action_dim=2, **sizes), "obs"
+        np.testing.assert_allclose(model.reconstruction_targets(batch)["obs"], symlog(batch["obs"]), rtol=1e-6)
+    else:
+        stream = EventStream(96, "count", 16, 16, 0.033333)
+        encoder = dict(features=8, units=16, chunk_size=32, backbones={"event_s5": dict(state_size=4, layers=1, blocks=1)})
+        model, key = WorldModel({}, {}, action_dim=2, event_streams={"events": stream}, event_encoder=encoder, **sizes), "events"
+        t, b = np.argwhere(batch["count"] > 0)[-1]
+        rows = batch["events"][t, b, : batch["count"][t, b]]
+        events = Events(rows[:, 0].astype(np.int32), rows[:, 1].astype(np.int32), rows[:, 2], rows[:, 3])
+        frame = events_to_frame(events, (16, 16)).astype(np.float32)
+        np.testing.assert_allclose(model.reconstruction_targets(batch)["events"][t, b], symlog(frame), rtol=1e-6)
+    params = model.init(jax.random.PRNGKey(0))
+    grads, (metrics, _) = jax.jit(jax.grad(model.loss, has_aux=True))(params, batch, jax.random.PRNGKey(1))
+    assert np.isfinite(float(metrics["world_model/loss"])) and f"world_model/r2/{key}" in metrics
+    for path, grad in jax.tree_util.tree_leaves_with_path(grads["encoder"]):
+        assert np.all(np.isfinite(grad)), path
+        # the embedding of an event-free step is read only when a step has no events
+        assert np.any(grad != 0) or "empty" in jax.tree_util.keystr(path), path

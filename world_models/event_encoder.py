@@ -1,0 +1,197 @@
+"""Event encoder: one embedding per environment step from that step's raw event stream.
+
+Glossary: ``M`` streams (every leading index flattened, e.g. ``T * B``), ``N`` rows of a padded
+stream (``max_events``), ``F`` per-event features (``EVENT_FEATURES``), ``H`` backbone width,
+``E`` embedding size (``units``).
+
+An event-stream observation is ``[N, 4]`` rows ``(x, y, t, p)`` (``t`` seconds since the step
+began, ``p`` +-1), zero-padded past its scalar ``count`` (the event camera's ``events``
+representation). Each step's stream runs through a sequence backbone started afresh (EventS5 by
+default: every event is integrated over its own interval since the previous event); the embedding is
+the backbone's output at the last real event (``readout: last``) or its mean over the real events
+(``mean``). Backbones are causal, so outputs before ``count`` never see the padding: the embedding
+equals the backbone run on the unpadded stream. Chunks of ``chunk_size`` rows past the largest count
+in the batch are skipped (``lax.cond``), so a batch costs what its fullest stream holds, rounded up
+to a chunk, not ``max_events``.
+
+The world model reconstructs a cheap summary of the stream instead of the events: the per-polarity
+count frame ``[H, W, 2]`` (``count_frame``), in symlog space.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping, NamedTuple
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from world_models.backbones import BACKBONES
+from world_models.distributions import symlog
+
+EVENT_FEATURES = 5  # x, y in [-1, 1]; polarity; time in the step in [0, 1]; symlog of the interval
+READOUTS = ("last", "mean")
+
+
+class EventStream(NamedTuple):
+    """What the encoder must know of an event-stream observation key.
+
+    ``max_events`` rows ``(x, y, t, p)``; ``count_key`` the observation key of its fill count;
+    ``width``, ``height`` the sensor size in pixels; ``duration`` the seconds one step spans.
+    """
+
+    max_events: int
+    count_key: str
+    width: int
+    height: int
+    duration: float
+
+
+def valid_mask(count: jax.Array, max_events: int) -> jax.Array:
+    """``count [...]`` -> ``[..., N]`` booleans, true for the rows before ``count``."""
+    return jnp.arange(max_events) < count[..., None]
+
+
+def event_features(
+    events: jax.Array, count: jax.Array, stream: EventStream, time_scale: float
+) -> tuple[jax.Array, jax.Array]:
+    """Per-event inputs and intervals of padded streams.
+
+    Args:
+      events: ``[..., N, 4]`` rows ``(x, y, t, p)``, time-sorted within each stream.
+      count: ``[...]`` rows filled.
+      stream: sizes used to normalise positions and times.
+      time_scale: intervals are given in units of ``duration / time_scale``.
+
+    Returns:
+      ``features [..., N, F]`` (x, y scaled to [-1, 1], p, t / duration, symlog of the scaled
+      interval) and ``dt [..., N]``: the scaled time since the previous event of the stream (the
+      first event's since the step began; causal). Both are zero past ``count``.
+    """
+    chex.assert_axis_dimension(events, -1, 4)
+    x, y, t, polarity = (events[..., column] for column in range(4))
+    previous = jnp.concatenate([jnp.zeros_like(t[..., :1]), t[..., :-1]], axis=-1)
+    valid = valid_mask(count, events.shape[-2])
+    dt = jnp.where(valid, jnp.maximum(t - previous, 0.0) * (time_scale / stream.duration), 0.0)
+    features = jnp.stack(
+        [
+            2.0 * x / max(stream.width - 1, 1) - 1.0,
+            2.0 * y / max(stream.height - 1, 1) - 1.0,
+            polarity,
+            t / stream.duration,
+            symlog(dt),
+        ],
+        axis=-1,
+    )
+    return jnp.where(valid[..., None], features, 0.0), dt
+
+
+def count_frame(events: jax.Array, count: jax.Array, stream: EventStream) -> jax.Array:
+    """Per-pixel event counts ``[..., H, W, 2]`` (channel 0 ON, 1 OFF) of the rows before ``count``:
+    what ``envs.event_camera.events_to_frame`` gives, unsaturated and float32."""
+    lead, rows = events.shape[:-2], events.shape[-2]
+    flat_events = events.reshape((-1, rows, 4))
+    valid = valid_mask(count.reshape(-1), rows).astype(jnp.float32)
+    x = jnp.clip(flat_events[..., 0].astype(jnp.int32), 0, stream.width - 1)
+    y = jnp.clip(flat_events[..., 1].astype(jnp.int32), 0, stream.height - 1)
+    index = (y * stream.width + x) * 2 + (flat_events[..., 3] < 0)
+    size = stream.height * stream.width * 2
+    frames = jax.vmap(lambda i, w: jnp.zeros(size, jnp.float32).at[i].add(w))(index, valid)
+    return frames.reshape(lead + (stream.height, stream.width, 2))
+
+
+class EventEncoder(nn.Module):
+    """Embeds each step's event stream: ``events [..., N, 4]``, ``count [...]`` -> ``[..., E]``.
+
+    Attributes:
+      stream: the observation's sizes (``EventStream``).
+      backbone: a name in ``world_models.backbones.BACKBONES``; time-aware ones (``event_s5``) get
+        each event's interval as ``dt``, the others see it only as a feature.
+      backbones: constructor arguments besides ``features`` by backbone name; the chosen
+        ``backbone``'s entry is used (so a config can switch backbones with one key).
+      features: H, the backbone width. units: E, the embedding size.
+      readout: ``last`` (the output at the last real event) or ``mean`` (over the real events).
+      chunk_size: rows per chunk; chunks past the batch's largest count are skipped.
+      time_scale: a step's duration in backbone time units (Delta is initialised in [1e-3, 1e-1]).
+    """
+
+    stream: EventStream
+    backbone: str = "event_s5"
+    backbones: Mapping[str, Mapping[str, Any]] | None = None
+    features: int = 64
+    units: int = 256
+    readout: str = "last"
+    chunk_size: int = 256
+    time_scale: float = 100.0
+
+    def setup(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"event encoder backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"event encoder readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.chunk_size < 1:
+            raise ValueError(f"event encoder chunk_size must be positive, got {self.chunk_size}")
+        kwargs = dict((self.backbones or {}).get(self.backbone, {}))
+        self.core = BACKBONES[self.backbone](features=self.features, **kwargs)
+        # The embedding of a step without events: no backbone output exists to read.
+        self.empty = self.param("empty", nn.initializers.zeros, (self.features,))
+        self.head = nn.Dense(self.units)
+        self.norm = nn.LayerNorm(epsilon=1e-3)
+
+    def run_core(self, xs: jax.Array, dt: jax.Array) -> jax.Array:
+        """The backbone over streams from its initial state: ``xs [N, M, F]``, ``dt [N, M]``
+        -> ``ys [N, M, H]`` (time-major, one independent stream per column)."""
+        carry = self.core.initial_state(xs.shape[1])
+        resets = jnp.zeros(dt.shape, bool)
+        if "dt" in inspect.signature(self.core.scan).parameters:
+            return self.core.scan(carry, xs, resets, dt)[1]
+        return self.core.scan(carry, xs, resets)[1]
+
+    def project(self, pooled: jax.Array) -> jax.Array:
+        """Backbone readout ``[..., H]`` -> embedding ``[..., E]`` (Dense with bias, LayerNorm, SiLU)."""
+        return jax.nn.silu(self.norm(self.head(pooled)))
+
+    def __call__(self, events: jax.Array, count: jax.Array) -> jax.Array:
+        lead, rows = events.shape[:-2], events.shape[-2]
+        count = count.reshape(-1).astype(jnp.int32)
+        features, dt = event_features(events.reshape((-1, rows, 4)), count, self.stream, self.time_scale)
+        ys = self._chunked(jnp.swapaxes(features, 0, 1), dt.T, jnp.max(count))  # [N, M, H]
+        if self.readout == "last":
+            last = jnp.clip(count - 1, 0, rows - 1)
+            pooled = jnp.take_along_axis(ys, last[None, :, None], axis=0)[0]
+        else:
+            valid = valid_mask(count, rows).T[..., None]
+            pooled = jnp.sum(ys * valid, 0) / jnp.maximum(count, 1)[:, None]
+        pooled = jnp.where((count > 0)[:, None], pooled, self.empty)
+        return self.project(pooled).reshape(lead + (self.units,))
+
+    def _chunked(self, xs: jax.Array, dt: jax.Array, active: jax.Array) -> jax.Array:
+        """``run_core`` chunk by chunk, the carry handed on; chunks from row ``active`` on are not
+        computed (their outputs are zeros, never read). ``xs [N, M, F]``, ``dt [N, M]``."""
+        rows, streams = dt.shape
+        chunk = min(self.chunk_size, rows)
+        chunks = -(-rows // chunk)
+        padding = chunks * chunk - rows
+        xs = jnp.concatenate([xs, jnp.zeros((padding,) + xs.shape[1:], xs.dtype)])
+        dt = jnp.concatenate([dt, jnp.zeros((padding, streams), dt.dtype)])
+        resets = jnp.zeros((chunk, streams), bool)
+        time_aware = "dt" in inspect.signature(self.core.scan).parameters
+        if self.is_initializing():  # create every parameter before lax.scan traces
+            self.run_core(xs[:1], dt[:1])
+
+        def run(carry, chunk_xs, chunk_dt):
+            if time_aware:
+                return self.core.scan(carry, chunk_xs, resets, chunk_dt)
+            return self.core.scan(carry, chunk_xs, resets)
+
+        def body(carry, inputs):
+            index, chunk_xs, chunk_dt = inputs
+            skip = lambda carry: (carry, jnp.zeros((chunk, streams, self.features), chunk_xs.dtype))
+            return jax.lax.cond(index * chunk < active, run, lambda c, *_: skip(c), carry, chunk_xs, chunk_dt)
+
+        split = lambda array: array.reshape((chunks, chunk) + array.shape[1:])
+        carry = self.core.initial_state(streams)
+        _, ys = jax.lax.scan(body, carry, (jnp.arange(chunks), split(xs), split(dt)))
+        return ys.reshape((chunks * chunk, streams, self.features))[:rows]
