@@ -39,7 +39,8 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
         model_kwargs = dict(as_kwargs(world_model), backbone_kwargs=sections.backbones[world_model.backbone])
         horizon = _horizon(index, top, ks, hierarchy, agent)
         if index == 0:
-            model = WorldModel(obs_layout.mlp_shapes, obs_layout.cnn_shapes, action_layout.dim, **model_kwargs)
+            model = WorldModel(obs_layout.mlp_shapes, obs_layout.cnn_shapes, action_layout.dim, **model_kwargs,
+                               event_streams=obs_layout.event_streams)  # event camera hook (#18)
             actor_critic = ActorCritic(action_layout.dim, action_layout.discrete,
                                        **as_kwargs(dataclasses.replace(agent, horizon=horizon)))
         else:

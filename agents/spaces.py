@@ -1,19 +1,25 @@
 """What the agent can observe and do: routing of observation keys and conversion of actions.
 
 Observations become dicts. A ``Box`` space is the single key ``obs``; a ``Dict`` of ``Box``es keeps
-its keys. Image-like entries (``H x W x C`` uint8) go to the CNN encoder, 1-D entries (and scalars,
-seen as ``(1,)``) to the MLP encoder; ``cnn_keys``/``mlp_keys`` regular expressions narrow that.
+its keys. Image-like entries (``H x W x C``, uint8 or float, such as an event camera's voxel grid)
+go to the CNN encoder, 1-D entries (and scalars, seen as ``(1,)``) to the MLP encoder;
+``cnn_keys``/``mlp_keys`` regular expressions narrow that. An event stream, a float ``[N, 4]``
+entry of rows ``(x, y, t, p)`` beside a scalar integer entry ``count`` (the event camera's
+``events`` representation), goes to the event encoder (``world_models.event_encoder``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 
+from world_models.event_encoder import EventStream
+
 SINGLE_KEY = "obs"
+EVENT_COUNT_KEY = "count"  # the entry that says how many rows of an event stream are filled
 
 
 class SpaceError(ValueError):
@@ -22,16 +28,28 @@ class SpaceError(ValueError):
 
 @dataclass(frozen=True)
 class ObsLayout:
-    """Which observation key goes to which encoder, and its per-step shape and dtype."""
+    """Which observation key goes to which encoder, and its per-step shape and dtype.
+
+    ``event_streams`` maps an event-stream key to its sizes and count key; ``shapes`` holds every
+    routed key's per-step shape (event streams ``(N, 4)``, their counts ``()``).
+    """
 
     mlp_shapes: dict[str, tuple[int, ...]]
     cnn_shapes: dict[str, tuple[int, int, int]]
     dtypes: dict[str, np.dtype]
     is_dict: bool
+    event_streams: dict[str, EventStream] = field(default_factory=dict)
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = {**self.mlp_shapes, **self.cnn_shapes}
+        for key, stream in self.event_streams.items():
+            shapes[key], shapes[stream.count_key] = (stream.max_events, 4), ()
+        return shapes
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return tuple(self.mlp_shapes) + tuple(self.cnn_shapes)
+        return tuple(self.shapes)
 
     def to_dict(self, obs) -> dict[str, np.ndarray]:
         """A batched observation of a vector env (leading axis N) -> dict of the routed keys."""
@@ -41,12 +59,32 @@ class ObsLayout:
             value = np.asarray(obs[key], np.float32)
             out[key] = value.reshape(value.shape[:1] + shape)
         for key in self.cnn_shapes:
-            out[key] = np.asarray(obs[key], np.uint8)
+            out[key] = np.asarray(obs[key], self.dtypes[key])
+        for key, stream in self.event_streams.items():
+            out[key] = np.asarray(obs[key], np.float32)
+            out[stream.count_key] = np.asarray(obs[stream.count_key], np.int32).reshape(-1)
         return out
 
 
 def _is_image(space: gym.spaces.Box) -> bool:
-    return len(space.shape) == 3 and space.dtype == np.uint8
+    return len(space.shape) == 3 and (space.dtype == np.uint8 or np.issubdtype(space.dtype, np.floating))
+
+
+def _event_stream(key: str, entries: dict[str, gym.Space]) -> EventStream | None:
+    """The event stream ``entries[key]`` describes, if it is one: a float ``[N, 4]`` Box of rows
+    ``(x, y, t, p)`` whose upper bounds give the sensor size and step duration, beside a scalar
+    integer Box ``count``."""
+    space, count = entries[key], entries.get(EVENT_COUNT_KEY)
+    if not (isinstance(space, gym.spaces.Box) and isinstance(count, gym.spaces.Box)):
+        return None
+    if len(space.shape) != 2 or space.shape[1] != 4 or not np.issubdtype(space.dtype, np.floating):
+        return None
+    if count.shape not in ((), (1,)) or not np.issubdtype(count.dtype, np.integer):
+        return None
+    width, height, duration = (float(np.max(space.high[:, column])) for column in range(3))
+    if not all(np.isfinite((width, height, duration))) or duration <= 0:
+        return None
+    return EventStream(int(space.shape[0]), EVENT_COUNT_KEY, int(width) + 1, int(height) + 1, duration)
 
 
 def _is_vector(space: gym.spaces.Box) -> bool:
@@ -71,13 +109,20 @@ def observation_layout(
             f"observation space {space} is not supported: use a Box, or a Dict of Boxes "
             "(wrap discrete observations, e.g. with gymnasium.wrappers.FlattenObservation after one-hot)"
         )
-    mlp_shapes, cnn_shapes, dtypes = {}, {}, {}
+    mlp_shapes, cnn_shapes, dtypes, event_streams = {}, {}, {}, {}
+    streams = {key: _event_stream(key, entries) for key in entries}
+    counts = {stream.count_key for stream in streams.values() if stream}
     for key, entry in entries.items():
         if not isinstance(entry, gym.spaces.Box):
             raise SpaceError(f"observation entry {key!r} has space {entry}; only Box entries are supported")
-        if _is_image(entry) and re.fullmatch(cnn_keys, key):
+        if streams[key]:
+            event_streams[key] = streams[key]
+            dtypes[key], dtypes[EVENT_COUNT_KEY] = np.dtype(np.float32), np.dtype(np.int32)
+        elif key in counts:
+            continue  # read with its event stream
+        elif _is_image(entry) and re.fullmatch(cnn_keys, key):
             cnn_shapes[key] = tuple(entry.shape)
-            dtypes[key] = np.dtype(np.uint8)
+            dtypes[key] = np.dtype(np.uint8) if entry.dtype == np.uint8 else np.dtype(np.float32)
         elif _is_vector(entry) and re.fullmatch(mlp_keys, key):
             mlp_shapes[key] = tuple(entry.shape) or (1,)
             dtypes[key] = np.dtype(np.float32)
@@ -86,17 +131,20 @@ def observation_layout(
         else:
             raise SpaceError(
                 f"observation entry {key!r} with space {entry} fits neither encoder: images must be "
-                "uint8 H x W x C (CNN), vectors 1-D (MLP). Exclude it with encoder.mlp_keys / "
-                "encoder.cnn_keys, or reshape it with a wrapper."
+                "H x W x C uint8 or float (CNN), vectors 1-D (MLP), event streams float [N, 4] beside "
+                f"a scalar integer {EVENT_COUNT_KEY!r} (event encoder). Exclude it with "
+                "encoder.mlp_keys / encoder.cnn_keys, or reshape it with a wrapper."
             )
-    if not mlp_shapes and not cnn_shapes:
+    if len(event_streams) > 1:
+        raise SpaceError(f"at most one event stream per observation, got {sorted(event_streams)}")
+    if not mlp_shapes and not cnn_shapes and not event_streams:
         raise SpaceError(
             f"no observation entry of {space} matches encoder.mlp_keys={mlp_keys!r} or "
             f"encoder.cnn_keys={cnn_keys!r}"
         )
     if len({shape[:2] for shape in cnn_shapes.values()}) > 1:
         raise SpaceError(f"image entries must share height and width, got {cnn_shapes}")
-    return ObsLayout(mlp_shapes, cnn_shapes, dtypes, is_dict)
+    return ObsLayout(mlp_shapes, cnn_shapes, dtypes, is_dict, event_streams)
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,7 @@ def updates_due(env_steps: int, prefill: int, train_ratio: float, batch_steps: i
 
 
 def replay_spec(obs_layout: ObsLayout, action_dim: int) -> dict[str, tuple[tuple[int, ...], Any]]:
-    spec = {key: (shape, obs_layout.dtypes[key]) for key, shape in obs_layout.mlp_shapes.items()}
-    spec.update({key: (shape, np.uint8) for key, shape in obs_layout.cnn_shapes.items()})
+    spec = {key: (shape, obs_layout.dtypes[key]) for key, shape in obs_layout.shapes.items()}
     spec.update(
         prev_action=((action_dim,), np.float32),
         reward=((), np.float32),

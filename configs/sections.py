@@ -33,6 +33,7 @@ class WorldModelConfig:
     lr: float
     eps: float
     grad_clip: float
+    event_encoder: Mapping[str, Any]  # world_models.event_encoder.EventEncoder's arguments (event streams)
 
 
 @dataclasses.dataclass(frozen=True)
