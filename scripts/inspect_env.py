@@ -40,9 +40,13 @@ def main(argv=None) -> int:
     try:
         layout = observation_layout(env.observation_space, config["encoder"]["mlp_keys"], config["encoder"]["cnn_keys"])
         for key, shape in layout.cnn_shapes.items():
-            print(f"  {key}: {shape} uint8 -> CNN encoder")
+            scaling = "" if layout.dtypes[key] == "uint8" else " (symlog)"
+            print(f"  {key}: {shape} {layout.dtypes[key]} -> CNN encoder{scaling}")
         for key, shape in layout.mlp_shapes.items():
             print(f"  {key}: {shape} -> MLP encoder (symlog)")
+        for key, stream in layout.event_streams.items():
+            print(f"  {key}: ({stream.max_events}, 4) events of a {stream.height}x{stream.width} sensor, count in "
+                  f"{stream.count_key!r} -> event encoder ({config['world_model']['event_encoder']['backbone']})")
         actions = action_layout(env.action_space)
         kind = "one-hot of" if actions.discrete else "continuous in [-1, 1]^"
         print(f"agent actions: {kind} {actions.dim}")

@@ -179,6 +179,22 @@ def test_every_backbone_trains_the_world_model_through_scripts_train(tmp_path, b
     assert int(state.updates) > 0
 
 
+@pytest.mark.parametrize("representation", ["voxel", "events"])
+def test_event_camera_representations_train_end_to_end(tmp_path, representation):
+    logdir = tmp_path / representation
+    camera = [f"env.event_camera.representation={representation}", "env.image_size=[16,16]",
+              "env.event_camera.max_events=128", "env.event_camera.contrast_pos=0.05",
+              "env.event_camera.contrast_neg=0.05"]  # low thresholds: a 16x16 CartPole still fires
+    assert run_train(logdir, "--env", "event:CartPole-v1", "--steps", "120", "--set", *camera) == 0
+    rows = [row for row in read_metrics(logdir) if "level0/world_model/loss" in row]
+    key = "obs" if representation == "voxel" else "events"
+    assert rows and all(np.isfinite(row[f"level0/world_model/r2/{key}"]) for row in rows)
+    assert all(np.isfinite(row["level0/world_model/grad_norm"]) and row["level0/world_model/grad_norm"] > 0
+               for row in rows)
+    state, _ = final_params(logdir)
+    assert int(state.updates) > 0
+
+
 def test_same_seed_gives_identical_parameters_and_returns(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     run_train(first, "--steps", "150", "--seed", "11")
