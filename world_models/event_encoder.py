@@ -12,7 +12,9 @@ the backbone's output at the last real event (``readout: last``) or its mean ove
 (``mean``). Backbones are causal, so outputs before ``count`` never see the padding: the embedding
 equals the backbone run on the unpadded stream. Chunks of ``chunk_size`` rows past the largest count
 in the batch are skipped (``lax.cond``), so a batch costs what its fullest stream holds, rounded up
-to a chunk, not ``max_events``.
+to a chunk, not ``max_events``. Each computed chunk is rematerialised in the backward pass
+(``jax.checkpoint``): without it the gradient still paid for every chunk (64 events in 1024 rows
+trained at 6.9k events/s, against 72k with it and 95k for 64 rows; 2-core CPU).
 
 The world model reconstructs a cheap summary of the stream instead of the events: the per-polarity
 count frame ``[H, W, 2]`` (``count_frame``), in symlog space.
@@ -123,7 +125,7 @@ class EventEncoder(nn.Module):
     features: int = 64
     units: int = 256
     readout: str = "last"
-    chunk_size: int = 256
+    chunk_size: int = 64
     time_scale: float = 100.0
 
     def setup(self):
@@ -169,7 +171,8 @@ class EventEncoder(nn.Module):
 
     def _chunked(self, xs: jax.Array, dt: jax.Array, active: jax.Array) -> jax.Array:
         """``run_core`` chunk by chunk, the carry handed on; chunks from row ``active`` on are not
-        computed (their outputs are zeros, never read). ``xs [N, M, F]``, ``dt [N, M]``."""
+        computed (their outputs are zeros, never read), in the backward pass neither (the computed
+        chunks are rematerialised there). ``xs [N, M, F]``, ``dt [N, M]``."""
         rows, streams = dt.shape
         chunk = min(self.chunk_size, rows)
         chunks = -(-rows // chunk)
@@ -189,7 +192,7 @@ class EventEncoder(nn.Module):
         def body(carry, inputs):
             index, chunk_xs, chunk_dt = inputs
             skip = lambda carry: (carry, jnp.zeros((chunk, streams, self.features), chunk_xs.dtype))
-            return jax.lax.cond(index * chunk < active, run, lambda c, *_: skip(c), carry, chunk_xs, chunk_dt)
+            return jax.lax.cond(index * chunk < active, jax.checkpoint(run), lambda c, *_: skip(c), carry, chunk_xs, chunk_dt)
 
         split = lambda array: array.reshape((chunks, chunk) + array.shape[1:])
         carry = self.core.initial_state(streams)
