@@ -1,0 +1,63 @@
+"""The events benchmark's cheap parts: each input's config builds the env it names, summaries
+against hand-worked numbers, the table and plots from a saved JSON, and the two measurements."""
+
+import json
+
+import numpy as np
+import pytest
+
+from configs.loader import load_config
+from envs import make_env
+from scripts.bench_events import encoder_throughput, events_per_step, main, run_overrides, summarise_input
+
+
+@pytest.mark.parametrize("source, space", [("state", "(4,)"), ("pixels", "(16, 16, 3)"), ("frame", "(16, 16, 2)"),
+                                           ("voxel", "(16, 16, 5)"), ("events", "(64, 4)")])
+def test_every_input_builds_its_observation(source, space):
+    config = load_config(["cartpole"], run_overrides("CartPole-v1", source, 16, 2, 64, noise=False))
+    env = make_env(config["env_id"], config["env"], seed=0)
+    assert space in str(env.observation_space)
+    env.close()
+    if source in ("frame", "voxel", "events"):  # one agent step of simulated time: two CartPole steps
+        assert config["env"]["event_camera"]["frame_interval"] == pytest.approx(0.04)
+
+
+def test_noise_sets_the_camera_noise_only_for_event_inputs():
+    noisy = dict(run_overrides("Pendulum-v1", "voxel", 16, 1, 64, noise=True))
+    assert noisy["env.event_camera.shot_noise_rate"] > 0 and noisy["env.event_camera.threshold_sigma"] > 0
+    assert not any("event_camera" in key for key, _ in run_overrides("Pendulum-v1", "pixels", 16, 1, 64, noise=True))
+
+
+def _curve(returns, r2, seconds=100.0):
+    return [{"step": 1000 * (i + 1), "seconds": seconds, "return": value, "level0/world_model/r2/events": r2}
+            for i, value in enumerate(returns)]
+
+
+def test_summary_over_seeds():
+    curves = {0: _curve([0, 400, 420, 440, 460], 0.5), 1: _curve([0, 10, 20, 30, 40], 0.3, seconds=200.0)}
+    summary = summarise_input(curves, target=400.0)
+    assert summary["final"] == pytest.approx((430.0 + 25.0) / 2)  # each seed: mean of its last four
+    assert (summary["final_min"], summary["final_max"]) == (25.0, 430.0)
+    assert (summary["reached"], summary["seeds"], summary["steps"]) == (1, 2, 5000)
+    assert summary["r2"] == {"events": pytest.approx(0.4)} and summary["seconds"] == 150.0
+
+
+def test_replot_prints_the_table_and_draws_one_plot_per_env(tmp_path, capsys):
+    saved = {"noise": True, "measured": {}, "curves": {"CartPole-v1": {
+        "events": {"0": _curve([0, 400, 420, 440, 460], 0.5)}, "state": {"0": _curve([500] * 4, 0.9)}}}}
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps(saved))
+    result = main(["--replot", str(path)])
+    out = capsys.readouterr().out
+    assert "| CartPole-v1 | events | 5,000 | 430.0 [430.0, 430.0] | 1/1 (>= 400) | events 0.500 |" in out
+    assert "noisy camera" in out and (tmp_path / "events_CartPole-v1.png").exists()
+    assert result["summary"]["CartPole-v1"]["state"]["final"] == 500.0
+
+
+def test_events_per_step_and_encoder_throughput_measure_something():
+    counts = events_per_step("CartPole-v1", 16, 1, noise=True, steps=10)
+    assert 0 < counts["mean"] <= counts["max"]  # 5 Hz shot noise alone fires on 256 pixels
+    small = dict(backbones={"event_s5": dict(state_size=4, layers=1, blocks=1)}, features=8, units=8, chunk_size=8)
+    measured = encoder_throughput(32, 0.5, 4, repeats=1, encoder_kwargs=small)
+    assert measured["events_per_step"] == 16
+    assert np.isfinite(measured["forward_events_per_second"]) and measured["train_events_per_second"] > 0
