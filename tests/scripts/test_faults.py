@@ -16,14 +16,12 @@ import numpy as np
 import pytest
 
 from agents import checkpoint
-from agents.evaluation import load_train_state
-from agents.hierarchical_agent import HierarchicalAgent
 from agents.logging import read_metrics
 from agents.run_lock import RunLock
-from configs.loader import load_config, read_config, save_config
-from envs import make_vector_env
+from configs.loader import load_config, save_config
 from scripts import evaluate, train
 from scripts.common import user_error_message
+from test_train import final_params  # the latest checkpoint's train state and step
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,18 +95,8 @@ gym.register("HmbrlFaultDiscreteObs-v0", entry_point=DiscreteObsEnv)
 gym.register("HmbrlFaultNoRender-v0", entry_point=NoRenderEnv)
 
 
-def checkpoint_state(logdir):
-    """The latest checkpoint's train state and step."""
-    config = read_config(logdir / "config.yaml")
-    envs = make_vector_env(config["env_id"], config["env"], 1)
-    agent = HierarchicalAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
-    envs.close()
-    state, step = load_train_state(agent, config, logdir)
-    return jax.device_get(state), step
-
-
 def all_finite(logdir):
-    state, _ = checkpoint_state(logdir)
+    state, _ = final_params(logdir)
     return all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
 
 
@@ -122,7 +110,7 @@ def test_nan_observation_stops_before_anything_is_written_and_resumes_with_drop_
     assert checkpoint.latest_checkpoint_step(logdir / "checkpoints") == 50  # none after the bad step
     assert all_finite(logdir)
     assert resume(logdir, "--set", "run.nonfinite=drop_episode") == 0
-    state, step = checkpoint_state(logdir)
+    state, step = final_params(logdir)
     assert step == 120 and all_finite(logdir)
     lengths = [row["episode/length"] for row in read_metrics(logdir) if "episode/length" in row]
     assert min(lengths) < 20  # every episode lasts 20 steps but the one cut at the NaN
