@@ -1,8 +1,12 @@
 """An actor-critic trained in the imagination of a world model (DreamerV3-style).
 
 Reused at every level of the hierarchy: the caller supplies a ``rollout`` that imagines a
-trajectory under a given policy and says what the reward is (task reward, goal reward, ...).
-Arrays are time-major: ``[H + 1, N, F]`` features of imagined states, ``[H, N]`` rewards.
+trajectory under a given policy and says what the reward is (task reward, goal reward, novelty ...).
+Arrays are time-major: ``[H + 1, N, F]`` features of imagined states, ``[H, N, K]`` rewards of ``K``
+reward *terms*. Each term has its own value head and its own return normalisation, so that a small
+intrinsic term is neither drowned by a large task return nor blown up to its size; the actor follows
+the weighted sum of the normalised advantages (as Director does with its extrinsic and exploration
+critics).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class Trajectory(NamedTuple):
 
     features: jax.Array  # [H + 1, N, F]: states s_0 .. s_H as seen by actor and critic
     actions: jax.Array  # [H, N, A]: a_i taken in s_i
-    rewards: jax.Array  # [H, N]: reward of the step s_i -> s_{i+1}
+    rewards: jax.Array  # [H, N, K]: reward of each term for the step s_i -> s_{i+1}
     continues: jax.Array  # [H, N]: probability that the episode goes on in s_{i+1}
     start_continue: jax.Array  # [N]: 0 where the start state is already terminal
 
@@ -54,14 +58,18 @@ class ActorNet(nn.Module):
 
 
 class CriticNet(nn.Module):
+    """One trunk, one ``bins``-way head per reward term: ``[..., terms, bins]`` logits."""
+
     units: int
     layers: int
     bins: int
+    terms: int = 1
 
     @nn.compact
     def __call__(self, features: jax.Array) -> jax.Array:
         hidden = MLP(self.units, self.layers)(features)
-        return nn.Dense(self.bins, kernel_init=nn.initializers.zeros)(hidden)
+        logits = nn.Dense(self.terms * self.bins, kernel_init=nn.initializers.zeros)(hidden)
+        return logits.reshape(logits.shape[:-1] + (self.terms, self.bins))
 
 
 @struct.dataclass
@@ -71,7 +79,7 @@ class ActorCriticState:
     slow_critic: Any
     actor_opt: Any
     critic_opt: Any
-    return_scale: ReturnScale
+    return_scale: ReturnScale  # per reward term: low, high [K]
 
 
 class ActorCritic:
@@ -89,6 +97,8 @@ class ActorCritic:
       slow_critic_fraction: EMA rate of the slow critic; slow_critic_reg: pull towards it.
       return_norm_decay, return_norm_percentiles: running percentile normalisation of returns.
       actor_lr, critic_lr, eps, grad_clip: their optimisers (``agents.optimization``).
+      reward_terms: ``(name, weight)`` of each reward term, in the order of the rollout's reward
+        axis: each gets a value head and a return normalisation, the actor their weighted advantages.
     The values come from the ``agent`` config section (``configs.sections.ActorCriticConfig``).
     """
 
@@ -96,7 +106,8 @@ class ActorCritic:
                  entropy: float, units: int, layers: int, bins: int, unimix: float, actor_grad: str, min_std: float,
                  max_std: float, slow_critic_fraction: float, slow_critic_reg: float, return_norm_decay: float,
                  return_norm_percentiles: tuple[float, float], actor_lr: float, critic_lr: float, eps: float,
-                 grad_clip: float, action_groups: int = 1):
+                 grad_clip: float, action_groups: int = 1,
+                 reward_terms: tuple[tuple[str, float], ...] = (("task", 1.0),)):
         if action_dim % action_groups:
             raise ValueError(f"action_dim {action_dim} does not split into {action_groups} groups")
         self.action_groups = action_groups
@@ -111,7 +122,11 @@ class ActorCritic:
         self.return_norm_decay = return_norm_decay
         self.return_norm_percentiles = tuple(return_norm_percentiles)
         self.actor_net = ActorNet(units, layers, action_dim if discrete else 2 * action_dim)
-        self.critic_net = CriticNet(units, layers, bins)
+        if not reward_terms:
+            raise ValueError("an actor-critic needs at least one reward term")
+        self.term_names = tuple(name for name, _ in reward_terms)
+        self.term_weights = jnp.array([weight for _, weight in reward_terms], jnp.float32)
+        self.critic_net = CriticNet(units, layers, bins, len(reward_terms))
         self.bins = symlog_bins(bins)
         self.actor_optimizer = make_optimizer(actor_lr, grad_clip, eps)
         self.critic_optimizer = make_optimizer(critic_lr, grad_clip, eps)
@@ -127,7 +142,7 @@ class ActorCritic:
             slow_critic=jax.tree.map(jnp.copy, critic),  # own buffers: the train step donates both
             actor_opt=self.actor_optimizer.init(actor),
             critic_opt=self.critic_optimizer.init(critic),
-            return_scale=ReturnScale.initial(),
+            return_scale=ReturnScale.initial(len(self.term_names)),
         )
 
     def policy(self, actor_params, features: jax.Array) -> OneHotCategorical | GroupedOneHot | BoundedNormal:
@@ -145,6 +160,7 @@ class ActorCritic:
         return jax.lax.stop_gradient(dist.mode() if greedy else dist.sample(key))
 
     def value(self, critic_params, features: jax.Array) -> jax.Array:
+        """The value of each reward term: ``[..., K]``."""
         return self.value_dist(critic_params, features).mean()
 
     def value_dist(self, critic_params, features: jax.Array) -> TwoHotSymlog:
@@ -182,9 +198,10 @@ class ActorCritic:
         trajectory = rollout(policy, key)
         if reinforce:
             trajectory = jax.tree.map(stop, trajectory)
-        values = self.value(state.critic, trajectory.features)
+        values = self.value(state.critic, trajectory.features)  # [H + 1, N, K]
         discounts = self.discount * trajectory.continues
-        returns = lambda_returns(trajectory.rewards, discounts, values, self.lambda_)
+        returns = lambda_returns(trajectory.rewards, jnp.broadcast_to(discounts[..., None], trajectory.rewards.shape),
+                                 values, self.lambda_)
         weights = stop(
             jnp.cumprod(jnp.concatenate([trajectory.start_continue[None], discounts[:-1]]), 0)
         )
@@ -193,25 +210,30 @@ class ActorCritic:
         )
         dist = self.policy(actor_params, stop(trajectory.features[:-1]))
         if reinforce:
-            advantage = stop((returns - values[:-1]) / divisor)
+            advantage = stop(jnp.sum(self.term_weights * (returns - values[:-1]) / divisor, -1))
             objective = dist.log_prob(trajectory.actions) * advantage
         else:
-            objective = returns / divisor
+            objective = jnp.sum(self.term_weights * returns / divisor, -1)
         entropy = dist.entropy()
         loss = -jnp.mean(weights * (objective + self.entropy * entropy))
         metrics = {
             "actor_critic/actor_loss": loss,
             "actor_critic/entropy": entropy.mean(),
-            "actor_critic/imagined_return": returns[0].mean(),
-            "actor_critic/imagined_reward": trajectory.rewards.mean(),
-            "actor_critic/value": values.mean(),
-            "actor_critic/return_scale": divisor,
+            "actor_critic/imagined_return": returns[0, :, 0].mean(),
+            "actor_critic/imagined_reward": trajectory.rewards[..., 0].mean(),
+            "actor_critic/value": values[..., 0].mean(),
+            "actor_critic/return_scale": divisor[0],
         }
+        for index, name in enumerate(self.term_names[1:], 1):  # the first term's are the plain names
+            metrics[f"actor_critic/imagined_return/{name}"] = returns[0, :, index].mean()
+            metrics[f"actor_critic/imagined_reward/{name}"] = trajectory.rewards[..., index].mean()
+            metrics[f"actor_critic/value/{name}"] = values[..., index].mean()
+            metrics[f"actor_critic/return_scale/{name}"] = divisor[index]
         aux = (stop(trajectory), stop(returns), weights, return_scale, metrics)
         return loss, aux
 
     def _critic_loss(self, critic_params, slow_critic_params, features, returns, weights):
         dist = self.value_dist(critic_params, features)
         slow_values = self.value(slow_critic_params, features)
-        loss = -dist.log_prob(returns) - self.slow_critic_reg * dist.log_prob(slow_values)
-        return jnp.mean(weights * loss), {}
+        loss = -dist.log_prob(returns) - self.slow_critic_reg * dist.log_prob(slow_values)  # [H, N, K]
+        return jnp.mean(weights * jnp.sum(loss, -1)), {}

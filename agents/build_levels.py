@@ -28,6 +28,8 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
     level_backbones = resolve_backbones(hierarchy.levels, hierarchy.backbones, sections.world_model.backbone)
     if goal.space not in GOAL_SPACES:
         raise ValueError(f"goal.space must be one of {GOAL_SPACES}, got {goal.space!r}")
+    discounts = resolve_discounts(hierarchy.levels, hierarchy.discount)
+    entropies = list(hierarchy.entropy) or [agent.entropy] * hierarchy.levels
     levels: list[Level] = []
     period, length = 1, sections.sequence_length
     for index in range(hierarchy.levels):
@@ -37,26 +39,44 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
         top = index == hierarchy.levels - 1
         world_model = dataclasses.replace(sections.world_model, backbone=level_backbones[index])
         model_kwargs = dict(as_kwargs(world_model), backbone_kwargs=sections.backbones[world_model.backbone])
-        horizon = _horizon(index, top, ks, hierarchy, agent)
+        novelty = hierarchy.novelty if top else 0.0
+        task_scale = 0.0 if top else goal.task_reward_scale
+        terms = Level.reward_terms(top, goal.reward_scale, task_scale, novelty)
+        settings = dataclasses.replace(agent, horizon=_horizon(index, top, ks, hierarchy, agent),
+                                       entropy=entropies[index])
         if index == 0:
             model = WorldModel(obs_layout.mlp_shapes, obs_layout.cnn_shapes, action_layout.dim, **model_kwargs,
                                event_streams=obs_layout.event_streams)  # event camera hook (#18)
-            actor_critic = ActorCritic(action_layout.dim, action_layout.discrete,
-                                       **as_kwargs(dataclasses.replace(agent, horizon=horizon)))
+            actor_critic = ActorCritic(action_layout.dim, action_layout.discrete, reward_terms=terms,
+                                       **as_kwargs(settings))
         else:
             below = levels[index - 1].world_model.feature_dim
             # the level below's latent features are not an observation: rare one-hot classes have a
             # tiny batch variance, which the variance-scaled vector loss would blow up
             model = WorldModel({FEATURES: (below,)}, {}, goal_action_dim(goal), **{**model_kwargs, "vector_loss": "mse"})
-            actor_critic = _goal_actor_critic(goal, agent, period, horizon)
+            discount = discounts[index - 1] or agent.discount**period
+            actor_critic = _goal_actor_critic(goal, dataclasses.replace(settings, discount=discount), terms)
+        goal_size = _goal_size(goal, world_model)
+        lower_goal_size = levels[index - 1].goal_size if index > 0 else 0
+        goal_autoencoder = _autoencoder(lower_goal_size, world_model, hierarchy, goal) if (
+            index > 0 and goal.space == "autoencoder") else None
+        # a top that needs novelty and has no goal autoencoder describes goal features with its own
+        novelty_autoencoder = _autoencoder(lower_goal_size or goal_size, world_model, hierarchy, goal) if (
+            novelty > 0 and goal_autoencoder is None) else None
         levels.append(Level(
-            index, top, model, actor_critic, period, length, goal.reward_scale, goal.task_reward_scale,
-            _goal_autoencoder(index, levels, world_model, hierarchy, goal),
+            index, top, model, actor_critic, period, length, goal_size, lower_goal_size, goal.reward_scale,
+            task_scale, novelty, goal_autoencoder, novelty_autoencoder,
             _ensemble(index, top, model, world_model, hierarchy),
             hierarchy.disagreement_penalty if index > 0 else 0.0,
             hierarchy.exploration_bonus if top else 0.0,
         ))
     return levels
+
+
+def _goal_size(goal: GoalConfig, world_model: WorldModelConfig) -> int:
+    """Size of a level's goal features: its deterministic state, or all its latent features."""
+    full = world_model.deter + world_model.stoch * world_model.classes
+    return world_model.deter if goal.features == "deter" else full
 
 
 def goal_action_dim(goal: GoalConfig) -> int:
@@ -74,20 +94,18 @@ def _horizon(index: int, top: bool, ks: Sequence[int], hierarchy: HierarchyConfi
     return hierarchy.abstract_horizon or agent.horizon
 
 
-def _goal_actor_critic(goal: GoalConfig, agent: ActorCriticConfig, period: int, horizon: int) -> ActorCritic:
-    """The actor-critic of a level above 0: one discount step per abstract step of ``period``
-    environment steps; goal codes (grouped one-hots) or continuous goal actions."""
-    settings = dataclasses.replace(agent, discount=agent.discount**period, horizon=horizon)
+def _goal_actor_critic(goal: GoalConfig, settings: ActorCriticConfig, terms) -> ActorCritic:
+    """The actor-critic of a level above 0 (``settings`` already hold its discount per abstract step):
+    goal codes (grouped one-hots) or continuous goal actions."""
     codes = goal.space == "autoencoder"
-    return ActorCritic(goal_action_dim(goal), codes, action_groups=goal.codes if codes else 1, **as_kwargs(settings))
+    return ActorCritic(goal_action_dim(goal), codes, action_groups=goal.codes if codes else 1, reward_terms=terms,
+                       **as_kwargs(settings))
 
 
-def _goal_autoencoder(index: int, levels: Sequence[Level], world_model: WorldModelConfig, hierarchy: HierarchyConfig,
-                      goal: GoalConfig) -> GoalAutoencoder | None:
-    if index == 0 or goal.space != "autoencoder":
-        return None
-    return GoalAutoencoder(levels[index - 1].world_model.feature_dim, goal.codes, goal.classes, world_model.units,
-                           world_model.layers, goal.kl, hierarchy.lr, hierarchy.grad_clip)
+def _autoencoder(feature_dim: int, world_model: WorldModelConfig, hierarchy: HierarchyConfig,
+                 goal: GoalConfig) -> GoalAutoencoder:
+    return GoalAutoencoder(feature_dim, goal.codes, goal.classes, world_model.units, world_model.layers, goal.kl,
+                           hierarchy.lr, hierarchy.grad_clip, kl_target=goal.kl_target)
 
 
 def _ensemble(index: int, top: bool, model: WorldModel, world_model: WorldModelConfig,
@@ -115,6 +133,20 @@ def resolve_ks(levels: int, ks: Sequence[int]) -> list[int]:
             f"hierarchy.levels={levels}), or a single factor for all of them"
         )
     return [int(k) for k in ks]
+
+
+def resolve_discounts(levels: int, discounts: Sequence[float]) -> list[float | None]:
+    """The discount per abstract step of each level above 0 (None: ``agent.discount ** K``):
+    ``hierarchy.discount`` lists one per level above 0, one for all, or none."""
+    discounts = [float(d) for d in discounts]
+    if levels == 1 or not discounts:
+        return [None] * (levels - 1)
+    if len(discounts) == 1:
+        return discounts * (levels - 1)
+    if len(discounts) != levels - 1:
+        raise ValueError(f"hierarchy.discount={discounts} must give one discount per level above 0 "
+                         f"({levels - 1}), one for all of them, or none")
+    return discounts
 
 
 def resolve_backbones(levels: int, backbones: Sequence[str], default: str) -> list[str]:

@@ -5,6 +5,9 @@ every level, asks that level's world model what discounted sum of the level's ow
 will collect over the level's imagination horizon. It then adds up what the same policy really
 collected over the same steps. The difference, imagined minus real, is the level's *exploitation
 gap*: a policy that learned to exploit errors of its world model expects far more than it gets.
+A level below the top opens its windows only where the level above ticks: its imagination holds one
+goal for its whole horizon, so only a window that starts with a new goal sees the same goal in
+reality (a window opened mid-goal would compare the current goal with the next one).
 
 The reward of a level is the one it trains on: the task reward at the top; below it the similarity
 of the level's state to the goal from above plus the weighted task reward. A level's real reward
@@ -13,7 +16,9 @@ model is trained to predict. Windows that a time limit cuts short are dropped; a
 a window early (nothing is collected after it, in the model and in reality).
 
 It also reports how often the level below reaches a goal within one step of the level above
-(``goal/reach_rate``), and pairs of images per level: each goal decoded to an observation, beside
+(``goal/reach_rate``), how often it would have "reached" a random goal of the same goal space that
+it never pursued (``goal/chance_reach_rate``), their difference (``goal/reach_lift``: what pursuing
+the goal adds over chance), and pairs of images per level: each goal decoded to an observation, beside
 what the agent actually saw when that goal's time was up.
 """
 
@@ -79,21 +84,23 @@ class _LevelMeter:
         self.collected = np.zeros(num_envs)  # discounted task reward since the level's last step
         self.elapsed = np.zeros(num_envs, np.int64)
         self.reached: list[float] = []
+        self.chance_reached: list[float] = []
 
-    def step(self, record: dict, ticks: np.ndarray, features: np.ndarray, goal: np.ndarray | None,
-             imagined: np.ndarray) -> None:
-        """Account for one environment step; ``goal`` is the one in effect up to it (None at the top)."""
+    def step(self, record: dict, ticks: np.ndarray, opens: np.ndarray, features: np.ndarray,
+             goal: np.ndarray | None, imagined: np.ndarray) -> None:
+        """Account for one environment step: ``ticks`` where this level took a step, ``opens`` where
+        a window starts; ``goal`` is the one in effect up to this step (None at the top)."""
         first, last, terminal = record["is_first"], record["is_last"], record["is_terminal"]
         self.collected = np.where(first, 0.0, self.collected + self.env_discount**self.elapsed * record["reward"])
         self.elapsed = np.where(first, 0, self.elapsed + 1)
         step_done = (ticks | last) & ~first
-        reward = np.asarray(self.level.reward(features, goal, self.collected))
+        reward = np.asarray(self.level.weighted_reward(features, goal, self.collected))
         for env, tracker in enumerate(self.trackers):
             if step_done[env]:
                 tracker.add(float(reward[env]))
             if last[env]:
                 tracker.end_episode(bool(terminal[env]))
-            elif ticks[env]:
+            elif opens[env]:
                 tracker.open(float(imagined[env]))
         self.collected = np.where(step_done, 0.0, self.collected)
         self.elapsed = np.where(step_done, 0, self.elapsed)
@@ -108,8 +115,13 @@ class _LevelMeter:
             scalars[f"{prefix}/exploitation/real_return"] = float(real_mean)
             scalars[f"{prefix}/exploitation/gap"] = float(imagined_mean - real_mean)
         if self.reached:
-            scalars[f"{prefix}/goal/reach_rate"] = float(np.mean(np.array(self.reached) >= reach_threshold))
+            reach = float(np.mean(np.array(self.reached) >= reach_threshold))
+            scalars[f"{prefix}/goal/reach_rate"] = reach
             scalars[f"{prefix}/goal/closest_similarity"] = float(np.mean(self.reached))
+            if self.chance_reached:
+                chance = float(np.mean(np.array(self.chance_reached) >= reach_threshold))
+                scalars[f"{prefix}/goal/chance_reach_rate"] = chance
+                scalars[f"{prefix}/goal/reach_lift"] = reach - chance
         return scalars
 
 
@@ -140,14 +152,17 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
         record, finished = collector.step(policy)
         key, imagine_key = jax.random.split(key)
         imagined = np.asarray(agent.imagined_returns(state, policy_state, imagine_key))  # [levels, N]
+        ticks = [np.ones(num_envs, bool)] + [np.asarray(tick) for tick in policy_state.ticks]
         for index, meter in enumerate(meters):
-            ticks = np.ones(num_envs, bool) if index == 0 else np.asarray(policy_state.ticks[index - 1])
             goal = None if meter.level.top else np.asarray(previous.goals[index])
             features = np.asarray(state_features(policy_state.latents[index]))
-            meter.step(record, ticks, features, goal, imagined[index])
+            opens = ticks[index] if meter.level.top else ticks[index + 1]  # a new goal from above
+            meter.step(record, ticks[index], opens, features, goal, imagined[index])
             if not meter.level.top:
-                done = np.asarray(policy_state.finished[index])
-                meters[index + 1].reached.extend(done[np.isfinite(done)].tolist())
+                for reached, finished in ((meters[index + 1].reached, policy_state.finished[index]),
+                                          (meters[index + 1].chance_reached, policy_state.chance_finished[index])):
+                    done = np.asarray(finished)
+                    reached.extend(done[np.isfinite(done)].tolist())
         images.observe(state, policy_state, record)
         finished_episodes += len(finished)
     scalars = {name: value for meter in meters for name, value in meter.scalars(agent.reach_threshold).items()}

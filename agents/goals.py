@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from agents.optimization import make_optimizer, masked_mean
+from agents.optimization import gradient_step, make_optimizer, masked_mean
 from world_models.distributions import OneHotCategorical, symexp, symlog, unimix_logits
 from world_models.nets import MLP
 
@@ -75,40 +75,102 @@ class _AutoencoderNet(nn.Module):
 
 
 class GoalAutoencoder:
-    """A discrete-code autoencoder of the features of the level below (``goal.space: autoencoder``).
+    """A discrete-code autoencoder of the goal features of the level below (``goal.space: autoencoder``).
+
+    Its KL weight is held at a target: after every update the weight grows by ``kl_rate`` (a factor
+    ``exp(kl_rate)``) while the KL per code is above ``kl_target`` and shrinks while it is below, so
+    that the codes neither collapse to the prior (every code decodes to one average state) nor
+    memorise the batch. ``kl_target = 0`` keeps the weight fixed at ``kl``.
+
+    Its parameters are ``{"net": ..., "log_kl_weight": []}``; the optimiser trains ``net`` only.
 
     Args:
       feature_dim: size of the features it encodes.
       codes, classes: the code is ``codes`` one-hot categoricals of ``classes`` classes.
-      units, layers: MLP sizes; kl: weight of the KL to the uniform code prior; unimix: uniform mix
-        of the code categoricals; lr, grad_clip: the optimiser (``agents.optimization``).
+      units, layers: MLP sizes; kl: (initial) weight of the KL to the uniform code prior;
+      kl_target: nats per code the weight is tuned to hold; unimix: uniform mix of the code
+      categoricals; lr, grad_clip: the optimiser (``agents.optimization``).
     """
 
+    kl_rate = 0.01
+    kl_weight_range = (1e-4, 1e2)
+
     def __init__(self, feature_dim: int, codes: int, classes: int, units: int, layers: int,
-                 kl: float, lr: float, grad_clip: float, unimix: float = 0.01):
+                 kl: float, lr: float, grad_clip: float, unimix: float = 0.01, kl_target: float = 0.0):
         self.net = _AutoencoderNet(feature_dim, codes, classes, units, layers)
         self.feature_dim, self.codes, self.classes = feature_dim, codes, classes
         self.code_dim = codes * classes
-        self.kl, self.unimix = kl, unimix
+        self.kl, self.kl_target, self.unimix = kl, kl_target, unimix
         self.optimizer = make_optimizer(lr, grad_clip)
 
     def init(self, key: jax.Array) -> Any:
-        return self.net.init(key, jnp.zeros((1, self.feature_dim)))["params"]
+        net = self.net.init(key, jnp.zeros((1, self.feature_dim)))["params"]
+        return {"net": net, "log_kl_weight": jnp.log(jnp.asarray(self.kl, jnp.float32))}
+
+    def init_optimizer(self, params) -> Any:
+        return self.optimizer.init(params["net"])
 
     def decode(self, params, code: jax.Array) -> jax.Array:
         """The goal ``[..., F]`` of a flattened one-hot code ``[..., codes * classes]``."""
-        return symexp(self.net.apply({"params": params}, code, method=_AutoencoderNet.decode))
+        return symexp(self.net.apply({"params": params["net"]}, code, method=_AutoencoderNet.decode))
 
-    def loss(self, params, features: jax.Array, mask: jax.Array, key: jax.Array):
-        """Reconstruction (symlog space) plus KL of the code to uniform, over masked ``[..., F]``."""
-        logits = unimix_logits(self.net.apply({"params": params}, features, method=_AutoencoderNet.encode), self.unimix)
+    def code_logits(self, params, features: jax.Array) -> jax.Array:
+        """Normalised log-probabilities ``[..., codes, classes]`` of the code of ``features [..., F]``."""
+        logits = self.net.apply({"params": params["net"]}, features, method=_AutoencoderNet.encode)
+        return unimix_logits(logits, self.unimix)
+
+    def novelty(self, params, features: jax.Array) -> jax.Array:
+        """How badly the most likely code reconstructs ``features [..., F]`` (summed squared error in
+        symlog space): high where the autoencoder has seen few such states. ``[...]``."""
+        logits = self.code_logits(params, features)
+        code = jax.nn.one_hot(jnp.argmax(logits, -1), self.classes).reshape(features.shape[:-1] + (-1,))
+        recon = self.net.apply({"params": params["net"]}, code, method=_AutoencoderNet.decode)
+        return jnp.sum((recon - symlog(features)) ** 2, -1)
+
+    def loss(self, net_params, log_kl_weight: jax.Array, features: jax.Array, mask: jax.Array, key: jax.Array):
+        """Reconstruction (symlog space) plus weighted KL of the code to uniform, over masked ``[..., F]``."""
+        params = {"net": net_params}
+        logits = self.code_logits(params, features)
         code = OneHotCategorical(logits).sample(key).reshape(features.shape[:-1] + (-1,))
-        recon = self.net.apply({"params": params}, code, method=_AutoencoderNet.decode)
+        recon = self.net.apply({"params": net_params}, code, method=_AutoencoderNet.decode)
         reconstruction = jnp.sum((recon - symlog(features)) ** 2, -1)
         kl = jnp.sum(jnp.exp(logits) * (logits + jnp.log(self.classes)), (-2, -1))
-        total = masked_mean(reconstruction, mask) + self.kl * masked_mean(kl, mask)
-        metrics = {"goal/autoencoder_loss": masked_mean(reconstruction, mask), "goal/autoencoder_kl": masked_mean(kl, mask)}
+        weight = jnp.exp(log_kl_weight)
+        total = masked_mean(reconstruction, mask) + weight * masked_mean(kl, mask)
+        metrics = {
+            "goal/autoencoder_loss": masked_mean(reconstruction, mask),
+            "goal/autoencoder_kl": masked_mean(kl, mask),
+            "goal/autoencoder_kl_weight": weight,
+            "goal/code_perplexity": code_perplexity(jnp.argmax(logits, -1), mask, self.classes),
+        }
         return total, metrics
+
+    def update(self, params, opt_state, features: jax.Array, mask: jax.Array, key: jax.Array):
+        """One optimiser step on the network, then the KL weight's step towards its target:
+        ``(params, opt_state, metrics)``."""
+        step = gradient_step(self.loss, self.optimizer, params["net"], opt_state,
+                             params["log_kl_weight"], features, mask, key)
+        log_weight = params["log_kl_weight"]
+        if self.kl_target > 0:
+            kl_per_code = step.aux["goal/autoencoder_kl"] / self.codes
+            direction = jnp.sign(kl_per_code - self.kl_target)
+            low, high = self.kl_weight_range
+            log_weight = jnp.clip(log_weight + self.kl_rate * direction, jnp.log(low), jnp.log(high))
+        metrics = {**step.aux, "goal_autoencoder/grad_norm": step.grad_norm}
+        return {"net": step.params, "log_kl_weight": log_weight}, step.opt_state, metrics
+
+
+def code_perplexity(code_index: jax.Array, mask: jax.Array, classes: int) -> jax.Array:
+    """``exp(entropy)`` of the empirical distribution of whole codes ``[..., codes]`` (class indices
+    below ``classes``) over the masked batch: how many codes are in use, as if used equally often."""
+    flat = code_index.reshape(-1, code_index.shape[-1]).astype(jnp.float32)
+    # one float id per whole code: exact while classes ** codes <= 2 ** 24 (8 x 8 codes: exactly)
+    ids = jnp.sum(flat * float(classes) ** jnp.arange(flat.shape[-1]), -1)
+    weights = mask.reshape(-1).astype(jnp.float32)
+    same = (ids[:, None] == ids[None, :]).astype(jnp.float32)  # [N, N]: small batches of tick states
+    share = (same @ weights) / jnp.maximum(jnp.sum(weights), 1.0)  # each sample's code's frequency
+    entropy = -jnp.sum(weights * jnp.log(jnp.maximum(share, 1e-12))) / jnp.maximum(jnp.sum(weights), 1.0)
+    return jnp.exp(entropy)
 
 
 class _EnsembleNet(nn.Module):
@@ -153,6 +215,14 @@ class Ensemble:
 
     def init(self, key: jax.Array) -> Any:
         return self.net.init(key, jnp.zeros((1, self.input_dim)))["params"]
+
+    def init_optimizer(self, params) -> Any:
+        return self.optimizer.init(params)
+
+    def update(self, params, opt_state, inputs: jax.Array, targets: jax.Array, mask: jax.Array):
+        """One optimiser step: ``(params, opt_state, metrics)``."""
+        step = gradient_step(self.loss, self.optimizer, params, opt_state, inputs, targets, mask)
+        return step.params, step.opt_state, {**step.aux, "ensemble/grad_norm": step.grad_norm}
 
     def loss(self, params, inputs: jax.Array, targets: jax.Array, mask: jax.Array):
         predictions = self.net.apply({"params": params}, inputs)  # [E, ..., D]

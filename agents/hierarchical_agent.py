@@ -31,7 +31,7 @@ from agents.build_levels import build_levels, goal_action_dim
 from agents.build_levels import resolve_backbones, resolve_ks  # noqa: F401 - re-exported: the per-level checks
 from agents.goals import goal_similarity
 from agents.images import decode_to_observations, reconstruction_images
-from agents.level import Level, LevelState, level_key
+from agents.level import Level, LevelState, goal_view, level_key
 from agents.optimization import select_rows
 from agents.spaces import ActionLayout, ObsLayout, action_layout, observation_layout
 from configs.sections import AgentSections, agent_sections
@@ -47,6 +47,7 @@ class HierarchicalTrainState:
     levels: tuple[LevelState, ...]
     key: jax.Array
     updates: jax.Array  # train steps taken, 0-d int32
+    rewarded: jax.Array  # 0-d bool: a batch has held a rewarded step (turns the disagreement penalty on)
 
 
 class HierarchicalPolicyState(NamedTuple):
@@ -60,6 +61,10 @@ class HierarchicalPolicyState(NamedTuple):
     closest: tuple[jax.Array, ...]  # per level below the top, best goal similarity since the goal was set
     finished: tuple[jax.Array, ...]  # per level below the top, the best similarity of a goal replaced at
     # this step (NaN where none was): the goal-reach statistics
+    chance_closest: tuple[jax.Array, ...]  # the same for a random goal drawn at each tick and never
+    chance_finished: tuple[jax.Array, ...]  # pursued: how often a goal counts as reached by chance
+    chance_goals: tuple[jax.Array, ...]
+    policy_acted: jax.Array  # [N] bool: the agent's policy picked this step's actions (not random prefill)
 
 
 class HierarchicalAgent:
@@ -90,7 +95,7 @@ class HierarchicalAgent:
     def init(self, key: jax.Array) -> HierarchicalTrainState:
         world_model_key, actor_critic_key, key = jax.random.split(key, 3)
         levels = tuple(level.init(world_model_key, actor_critic_key) for level in self.levels)
-        return HierarchicalTrainState(levels, key, jnp.zeros((), jnp.int32))
+        return HierarchicalTrainState(levels, key, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
 
     def parameter_counts(self, state: HierarchicalTrainState) -> dict[str, int]:
         counts = {}
@@ -104,8 +109,9 @@ class HierarchicalAgent:
         return counts
 
     def replay_fields(self) -> dict[str, tuple[tuple[int, ...], Any]]:
-        """Per-step fields acting adds to replay: each level's ticks and abstract actions."""
-        fields = {}
+        """Per-step fields acting adds to replay: each level's ticks and abstract actions, and whether
+        the policy acted (an abstract action issued during random prefill was never followed)."""
+        fields = {"policy_acted": ((), np.bool_)} if self.num_levels > 1 else {}
         for level in range(1, self.num_levels):
             fields[f"tick_{level}"] = ((), np.bool_)
             fields[f"goal_action_{level}"] = ((self.goal_action_dim,), np.float32)
@@ -113,7 +119,7 @@ class HierarchicalAgent:
 
     def replay_extras(self, policy_state: HierarchicalPolicyState) -> dict[str, np.ndarray]:
         """The ``replay_fields`` of the step just taken."""
-        extras = {}
+        extras = {"policy_acted": np.asarray(policy_state.policy_acted)} if self.num_levels > 1 else {}
         for level in range(1, self.num_levels):
             extras[f"tick_{level}"] = np.asarray(policy_state.ticks[level - 1])
             extras[f"goal_action_{level}"] = np.asarray(policy_state.actions[level])
@@ -123,30 +129,36 @@ class HierarchicalAgent:
     def _train_step(self, state: HierarchicalTrainState, batch: Batch):
         key, world_model_key, actor_critic_key = jax.random.split(state.key, 3)
         levels, sequences, metrics = self._update_world_models(state, batch, world_model_key)
-        levels, behaviour_metrics = self._update_behaviours(state, levels, sequences, actor_critic_key)
+        rewarded = state.rewarded | jnp.any(batch["reward"] != 0)
+        levels, behaviour_metrics = self._update_behaviours(state, levels, sequences, rewarded, actor_critic_key)
         metrics.update(behaviour_metrics)
-        return HierarchicalTrainState(tuple(levels), key, state.updates + 1), metrics
+        metrics["replay/rewarded_fraction"] = jnp.mean((batch["reward"] != 0).astype(jnp.float32))
+        return HierarchicalTrainState(tuple(levels), key, state.updates + 1, rewarded), metrics
 
     def _update_world_models(self, state: HierarchicalTrainState, batch: Batch, key: jax.Array):
         """Bottom-up: each level's batch is strided from the posterior of the level below.
         Returns the new level states, each level's ``(bookkeeping, posterior)`` and the metrics."""
         levels, sequences, metrics = list(state.levels), [], {}
         for index, level in enumerate(self.levels):
+            described = None
             if index == 0:
                 model_batch, book = dict(batch), level_zero_bookkeeping(batch)
             else:
                 lower_book, lower_posterior = sequences[-1]
+                lower_features = jax.lax.stop_gradient(state_features(lower_posterior))
                 model_batch, book = abstract_batch(
-                    lower_book, jax.lax.stop_gradient(state_features(lower_posterior)), batch[f"tick_{index}"],
-                    batch[f"goal_action_{index}"], level.sequence_length, self.discount,
+                    lower_book, lower_features, batch[f"tick_{index}"], batch[f"goal_action_{index}"],
+                    level.sequence_length, self.discount, batch["policy_acted"],
                 )
+                described = (lower_features, lower_book["mask"])
             levels[index], level_metrics, posterior = level.update_world_model(
-                levels[index], model_batch, level_key(key, index))
+                levels[index], model_batch, described, level_key(key, index))
             metrics.update(_prefixed(index, level_metrics))
             sequences.append((book, posterior))
         return levels, sequences, metrics
 
-    def _update_behaviours(self, state: HierarchicalTrainState, levels: list[LevelState], sequences, key: jax.Array):
+    def _update_behaviours(self, state: HierarchicalTrainState, levels: list[LevelState], sequences,
+                           rewarded: jax.Array, key: jax.Array):
         """Top-down: each level trains with the goals the level above hands down now. Goals are
         picked and decoded with the parameters before this step, the ones the posteriors came from."""
         levels, metrics = list(levels), {}
@@ -156,12 +168,13 @@ class HierarchicalAgent:
             index_key = level_key(key, index)
             handed_down = (None, None)
             if index > 0:
+                lower_book, lower_posterior = sequences[index - 1]
                 handed_down, goal_metrics = level.hand_down_goals(
-                    state.levels[index], book, posterior, goal, governed, sequences[index - 1][0],
-                    jax.random.fold_in(index_key, 1_000))
+                    state.levels[index], book, posterior, goal, governed, lower_book,
+                    jax.lax.stop_gradient(state_features(lower_posterior)), jax.random.fold_in(index_key, 1_000))
                 metrics.update(_prefixed(index, goal_metrics))
             levels[index], level_metrics = level.update_behaviour(levels[index], book, posterior, goal, governed,
-                                                                  index_key)
+                                                                  rewarded, index_key)
             metrics.update(_prefixed(index, level_metrics))
             goal, governed = handed_down
         return levels, metrics
@@ -172,8 +185,10 @@ class HierarchicalAgent:
 
     def goal_images(self, state: HierarchicalTrainState, goal: jax.Array, level: int) -> dict[str, jax.Array]:
         """A goal of level ``level`` decoded to observations (``agents.images``)."""
+        below = self.levels[level - 1]
+        features = below.world_model.complete_features(state.levels[level - 1].world_model, goal[..., :below.goal_size])
         return decode_to_observations([spec.world_model for spec in self.levels],
-                                      [level_state.world_model for level_state in state.levels], goal, level)
+                                      [level_state.world_model for level_state in state.levels], features, level)
 
     # --------------------------------------------------------------------------------- acting
     def initial_policy_state(self, state: HierarchicalTrainState, batch_size: int) -> HierarchicalPolicyState:
@@ -183,11 +198,15 @@ class HierarchicalAgent:
         return HierarchicalPolicyState(
             latents=tuple(level.world_model.initial(s.world_model, batch_size) for level, s in zip(self.levels, state.levels)),
             actions=tuple(actions),
-            goals=tuple(jnp.zeros((batch_size, level.world_model.feature_dim)) for level in below_top),
+            goals=tuple(jnp.zeros((batch_size, level.goal_size)) for level in below_top),
             step=jnp.zeros((batch_size,), jnp.int32),
             ticks=tuple(jnp.zeros((batch_size,), bool) for _ in range(1, self.num_levels)),
             closest=tuple(jnp.full((batch_size,), -jnp.inf) for _ in below_top),
             finished=tuple(jnp.full((batch_size,), jnp.nan) for _ in below_top),
+            chance_closest=tuple(jnp.full((batch_size,), -jnp.inf) for _ in below_top),
+            chance_finished=tuple(jnp.full((batch_size,), jnp.nan) for _ in below_top),
+            chance_goals=tuple(jnp.zeros((batch_size, level.goal_size)) for level in below_top),
+            policy_acted=jnp.zeros((batch_size,), bool),
         )
 
     def _clock(self, policy_state: HierarchicalPolicyState, is_first: jax.Array):
@@ -201,9 +220,10 @@ class HierarchicalAgent:
         step, ticks = self._clock(policy_state, is_first)
         actions = list(policy_state.actions)
         for index in range(1, self.num_levels):
-            random = self._random_goal_action(jax.random.fold_in(key, index), is_first.shape[0])
+            random = self.levels[index].random_action(jax.random.fold_in(key, index), is_first.shape[0])
             actions[index] = select_rows(ticks[index - 1], random, actions[index])
-        return policy_state._replace(step=step, ticks=ticks, actions=tuple(actions))
+        return policy_state._replace(step=step, ticks=ticks, actions=tuple(actions),
+                                     policy_acted=jnp.zeros_like(is_first, bool))
 
     def _policy_step(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
                      obs: Mapping[str, jax.Array], is_first: jax.Array, key: jax.Array, greedy: bool = False):
@@ -213,6 +233,8 @@ class HierarchicalAgent:
         latents = self._observe(state, policy_state, obs, is_first, ticks, filter_key)
         actions, goals = list(policy_state.actions), list(policy_state.goals)
         closest, finished = list(policy_state.closest), list(policy_state.finished)
+        chance_closest, chance_finished = list(policy_state.chance_closest), list(policy_state.chance_finished)
+        chance_goals = list(policy_state.chance_goals)
         for index in reversed(range(self.num_levels)):
             level, level_state = self.levels[index], state.levels[index]
             index_key = level_key(action_key, index)
@@ -224,12 +246,18 @@ class HierarchicalAgent:
             tick, below = ticks[index - 1], index - 1
             actions[index] = select_rows(tick, action, actions[index])
             new_goal = level.decode_goal(level_state, latents[index], action, jax.random.fold_in(index_key, 1))
-            best = jnp.maximum(closest[below], goal_similarity(state_features(latents[below]), goals[below]))
-            finished[below] = jnp.where(tick & ~is_first, best, jnp.nan)
-            closest[below] = jnp.where(tick, -jnp.inf, best)
+            reached = goal_view(state_features(latents[below]), self.levels[below].goal_size)
+            for track, ended, goal_in_effect in ((closest, finished, goals), (chance_closest, chance_finished, chance_goals)):
+                best = jnp.maximum(track[below], goal_similarity(reached, goal_in_effect[below]))
+                ended[below] = jnp.where(tick & ~is_first, best, jnp.nan)
+                track[below] = jnp.where(tick, -jnp.inf, best)
             goals[below] = select_rows(tick, new_goal, goals[below])
-        new_state = HierarchicalPolicyState(tuple(latents), tuple(actions), tuple(goals), step, ticks,
-                                            tuple(closest), tuple(finished))
+            random_action = level.random_action(jax.random.fold_in(index_key, 2), tick.shape[0])
+            chance_goal = level.decode_goal(level_state, latents[index], random_action, jax.random.fold_in(index_key, 3))
+            chance_goals[below] = select_rows(tick, chance_goal, chance_goals[below])
+        new_state = HierarchicalPolicyState(
+            tuple(latents), tuple(actions), tuple(goals), step, ticks, tuple(closest), tuple(finished),
+            tuple(chance_closest), tuple(chance_finished), tuple(chance_goals), jnp.ones_like(is_first, bool))
         return actions[0], new_state
 
     def _observe(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState, obs: Batch,
@@ -262,13 +290,6 @@ class HierarchicalAgent:
     def _goal(self, policy_state: HierarchicalPolicyState, index: int) -> jax.Array | None:
         """The goal in effect at level ``index`` while acting (None at the top)."""
         return None if index == self.num_levels - 1 else policy_state.goals[index]
-
-    def _random_goal_action(self, key: jax.Array, batch: int) -> jax.Array:
-        goal = self.sections.goal
-        if goal.space == "autoencoder":
-            index = jax.random.randint(key, (batch, goal.codes), 0, goal.classes)
-            return jax.nn.one_hot(index, goal.classes).reshape(batch, -1)
-        return jax.random.uniform(key, (batch, self.goal_action_dim), minval=-1.0, maxval=1.0)
 
 
 def _prefixed(level: int, metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:

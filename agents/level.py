@@ -2,8 +2,14 @@
 
 Level 0 models the environment and acts in its action space; level l > 0 models level l-1 once per
 ``K_l`` of its steps (``world_models.hierarchy``) and acts in a goal space (``agents.goals``). Every
-level below the top is handed a goal ``[..., F_l]`` (a target in its own feature space) by the level
-above. What one level does on its own lives here, once: its policy input (features joined with the
+level below the top is handed a goal ``[..., G_l]`` by the level above: a target for its *goal
+features*, the first ``G_l`` entries of its latent features (its deterministic state with
+``goal.features: deter``, everything with ``full``).
+
+Rewards come in named terms, each with its own critic and return scale (``agents.actor_critic``):
+below the top ``goal`` (similarity to the goal) and, if weighted, ``task``; at the top ``task`` and, if
+weighted, ``novelty`` (how badly an autoencoder of goal features reconstructs the state the level
+imagines reaching: high in places the agent has rarely been). What one level does on its own lives here, once: its policy input (features joined with the
 goal), its reward, its updates, and how its abstract actions become goals of the level below. The
 agent (``agents.hierarchical_agent``) is the loop over levels and the acting clock.
 """
@@ -31,13 +37,19 @@ class LevelState:
     world_model: Any
     world_model_opt: Any
     actor_critic: ActorCriticState
-    auxiliary: dict  # {"goal_autoencoder": ..., "ensemble": ...} parameters, where the config asks for them
+    auxiliary: dict  # {"goal_autoencoder" | "novelty_autoencoder" | "ensemble": parameters}, where used
     auxiliary_opt: dict
 
 
 def level_key(key: jax.Array, level: int) -> jax.Array:
     """Level 0 uses ``key`` itself (so that one level reproduces the flat agent), level l a fold."""
     return key if level == 0 else jax.random.fold_in(key, level)
+
+
+def goal_view(features: jax.Array, size: int) -> jax.Array:
+    """The goal features of a level's latent features ``[..., F]``: their first ``size`` entries
+    (``state_features`` puts the deterministic state first)."""
+    return features[..., :size]
 
 
 def _flatten(leaf: jax.Array) -> jax.Array:
@@ -50,34 +62,55 @@ class Level:
     index: the level's position, 0 at the environment; top: whether no level sits above it.
     world_model, actor_critic: its parts; its actor-critic sees ``policy_input``.
     period: environment steps per step of this level; sequence_length: of its training sequences.
-    goal_reward_scale, task_reward_scale: weights of a level below the top's reward terms.
-    goal_autoencoder: decodes its abstract actions into goals (``goal.space: autoencoder``), or None.
+    goal_size: size of its goal features (``goal_view``); lower_goal_size: that of the level below
+      (0 at level 0).
+    goal_reward_scale, task_reward_scale: weights of a level below the top's reward terms (a zero
+      task weight drops the term); novelty_scale: weight of the top's novelty term (0: none).
+    goal_autoencoder: decodes its abstract actions into goals (``goal.space: autoencoder``), or None;
+      novelty_autoencoder: where the top needs novelty and has no goal autoencoder, one of the goal
+      features it describes (its own at level 0, the level below's above), or None.
     ensemble: measures its model's doubt, or None; disagreement_penalty, exploration_bonus: times
-      that doubt, subtracted from / added to its imagined reward.
+      that doubt, subtracted from / added to its imagined reward (the penalty only once a rewarded
+      step has been replayed).
     """
 
     def __init__(self, index: int, top: bool, world_model: WorldModel, actor_critic: ActorCritic, period: int,
-                 sequence_length: int, goal_reward_scale: float, task_reward_scale: float,
-                 goal_autoencoder: GoalAutoencoder | None, ensemble: Ensemble | None,
+                 sequence_length: int, goal_size: int, lower_goal_size: int, goal_reward_scale: float,
+                 task_reward_scale: float, novelty_scale: float, goal_autoencoder: GoalAutoencoder | None,
+                 novelty_autoencoder: GoalAutoencoder | None, ensemble: Ensemble | None,
                  disagreement_penalty: float, exploration_bonus: float):
         self.index, self.top = index, top
         self.world_model, self.actor_critic = world_model, actor_critic
         self.period, self.sequence_length = period, sequence_length
+        self.goal_size, self.lower_goal_size = goal_size, lower_goal_size
         self.goal_reward_scale, self.task_reward_scale = goal_reward_scale, task_reward_scale
+        self.novelty_scale = novelty_scale
         self.goal_autoencoder, self.ensemble = goal_autoencoder, ensemble
         self.disagreement_penalty, self.exploration_bonus = disagreement_penalty, exploration_bonus
-        auxiliaries = {"goal_autoencoder": goal_autoencoder, "ensemble": ensemble}
+        auxiliaries = {"goal_autoencoder": goal_autoencoder, "novelty_autoencoder": novelty_autoencoder,
+                       "ensemble": ensemble}
         self.auxiliaries = {name: part for name, part in auxiliaries.items() if part is not None}
+        self.novelty_source = "goal_autoencoder" if goal_autoencoder is not None else "novelty_autoencoder"
+        if novelty_scale > 0 and self.novelty_source not in self.auxiliaries:
+            raise ValueError(f"level {index} weights novelty but has no autoencoder to measure it with")
+
+    @staticmethod
+    def reward_terms(top: bool, goal_reward_scale: float, task_reward_scale: float, novelty_scale: float
+                     ) -> tuple[tuple[str, float], ...]:
+        """``(name, weight)`` of a level's reward terms, in the order ``reward`` returns them (then novelty)."""
+        if top:
+            return (("task", 1.0),) + ((("novelty", novelty_scale),) if novelty_scale > 0 else ())
+        return (("goal", goal_reward_scale),) + ((("task", task_reward_scale),) if task_reward_scale > 0 else ())
 
     @property
     def policy_input_dim(self) -> int:
         features = self.world_model.feature_dim
-        return features if self.top else 2 * features
+        return features if self.top else features + self.goal_size
 
     def init(self, world_model_key: jax.Array, actor_critic_key: jax.Array) -> LevelState:
         """Parameters and optimiser states, from the agent's (unfolded) keys."""
         params = self.world_model.init(level_key(world_model_key, self.index))
-        offsets = {"goal_autoencoder": 100, "ensemble": 200}
+        offsets = {"goal_autoencoder": 100, "ensemble": 200, "novelty_autoencoder": 300}
         auxiliary = {name: part.init(jax.random.fold_in(world_model_key, offsets[name] + self.index))
                      for name, part in self.auxiliaries.items()}
         return LevelState(
@@ -85,50 +118,103 @@ class Level:
             world_model_opt=self.world_model.optimizer.init(params),
             actor_critic=self.actor_critic.init(level_key(actor_critic_key, self.index), self.policy_input_dim),
             auxiliary=auxiliary,
-            auxiliary_opt={name: self.auxiliaries[name].optimizer.init(p) for name, p in auxiliary.items()},
+            auxiliary_opt={name: self.auxiliaries[name].init_optimizer(p) for name, p in auxiliary.items()},
         )
 
     # ------------------------------------------------------------------------------ what it means
     def policy_input(self, features: jax.Array, goal: jax.Array | None) -> jax.Array:
-        """What actor and critic see: ``features [..., F]`` joined with the goal ``[..., F]`` from
+        """What actor and critic see: ``features [..., F]`` joined with the goal ``[..., G]`` from
         above (broadcast over the leading axes of ``features``); the top level sees its features."""
         if goal is None:
             return features
         return jnp.concatenate([features, jnp.broadcast_to(goal, features.shape[:-1] + goal.shape[-1:])], -1)
 
     def reward(self, features: jax.Array, goal: jax.Array | None, task: jax.Array) -> jax.Array:
-        """The reward (without the ensemble terms) of arriving in ``features`` with task reward ``task``:
-        the task reward at the top; below it, similarity to the goal plus the weighted task reward."""
+        """The reward terms ``[..., K]`` of arriving in ``features`` with task reward ``task`` that reality
+        can measure too (all but novelty): ``task`` at the top; below it ``goal`` (similarity of the goal
+        features to the goal) and, if weighted, ``task``."""
         if self.top:
-            return task
-        return self.goal_reward_scale * goal_similarity(features, goal) + self.task_reward_scale * task
+            return task[..., None]
+        terms = [goal_similarity(goal_view(features, self.goal_size), goal)]
+        if self.task_reward_scale > 0:
+            terms.append(task)
+        return jnp.stack(terms, -1)
+
+    def weighted_reward(self, features: jax.Array, goal: jax.Array | None, task: jax.Array) -> jax.Array:
+        """The weighted sum of ``reward``'s terms ``[...]``: what the level is paid, for diagnostics."""
+        weights = self.actor_critic.term_weights[: 1 if self.top else None]
+        return jnp.sum(self.reward(features, goal, task) * weights, -1)
+
+    def novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
+        """The novelty of this level's states ``features [..., F]``: the reconstruction error of their
+        goal features (at level 0 its own, above the level below's as this level's model decodes them)."""
+        autoencoder = self.auxiliaries[self.novelty_source]
+        if self.index == 0:
+            described = goal_view(features, self.goal_size)
+        else:
+            decoded = symexp(self.world_model.decode(state.world_model, features)[FEATURES])
+            described = goal_view(decoded, self.lower_goal_size)
+        return autoencoder.novelty(state.auxiliary[self.novelty_source], described)
 
     def act(self, state: LevelState, features: jax.Array, goal: jax.Array | None, key: jax.Array,
             greedy: bool = False) -> jax.Array:
         return self.actor_critic.act(state.actor_critic.actor, self.policy_input(features, goal), key, greedy)
 
+    def random_action(self, key: jax.Array, batch: int) -> jax.Array:
+        """Uniformly random actions ``[batch, A]`` of this level: one-hot codes per group, or ``[-1, 1]``."""
+        ac = self.actor_critic
+        if ac.discrete:
+            classes = ac.action_dim // ac.action_groups
+            index = jax.random.randint(key, (batch, ac.action_groups), 0, classes)
+            return jax.nn.one_hot(index, classes).reshape(batch, -1)
+        return jax.random.uniform(key, (batch, ac.action_dim), minval=-1.0, maxval=1.0)
+
+    def controllability(self, state: LevelState, posterior: RSSMState, key: jax.Array,
+                        starts: int = 32, actions: int = 8) -> dict[str, jax.Array]:
+        """Does this level's model think its actions matter? From ``starts`` posterior states, one
+        imagined step under each of ``actions`` random actions: the spread of the predicted next
+        deterministic state (and reward) across actions, over its spread across start states.
+        Near 0: the action changes nothing the model predicts."""
+        flat = jax.tree.map(lambda leaf: jax.lax.stop_gradient(leaf.reshape((-1,) + leaf.shape[2:])[:starts]), posterior)
+        count = flat.deter.shape[0]
+        tiled = jax.tree.map(lambda leaf: jnp.repeat(leaf, actions, axis=0), flat)
+        action_key, step_key = jax.random.split(key)
+        following = self.world_model.img_step(state.world_model, tiled, self.random_action(action_key, count * actions),
+                                              step_key)
+        params = state.world_model
+        predictions = {"model/controllability": following.deter.reshape(count, actions, -1),
+                       "model/reward_controllability": self.world_model.reward(
+                           params, state_features(following)).reshape(count, actions, 1)}
+        return {name: value.var(1).mean() / jnp.maximum(value.mean(1).var(0).mean(), 1e-8)
+                for name, value in predictions.items()}
+
     def decode_goal(self, state: LevelState, latent: RSSMState, action: jax.Array, key: jax.Array) -> jax.Array:
-        """The goal ``[..., F_{l-1}]`` that this level's abstract ``action`` asks of the level below."""
+        """The goal ``[..., G_{l-1}]`` that this level's abstract ``action`` asks of the level below."""
         if self.goal_autoencoder is not None:
             return self.goal_autoencoder.decode(state.auxiliary["goal_autoencoder"], action)
         lead = action.shape[:-1]
         flat_latent = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(lead):]), latent)
         following = self.world_model.img_step(state.world_model, flat_latent, action.reshape(-1, action.shape[-1]), key)
-        decoded = self.world_model.decode(state.world_model, state_features(following))[FEATURES]
-        return symexp(decoded).reshape(lead + decoded.shape[-1:])
+        decoded = goal_view(symexp(self.world_model.decode(state.world_model, state_features(following))[FEATURES]),
+                            self.lower_goal_size)
+        return decoded.reshape(lead + decoded.shape[-1:])
 
     # ------------------------------------------------------------------------------ training
-    def update_world_model(self, state: LevelState, batch: dict, key: jax.Array
-                           ) -> tuple[LevelState, dict[str, jax.Array], RSSMState]:
+    def update_world_model(self, state: LevelState, batch: dict, described: tuple[jax.Array, jax.Array] | None,
+                           key: jax.Array) -> tuple[LevelState, dict[str, jax.Array], RSSMState]:
         """One step of the world model and its auxiliaries on this level's batch ``[T, B, ...]``;
-        returns the posterior states for the level above and for imagination."""
+        ``described``: the level below's latent features ``[T', B, F]`` and mask ``[T', B]`` (every
+        state the goal autoencoder learns; None at level 0). Returns the posterior states for the
+        level above and for imagination."""
         step = gradient_step(
             self.world_model.loss, self.world_model.optimizer, state.world_model, state.world_model_opt, batch, key
         )
         metrics, posterior = step.aux
         metrics["world_model/grad_norm"] = step.grad_norm
         state = state.replace(world_model=step.params, world_model_opt=step.opt_state)
-        state, auxiliary_metrics = self._update_auxiliaries(state, batch, posterior, key)
+        if described is None:  # level 0's autoencoder describes its own states
+            described = (jax.lax.stop_gradient(state_features(posterior)), jnp.ones(batch["is_first"].shape))
+        state, auxiliary_metrics = self._update_auxiliaries(state, batch, posterior, described, key)
         metrics.update(auxiliary_metrics)
         error = self.world_model.open_loop_error(
             state.world_model, batch, jax.lax.stop_gradient(posterior), self.actor_critic.horizon,
@@ -136,35 +222,43 @@ class Level:
         )
         metrics["model/open_loop_error"] = error.mean()
         metrics[f"model/open_loop_error_step{error.shape[0]}"] = error[-1]
+        if self.index > 0:
+            metrics.update(self.controllability(state, posterior, jax.random.fold_in(key, 3_000)))
         return state, metrics, posterior
 
-    def _update_auxiliaries(self, state: LevelState, batch: dict, posterior: RSSMState, key: jax.Array
+    def _update_auxiliaries(self, state: LevelState, batch: dict, posterior: RSSMState,
+                            described: tuple[jax.Array, jax.Array], key: jax.Array
                             ) -> tuple[LevelState, dict[str, jax.Array]]:
-        """The goal autoencoder learns the features of the level below, the ensemble this level's
-        real transitions."""
+        """The autoencoders learn the goal features of every state they describe, the ensemble this
+        level's real transitions."""
         mask = batch.get("mask", jnp.ones(batch["is_first"].shape))  # level 0's batch has every step
+        features, described_mask = described
+        goal_size = self.goal_size if self.index == 0 else self.lower_goal_size
         arguments = {}
-        if self.goal_autoencoder is not None:
-            arguments["goal_autoencoder"] = (batch[FEATURES], mask, jax.random.fold_in(key, 2_000))
+        for name in ("goal_autoencoder", "novelty_autoencoder"):
+            if name in self.auxiliaries:
+                arguments[name] = (goal_view(features, goal_size), described_mask, jax.random.fold_in(key, 2_000))
         if self.ensemble is not None:
-            features = jax.lax.stop_gradient(state_features(posterior))
-            inputs = jnp.concatenate([features[:-1], batch["prev_action"][1:]], -1)
+            own = jax.lax.stop_gradient(state_features(posterior))
+            inputs = jnp.concatenate([own[:-1], batch["prev_action"][1:]], -1)
             stoch = jax.lax.stop_gradient(posterior.stoch[1:])
             targets = stoch.reshape(stoch.shape[:2] + (-1,))
             arguments["ensemble"] = (inputs, targets, mask[1:] * (1.0 - batch["is_first"][1:].astype(jnp.float32)))
         auxiliary, auxiliary_opt, metrics = dict(state.auxiliary), dict(state.auxiliary_opt), {}
         for name, args in arguments.items():
-            part = self.auxiliaries[name]
-            step = gradient_step(part.loss, part.optimizer, auxiliary[name], auxiliary_opt[name], *args)
-            auxiliary[name], auxiliary_opt[name] = step.params, step.opt_state
-            metrics.update(step.aux, **{f"{name}/grad_norm": step.grad_norm})
+            auxiliary[name], auxiliary_opt[name], part_metrics = self.auxiliaries[name].update(
+                auxiliary[name], auxiliary_opt[name], *args)
+            if name == "novelty_autoencoder":
+                part_metrics = {key.replace("goal/", "novelty/"): value for key, value in part_metrics.items()}
+            metrics.update(part_metrics)
         return state.replace(auxiliary=auxiliary, auxiliary_opt=auxiliary_opt), metrics
 
     def hand_down_goals(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
-                        governed: jax.Array | None, lower_book: dict, key: jax.Array):
+                        governed: jax.Array | None, lower_book: dict, lower_features: jax.Array, key: jax.Array):
         """The goals this level's current policy hands down at each of its steps, spread over the steps
-        of the level below that they govern: ``((goals [T_below, B, F], governed [T_below, B]), metrics)``.
-        ``goal``/``governed`` are this level's own, from above (None at the top)."""
+        of the level below that they govern: ``((goals [T_below, B, G], governed [T_below, B]), metrics)``.
+        ``goal``/``governed`` are this level's own, from above (None at the top); ``lower_features``
+        ``[T_below, B, F]`` the level below's posterior features, to compare the goals' spread with."""
         policy_input = self.policy_input(jax.lax.stop_gradient(state_features(posterior)), goal)
         action_key, decode_key = jax.random.split(key)
         actions = self.actor_critic.act(state.actor_critic.actor, policy_input, action_key)
@@ -175,14 +269,19 @@ class Level:
         step = stack.governing_step({"lower_index": book["lower_index"], "tick": valid}, lower_book["mask"].shape[0])
         lower_governed = (step >= 0) & (lower_book["mask"] > 0)
         lower_goal = stack.gather_time(lower_goals, jnp.maximum(step, 0))
-        metrics = {"goal/diversity": goal_diversity(lower_goals, valid.astype(jnp.float32)),
+        diversity = goal_diversity(lower_goals, valid.astype(jnp.float32))
+        replay_spread = goal_diversity(goal_view(lower_features, self.lower_goal_size), lower_book["mask"])
+        metrics = {"goal/diversity": diversity, "goal/replay_spread": replay_spread,
+                   "goal/spread_ratio": diversity / jnp.maximum(replay_spread, 1e-8),
                    "goal/governed_fraction": lower_governed.mean()}
         return (lower_goal, lower_governed), metrics
 
     def update_behaviour(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
-                         governed: jax.Array | None, key: jax.Array) -> tuple[LevelState, dict[str, jax.Array]]:
+                         governed: jax.Array | None, rewarded: jax.Array, key: jax.Array
+                         ) -> tuple[LevelState, dict[str, jax.Array]]:
         """One actor-critic step in imagination from every posterior state of the batch, with the goal
-        in effect there (``goal [T, B, F]``, ``governed [T, B]``: whether one was; None at the top)."""
+        in effect there (``goal [T, B, G]``, ``governed [T, B]``: whether one was; None at the top).
+        ``rewarded`` (0-d bool): whether replay has held a rewarded step, which turns the penalty on."""
         starts = jax.tree.map(_flatten, posterior)
         weight = 1.0 - book["is_terminal"].astype(jnp.float32)
         if self.index > 0:
@@ -202,12 +301,15 @@ class Level:
             features = state_features(states)
             task = self.world_model.reward(params, features[1:])
             rewards = self.reward(features[1:], goal, task)
-            doubt_weight = self.exploration_bonus - self.disagreement_penalty
             if self.ensemble is not None and (self.disagreement_penalty or self.exploration_bonus):
                 doubt = self.ensemble.disagreement(state.auxiliary["ensemble"],
                                                    jnp.concatenate([features[:-1], actions], -1))
-                rewards = rewards + doubt_weight * doubt
+                doubt_weight = self.exploration_bonus - self.disagreement_penalty * rewarded
+                rewards = rewards.at[..., 0].add(doubt_weight * doubt)  # on the main term, in its units
                 extra["imagined/disagreement"] = jax.lax.stop_gradient(doubt.mean())
+            if self.novelty_scale > 0:
+                novelty = self.novelty(state, features[1:])
+                rewards = jnp.concatenate([rewards, novelty[..., None]], -1)
             return Trajectory(
                 features=self.policy_input(features, goal),
                 actions=actions,
@@ -230,7 +332,7 @@ class Level:
             params, latent, lambda features, k: self.act(state, features, goal, k), self.actor_critic.horizon, key
         )
         features = state_features(states)[1:]
-        rewards = self.reward(features, goal, self.world_model.reward(params, features))
+        rewards = self.weighted_reward(features, goal, self.world_model.reward(params, features))
         continues = self.world_model.continue_prob(params, features)
         discount = self.actor_critic.discount
         weights = jnp.cumprod(jnp.concatenate([jnp.ones_like(continues[:1]), discount * continues[:-1]]), 0)

@@ -38,23 +38,29 @@ def lambda_returns(
 
 
 class ReturnScale(NamedTuple):
-    """Running estimates of low and high return percentiles (DreamerV3's return normalisation)."""
+    """Running estimates of low and high return percentiles (DreamerV3's return normalisation), one
+    pair per reward term: ``[K]`` (or ``[]`` for a single, unnamed return)."""
 
     low: jax.Array
     high: jax.Array
 
     @classmethod
-    def initial(cls) -> "ReturnScale":
-        return cls(jnp.zeros(()), jnp.zeros(()))
+    def initial(cls, terms: int | None = None) -> "ReturnScale":
+        shape = () if terms is None else (terms,)
+        return cls(jnp.zeros(shape), jnp.zeros(shape))
 
 
 def update_return_scale(
     scale: ReturnScale, returns: jax.Array, decay: float, percentiles: tuple[float, float]
 ) -> tuple[ReturnScale, jax.Array]:
     """Move the percentile estimates towards this batch; returns the new state and the divisor
-    ``max(1, high - low)`` (returns are only ever scaled down, so small rewards stay visible)."""
-    low = jnp.percentile(returns, percentiles[0])
-    high = jnp.percentile(returns, percentiles[1])
+    ``max(1, high - low)`` (returns are only ever scaled down, so small rewards stay visible).
+
+    ``returns`` is ``[H, N]`` for a scale of shape ``[]``, or ``[H, N, K]`` for one of shape ``[K]``
+    (percentiles per term over the other axes)."""
+    axes = tuple(range(returns.ndim - scale.low.ndim))
+    low = jnp.percentile(returns, percentiles[0], axis=axes)
+    high = jnp.percentile(returns, percentiles[1], axis=axes)
     scale = ReturnScale(
         decay * scale.low + (1 - decay) * low, decay * scale.high + (1 - decay) * high
     )

@@ -34,10 +34,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "env.event_camera.representation": ("frame", "voxel", "events"),
     "parallel.acting": ("device", "cpu"),
     "goal.space": ("autoencoder", "direct"),
+    "goal.features": ("deter", "full"),
 }
 
 # List-valued keys whose length is free (one entry per level of the hierarchy).
-VARIABLE_LENGTH_KEYS = ("hierarchy.k", "hierarchy.backbones")
+VARIABLE_LENGTH_KEYS = ("hierarchy.k", "hierarchy.backbones", "hierarchy.discount", "hierarchy.entropy")
 
 # Keys that take the string "auto" or a positive integer.
 AUTO_OR_INT_KEYS = ("parallel.devices",)
@@ -80,10 +81,12 @@ def load_config(
 
 
 def check_hierarchy(config: Mapping[str, Any]) -> None:
-    """The per-level lists must fit ``hierarchy.levels``: ``k`` one factor per level above 0 (or one
-    for all), ``backbones`` one name per level (or none)."""
+    """The per-level lists must fit ``hierarchy.levels``: ``k`` and ``discount`` one value per level
+    above 0 (or one for all; ``discount`` may be empty), ``backbones`` and ``entropy`` one per level
+    (or none)."""
     section = config["hierarchy"]
     levels, ks, backbones = section["levels"], list(section["k"]), list(section["backbones"])
+    discounts, entropies = list(section["discount"]), list(section["entropy"])
     if levels < 1:
         raise ConfigError(f"hierarchy.levels must be at least 1, got {levels}")
     if levels > 1 and (len(ks) not in (1, levels - 1) or any(not isinstance(k, int) or k < 1 for k in ks)):
@@ -96,6 +99,16 @@ def check_hierarchy(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"hierarchy.backbones={backbones} must name one backbone per level ({levels} for "
             f"hierarchy.levels={levels}) out of {', '.join(valid)}, or be empty to use world_model.backbone"
+        )
+    if levels > 1 and len(discounts) not in (0, 1, levels - 1):
+        raise ConfigError(
+            f"hierarchy.discount={discounts} must give one discount per level above 0 ({levels - 1} for "
+            f"hierarchy.levels={levels}), one for all of them, or be empty to use agent.discount ** K"
+        )
+    if entropies and len(entropies) != levels:
+        raise ConfigError(
+            f"hierarchy.entropy={entropies} must give one weight per level ({levels} for hierarchy.levels="
+            f"{levels}), or be empty to use agent.entropy at every level"
         )
 
 

@@ -72,6 +72,9 @@ class HierarchyConfig:
     ensemble: int
     disagreement_penalty: float
     exploration_bonus: float
+    novelty: float
+    discount: tuple[float, ...]
+    entropy: tuple[float, ...]
     lr: float
     grad_clip: float
 
@@ -81,10 +84,12 @@ class GoalConfig:
     """``goal``: the abstract actions of the levels above 0 and the reward of the levels below the top."""
 
     space: str
+    features: str
     dim: int
     codes: int
     classes: int
     kl: float
+    kl_target: float
     reward_scale: float
     task_reward_scale: float
     reach_threshold: float

@@ -133,6 +133,7 @@ def abstract_batch(
     goal_actions: jax.Array,
     length: int,
     discount: float,
+    policy_acted: jax.Array | None = None,
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Level l's world-model batch and its bookkeeping, from level l-1's.
 
@@ -142,6 +143,10 @@ def abstract_batch(
       ticks: ``[T_env, B]`` whether level l ticked at each environment step (recorded while acting).
       goal_actions: ``[T_env, B, G]`` level l's abstract action in effect at each environment step.
       length, discount: as in ``stride``.
+      policy_acted: ``[T_env, B]`` whether the agent's policy acted at each environment step (None:
+        everywhere). An abstract step whose action was issued while it did not (random prefill: a
+        random code that a random level below never followed) is masked out of the batch, so that the
+        abstract model does not learn that its actions do not matter.
 
     Returns ``(batch, bookkeeping)``: the batch has ``FEATURES [M, B, F]``, ``prev_action``,
     ``reward``, ``is_first``, ``is_terminal`` and ``mask`` (``[M, B]``); the bookkeeping is ``stride``'s.
@@ -153,6 +158,9 @@ def abstract_batch(
         "prev_action": previous_actions(goal_actions, book),
         **{name: book[name] for name in ("reward", "is_first", "is_terminal", "mask")},
     }
+    if policy_acted is not None:
+        followed = previous_actions(policy_acted[..., None].astype(jnp.float32), book)[..., 0] > 0
+        batch["mask"] = book["mask"] * (book["is_first"] | followed)
     return batch, book
 
 

@@ -87,6 +87,9 @@ class WorldModelNet(nn.Module):
     def decode(self, features: jax.Array) -> dict[str, jax.Array]:
         return self.decoder(features)
 
+    def prior_logits(self, deter: jax.Array) -> jax.Array:
+        return self.rssm.prior_logits(deter)
+
     def reward_logits(self, features: jax.Array) -> jax.Array:
         return self.reward_out(self.reward_net(features))
 
@@ -295,6 +298,15 @@ class WorldModel:
 
     def decode(self, params, features: jax.Array) -> dict[str, jax.Array]:
         return self.net.apply({"params": params}, features, method=WorldModelNet.decode)
+
+    def complete_features(self, params, partial: jax.Array) -> jax.Array:
+        """Latent features ``[..., F]`` from the deterministic state alone ``[..., D]`` (the most likely
+        stochastic state under the prior beside it), or ``partial`` itself if it is already complete."""
+        if partial.shape[-1] == self.feature_dim:
+            return partial
+        logits = self.net.apply({"params": params}, partial, method=WorldModelNet.prior_logits)
+        stoch = jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1])
+        return jnp.concatenate([partial, stoch.reshape(partial.shape[:-1] + (-1,))], -1)
 
     def obs_step(self, params, state, prev_action, obs, is_first, key):
         """Filter one step while acting: ``obs`` keys ``[B, ...]``; returns the posterior state."""

@@ -94,7 +94,7 @@ class DreamerAgent:
             return Trajectory(
                 features=features,
                 actions=actions,
-                rewards=self.world_model.reward(world_model, features[1:]),
+                rewards=self.world_model.reward(world_model, features[1:])[..., None],
                 continues=self.world_model.continue_prob(world_model, features[1:]),
                 start_continue=start_continue,
             )

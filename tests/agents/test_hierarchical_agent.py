@@ -82,7 +82,8 @@ def test_each_level_changes_its_goal_exactly_every_k1_to_kl_steps(space):
                     assert not np.any(goal_changed & ~ticks)
                     assert np.all(goal_changed[ticks])
         extras = agent.replay_extras(policy_state)
-        assert set(extras) == {"tick_1", "goal_action_1", "tick_2", "goal_action_2"}
+        assert set(extras) == {"policy_acted", "tick_1", "goal_action_1", "tick_2", "goal_action_2"}
+        assert np.all(extras["policy_acted"] == (t >= 8))
         previous = policy_state
 
 
@@ -95,6 +96,31 @@ def test_goal_reward_peaks_when_the_state_equals_the_goal():
         assert float(goal_similarity(scale * goal, goal)) == pytest.approx(min(scale, 1 / scale))
     gradient = jax.grad(lambda s: goal_similarity(s, goal))(goal + 0.05)
     assert np.all(np.isfinite(gradient)) and np.linalg.norm(gradient) > 0
+
+
+def test_flat_agent_with_novelty_learns_an_autoencoder_of_its_states_and_a_second_critic():
+    """Arm B of the hierarchy benchmark: the flat agent with the top level's novelty term."""
+    config = load_config(["debug"], [("hierarchy.novelty", 0.1)])
+    agent = HierarchicalAgent.from_config(config, OBS, ACTIONS)
+    level = agent.levels[0]
+    assert level.actor_critic.term_names == ("task", "novelty") and "novelty_autoencoder" in level.auxiliaries
+    state = agent.init(jax.random.PRNGKey(0))
+    state, metrics = agent.train_step(state, synthetic_batch(np.random.default_rng(0)))
+    for name in ("novelty/autoencoder_loss", "actor_critic/value/novelty", "actor_critic/imagined_reward/novelty"):
+        assert np.isfinite(float(metrics[f"level0/{name}"])), name
+    assert float(metrics["level0/actor_critic/imagined_reward/novelty"]) > 0
+
+
+def test_per_level_discount_entropy_and_reward_terms():
+    config = load_config(["debug"], [("hierarchy.levels", 3), ("hierarchy.k", [2, 4]), ("hierarchy.discount", [0.9, 0.99]),
+                                     ("hierarchy.entropy", [1e-3, 1e-2, 1e-1]), ("goal.task_reward_scale", 0.5)])
+    levels = HierarchicalAgent.from_config(config, OBS, ACTIONS).levels
+    assert [level.actor_critic.discount for level in levels] == [config["agent"]["discount"], 0.9, 0.99]
+    assert [level.actor_critic.entropy for level in levels] == [1e-3, 1e-2, 1e-1]
+    assert [level.actor_critic.term_names for level in levels] == [("goal", "task"), ("goal", "task"), ("task",)]
+    empty = load_config(["debug"], [("hierarchy.levels", 2), ("hierarchy.discount", [])])
+    top = HierarchicalAgent.from_config(empty, OBS, ACTIONS).levels[1]
+    assert top.actor_critic.discount == pytest.approx(empty["agent"]["discount"] ** 8)
 
 
 def test_level_settings_are_checked_with_clear_messages():

@@ -229,11 +229,16 @@ def finite_level_metrics(logdir, levels):
 def test_two_levels_train_end_to_end_resume_and_measure_every_level(tmp_path):
     logdir = tmp_path / "two"
     flags = ["--steps", "200", "--set", "hierarchy.levels=2", "hierarchy.k=[4]", "hierarchy.ensemble=2",
-             "hierarchy.disagreement_penalty=0.1", "run.eval_every=200"]
+             "hierarchy.disagreement_penalty=0.1", "hierarchy.novelty=0.1", "goal.task_reward_scale=0.5",
+             "run.eval_every=200"]
     assert run_train(logdir, *flags) == 0
     assert run_train(logdir, "--resume", "--steps", "280") == 0
     logged = finite_level_metrics(logdir, 2)
-    assert {"level1/goal/reach_rate", "level1/goal/diversity", "level1/imagined/disagreement"} <= logged
+    assert {"level1/goal/reach_rate", "level1/goal/chance_reach_rate", "level1/goal/reach_lift",
+            "level1/goal/diversity", "level1/goal/spread_ratio", "level1/goal/code_perplexity",
+            "level1/goal/autoencoder_kl_weight", "level1/model/controllability",
+            "level1/model/reward_controllability", "level1/imagined/disagreement",
+            "level1/actor_critic/value/novelty", "level0/actor_critic/value/task", "replay/rewarded_fraction"} <= logged
     state, step = final_params(logdir)
     assert step == 280 and len(state.levels) == 2
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))

@@ -162,3 +162,21 @@ def test_abstract_batch_is_the_strided_sequence_with_the_actions_issued_before()
     np.testing.assert_array_equal(np.asarray(batch[hierarchy.FEATURES]), np.asarray(expected["features"]))
     np.testing.assert_array_equal(np.asarray(batch["prev_action"]),
                                   np.asarray(hierarchy.previous_actions(jnp.asarray(actions), expected)))
+
+
+def test_abstract_steps_whose_action_was_never_followed_leave_the_batch():
+    """Codes issued during random prefill were never pursued: the abstract transitions they caused are
+    masked (the posterior still runs through them); episode starts have no action and stay."""
+    rng = np.random.default_rng(2)
+    book, features, tick = level0(rng, 24, 2, 4)
+    actions = rng.normal(size=(24, 2, 3)).astype(np.float32)
+    policy_acted = np.zeros((24, 2), bool)
+    policy_acted[10:] = True
+    args = (book, jnp.asarray(features), jnp.asarray(tick), jnp.asarray(actions), 12, DISCOUNT)
+    plain, upper = hierarchy.abstract_batch(*args)
+    masked, _ = hierarchy.abstract_batch(*args, jnp.asarray(policy_acted))
+    issued_at = np.concatenate([np.zeros((1, 2), int), np.asarray(upper["env_index"])[:-1]])
+    followed = policy_acted[issued_at, np.arange(2)]
+    expected = np.asarray(plain["mask"]) * (np.asarray(upper["is_first"]) | followed)
+    np.testing.assert_array_equal(np.asarray(masked["mask"]), expected)
+    assert 0 < expected.sum() < np.asarray(plain["mask"]).sum()
