@@ -94,6 +94,8 @@ class GridFourRooms(gym.Env):
                  render_mode: str | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if doors is not None and len(doors) != len(Doors._fields):
+            raise ValueError(f"doors must be four positions {Doors._fields}, got {doors!r}")
         self.size = size
         self.doors = Doors(*doors) if doors is not None else default_doors(size)
         self.free = free_cells(size, self.doors)

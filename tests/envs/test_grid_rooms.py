@@ -79,6 +79,7 @@ def test_the_vectorised_random_walk_moves_as_step_does():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"size": 4}, "size must be at least 5"),
+    ({"doors": (3, 14, 3)}, "doors must be four positions"),
     ({"doors": (8, 14, 3, 14)}, "upper_row must be in \\[1, 7\\]"),
     ({"doors": (3, 14, 3, 17)}, "right_column must be in \\[9, 16\\]"),
     ({"render_mode": "human"}, "render_mode"),
