@@ -83,7 +83,7 @@ class Collector:
         self.lengths = np.zeros(count, np.int64)
 
     def snapshot(self) -> dict[str, Any]:
-        """The collector's state between two steps (numpy only), for checkpoints."""
+        """The collector's state between two steps (numpy arrays and the pending cells), for checkpoints."""
         return {"record": self.record, "scores": self.scores, "lengths": self.lengths, "cells": self.record_cells}
 
     def restore(self, snapshot: dict[str, Any]) -> None:

@@ -69,7 +69,8 @@ def main(argv=None) -> dict:
     path_ok = result["shortest_path"] >= MIN_SHORTEST_PATH
     random_ok = result["random_success_rate"] <= MAX_RANDOM_SUCCESS
     print(f"GridFourRooms size {result['size']}, doors {result['doors']}")
-    print(f"shortest path: {result['shortest_path']} steps (need >= {MIN_SHORTEST_PATH}: {'ok' if path_ok else 'FAIL'})")
+    print(f"shortest path: {result['shortest_path']} steps "
+          f"(need >= {MIN_SHORTEST_PATH}: {'ok' if path_ok else 'FAIL'})")
     print(f"random policy: {result['random_successes']} of {args.episodes} episodes of {args.steps} steps = "
           f"{result['random_success_rate']:.3%} (need <= {MAX_RANDOM_SUCCESS:.1%}: {'ok' if random_ok else 'FAIL'}); "
           f"exact probability {result['random_success_exact']:.3%}")
