@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agents.checkpoint import open_checkpointer
+from agents.coverage import CoverageMeter
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from agents.diagnostics import measure_levels
 from agents.evaluation import run_episodes
@@ -136,6 +137,7 @@ class Trainer:
         self.collector = Collector(self.envs, self.action_layout.dim, self.obs_layout.to_dict,
                                    nonfinite=run["nonfinite"], name=str(config["env_id"]))
         self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), run["num_envs"])
+        self.coverage = CoverageMeter()  # logs only for envs with info["cell"]
         self.checkpointer = open_checkpointer(self.logdir / "checkpoints", run["keep_checkpoints"])
         self.counters = Counters()
         # Replayed steps per update that count against this process's env steps: its part of the
@@ -375,6 +377,7 @@ class Trainer:
                 "or set run.nonfinite=drop_episode (also with --resume) to end such episodes there and go on."
             ) from None
         self.replay.add({**record, **self.agent.replay_extras(self.policy_state)})
+        self.coverage.observe(self.collector.cells)
         self.counters.env_steps += self.collector.num_envs
         bar.update(self.collector.num_envs)
         if self._crossed_value(self.config["run"]["prefill"]):
@@ -414,6 +417,7 @@ class Trainer:
             return
         scalars = window.summary(self.counters)
         scalars["throughput/env_worker_restarts"] = getattr(self.envs, "worker_restarts", 0)
+        scalars.update(self.coverage.scalars())
         logger.scalars(scalars, self.counters.env_steps)
         postfix = {"env/s": f"{scalars['throughput/env_steps_per_second']:.1f}",
                    "train/s": f"{scalars['throughput/train_steps_per_second']:.2f}"}

@@ -12,6 +12,10 @@ Every observation and reward is checked before it is recorded: a NaN or infinite
 reaches the replay or the policy. By default the collector raises `NonFiniteObservationError`;
 with ``nonfinite="drop_episode"`` it ends that sub-environment's episode at its last good step
 (``is_last``, not terminal) and resets it, as when a worker is restarted.
+
+Environments that name their cells in ``info["cell"]`` (any hashable, or a small int array) have
+them passed through, beside the records rather than in them: ``cells`` holds those of the record
+``step`` returned last (for the coverage metric, ``agents.coverage``).
 """
 
 from __future__ import annotations
@@ -60,11 +64,16 @@ class Collector:
         self.num_envs = env.num_envs
         self.record: dict[str, np.ndarray] | None = None
         self.dropped_episodes = 0
+        # info["cell"] per sub-environment (None where absent): of the pending record, and of the
+        # record step() returned last.
+        self.record_cells: list[Any] = [None] * self.num_envs
+        self.cells: list[Any] = [None] * self.num_envs
 
     def reset(self, seed: int | None = None) -> None:
         """Reset every sub-environment (seeded ``seed + i``) and start fresh records."""
-        obs, _ = self.env.reset(seed=seed)
+        obs, info = self.env.reset(seed=seed)
         self._check_finite(obs, np.zeros(self.num_envs), "reset()")
+        self.record_cells = info_cells(info, self.num_envs)
         count = self.num_envs
         self.record = self._make_record(
             obs, np.zeros((count, self.action_dim), np.float32), np.zeros(count), np.ones(count, bool),
@@ -74,11 +83,12 @@ class Collector:
         self.lengths = np.zeros(count, np.int64)
 
     def snapshot(self) -> dict[str, Any]:
-        """The collector's state between two steps (numpy only), for checkpoints."""
-        return {"record": self.record, "scores": self.scores, "lengths": self.lengths}
+        """The collector's state between two steps (numpy arrays and the pending cells), for checkpoints."""
+        return {"record": self.record, "scores": self.scores, "lengths": self.lengths, "cells": self.record_cells}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.record, self.scores, self.lengths = snapshot["record"], snapshot["scores"], snapshot["lengths"]
+        self.record_cells = snapshot.get("cells", [None] * self.num_envs)  # snapshots before cells had none
 
     def _make_record(self, obs, prev_action, reward, is_first, is_terminal, is_last) -> dict:
         record = self.to_dict(obs)
@@ -95,7 +105,7 @@ class Collector:
         """Act once in every sub-environment.
 
         Returns the record of the current step (to store in replay) and the episodes that ended
-        with it.
+        with it; ``cells`` then holds that record's cells.
         """
         if self.record is None:
             raise RuntimeError("call reset() before step()")
@@ -103,7 +113,12 @@ class Collector:
         obs_keys = {k: v for k, v in current.items() if k not in _FLAG_FIELDS}
         agent_action, env_action = policy(obs_keys, current["is_first"])
         obs, reward, terminated, truncated, info = self.env.step(env_action)
-        obs, dropped = self._drop_nonfinite(obs, reward)
+        cells = info_cells(info, self.num_envs)
+        obs, dropped, reset_info = self._drop_nonfinite(obs, reward)
+        if dropped.any():  # those sub-environments were reset: their next cells are the reset ones
+            reset_cells = info_cells(reset_info, self.num_envs)
+            cells = [reset if drop else cell for cell, reset, drop in zip(cells, reset_cells, dropped)]
+        self.cells, self.record_cells = self.record_cells, cells
         # NEXT_STEP autoreset: these envs just returned a reset obs. So did those whose worker was
         # restarted (envs.vector.RestartingAsyncVectorEnv) or whose step was dropped as non-finite:
         # their episode is cut here, not terminal.
@@ -118,19 +133,19 @@ class Collector:
         )
         return current, self._track_episodes(current)
 
-    def _drop_nonfinite(self, obs: Any, reward: np.ndarray) -> tuple[Any, np.ndarray]:
-        """Returns the observation to record and which sub-environments were reset because their
-        step was not finite (only with ``nonfinite="drop_episode"``; else raises)."""
+    def _drop_nonfinite(self, obs: Any, reward: np.ndarray) -> tuple[Any, np.ndarray, dict]:
+        """Returns the observation to record, which sub-environments were reset because their
+        step was not finite (only with ``nonfinite="drop_episode"``; else raises) and the reset's info."""
         bad = _nonfinite_rows({**self.to_dict(obs), "reward": np.asarray(reward)})
         if not bad.any():
-            return obs, bad
+            return obs, bad, {}
         if self.nonfinite == "error":
             self._check_finite(obs, reward, "step()")
-        obs, _ = self.env.reset(options={"reset_mask": bad})
+        obs, info = self.env.reset(options={"reset_mask": bad})
         # A reset that is not finite either cannot be dropped: it would loop for ever.
         self._check_finite(obs, np.zeros(self.num_envs), "reset() after a dropped episode")
         self.dropped_episodes += int(bad.sum())
-        return obs, bad
+        return obs, bad, info
 
     def _check_finite(self, obs: Any, reward: np.ndarray, call: str) -> None:
         fields = {**self.to_dict(obs), "reward": np.asarray(reward)}
@@ -152,6 +167,15 @@ class Collector:
 
 
 _FLAG_FIELDS = ("prev_action", "reward", "is_first", "is_terminal", "is_last")
+
+
+def info_cells(info: dict[str, Any], num_envs: int) -> list[Any]:
+    """``info["cell"]`` of each sub-environment of a vector info (values batched, ``_cell`` masks
+    which are set), None where it has none."""
+    if "cell" not in info:
+        return [None] * num_envs
+    mask = info.get("_cell", np.ones(num_envs, bool))
+    return [info["cell"][index] if mask[index] else None for index in range(num_envs)]
 
 
 def _nonfinite_rows(fields: dict[str, np.ndarray]) -> np.ndarray:

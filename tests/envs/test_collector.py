@@ -111,3 +111,26 @@ def test_drop_episode_ends_the_episode_at_its_last_good_step_and_resets_that_env
     assert not any(bool(r["is_terminal"][1]) for r in records)
     assert [r["obs"][0, 0] for r in records] == [0, 1, 2, 3, 4, 5]  # the other env goes on untouched
     assert collector.dropped_episodes == 1
+
+
+def test_cells_from_infos_follow_the_records_and_are_none_without_them():
+    from envs import make_vector_env
+
+    envs = make_vector_env("hmbrl/GridFourRooms-v0", {"time_limit": 3}, num_envs=2)
+    collector = Collector(envs, 4, lambda obs: {"obs": obs})
+    collector.reset(seed=0)
+    policy = lambda obs, is_first: (np.eye(4, dtype=np.float32)[[0, 3]], np.array([0, 3]))  # up, right
+    starts = []
+    for _ in range(6):
+        record, _ = collector.step(policy)
+        interior = record["obs"].shape[1] // 2  # the observation is one-hot row, one-hot column
+        rows, columns = record["obs"][:, :interior].argmax(1) + 1, record["obs"][:, interior:].argmax(1) + 1
+        assert collector.cells == list(zip(rows.tolist(), columns.tolist()))
+        starts.append(bool(record["is_first"][0]))
+    envs.close()
+    assert starts == [True, False, False, False, True, False]  # reset observations' cells checked too
+    counting = Collector(SyncVectorEnv([CountingEnv], autoreset_mode=AutoresetMode.NEXT_STEP), 2,
+                         lambda obs: {"obs": obs})
+    counting.reset(seed=0)
+    counting.step(lambda obs, is_first: (np.eye(2, dtype=np.float32)[[1]], np.array([1])))
+    assert counting.cells == [None]
