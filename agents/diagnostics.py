@@ -32,8 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agents.images import display_image
 from agents.level import Level
 from envs.collector import Collector
+from world_models.nets import image_input
 from world_models.rssm import state_features
 
 
@@ -175,6 +177,7 @@ class _GoalImages:
     def __init__(self, agent, pairs: int):
         self.agent, self.pairs = agent, pairs
         self.keys = tuple(agent.obs_layout.cnn_shapes)
+        self.uint8: dict[str, bool] = {}  # per key: a uint8 observation (else float: event voxels, frames)
         self.pending: dict[int, dict[str, np.ndarray]] = {}
         self.collected: dict[int, list[tuple[dict, dict]]] = {level: [] for level in range(1, agent.num_levels)}
         self.decode = jax.jit(agent.goal_images, static_argnums=2)
@@ -182,16 +185,19 @@ class _GoalImages:
     def observe(self, state, policy_state, record) -> None:
         if not self.keys:
             return
+        self.uint8 = {k: record[k].dtype == np.uint8 for k in self.keys}
         for level in range(1, self.agent.num_levels):
             if record["is_first"][0]:
                 self.pending.pop(level, None)
             if not policy_state.ticks[level - 1][0]:
                 continue
             if level in self.pending and len(self.collected[level]) < self.pairs:
-                self.collected[level].append((self.pending.pop(level), {k: record[k][0] for k in self.keys}))
+                seen = {k: np.asarray(_displayed(record[k][0])) for k in self.keys}
+                self.collected[level].append((self.pending.pop(level), seen))
             goal = policy_state.goals[level - 1][:1]
             decoded = jax.device_get(self.decode(state, goal, level))
-            self.pending[level] = {k: _to_uint8(decoded[k][0]) for k in self.keys}
+            self.pending[level] = {k: np.asarray(display_image(jnp.asarray(decoded[k][0]), self.uint8[k]))
+                                   for k in self.keys}
 
     def grids(self) -> dict[str, np.ndarray]:
         grids = {}
@@ -205,5 +211,6 @@ class _GoalImages:
         return grids
 
 
-def _to_uint8(image: Any) -> np.ndarray:
-    return np.asarray(jnp.clip((jnp.asarray(image) + 0.5) * 255.0, 0, 255)).astype(np.uint8)
+def _displayed(observation: np.ndarray) -> jax.Array:
+    """A raw image observation as ``display_image`` shows it."""
+    return display_image(image_input(jnp.asarray(observation)), observation.dtype == np.uint8)

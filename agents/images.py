@@ -13,6 +13,17 @@ from world_models.rssm import state_features
 from world_models.world_model import WorldModel
 
 
+def display_image(values: jax.Array, from_uint8: bool) -> jax.Array:
+    """An image in the decoder's space (``WorldModel.reconstruction_targets``) as uint8 ``[..., H, W, C]``
+    for TensorBoard: a uint8 observation maps back from ``[-0.5, 0.5]``; a float one (an event voxel
+    grid or frame, signed and symlog-ed, with any number of channels) becomes one grey channel, mid-grey
+    for no events, brighter for ON and darker for OFF (two channels are an ON/OFF count frame)."""
+    if from_uint8:
+        return jnp.clip((values + 0.5) * 255.0, 0.0, 255.0).astype(jnp.uint8)
+    signed = values[..., :1] - values[..., 1:2] if values.shape[-1] == 2 else jnp.sum(values, -1, keepdims=True)
+    return jnp.clip(127.5 + 127.5 * jnp.tanh(signed), 0.0, 255.0).astype(jnp.uint8)
+
+
 def reconstruction_images(
     world_model: WorldModel, params: Any, image_keys: tuple[str, ...], batch: Mapping[str, jax.Array], frames: int = 8
 ) -> dict[str, jax.Array]:
@@ -21,12 +32,13 @@ def reconstruction_images(
     batch = jax.tree.map(lambda leaf: leaf[:frames, :1], dict(batch))
     _, states, _, _ = world_model.observe(params, batch, jax.random.PRNGKey(0))
     predictions = world_model.decode(params, state_features(states))
+    targets = world_model.reconstruction_targets(batch)
     images = {}
     for key in image_keys:
-        truth = batch[key][:, 0].astype(jnp.float32)
-        recon = jnp.clip((predictions[key][:, 0] + 0.5) * 255.0, 0.0, 255.0)
+        from_uint8 = batch[key].dtype == jnp.uint8
+        truth, recon = (display_image(values[:, 0], from_uint8) for values in (targets[key], predictions[key]))
         rows = [jnp.concatenate(list(row), axis=1) for row in (truth, recon)]  # [H, frames*W, C]
-        images[key] = jnp.concatenate(rows, axis=0).astype(jnp.uint8)
+        images[key] = jnp.concatenate(rows, axis=0)
     return images
 
 
