@@ -30,12 +30,9 @@ def replay_window(arrays: dict[str, np.ndarray], position: int, count: int, leng
     ``arrays`` are the replay's ``[E, >= count, ...]`` rings of ``length`` records with ``count`` filled
     and the next write at ``position``: once full, the oldest record sits at ``position``.
     """
-    window = {}
-    for name, array in arrays.items():
-        filled = np.asarray(array[:, :count])
-        if count == length:
-            filled = np.roll(filled, -position, axis=1)
-        window[name] = np.swapaxes(filled[:, -steps:], 0, 1).copy()
+    oldest = position if count == length else 0
+    index = (oldest + np.arange(max(count - steps, 0), count)) % length  # read only what is kept
+    window = {name: np.swapaxes(np.asarray(array[:, index]), 0, 1).copy() for name, array in arrays.items()}
     window["is_first"][0] = True
     return window
 
