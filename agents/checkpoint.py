@@ -66,6 +66,15 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
+    def replay(self, template: dict[str, np.ndarray], step: int | None = None) -> dict[str, np.ndarray]:
+        """The replay arrays of ``step`` (default: the latest) alone, shaped like ``template``; empty
+        where none were saved (disk storage keeps its own files)."""
+        step = self.latest_step() if step is None else step
+        if not (self.directory / str(step) / "replay").is_dir():  # orbax names each item's folder
+            return {}
+        restored = self.manager.restore(step, args=ocp.args.Composite(replay=ocp.args.StandardRestore(template)))
+        return dict(restored.replay)
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 

@@ -86,7 +86,12 @@ def move(free: np.ndarray, cells: np.ndarray, actions: np.ndarray) -> np.ndarray
 class GridFourRooms(gym.Env):
     """Observation: one-hot of the row followed by one-hot of the column, over the interior
     (``2 * (size - 2)`` floats, norm always sqrt 2, so no cell stands out by magnitude). Actions:
-    up, down, left, right. ``info["cell"]`` is the ``(row, column)`` tuple."""
+    up, down, left, right. ``info["cell"]`` is the ``(row, column)`` tuple.
+
+    ``reset(options={"cell": (row, column)})`` starts the episode in that free cell instead of the
+    start corner: the env is deterministic given its cell, so a probe can replay any visited state
+    (``scripts.hierarchy_gates``). ``one_hot_groups`` and ``cell_of_groups`` say how the observation
+    names the cell."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
@@ -105,6 +110,12 @@ class GridFourRooms(gym.Env):
         self.observation_space = gym.spaces.Box(0.0, 1.0, (2 * (size - 2),), np.float32)
         self.action_space = gym.spaces.Discrete(4)
         self.cell = self.start
+        self.one_hot_groups = (size - 2, size - 2)  # the observation: one-hot row, then one-hot column
+
+    def cell_of_groups(self, indices) -> tuple[int, int]:
+        """The cell whose observation is hot at ``indices`` (row, column) of its ``one_hot_groups``."""
+        row, column = (int(index) for index in indices)
+        return row + 1, column + 1  # the groups cover the interior, inside the border wall
 
     def _observation(self) -> np.ndarray:
         interior = self.size - 2
@@ -115,7 +126,12 @@ class GridFourRooms(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self.cell = self.start
+        cell = (options or {}).get("cell", self.start)
+        cell = (int(cell[0]), int(cell[1]))
+        if not (0 <= cell[0] < self.size and 0 <= cell[1] < self.size and self.free[cell]):
+            raise ValueError(f"options['cell'] must be a free (row, column) of the {self.size}x{self.size} grid, "
+                             f"got {cell}")
+        self.cell = cell
         return self._observation(), {"cell": self.cell}
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

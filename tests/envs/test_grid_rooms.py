@@ -87,3 +87,20 @@ def test_the_vectorised_random_walk_moves_as_step_does():
 def test_bad_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         GridFourRooms(**kwargs)
+
+
+def test_reset_can_place_the_agent_in_any_free_cell_and_the_groups_name_it():
+    env = gym.make("hmbrl/GridFourRooms-v0")  # the option passes through the registered wrappers
+    obs, info = env.reset(seed=0, options={"cell": (5, 12)})
+    assert info["cell"] == (5, 12)
+    groups = env.unwrapped.one_hot_groups
+    indices = [int(np.argmax(part)) for part in np.split(obs, np.cumsum(groups)[:-1])]
+    assert env.unwrapped.cell_of_groups(indices) == (5, 12)
+    assert env.step(UP)[4]["cell"] == (4, 12)
+    assert env.reset()[1]["cell"] == env.unwrapped.start  # without the option: the start corner again
+
+
+@pytest.mark.parametrize("cell", [(0, 3), ((18 - 1) // 2, 1), (18, 2)])
+def test_reset_refuses_a_wall_or_an_outside_cell(cell):
+    with pytest.raises(ValueError, match="options\\['cell'\\] must be a free"):
+        GridFourRooms().reset(options={"cell": cell})

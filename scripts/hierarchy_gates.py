@@ -1,0 +1,151 @@
+"""Is a trained hierarchy ready for the long benchmark? The gates of issue 15, each minutes to check.
+
+    python -m scripts.hierarchy_gates --logdir runs/X [--episodes N] [--out JSON]
+
+Loads the run's agent at its latest checkpoint and real steps to probe it on: the last
+``--replay-steps`` steps of each environment in the replay saved with the run or, with ``--fresh``
+or where the run kept none, ``--episodes`` fresh episodes of the agent's sampling policy. Then it
+measures (``agents.gates``):
+
+1. cell decoding: level 0's posterior decodes the exact cell (every one-hot group), >= 0.95;
+2. worker reach: placed in the cell of step t with the goal features of step t + k (k <= K, level
+   1's period), level 0 (greedy, or sampling with ``--sample``) reaches the goal within K steps at
+   least twice as often as with another pair's goal (and at all); the cell-level reach is reported;
+3. codebook perplexity of level 1's goal codes over the visited states, > 30, and the share of
+   visited cells its decoded goals land on, >= 0.5.
+
+Prints a table and writes JSON (default ``<logdir>/gates.json``). Exit status 0 when every gate
+passes, 1 when one fails, 2 with one paragraph for a run it cannot probe (no checkpoint, one level,
+an environment without one-hot cell observations such as ``hmbrl/GridFourRooms-v0`` has).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from agents.probes import Gate
+from configs.loader import read_config
+from scripts.common import UserError, add_debug_flag, import_modules, read_yaml_file, report_user_errors
+from scripts.evaluate import positive_int
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--logdir", required=True, help="the run directory (two or more levels)")
+    parser.add_argument("--episodes", type=positive_int, default=10, help="fresh episodes, where no replay is used")
+    parser.add_argument("--replay-steps", type=positive_int, default=1000,
+                        help="the last steps of each environment's replay to probe on")
+    parser.add_argument("--fresh", action="store_true", help="collect fresh episodes even if the run kept its replay")
+    parser.add_argument("--pairs", type=positive_int, default=256, help="(start, goal) pairs of the reach gate")
+    parser.add_argument("--sample", action="store_true", help="the worker samples its actions in the reach gate")
+    parser.add_argument("--code-samples", type=positive_int, default=4096,
+                        help="random codes decoded for coverage (all codes where there are fewer)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="JSON path (default <logdir>/gates.json)")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    add_debug_flag(parser)
+    return parser.parse_args(argv)
+
+
+@report_user_errors
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    import_modules(args.imports)
+    logdir = Path(args.logdir)
+    if not (logdir / "config.yaml").exists():
+        raise UserError(f"{logdir} is not a run directory (no config.yaml)")
+    read_yaml_file(logdir / "config.yaml")
+    config = read_config(logdir / "config.yaml")
+    if config["hierarchy"]["levels"] < 2:
+        raise UserError(f"{logdir} is a flat run (hierarchy.levels: 1): the gates probe level 0 under the goals of "
+                        "level 1; train with --config hierarchy2 or --set hierarchy.levels=2")
+    agent, make, obs_key, groups = probe_target(config)
+    from agents.checkpoint import latest_checkpoint_step
+
+    if latest_checkpoint_step(logdir / "checkpoints") is None:
+        raise UserError(f"no checkpoint in {logdir / 'checkpoints'}: train the run first (it checkpoints every "
+                        "run.checkpoint_every steps and at its end)")
+    from agents.run_lock import RunLock
+
+    with RunLock(logdir):  # it reads the checkpoint and writes gates.json: not while a run writes there
+        return probe(args, logdir, config, agent, make, obs_key, groups)
+
+
+def probe_target(config: dict) -> tuple[Any, Callable[[], Any], str, tuple[int, ...]]:
+    """The run's agent, an env factory, and the observation key and one-hot groups naming the cell;
+    `UserError` for an environment without them."""
+    from agents.gates import cell_groups
+    from agents.hierarchical_agent import HierarchicalAgent
+    from envs import make_env
+
+    make = functools.partial(make_env, config["env_id"], config["env"])
+    env = make()
+    try:
+        agent = HierarchicalAgent.from_config(config, env.observation_space, env.action_space)
+        obs_key, groups = cell_groups(env, agent.obs_layout)
+    except ValueError as error:
+        raise UserError(f"{config['env_id']}: {error}") from None
+    finally:
+        env.close()
+    return agent, make, obs_key, groups
+
+
+def probe(args: argparse.Namespace, logdir: Path, config: dict, agent: Any, make: Callable[[], Any],
+          obs_key: str, groups: tuple[int, ...]) -> dict:
+    """Load the state and the steps, run the gates, print the table and write the JSON."""
+    from agents.evaluation import load_train_state
+    from agents.gates import run_gates
+    from agents.run_data import collect_episodes, load_replay
+    from envs import make_vector_env
+
+    state, step = load_train_state(agent, config, logdir)
+    steps = None if args.fresh else load_replay(agent, config, logdir, args.replay_steps, step)
+    source = "replay"
+    if steps is None:
+        source = "fresh"
+        envs = make_vector_env(config["env_id"], config["env"], config["run"]["num_envs"])
+        steps = collect_episodes(agent, state, envs, args.episodes, args.seed)
+        envs.close()
+    gates = run_gates(agent, state, steps, make, obs_key, groups, args.pairs, not args.sample,
+                      args.code_samples, args.seed)
+    result = {"logdir": str(logdir), "step": step, "env_id": config["env_id"], "source": source,
+              "probed_steps": int(steps["is_first"].size), "seed": args.seed,
+              "passed": all(gate.passed for gate in gates),
+              "gates": {gate.key: gate._asdict() for gate in gates}}
+    out = Path(args.out) if args.out else logdir / "gates.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"step {step:,}, {result['probed_steps']:,} {source} steps of {config['env_id']}")
+    print(format_table(gates))
+    print(f"wrote {out}")
+    return result
+
+
+def format_table(gates: list[Gate]) -> str:
+    """One row per gate: measured value, threshold and PASS / FAIL (n/a with the reason where unmeasured)."""
+    rows = [("gate", "value", "threshold", "verdict")]
+    for gate in gates:
+        value = "n/a" if gate.value is None else f"{gate.value:.3f}"
+        verdict = f"n/a ({gate.note})" if gate.passed is None else ("PASS" if gate.passed else "FAIL")
+        rows.append((gate.name, value, gate.threshold, verdict))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+    reach = next((gate.details for gate in gates if gate.key == "reach"), {})
+    if "K" in reach:
+        lines.append(f"  reach: own {reach['reach_own']:.3f} vs shuffled {reach['reach_shuffled']:.3f}; by cell own "
+                     f"{reach['cell_reach_own']:.3f} vs shuffled {reach['cell_reach_shuffled']:.3f} "
+                     f"({reach['pairs']} pairs, K {reach['K']}, {reach['policy']} worker)")
+    coverage = next((gate.details for gate in gates if gate.key == "coverage"), {})
+    if coverage:  # the share is of the cells visited: a run that stays in one room covers them easily
+        lines.append(f"  coverage: {coverage['cells_covered']} of {coverage['cells_visited']} visited cells, "
+                     f"{coverage['codes_decoded']} codes decoded")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main()["passed"] else 1)

@@ -1,0 +1,74 @@
+"""``python -m scripts.hierarchy_gates`` end to end on a tiny two-level GridFourRooms run, and its
+refusals. The run is far too short to pass a gate: only the structure and ranges are checked."""
+
+import json
+
+import pytest
+
+from configs.loader import load_config, save_config
+from scripts import hierarchy_gates, train
+
+GATES = {"decoding", "reach", "perplexity", "coverage"}
+FAST = ["--pairs", "32", "--code-samples", "256"]
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    """200 steps of two levels (K = 4) with 25-step episodes, so that replay holds several."""
+    logdir = tmp_path_factory.mktemp("runs") / "grid"
+    assert train.main(["--config", "debug", "--logdir", str(logdir), "--no-progress", "--env", "hmbrl/GridFourRooms-v0",
+                       "--steps", "200", "--set", "hierarchy.levels=2", "hierarchy.k=[4]", "env.time_limit=25"]) == 0
+    return logdir
+
+
+def check_result(result: dict) -> None:
+    gates = result["gates"]
+    assert set(gates) == GATES
+    for key, gate in gates.items():
+        assert isinstance(gate["passed"], bool) and gate["threshold"], key
+    for key in ("decoding", "reach", "coverage"):
+        assert 0.0 <= gates[key]["value"] <= 1.0, key
+    assert 1.0 <= gates["perplexity"]["value"] <= gates["perplexity"]["details"]["states"]
+    reach = gates["reach"]["details"]
+    assert reach["K"] == 4 and reach["policy"] == "greedy" and 2 <= reach["pairs"] <= 32
+    for name in ("reach_shuffled", "cell_reach_own", "cell_reach_shuffled"):
+        assert 0.0 <= reach[name] <= 1.0, name
+    coverage = gates["coverage"]["details"]
+    assert 1 <= coverage["cells_covered"] <= coverage["cells_visited"] <= 16 * 16
+    assert result["passed"] == all(gate["passed"] for gate in gates.values())
+
+
+def test_the_gates_probe_the_saved_replay_print_a_table_and_write_json(grid_run, capsys):
+    result = hierarchy_gates.main(["--logdir", str(grid_run), *FAST])
+    assert result["source"] == "replay" and result["step"] == 200 and result["probed_steps"] == 200
+    check_result(result)
+    assert json.loads((grid_run / "gates.json").read_text()) == json.loads(json.dumps(result))
+    table = capsys.readouterr().out
+    for gate in result["gates"].values():
+        assert gate["name"] in table
+    assert table.count("PASS") + table.count("FAIL") == 4
+
+
+def test_fresh_episodes_of_the_policy_when_asked(grid_run, tmp_path):
+    out = tmp_path / "fresh.json"
+    result = hierarchy_gates.main(["--logdir", str(grid_run), "--fresh", "--episodes", "2", "--out", str(out), *FAST])
+    assert result["source"] == "fresh" and result["probed_steps"] >= 2 * 25
+    check_result(json.loads(out.read_text()))
+
+
+def write_run(logdir, *overrides):
+    logdir.mkdir()
+    save_config(load_config(["debug"], list(overrides)), logdir / "config.yaml")
+    return logdir
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["env_id=hmbrl/GridFourRooms-v0"], "is a flat run"),
+    (["env_id=hmbrl/GridFourRooms-v0", "hierarchy.levels=2"], "no checkpoint in"),
+    (["env_id=CartPole-v1", "hierarchy.levels=2"], "has no one-hot cell observations"),
+])
+def test_runs_it_cannot_probe_are_refused_with_a_clear_message(tmp_path, overrides, message):
+    logdir = write_run(tmp_path / "run", *overrides)
+    with pytest.raises(SystemExit, match=message) as error:
+        hierarchy_gates.main(["--logdir", str(logdir)])
+    assert error.value.code == 2
