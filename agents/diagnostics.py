@@ -161,10 +161,11 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
             opens = ticks[index] if meter.level.top else ticks[index + 1]  # a new goal from above
             meter.step(record, ticks[index], opens, features, goal, imagined[index])
             if not meter.level.top:
-                for reached, finished in ((meters[index + 1].reached, policy_state.finished[index]),
-                                          (meters[index + 1].chance_reached, policy_state.chance_finished[index])):
-                    done = np.asarray(finished)
-                    reached.extend(done[np.isfinite(done)].tolist())
+                # Not named `finished`: that is the list of finished episodes the loop counts.
+                for reached, similarity in ((meters[index + 1].reached, policy_state.finished[index]),
+                                            (meters[index + 1].chance_reached, policy_state.chance_finished[index])):
+                    similarity = np.asarray(similarity)  # NaN where no goal finished at this step
+                    reached.extend(similarity[np.isfinite(similarity)].tolist())
         images.observe(state, policy_state, record)
         finished_episodes += len(finished)
     scalars = {name: value for meter in meters for name, value in meter.scalars(agent.reach_threshold).items()}

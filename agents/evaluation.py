@@ -31,6 +31,16 @@ def load_train_state(agent: HierarchicalAgent, config: dict[str, Any], logdir: s
     return state["train"], step
 
 
+def return_scalars(returns: list[float]) -> dict[str, float]:
+    """``eval/return_mean``, ``eval/return_std`` and ``eval/success_rate`` of evaluation returns.
+    The success rate is the fraction of episodes with a positive return: on a sparse task whose only
+    reward is paid for reaching the goal (``hmbrl/GridFourRooms-v0``, PointFourRooms, DoorKey) that
+    is the fraction that reached it; on a dense task it means little."""
+    returns = np.asarray(returns, dtype=np.float64)
+    return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
+            "eval/success_rate": float((returns > 0).mean())}
+
+
 def run_episodes(
     agent: HierarchicalAgent,
     state: HierarchicalTrainState,

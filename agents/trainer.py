@@ -25,7 +25,7 @@ from agents.checkpoint import open_checkpointer
 from agents.coverage import CoverageMeter
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from agents.diagnostics import measure_levels
-from agents.evaluation import run_episodes
+from agents.evaluation import return_scalars, run_episodes
 from agents.logging import Logger
 from agents.parallel import DataParallel
 from agents.replay import Replay
@@ -341,8 +341,8 @@ class Trainer:
             scalars, images = measure_levels(self.agent, state, envs, diagnose, seed) if diagnose else ({}, {})
         finally:
             envs.close()
-        scalars.update({"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
-                        "eval/elapsed_seconds": time.time() - self.start_time})
+        scalars.update(return_scalars(returns))
+        scalars["eval/elapsed_seconds"] = time.time() - self.start_time
         logger.scalars(scalars, self.counters.env_steps)
         for name, image in images.items():
             logger.image(name, image, self.counters.env_steps)

@@ -40,8 +40,9 @@ def run_side_by_side(function: Callable[..., Any], calls: Mapping[Hashable, tupl
 def evaluation_rows(logdir: Path, probes: Iterable[str] = ()) -> list[dict]:
     """A run's evaluations: step, seconds, greedy return, the mean return of the training episodes that
     ended since the previous evaluation (``train_return``: sampled actions, so it shows sparse successes
-    that greedy evaluation misses), every level's exploitation and goal scalars, and the latest value
-    of every logged scalar whose name contains one of ``probes`` (e.g. ``"world_model/r2/"``)."""
+    that greedy evaluation misses), ``success_rate`` where the evaluation logged it
+    (``eval/success_rate``), every level's exploitation and goal scalars, and the latest value of every
+    logged scalar whose name contains one of ``probes`` (e.g. ``"world_model/r2/"``)."""
     rows, training, latest = [], [], {}
     probes = tuple(probes)
     for row in read_metrics(logdir):
@@ -49,11 +50,34 @@ def evaluation_rows(logdir: Path, probes: Iterable[str] = ()) -> list[dict]:
         if "episode/return" in row:
             training.append(row["episode/return"])
         if "eval/return_mean" in row:
+            success = {"success_rate": row["eval/success_rate"]} if "eval/success_rate" in row else {}
             rows.append({"step": row["step"], "seconds": row["eval/elapsed_seconds"], "return": row["eval/return_mean"],
-                         "train_return": float(np.mean(training)) if training else None, **latest,
+                         **success, "train_return": float(np.mean(training)) if training else None, **latest,
                          **{name: value for name, value in row.items() if "/exploitation/" in name or "/goal/" in name}})
             training = []
     return rows
+
+
+def first_success_step(rows: Iterable[Mapping[str, Any]]) -> int | None:
+    """The environment step at which the first training episode with a positive return ended (on a
+    sparse task that pays only for reaching the goal: the first success); None if none did."""
+    return next((row["step"] for row in rows if row.get("episode/return", 0.0) > 0), None)
+
+
+def scalar_rows(rows: Iterable[Mapping[str, Any]], prefix: str) -> list[dict]:
+    """The step and the ``prefix*`` scalars of every row that logs one (e.g. every ``coverage/`` row)."""
+    picked = []
+    for row in rows:
+        scalars = {name: value for name, value in row.items() if name.startswith(prefix)}
+        if scalars:
+            picked.append({"step": row["step"], **scalars})
+    return picked
+
+
+def value_at(curve: list[Mapping[str, Any]], step: int, key: str) -> float | None:
+    """``key`` in the last row of ``curve`` (in step order) at or before ``step``; None if none has it."""
+    earlier = [row[key] for row in curve if row["step"] <= step and row.get(key) is not None]
+    return earlier[-1] if earlier else None
 
 
 def mean_curve(runs: dict[int, list[dict]], key: str = "return") -> list[dict]:

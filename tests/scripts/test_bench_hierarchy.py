@@ -1,63 +1,103 @@
-"""The hierarchy benchmark's statistics over seeds, against numbers worked out by hand."""
-
-import pytest
+"""The hierarchy benchmark's arms and what it reads from a run, without training."""
 
 import json
 
-from scripts.bench_hierarchy import evaluation_rows, gap_curves, mean_curve, summarise
+import pytest
+
+from scripts.bench_hierarchy import arm_config, main, parse_args, run_record
+from scripts.benchmarking import evaluation_rows, value_at
 
 
-def _runs():
-    return {
-        0: [{"step": 5, "return": 0.0}, {"step": 10, "return": 0.5, "level0/exploitation/gap": 0.2,
-                                          "level1/exploitation/gap": -0.1, "level1/goal/reach_rate": 0.5}],
-        1: [{"step": 5, "return": 1.0}, {"step": 10, "return": 0.0, "level0/exploitation/gap": 0.4,
-                                          "level1/exploitation/gap": 0.3, "level1/goal/reach_rate": 0.0}],
-    }
+def test_defaults_are_the_issue_15_benchmark():
+    args = parse_args([])
+    assert (args.env, args.arms, args.seeds) == ("hmbrl/GridFourRooms-v0", ["A", "B", "C"], [0, 1, 2, 3, 4])
+    assert (args.steps, args.eval_episodes, args.novelty) == (50_000, 20, 0.1)
 
 
-def test_summarise_gives_mean_spread_and_per_level_gaps():
-    summary = summarise(_runs(), levels=2)
-    assert summary["final_mean"] == pytest.approx(0.25)
-    assert summary["final_std"] == pytest.approx(0.25)
-    assert (summary["final_min"], summary["final_max"]) == (0.0, 0.5)
-    assert summary["best_mean"] == pytest.approx(0.75)  # 0.5 for seed 0, 1.0 for seed 1
-    assert summary["train_mean"] is None  # no training returns in these rows
-    assert summary["levels"][0] == pytest.approx({"gap": 0.3, "gap_std": 0.1, "gap_all_evaluations": 0.3})
-    assert summary["levels"][1] == pytest.approx({"gap": 0.1, "gap_std": 0.2, "reach_rate": 0.25, "reach_rate_std": 0.25,
-                                                  "gap_all_evaluations": 0.1})
+def test_arms_map_to_configs_with_one_novelty_weight_for_b_and_c():
+    configs = {arm: arm_config(arm, 0.3, ["small"], ["hierarchy.disagreement_penalty=0"])
+               for arm in ("A", "B", "C", "C3")}
+    assert {arm: (c["hierarchy"]["levels"], c["hierarchy"]["novelty"]) for arm, c in configs.items()} == {
+        "A": (1, 0.0), "B": (1, 0.3), "C": (2, 0.3), "C3": (3, 0.3)}
+    # presets and overrides reach every arm
+    assert all(c["world_model"]["deter"] == 64 and c["hierarchy"]["disagreement_penalty"] == 0 for c in configs.values())
+    assert configs["C3"]["hierarchy"]["k"] == [4, 4]  # the hierarchy3 preset
 
 
-def test_mean_curve_has_min_max_band_per_step():
-    curve = mean_curve(_runs())
-    assert curve == [pytest.approx({"step": 5, "return": 0.5, "low": 0.0, "high": 1.0}),
-                     pytest.approx({"step": 10, "return": 0.25, "low": 0.0, "high": 0.5})]
+def test_arm_d_is_refused_as_not_implemented(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--arms", "A", "D"])
+    assert "arm D" in capsys.readouterr().err
+    with pytest.raises(NotImplementedError, match="not implemented yet"):
+        arm_config("D", 0.1)
 
 
-def test_gap_curves_follow_each_level_over_evaluations():
-    curves = gap_curves({2: _runs()})
-    assert list(curves) == ["2 levels: level 0", "2 levels: level 1"]
-    assert curves["2 levels: level 1"] == [pytest.approx({"step": 10, "return": 0.1, "low": -0.1, "high": 0.3})]
+def test_set_cannot_change_what_makes_an_arm(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--set", "hierarchy.novelty=0.5"])
+    assert "--novelty" in capsys.readouterr().err
+
+
+def test_value_at_takes_the_last_row_at_or_before_the_step():
+    curve = [{"step": 10, "x": 1.0}, {"step": 20, "y": 5.0}, {"step": 30, "x": 3.0}]
+    assert [value_at(curve, step, "x") for step in (5, 10, 29, 100)] == [None, 1.0, 1.0, 3.0]
+
+
+def _write_metrics(path, rows):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "metrics.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
 
 
 def test_evaluation_rows_average_the_training_episodes_between_evaluations(tmp_path):
-    rows = [{"step": 4, "episode/return": 1.0}, {"step": 6, "episode/return": 0.0},
-            {"step": 8, "eval/return_mean": 0.5, "eval/elapsed_seconds": 3.0, "level0/exploitation/gap": 0.1,
-             "level0/world_model/loss": 2.0},
-            {"step": 12, "eval/return_mean": 0.0, "eval/elapsed_seconds": 5.0},
-            {"step": 14, "episode/return": 0.25, "level0/world_model/loss": 1.0},
-            {"step": 16, "episode/return": 0.75, "eval/return_mean": 1.0, "eval/elapsed_seconds": 7.0}]
-    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    _write_metrics(tmp_path, [
+        {"step": 4, "episode/return": 1.0}, {"step": 6, "episode/return": 0.0},
+        {"step": 8, "eval/return_mean": 0.5, "eval/success_rate": 0.5, "eval/elapsed_seconds": 3.0,
+         "level0/exploitation/gap": 0.1, "level0/world_model/loss": 2.0},
+        {"step": 12, "eval/return_mean": 0.0, "eval/elapsed_seconds": 5.0},
+        {"step": 14, "episode/return": 0.25, "level0/world_model/loss": 1.0},
+        {"step": 16, "episode/return": 0.75, "eval/return_mean": 1.0, "eval/elapsed_seconds": 7.0}])
     assert evaluation_rows(tmp_path) == [
-        {"step": 8, "seconds": 3.0, "return": 0.5, "train_return": 0.5, "level0/exploitation/gap": 0.1},
+        {"step": 8, "seconds": 3.0, "return": 0.5, "success_rate": 0.5, "train_return": 0.5,
+         "level0/exploitation/gap": 0.1},
         {"step": 12, "seconds": 5.0, "return": 0.0, "train_return": None},
         {"step": 16, "seconds": 7.0, "return": 1.0, "train_return": 0.5},
     ]
 
 
-def test_summarise_averages_training_returns_over_the_whole_run():
-    runs = {0: [{"step": 5, "return": 0.0, "train_return": 0.2}, {"step": 10, "return": 0.0, "train_return": 0.4}],
-            1: [{"step": 5, "return": 0.0, "train_return": None}, {"step": 10, "return": 0.0, "train_return": 0.0}]}
-    summary = summarise(runs, levels=1)
-    assert summary["train_mean"] == pytest.approx(0.15)  # seed 0: 0.3, seed 1: 0.0
-    assert summary["train_std"] == pytest.approx(0.15)
+def test_run_record_reads_success_first_success_coverage_and_diagnostics(tmp_path):
+    _write_metrics(tmp_path, [
+        {"step": 100, "episode/return": 0.0},
+        {"step": 200, "coverage/cells_total": 12.0, "coverage/cells_per_1k_steps": 12.0,
+         "level1/goal/code_perplexity": 31.0, "level1/model/controllability": 0.4, "replay/rewarded_fraction": 0.0},
+        {"step": 300, "eval/return_mean": 0.25, "eval/elapsed_seconds": 9.0},  # logged before eval/success_rate
+        {"step": 350, "episode/return": 1.0},
+        {"step": 400, "coverage/cells_total": 20.0, "coverage/cells_per_1k_steps": 15.0},
+        {"step": 500, "eval/return_mean": 0.5, "eval/success_rate": 0.4, "eval/elapsed_seconds": 12.0,
+         "level1/goal/reach_rate": 0.3}])
+    record = run_record(tmp_path)
+    assert record["first_success_step"] == 350
+    assert record["coverage"] == [{"step": 200, "coverage/cells_total": 12.0, "coverage/cells_per_1k_steps": 12.0},
+                                  {"step": 400, "coverage/cells_total": 20.0, "coverage/cells_per_1k_steps": 15.0}]
+    first, last = record["evaluations"]
+    assert first["success_rate"] == 0.25  # the mean return stands in for it
+    assert last["success_rate"] == 0.4 and last["level1/goal/reach_rate"] == 0.3
+    assert last["level1/goal/code_perplexity"] == 31.0 and last["level1/model/controllability"] == 0.4
+    assert last["replay/rewarded_fraction"] == 0.0 and last["coverage/cells_total"] == 20.0
+
+
+def test_replot_prints_the_table_and_verdict_and_writes_json_and_plots(tmp_path, capsys):
+    def record(rate):
+        return {"evaluations": [{"step": s, "seconds": 1.0, "return": rate, "success_rate": rate} for s in (500, 1000)],
+                "coverage": [{"step": 1000, "coverage/cells_total": 40.0 * (1 + rate)}],
+                "first_success_step": 300 if rate else None}
+    saved = {"env": "hmbrl/GridFourRooms-v0", "arms": ["A", "B", "C"], "novelty": 0.1, "steps": 1000,
+             "seeds": [0, 1, 2, 3, 4], "runs": {"A": {str(s): record(0.0) for s in range(5)},
+                                                "B": {str(s): record(0.0) for s in range(5)},
+                                                "C": {str(s): record(0.9) for s in range(5)}}}
+    (tmp_path / "saved.json").write_text(json.dumps(saved))
+    result = main(["--replot", str(tmp_path / "saved.json"), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert result["verdict"]["hierarchy_wins"] is True and "the hierarchy WINS" in out
+    assert "| C 2 levels + novelty | 0.900 ± 0.000 [0.900, 0.900] | 5/5, 300 | n/a / 76 |" in out  # no coverage row by step 500
+    assert result["coverage_marks"] == [500, 1000]
+    assert all((tmp_path / name).exists() for name in ("out.json", "out.png", "out_cells_total.png"))
