@@ -35,16 +35,21 @@ def twohot(values: jax.Array, bins: jax.Array) -> jax.Array:
     The weights are linear in the distance, so ``twohot(v) @ bins == v`` inside the bin range;
     values outside are clipped to the outermost bin.
     """
-    chex.assert_rank(bins, 1)
+    below, weight_high = _twohot_indices(values, bins)
     num_bins = bins.shape[0]
-    values = jnp.clip(values, bins[0], bins[-1])
-    below = jnp.clip(jnp.searchsorted(bins, values, side="right") - 1, 0, num_bins - 2)
-    low, high = bins[below], bins[below + 1]
-    weight_high = jnp.clip((values - low) / (high - low), 0.0, 1.0)
     return (
         jax.nn.one_hot(below, num_bins) * (1.0 - weight_high)[..., None]
         + jax.nn.one_hot(below + 1, num_bins) * weight_high[..., None]
     )
+
+
+def _twohot_indices(values: jax.Array, bins: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The lower of the two bins of each value ``[...]`` and the weight of the upper one."""
+    chex.assert_rank(bins, 1)
+    values = jnp.clip(values, bins[0], bins[-1])
+    below = jnp.clip(jnp.searchsorted(bins, values, side="right") - 1, 0, bins.shape[0] - 2)
+    low, high = bins[below], bins[below + 1]
+    return below, jnp.clip((values - low) / (high - low), 0.0, 1.0)
 
 
 class TwoHotSymlog(NamedTuple):
@@ -57,9 +62,14 @@ class TwoHotSymlog(NamedTuple):
         return symexp(jnp.sum(jax.nn.softmax(self.logits, -1) * self.bins, -1))
 
     def log_prob(self, target: jax.Array) -> jax.Array:
-        """Cross-entropy against the two-hot encoding of ``symlog(target)`` (negated)."""
-        weights = twohot(symlog(target), self.bins)
-        return jnp.sum(weights * jax.nn.log_softmax(self.logits, -1), -1)
+        """Cross-entropy against the two-hot encoding of ``symlog(target)`` (negated). Only two bins
+        carry weight, so it reads their two log-probabilities instead of multiplying ``[..., K]``
+        one-hots (equal to ``sum(twohot(symlog(target)) * log_softmax(logits))``; tested)."""
+        below, weight_high = _twohot_indices(symlog(target), self.bins)
+        log_probs = jax.nn.log_softmax(self.logits, -1)
+        low = jnp.take_along_axis(log_probs, below[..., None], -1)[..., 0]
+        high = jnp.take_along_axis(log_probs, below[..., None] + 1, -1)[..., 0]
+        return (1.0 - weight_high) * low + weight_high * high
 
 
 def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:

@@ -95,3 +95,13 @@ def test_bounded_normal_samples_stay_in_bounds_and_log_prob_matches_formula():
         for v, m, s in zip(value[0], dist.mean[0], dist.std[0])
     )
     np.testing.assert_allclose(dist.log_prob(value), [expected], rtol=1e-5)
+
+
+def test_twohot_log_prob_reads_two_bins_as_the_full_cross_entropy_does():
+    bins = symlog_bins(255)
+    logits = jax.random.normal(jax.random.PRNGKey(0), (64, 255))
+    target = jnp.concatenate([jnp.array([0.0, -1e9, 1e9, 1.0]), 30 * jax.random.normal(jax.random.PRNGKey(1), (60,))])
+    full = lambda l: jnp.sum(twohot(symlog(target), bins) * jax.nn.log_softmax(l, -1), -1)
+    np.testing.assert_allclose(TwoHotSymlog(logits, bins).log_prob(target), full(logits), rtol=1e-5, atol=1e-5)
+    gathered = jax.grad(lambda l: TwoHotSymlog(l, bins).log_prob(target).sum())(logits)
+    np.testing.assert_allclose(gathered, jax.grad(lambda l: full(l).sum())(logits), rtol=1e-5, atol=1e-6)
