@@ -33,11 +33,9 @@ import time
 from pathlib import Path
 
 from agents.logging import read_metrics
-from agents.trainer import Trainer
 from configs.loader import load_config, parse_override
-from envs import make_vector_env
 from scripts.benchmarking import (evaluation_rows, first_success_step, mean_curve, plot, run_side_by_side,
-                                  scalar_rows)
+                                  scalar_rows, train_run)
 from scripts.hierarchy_verdict import (MIN_SUCCESS, coverage_marks, print_diagnostics, print_table,
                                        summarise_arm, verdicts)
 
@@ -108,9 +106,7 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, logdir: Path) -> di
     """One arm's run on one seed; its ``run_record``."""
     overrides = [("env_id", args.env), ("seed", seed), ("steps", args.steps), ("run.eval_every", args.eval_every),
                  ("run.eval_episodes", args.eval_episodes), *args.overrides]
-    config = arm_config(arm, args.novelty, args.presets, overrides)
-    make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, config["run"]["env_parallel"])
-    Trainer(config, logdir, make_envs, progress=False).run(config["steps"])
+    train_run(arm_config(arm, args.novelty, args.presets, overrides), logdir)
     return run_record(logdir)
 
 

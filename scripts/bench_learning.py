@@ -3,6 +3,7 @@
     python -m scripts.bench_learning --env CartPole-v1 --config cartpole --seeds 0 1 2 --jobs 3
     python -m scripts.bench_learning --env Pendulum-v1 --config pendulum --seeds 0 1 2 --jobs 3 --hold-from 20000
     python -m scripts.bench_learning --env CartPole-v1 --runs runs/bench-CartPole-v1-seed*   # summarise runs
+    python -m scripts.bench_learning --env CartPole-v1 --resume runs/bench-CartPole-v1-seed* --jobs 3   # continue them
 
 Each seed trains ``--steps`` environment steps and evaluates the greedy policy every ``--eval-every``
 steps; ``--jobs N`` runs N seeds at once, each in its own single-threaded process. Prints a table per
@@ -11,7 +12,8 @@ the target, whether the target was *held* (the final return reaches it; with ``-
 evaluation from step S on does too), the decoder's R^2 per observation key at the end, and the
 wall-clock. Writes the curves as JSON and a PNG (mean over seeds, band from min to max; default prefix
 ``benchmarks/out/learning_<env>``). ``--runs DIR ...`` summarises existing run directories, finished
-or not, instead of training; ``--replot JSON`` redoes table and plot from a saved JSON.
+or not, instead of training; ``--resume DIR ...`` continues runs of an earlier session (every run
+writes its ``config.yaml``) to ``--steps`` and then summarises them; ``--replot JSON`` redoes table and plot from a saved JSON.
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.trainer import Trainer
-from configs.loader import load_config
-from envs import make_vector_env
-from scripts.benchmarking import evaluation_rows, mean_curve, plot, run_side_by_side
+from configs.loader import load_config, read_config
+from scripts.benchmarking import evaluation_rows, mean_curve, plot, run_side_by_side, train_run
 
 TARGETS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 FINAL_EVALUATIONS = 4  # the final return is the mean of this many last evaluations
@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", help="output prefix (default benchmarks/out/learning_<env>)")
     parser.add_argument("--runs", nargs="+", metavar="DIR", help="no training: summarise these run directories")
+    parser.add_argument("--resume", nargs="+", metavar="DIR",
+                        help="continue these runs (of an earlier session) to --steps, then summarise them")
     parser.add_argument("--replot", metavar="JSON", help="no training: the table and plot again from a saved JSON")
     return parser.parse_args(argv)
 
@@ -59,9 +61,15 @@ def train_one(args: argparse.Namespace, seed: int, logdir: Path) -> list[dict]:
     """One seed's run; its evaluation rows (``scripts.benchmarking.evaluation_rows``)."""
     overrides = [("env_id", args.env), ("seed", seed), ("steps", args.steps),
                  ("run.eval_every", args.eval_every), ("run.eval_episodes", args.eval_episodes), *args.overrides]
-    config = load_config(args.config.split(","), overrides)
-    make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, config["run"]["env_parallel"])
-    Trainer(config, logdir, make_envs, progress=False).run(config["steps"])
+    train_run(load_config(args.config.split(","), overrides), logdir)
+    return evaluation_rows(logdir, PROBES)
+
+
+def resume_one(logdir: Path, steps: int) -> list[dict]:
+    """Continue a run of an earlier session to ``steps``; its evaluation rows."""
+    config = read_config(logdir / "config.yaml")
+    config["steps"] = steps
+    train_run(config, logdir, resume=True)
     return evaluation_rows(logdir, PROBES)
 
 
@@ -106,6 +114,10 @@ def collect(args: argparse.Namespace, name: str) -> dict[int, list[dict]]:
     if args.runs:
         rows = {Path(run): evaluation_rows(Path(run), PROBES) for run in args.runs}
         return {index: curve for index, curve in enumerate(rows.values()) if curve}
+    if args.resume:
+        calls = {index: (Path(run), args.steps) for index, run in enumerate(args.resume)}
+        report = lambda index, rows: print(f"{args.resume[index]}: last evaluation {rows[-1]['return']:.1f}", flush=True)
+        return run_side_by_side(resume_one, calls, args.jobs, report)
     # The process id keeps two benchmarks started in the same second out of each other's run directories.
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     calls = {seed: (args, seed, Path("runs") / f"bench-{name}-seed{seed}-{stamp}") for seed in args.seeds}

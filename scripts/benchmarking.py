@@ -17,6 +17,20 @@ from agents.logging import read_metrics
 SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
+def train_run(config: Mapping[str, Any], logdir: Path, resume: bool = False) -> None:
+    """Train one run of a benchmark to ``config["steps"]``, as ``scripts.train`` would: a new run
+    writes its ``config.yaml`` first, so that ``scripts.train --resume --logdir`` (or the benchmark's
+    own ``--resume``) can continue it in a later session."""
+    from agents.trainer import Trainer  # here: spawned workers import jax only when they train
+    from envs import make_vector_env
+    from scripts.common import write_config
+
+    if not resume:
+        write_config(dict(config), logdir)
+    make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, config["run"]["env_parallel"])
+    Trainer(dict(config), logdir, make_envs, progress=False).run(config["steps"], resume=resume)
+
+
 def run_side_by_side(function: Callable[..., Any], calls: Mapping[Hashable, tuple], jobs: int,
                      report: Callable[[Hashable, Any], None] = lambda key, result: None) -> dict:
     """``function(*calls[key])`` for every key, ``jobs`` at a time, each job in its own single-threaded

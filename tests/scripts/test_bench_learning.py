@@ -45,3 +45,28 @@ def test_summarises_existing_run_directories(tmp_path, capsys):
     assert result["curves"]["0"][-1]["level0/world_model/r2/obs"] == 0.8  # the latest value before the evaluation
     assert (tmp_path / "out.png").exists() and "| 0 | 2,000 | 250.0 | 480.0 | 2,000 | no |" in capsys.readouterr().out
 
+
+
+def test_runs_write_their_config_and_resume_from_it_to_more_steps(tmp_path, monkeypatch):
+    """A benchmark run can be continued in a later session: it leaves config.yaml, and --resume
+    trains from it (here a stand-in trainer records what it is asked)."""
+    import agents.trainer
+    from configs.loader import load_config
+    from scripts import bench_learning
+    from scripts.benchmarking import train_run
+
+    calls = []
+
+    class Recorder:
+        def __init__(self, config, logdir, make_envs, progress):
+            self.config, self.logdir = config, logdir
+
+        def run(self, steps, resume=False):
+            calls.append((self.logdir, steps, resume, self.config["seed"]))
+
+    monkeypatch.setattr(agents.trainer, "Trainer", Recorder)
+    logdir = tmp_path / "run"
+    train_run(load_config(["debug"], [("seed", 7), ("steps", 300)]), logdir)
+    assert (logdir / "config.yaml").exists()
+    bench_learning.resume_one(logdir, 900)
+    assert calls == [(logdir, 300, False, 7), (logdir, 900, True, 7)]
