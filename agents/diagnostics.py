@@ -5,6 +5,10 @@ every level, asks that level's world model what discounted sum of the level's ow
 will collect over the level's imagination horizon. It then adds up what the same policy really
 collected over the same steps. The difference, imagined minus real, is the level's *exploitation
 gap*: a policy that learned to exploit errors of its world model expects far more than it gets.
+At the top level it also sets the critic's value at each step against the discounted return that
+really followed, over episodes that ended in a terminal state (``critic/terminal_value_error`` and
+``critic/terminal_value_corr``): a critic that does not see a slow failure coming (a cart drifting
+off its track over hundreds of steps) is optimistic there, beyond the imagination horizon.
 A level below the top opens its windows only where the level above ticks: its imagination holds one
 goal for its whole horizon, so only a window that starts with a new goal sees the same goal in
 reality (a window opened mid-goal would compare the current goal with the next one).
@@ -75,6 +79,46 @@ class _LevelTracker:
             self.windows.remove(window)
 
 
+@dataclass
+class _ValueCalibration:
+    """The top level's critic value at each of its steps against the discounted task return that
+    really followed, in one environment. Only episodes that end in a terminal state count: after a
+    time limit the real return is unknown."""
+
+    discount: float
+    values: list[float] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    pairs: list[tuple[float, float]] = field(default_factory=list)
+
+    def open(self, value: float) -> None:
+        self.values.append(value)
+
+    def add(self, reward: float) -> None:
+        self.rewards.append(reward)
+
+    def end_episode(self, terminal: bool) -> None:
+        if terminal and len(self.values) == len(self.rewards):
+            real, returns = 0.0, []
+            for reward in reversed(self.rewards):
+                real = reward + self.discount * real
+                returns.append(real)
+            self.pairs.extend(zip(self.values, reversed(returns)))
+        self.values, self.rewards = [], []
+
+
+def calibration_scalars(pairs: np.ndarray, prefix: str) -> dict[str, float]:
+    """``{prefix}/critic/terminal_value_error`` (mean critic value minus real return, over the steps of
+    episodes that ended in a terminal state: positive when the critic does not see the end coming) and
+    ``{prefix}/critic/terminal_value_corr`` (their correlation: does the critic rank states by their
+    real future?), from ``pairs [P, 2]`` of (value, real return)."""
+    if not len(pairs):
+        return {}
+    scalars = {f"{prefix}/critic/terminal_value_error": float(np.mean(pairs[:, 0] - pairs[:, 1]))}
+    if len(pairs) > 1 and np.std(pairs[:, 0]) > 0 and np.std(pairs[:, 1]) > 0:
+        scalars[f"{prefix}/critic/terminal_value_corr"] = float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1])
+    return scalars
+
+
 class _LevelMeter:
     """One level in every environment: the task reward collected since its last step, its open
     windows, and the closest goal similarity the level below reached for each goal it handed down."""
@@ -83,27 +127,36 @@ class _LevelMeter:
         self.level, self.env_discount = level, env_discount
         horizon, discount = level.actor_critic.horizon, level.actor_critic.discount
         self.trackers = [_LevelTracker(horizon, discount) for _ in range(num_envs)]
+        self.calibrations = [_ValueCalibration(discount) for _ in range(num_envs)] if level.top else []
         self.collected = np.zeros(num_envs)  # discounted task reward since the level's last step
         self.elapsed = np.zeros(num_envs, np.int64)
         self.reached: list[float] = []
         self.chance_reached: list[float] = []
 
     def step(self, record: dict, ticks: np.ndarray, opens: np.ndarray, features: np.ndarray,
-             goal: np.ndarray | None, imagined: np.ndarray) -> None:
+             goal: np.ndarray | None, imagined: np.ndarray, value: np.ndarray | None = None) -> None:
         """Account for one environment step: ``ticks`` where this level took a step, ``opens`` where
-        a window starts; ``goal`` is the one in effect up to this step (None at the top)."""
+        a window starts; ``goal`` is the one in effect up to this step (None at the top); ``value``
+        the top level's critic value of the current states (None below the top)."""
         first, last, terminal = record["is_first"], record["is_last"], record["is_terminal"]
         self.collected = np.where(first, 0.0, self.collected + self.env_discount**self.elapsed * record["reward"])
         self.elapsed = np.where(first, 0, self.elapsed + 1)
         step_done = (ticks | last) & ~first
         reward = np.asarray(self.level.weighted_reward(features, goal, self.collected))
         for env, tracker in enumerate(self.trackers):
+            calibration = [self.calibrations[env]] if self.calibrations else []
             if step_done[env]:
                 tracker.add(float(reward[env]))
+                for c in calibration:
+                    c.add(float(reward[env]))
             if last[env]:
                 tracker.end_episode(bool(terminal[env]))
+                for c in calibration:
+                    c.end_episode(bool(terminal[env]))
             elif opens[env]:
                 tracker.open(float(imagined[env]))
+                for c in calibration:
+                    c.open(float(value[env]))
         self.collected = np.where(step_done, 0.0, self.collected)
         self.elapsed = np.where(step_done, 0, self.elapsed)
 
@@ -116,6 +169,8 @@ class _LevelMeter:
             scalars[f"{prefix}/exploitation/imagined_return"] = float(imagined_mean)
             scalars[f"{prefix}/exploitation/real_return"] = float(real_mean)
             scalars[f"{prefix}/exploitation/gap"] = float(imagined_mean - real_mean)
+        calibrated = [pair for calibration in self.calibrations for pair in calibration.pairs]
+        scalars.update(calibration_scalars(np.array(calibrated).reshape(-1, 2), prefix))
         if self.reached:
             reach = float(np.mean(np.array(self.reached) >= reach_threshold))
             scalars[f"{prefix}/goal/reach_rate"] = reach
@@ -154,12 +209,14 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
         record, finished = collector.step(policy)
         key, imagine_key = jax.random.split(key)
         imagined = np.asarray(agent.imagined_returns(state, policy_state, imagine_key))  # [levels, N]
+        top_value = np.asarray(agent.top_task_value(state, policy_state))  # [N]
         ticks = [np.ones(num_envs, bool)] + [np.asarray(tick) for tick in policy_state.ticks]
         for index, meter in enumerate(meters):
             goal = None if meter.level.top else np.asarray(previous.goals[index])
             features = np.asarray(state_features(policy_state.latents[index]))
             opens = ticks[index] if meter.level.top else ticks[index + 1]  # a new goal from above
-            meter.step(record, ticks[index], opens, features, goal, imagined[index])
+            meter.step(record, ticks[index], opens, features, goal, imagined[index],
+                       top_value if meter.level.top else None)
             if not meter.level.top:
                 # Not named `finished`: that is the list of finished episodes the loop counts.
                 for reached, similarity in ((meters[index + 1].reached, policy_state.finished[index]),

@@ -85,6 +85,7 @@ class HierarchicalAgent:
         self.prefill_step = jax.jit(self._prefill_step)
         self.reconstruction_images = jax.jit(self._reconstruction_images, static_argnames="frames")
         self.imagined_returns = jax.jit(self._imagined_returns)
+        self.top_task_value = jax.jit(self._top_task_value)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], observation_space, action_space) -> "HierarchicalAgent":
@@ -286,6 +287,11 @@ class HierarchicalAgent:
             for index, level in enumerate(self.levels)
         ]
         return jnp.stack(returns)
+
+    def _top_task_value(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState) -> jax.Array:
+        """The top level's critic estimate of its task return from the current states: ``[N]``."""
+        top = self.num_levels - 1
+        return self.levels[top].task_value(state.levels[top], state_features(policy_state.latents[top]))
 
     def _goal(self, policy_state: HierarchicalPolicyState, index: int) -> jax.Array | None:
         """The goal in effect at level ``index`` while acting (None at the top)."""

@@ -145,6 +145,14 @@ class Level:
         weights = self.actor_critic.term_weights[: 1 if self.top else None]
         return jnp.sum(self.reward(features, goal, task) * weights, -1)
 
+    def task_value(self, state: LevelState, features: jax.Array) -> jax.Array:
+        """The top level's critic estimate ``[...]`` of its weighted task reward's discounted return
+        from ``features``: what ``weighted_reward`` will add up to, for diagnostics."""
+        if not self.top:
+            raise ValueError(f"level {self.index} is not the top level: only the top's task value is defined")
+        values = self.actor_critic.value(state.actor_critic.critic, self.policy_input(features, None))
+        return values[..., 0] * self.actor_critic.term_weights[0]
+
     def novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
         """The novelty of this level's states ``features [..., F]``: the reconstruction error of their
         goal features (at level 0 its own, above the level below's as this level's model decodes them)."""
