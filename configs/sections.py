@@ -31,6 +31,7 @@ class WorldModelConfig:
     bins: int
     loss_scales: Mapping[str, float]
     lr: float
+    ssm_lr: float  # S5's Lambda, B, log Delta (0: lr)
     eps: float
     grad_clip: float
     event_encoder: Mapping[str, Any]  # world_models.event_encoder.EventEncoder's arguments (event streams)

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from agents.optimization import make_optimizer
 from world_models.distributions import TwoHotSymlog, balanced_kl_losses, symlog, symlog_bins
 from world_models.event_encoder import EventStream, count_frame
 from world_models.nets import MLP, MultiDecoder, MultiEncoder, image_input
@@ -121,7 +122,9 @@ class WorldModel:
         entry's variance in the batch, so a narrow input (a pole angle of +-0.2, a position in a unit
         square) weighs as much as a wide one and the reconstruction is not drowned by the KL's
         free-bits floor; ``mse``: the plain summed squared error (DreamerV3's).
-      lr, eps, grad_clip: Adam optimiser with global-norm clipping.
+      lr, eps, grad_clip: Adam optimiser with global-norm clipping (``agents.optimization``).
+      ssm_lr: Adam's rate for S5's ``Lambda``, ``B`` and ``log Delta`` (of an S5 or EventS5
+        backbone or event encoder; ``backbones.ssm_param_labels``); 0: ``lr``, like the rest.
       event_streams: event-stream observation keys (``world_models.event_encoder.EventStream``,
         which names each one's count key); each is embedded by an ``EventEncoder`` and
         reconstructed as its per-polarity count frame ``[H, W, 2]`` (symlog), a cheap summary.
@@ -150,6 +153,7 @@ class WorldModel:
         lr: float = 1e-4,
         eps: float = 1e-8,
         grad_clip: float = 1000.0,
+        ssm_lr: float = 0.0,
         event_streams: Mapping[str, EventStream] | None = None,
         event_encoder: Mapping[str, Any] | None = None,
     ):
@@ -178,7 +182,7 @@ class WorldModel:
         )
         self.bins = symlog_bins(bins)
         self.feature_dim = deter + stoch * classes
-        self.optimizer = optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(lr, eps=eps))
+        self.optimizer = make_optimizer(lr, grad_clip, eps, ssm_lr)
 
     def dummy_batch(self, batch_size: int = 1, length: int = 2) -> dict[str, jax.Array]:
         """A zero batch of the right structure, ``[T, B, ...]``."""

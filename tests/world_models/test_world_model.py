@@ -4,8 +4,10 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from world_models.backbones import ssm_param_labels
 from world_models.distributions import symexp, symlog
 from world_models.rssm import state_features
 from world_models.world_model import WorldModel
@@ -139,3 +141,53 @@ def test_event_camera_observations_train_the_world_model(representation):
         assert np.all(np.isfinite(grad)), path
         # the embedding of an event-free step is read only when a step has no events
         assert np.any(grad != 0) or "empty" in jax.tree_util.keystr(path), path
+
+
+def tiny_model(**kwargs) -> WorldModel:
+    return WorldModel({"position": (2,)}, {}, action_dim=2, deter=8, stoch=2, classes=2, units=8, layers=1, **kwargs)
+
+
+def updated_params(model: WorldModel, updates: int, seed: int = 0):
+    """Parameters before and after ``updates`` optimiser steps on small position batches."""
+    params = model.init(jax.random.PRNGKey(seed))
+    opt_state = model.optimizer.init(params)
+
+    @jax.jit
+    def update(params, opt_state, batch, key):
+        grads, _ = jax.grad(model.loss, has_aux=True)(params, batch, key)
+        changes, opt_state = model.optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, changes), opt_state
+
+    rng, new = np.random.default_rng(seed), params
+    for step in range(updates):
+        new, opt_state = update(new, opt_state, position_batch(rng, length=4, batch=3), jax.random.PRNGKey(step))
+    return params, new
+
+
+def test_ssm_lr_leaves_a_gru_world_model_bit_identical():
+    """A GRU model has no SSM parameter: the labelled optimiser is exactly the single Adam."""
+    _, single = updated_params(tiny_model(backbone="gru"), updates=3)
+    _, labelled = updated_params(tiny_model(backbone="gru", ssm_lr=3e-5), updates=3)
+    assert set(jax.tree.leaves(ssm_param_labels(single))) == {"regular"}
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(labelled)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("ssm_lr", [0.0, 1e-4])
+def test_ssm_lr_moves_the_s5_parameters_at_their_own_rate(ssm_lr):
+    """Adam's first step moves a parameter by at most its rate (about the rate where its gradient is
+    clear of eps): S5's Lambda, B and log Delta by ``ssm_lr``, everything else by ``lr``."""
+    lr = 1e-2
+    model = tiny_model(backbone="s5", backbone_kwargs=dict(state_size=4, layers=1, blocks=1), lr=lr, ssm_lr=ssm_lr)
+    before, after = updated_params(model, updates=1)
+    labels = ssm_param_labels(before)
+    ssm_paths = [jax.tree_util.keystr(path) for path, label in jax.tree_util.tree_leaves_with_path(labels)
+                 if label == "ssm"]
+    assert len(ssm_paths) == 4 and all("['rssm']['core']" in path for path in ssm_paths), ssm_paths
+    moved = jax.tree.map(lambda new, old: float(jnp.max(jnp.abs(new - old))), after, before)
+    by_label = {"ssm": [], "regular": []}
+    for label, amount in zip(jax.tree.leaves(labels), jax.tree.leaves(moved)):
+        by_label[label].append(amount)
+    rate = {"ssm": ssm_lr or lr, "regular": lr}
+    for label, amounts in by_label.items():
+        assert 0.5 * rate[label] < max(amounts) < 1.05 * rate[label], (label, amounts)  # float32 rounding
