@@ -30,6 +30,7 @@ class WorldModelConfig:
     vector_loss: str
     bins: int
     loss_scales: Mapping[str, float]
+    activity_weight: float  # EGRU's activity regulariser in the loss
     lr: float
     ssm_lr: float  # S5's Lambda, B, log Delta (0: lr)
     eps: float

@@ -118,6 +118,10 @@ class WorldModel:
       posterior: ``auto``, ``state`` or ``embedding`` (see ``world_models.rssm``).
       deter, stoch, classes, units, layers, cnn_depth, unimix, bins: network sizes.
       free_bits: KL free nats per step; loss_scales: weight of each loss in ``LOSS_NAMES``.
+      activity_weight: with an EGRU backbone, the weight of its activity regulariser (the EGRU
+        paper's mean event rate, differentiable through the pseudo-derivative) in the loss; the
+        model logs it as ``world_model/loss/activity`` beside ``world_model/sparsity`` whatever
+        the weight. Other backbones sow nothing, and the weight does nothing there.
       vector_loss: ``variance``: each vector entry's squared error (symlog space) is divided by that
         entry's variance in the batch, so a narrow input (a pole angle of +-0.2, a position in a unit
         square) weighs as much as a wide one and the reconstruction is not drowned by the KL's
@@ -150,6 +154,7 @@ class WorldModel:
         free_bits: float = 1.0,
         vector_loss: str = "variance",
         loss_scales: Mapping[str, float] | None = None,
+        activity_weight: float = 0.0,
         lr: float = 1e-4,
         eps: float = 1e-8,
         grad_clip: float = 1000.0,
@@ -164,6 +169,7 @@ class WorldModel:
         scales.update(loss_scales or {})
         self.loss_scales = scales
         self.free_bits = free_bits
+        self.activity_weight = activity_weight
         if vector_loss not in VECTOR_LOSSES:
             raise ValueError(f"vector_loss must be one of {VECTOR_LOSSES}, got {vector_loss!r}")
         self.vector_loss = vector_loss
@@ -211,12 +217,17 @@ class WorldModel:
 
     def observe(self, params, batch: Mapping[str, jax.Array], key: jax.Array):
         """Posterior states of a batch from the initial state: ``(last, states, post, prior)``."""
+        return self._observe(params, batch, key, mutable=False)
+
+    def _observe(self, params, batch: Mapping[str, jax.Array], key: jax.Array, mutable):
+        """``observe``; with ``mutable=["intermediates"]`` also what the RSSM's backbone sows:
+        ``(observation, {"intermediates": ...})`` (the event encoder's sown values are not kept)."""
         obs = {k: batch[k] for k in self.obs_keys}
         embeds = self.net.apply({"params": params}, obs, method=WorldModelNet.embed)
         start = self.initial(params, batch["is_first"].shape[1])
         return self.net.apply(
             {"params": params}, start, batch["prev_action"], embeds, batch["is_first"], key,
-            method=WorldModelNet.observe,
+            method=WorldModelNet.observe, mutable=mutable,
         )
 
     def loss(self, params, batch: Mapping[str, jax.Array], key: jax.Array):
@@ -226,7 +237,8 @@ class WorldModel:
         padded abstract sequences of the hierarchy).
         """
         chex.assert_rank(batch["is_first"], 2)
-        _, states, posterior, prior = self.observe(params, batch, key)
+        (_, states, posterior, prior), variables = self._observe(params, batch, key, mutable=["intermediates"])
+        sown = sown_means(variables.get("intermediates", {}))
         features = state_features(states)
         apply = lambda method, *args: self.net.apply({"params": params}, *args, method=method)
         predictions = apply(WorldModelNet.decode, features)
@@ -243,6 +255,11 @@ class WorldModel:
         mean = _mean if "mask" not in batch else functools.partial(_masked_mean, mask=batch["mask"])
         total = sum(self.loss_scales[name] * mean(value) for name, value in losses.items())
         metrics = {f"world_model/loss/{name}": mean(value) for name, value in losses.items()}
+        if "activity" in sown:  # EGRU: mean event rate over the whole batch (padded steps included)
+            metrics["world_model/loss/activity"] = sown["activity"]
+            metrics["world_model/sparsity"] = sown["sparsity"]
+            if self.activity_weight:  # a Python branch: with 0 the loss is the very same program
+                total = total + self.activity_weight * sown["activity"]
         metrics["world_model/loss"] = total
         weights = batch["mask"] if "mask" in batch else jnp.ones(batch["is_first"].shape)
         for key, r2 in self.explained_variance(predictions, batch, weights).items():
@@ -377,6 +394,17 @@ class WorldModel:
         _, (states, actions) = jax.lax.scan(body, start, jax.random.split(key, horizon))
         states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), start, states)
         return states, actions
+
+
+def sown_means(intermediates: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """The mean of each value sown into ``intermediates``, by its name: ``{"rssm": {"core":
+    {"activity": (a,)}}}`` -> ``{"activity": mean(a)}``. A name sown more than once (once per step
+    under ``nn.scan``, stacked ``[T]``; once per call) gets the mean of its values' means."""
+    values: dict[str, list[jax.Array]] = {}
+    for path, value in jax.tree_util.tree_leaves_with_path(intermediates):
+        name = path[-2].key  # the path ends in (name, index into the tuple sow appends to)
+        values.setdefault(name, []).append(jnp.mean(value))
+    return {name: jnp.mean(jnp.stack(means)) for name, means in values.items()}
 
 
 def _mean(values: jax.Array) -> jax.Array:
