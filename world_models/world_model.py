@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from agents.optimization import make_optimizer
 from world_models.distributions import TwoHotSymlog, balanced_kl_losses, symlog, symlog_bins
 from world_models.event_encoder import EventStream, count_frame
 from world_models.nets import MLP, MultiDecoder, MultiEncoder, image_input
+from world_models.optimizer import make_optimizer
 from world_models.rssm import RSSM, RSSMState, resolve_posterior, state_features
 
 LOSS_NAMES = ("reconstruction", "reward", "continue", "dynamics", "representation")
@@ -126,7 +126,7 @@ class WorldModel:
         entry's variance in the batch, so a narrow input (a pole angle of +-0.2, a position in a unit
         square) weighs as much as a wide one and the reconstruction is not drowned by the KL's
         free-bits floor; ``mse``: the plain summed squared error (DreamerV3's).
-      lr, eps, grad_clip: Adam optimiser with global-norm clipping (``agents.optimization``).
+      lr, eps, grad_clip: Adam optimiser with global-norm clipping (``world_models.optimizer``).
       ssm_lr: Adam's rate for S5's ``Lambda``, ``B`` and ``log Delta`` (of an S5 or EventS5
         backbone or event encoder; ``backbones.ssm_param_labels``); 0: ``lr``, like the rest.
       event_streams: event-stream observation keys (``world_models.event_encoder.EventStream``,
