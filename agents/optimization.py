@@ -13,10 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
-def make_optimizer(lr: float, grad_clip: float, eps: float = 1e-8) -> optax.GradientTransformation:
-    """Adam after clipping the global gradient norm to ``grad_clip``."""
-    return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(lr, eps=eps))
+from world_models.optimizer import make_optimizer  # the one builder, shared with the world models
 
 
 class GradientStep(NamedTuple):

@@ -45,7 +45,7 @@ BOUNDS: dict[str, Bound] = {
     "world_model.units": POSITIVE_INT, "world_model.layers": NON_NEGATIVE, "world_model.cnn_depth": POSITIVE_INT,
     "world_model.unimix": Bound(minimum=0, below=1), "world_model.free_bits": NON_NEGATIVE,
     "world_model.bins": Bound(minimum=2), "world_model.lr": POSITIVE, "world_model.eps": POSITIVE,
-    "world_model.grad_clip": POSITIVE,
+    "world_model.grad_clip": POSITIVE, "world_model.ssm_lr": NON_NEGATIVE, "world_model.activity_weight": NON_NEGATIVE,
     "agent.horizon": POSITIVE_INT, "agent.discount": Bound(above=0, maximum=1), "agent.lambda_": FRACTION,
     "agent.entropy": NON_NEGATIVE, "agent.units": POSITIVE_INT, "agent.layers": NON_NEGATIVE,
     "agent.bins": Bound(minimum=2), "agent.unimix": Bound(minimum=0, below=1), "agent.min_std": POSITIVE,

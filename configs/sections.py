@@ -30,7 +30,9 @@ class WorldModelConfig:
     vector_loss: str
     bins: int
     loss_scales: Mapping[str, float]
+    activity_weight: float  # EGRU's activity regulariser in the loss
     lr: float
+    ssm_lr: float  # S5's Lambda, B, log Delta (0: lr)
     eps: float
     grad_clip: float
     event_encoder: Mapping[str, Any]  # world_models.event_encoder.EventEncoder's arguments (event streams)

@@ -153,17 +153,18 @@ class RSSM(nn.Module):
 
     def _observe_stepwise(self, state, prev_actions, embeds, is_first, key):
         keys = jax.random.split(key, embeds.shape[0])
-        if self.is_initializing():  # create every parameter before lax.scan traces obs_step
+        if self.is_initializing():  # create every parameter before the scan traces obs_step
             self.obs_step(state, prev_actions[0], embeds[0], is_first[0], keys[0])
 
-        def body(state, inputs):
-            prev_action, embed, first, step_key = inputs
-            state, logits = self.obs_step(state, prev_action, embed, first, step_key)
+        def body(rssm, state, inputs):
+            state, logits = rssm.obs_step(state, *inputs)
             return state, (state, logits)
 
-        last, (states, (posterior, prior)) = jax.lax.scan(
-            body, state, (prev_actions, embeds, is_first, keys)
-        )
+        # nn.scan, not lax.scan, so that what the core sows at each step (EGRU's activity) comes out
+        # stacked over time instead of leaking from the loop
+        scan = nn.scan(body, variable_broadcast="params", variable_axes={"intermediates": 0},
+                       split_rngs={"params": False})
+        last, (states, (posterior, prior)) = scan(self, state, (prev_actions, embeds, is_first, keys))
         return last, states, posterior, prior
 
     def _observe_parallel(self, state, prev_actions, embeds, is_first, key):

@@ -22,6 +22,7 @@ import optax
 from world_models.distributions import TwoHotSymlog, balanced_kl_losses, symlog, symlog_bins
 from world_models.event_encoder import EventStream, count_frame
 from world_models.nets import MLP, MultiDecoder, MultiEncoder, image_input
+from world_models.optimizer import make_optimizer
 from world_models.rssm import RSSM, RSSMState, resolve_posterior, state_features
 
 LOSS_NAMES = ("reconstruction", "reward", "continue", "dynamics", "representation")
@@ -117,11 +118,17 @@ class WorldModel:
       posterior: ``auto``, ``state`` or ``embedding`` (see ``world_models.rssm``).
       deter, stoch, classes, units, layers, cnn_depth, unimix, bins: network sizes.
       free_bits: KL free nats per step; loss_scales: weight of each loss in ``LOSS_NAMES``.
+      activity_weight: with an EGRU backbone, the weight of its activity regulariser (the EGRU
+        paper's mean event rate, differentiable through the pseudo-derivative) in the loss; the
+        model logs it as ``world_model/loss/activity`` beside ``world_model/sparsity`` whatever
+        the weight. Other backbones sow nothing, and the weight does nothing there.
       vector_loss: ``variance``: each vector entry's squared error (symlog space) is divided by that
         entry's variance in the batch, so a narrow input (a pole angle of +-0.2, a position in a unit
         square) weighs as much as a wide one and the reconstruction is not drowned by the KL's
         free-bits floor; ``mse``: the plain summed squared error (DreamerV3's).
-      lr, eps, grad_clip: Adam optimiser with global-norm clipping.
+      lr, eps, grad_clip: Adam optimiser with global-norm clipping (``world_models.optimizer``).
+      ssm_lr: Adam's rate for S5's ``Lambda``, ``B`` and ``log Delta`` (of an S5 or EventS5
+        backbone or event encoder; ``backbones.ssm_param_labels``); 0: ``lr``, like the rest.
       event_streams: event-stream observation keys (``world_models.event_encoder.EventStream``,
         which names each one's count key); each is embedded by an ``EventEncoder`` and
         reconstructed as its per-polarity count frame ``[H, W, 2]`` (symlog), a cheap summary.
@@ -147,9 +154,11 @@ class WorldModel:
         free_bits: float = 1.0,
         vector_loss: str = "variance",
         loss_scales: Mapping[str, float] | None = None,
+        activity_weight: float = 0.0,
         lr: float = 1e-4,
         eps: float = 1e-8,
         grad_clip: float = 1000.0,
+        ssm_lr: float = 0.0,
         event_streams: Mapping[str, EventStream] | None = None,
         event_encoder: Mapping[str, Any] | None = None,
     ):
@@ -160,6 +169,7 @@ class WorldModel:
         scales.update(loss_scales or {})
         self.loss_scales = scales
         self.free_bits = free_bits
+        self.activity_weight = activity_weight
         if vector_loss not in VECTOR_LOSSES:
             raise ValueError(f"vector_loss must be one of {VECTOR_LOSSES}, got {vector_loss!r}")
         self.vector_loss = vector_loss
@@ -178,7 +188,7 @@ class WorldModel:
         )
         self.bins = symlog_bins(bins)
         self.feature_dim = deter + stoch * classes
-        self.optimizer = optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(lr, eps=eps))
+        self.optimizer = make_optimizer(lr, grad_clip, eps, ssm_lr)
 
     def dummy_batch(self, batch_size: int = 1, length: int = 2) -> dict[str, jax.Array]:
         """A zero batch of the right structure, ``[T, B, ...]``."""
@@ -207,12 +217,17 @@ class WorldModel:
 
     def observe(self, params, batch: Mapping[str, jax.Array], key: jax.Array):
         """Posterior states of a batch from the initial state: ``(last, states, post, prior)``."""
+        return self._observe(params, batch, key, mutable=False)
+
+    def _observe(self, params, batch: Mapping[str, jax.Array], key: jax.Array, mutable):
+        """``observe``; with ``mutable=["intermediates"]`` also what the RSSM's backbone sows:
+        ``(observation, {"intermediates": ...})`` (the event encoder's sown values are not kept)."""
         obs = {k: batch[k] for k in self.obs_keys}
         embeds = self.net.apply({"params": params}, obs, method=WorldModelNet.embed)
         start = self.initial(params, batch["is_first"].shape[1])
         return self.net.apply(
             {"params": params}, start, batch["prev_action"], embeds, batch["is_first"], key,
-            method=WorldModelNet.observe,
+            method=WorldModelNet.observe, mutable=mutable,
         )
 
     def loss(self, params, batch: Mapping[str, jax.Array], key: jax.Array):
@@ -222,7 +237,8 @@ class WorldModel:
         padded abstract sequences of the hierarchy).
         """
         chex.assert_rank(batch["is_first"], 2)
-        _, states, posterior, prior = self.observe(params, batch, key)
+        (_, states, posterior, prior), variables = self._observe(params, batch, key, mutable=["intermediates"])
+        sown = sown_means(variables.get("intermediates", {}))
         features = state_features(states)
         apply = lambda method, *args: self.net.apply({"params": params}, *args, method=method)
         predictions = apply(WorldModelNet.decode, features)
@@ -239,6 +255,11 @@ class WorldModel:
         mean = _mean if "mask" not in batch else functools.partial(_masked_mean, mask=batch["mask"])
         total = sum(self.loss_scales[name] * mean(value) for name, value in losses.items())
         metrics = {f"world_model/loss/{name}": mean(value) for name, value in losses.items()}
+        if "activity" in sown:  # EGRU: mean event rate over the whole batch (padded steps included)
+            metrics["world_model/loss/activity"] = sown["activity"]
+            metrics["world_model/sparsity"] = sown["sparsity"]
+            if self.activity_weight:  # a Python branch: with 0 the loss is the very same program
+                total = total + self.activity_weight * sown["activity"]
         metrics["world_model/loss"] = total
         weights = batch["mask"] if "mask" in batch else jnp.ones(batch["is_first"].shape)
         for key, r2 in self.explained_variance(predictions, batch, weights).items():
@@ -373,6 +394,17 @@ class WorldModel:
         _, (states, actions) = jax.lax.scan(body, start, jax.random.split(key, horizon))
         states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), start, states)
         return states, actions
+
+
+def sown_means(intermediates: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """The mean of each value sown into ``intermediates``, by its name: ``{"rssm": {"core":
+    {"activity": (a,)}}}`` -> ``{"activity": mean(a)}``. A name sown more than once (once per step
+    under ``nn.scan``, stacked ``[T]``; once per call) gets the mean of its values' means."""
+    values: dict[str, list[jax.Array]] = {}
+    for path, value in jax.tree_util.tree_leaves_with_path(intermediates):
+        name = path[-2].key  # the path ends in (name, index into the tuple sow appends to)
+        values.setdefault(name, []).append(jnp.mean(value))
+    return {name: jnp.mean(jnp.stack(means)) for name, means in values.items()}
 
 
 def _mean(values: jax.Array) -> jax.Array:

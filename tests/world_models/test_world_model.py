@@ -4,11 +4,13 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from world_models.backbones import ssm_param_labels
 from world_models.distributions import symexp, symlog
 from world_models.rssm import state_features
-from world_models.world_model import WorldModel
+from world_models.world_model import WorldModel, sown_means
 
 ROOM = 0.5  # the side of one room of a 2x2 four-rooms maze on the unit square
 
@@ -139,3 +141,91 @@ def test_event_camera_observations_train_the_world_model(representation):
         assert np.all(np.isfinite(grad)), path
         # the embedding of an event-free step is read only when a step has no events
         assert np.any(grad != 0) or "empty" in jax.tree_util.keystr(path), path
+
+
+def tiny_model(**kwargs) -> WorldModel:
+    return WorldModel({"position": (2,)}, {}, action_dim=2, deter=8, stoch=2, classes=2, units=8, layers=1, **kwargs)
+
+
+def updated_params(model: WorldModel, updates: int, seed: int = 0):
+    """Parameters before and after ``updates`` optimiser steps on small position batches."""
+    params = model.init(jax.random.PRNGKey(seed))
+    opt_state = model.optimizer.init(params)
+
+    @jax.jit
+    def update(params, opt_state, batch, key):
+        grads, _ = jax.grad(model.loss, has_aux=True)(params, batch, key)
+        changes, opt_state = model.optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, changes), opt_state
+
+    rng, new = np.random.default_rng(seed), params
+    for step in range(updates):
+        new, opt_state = update(new, opt_state, position_batch(rng, length=4, batch=3), jax.random.PRNGKey(step))
+    return params, new
+
+
+def test_ssm_lr_leaves_a_gru_world_model_bit_identical():
+    """A GRU model has no SSM parameter: the labelled optimiser is exactly the single Adam."""
+    _, single = updated_params(tiny_model(backbone="gru"), updates=3)
+    _, labelled = updated_params(tiny_model(backbone="gru", ssm_lr=3e-5), updates=3)
+    assert set(jax.tree.leaves(ssm_param_labels(single))) == {"regular"}
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(labelled)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("ssm_lr", [0.0, 1e-4])
+def test_ssm_lr_moves_the_s5_parameters_at_their_own_rate(ssm_lr):
+    """Adam's first step moves a parameter by at most its rate (about the rate where its gradient is
+    clear of eps): S5's Lambda, B and log Delta by ``ssm_lr``, everything else by ``lr``."""
+    lr = 1e-2
+    model = tiny_model(backbone="s5", backbone_kwargs=dict(state_size=4, layers=1, blocks=1), lr=lr, ssm_lr=ssm_lr)
+    before, after = updated_params(model, updates=1)
+    labels = ssm_param_labels(before)
+    ssm_paths = [jax.tree_util.keystr(path) for path, label in jax.tree_util.tree_leaves_with_path(labels)
+                 if label == "ssm"]
+    assert len(ssm_paths) == 4 and all("['rssm']['core']" in path for path in ssm_paths), ssm_paths
+    moved = jax.tree.map(lambda new, old: float(jnp.max(jnp.abs(new - old))), after, before)
+    by_label = {"ssm": [], "regular": []}
+    for label, amount in zip(jax.tree.leaves(labels), jax.tree.leaves(moved)):
+        by_label[label].append(amount)
+    rate = {"ssm": ssm_lr or lr, "regular": lr}
+    for label, amounts in by_label.items():
+        assert 0.5 * rate[label] < max(amounts) < 1.05 * rate[label], (label, amounts)  # float32 rounding
+
+
+def test_sown_means_average_each_name_over_steps_and_calls():
+    sown = {"rssm": {"core": {"activity": (jnp.array([0.2, 0.4]),), "sparsity": (jnp.array(0.5), jnp.array(0.7))}}}
+    means = sown_means(sown)
+    assert set(means) == {"activity", "sparsity"}
+    np.testing.assert_allclose([means["activity"], means["sparsity"]], [0.3, 0.6], rtol=1e-6)
+    assert sown_means({}) == {}
+
+
+@pytest.mark.parametrize("posterior", ["state", "embedding"])  # EGRU.step under nn.scan; EGRU.scan
+def test_egru_activity_regulariser_enters_the_loss_with_its_weight(posterior):
+    weight = 0.5
+    batch, key = position_batch(np.random.default_rng(4), length=5, batch=3), jax.random.PRNGKey(6)
+    unweighted, weighted = (tiny_model(backbone="egru", posterior=posterior, activity_weight=w) for w in (0.0, weight))
+    params = unweighted.init(jax.random.PRNGKey(0))
+    (loss, (metrics, _)), grads = jax.value_and_grad(unweighted.loss, has_aux=True)(params, batch, key)
+    (loss_w, (metrics_w, _)), grads_w = jax.value_and_grad(weighted.loss, has_aux=True)(params, batch, key)
+    activity, sparsity = metrics["world_model/loss/activity"], metrics["world_model/sparsity"]
+    assert 0.0 < activity < 1.0
+    np.testing.assert_allclose(activity, 1.0 - sparsity, rtol=1e-5)  # an output is zero without an event
+    # weight 0: the loss is the weighted sum of the usual parts alone
+    parts = sum(scale * metrics[f"world_model/loss/{name}"] for name, scale in unweighted.loss_scales.items())
+    np.testing.assert_allclose(loss, parts, rtol=1e-6)
+    np.testing.assert_allclose(loss_w, loss + weight * activity, rtol=1e-6)  # float32 rounding of the loss
+    assert metrics_w["world_model/loss"] == loss_w
+    # the regulariser's gradient reaches the thresholds through the pseudo-derivative
+    threshold = lambda tree: tree["rssm"]["core"]["threshold_logit"]
+    activity_grad = threshold(jax.grad(lambda p: weighted.loss(p, batch, key)[1][0]["world_model/loss/activity"])(params))
+    assert np.all(np.isfinite(activity_grad)) and np.any(activity_grad != 0)
+    np.testing.assert_allclose(threshold(grads_w) - threshold(grads), weight * activity_grad, rtol=1e-4, atol=1e-7)
+
+
+def test_backbones_that_sow_nothing_log_no_activity():
+    batch = position_batch(np.random.default_rng(4), length=3, batch=2)
+    model = tiny_model(backbone="gru", activity_weight=1.0)
+    _, (metrics, _) = model.loss(model.init(jax.random.PRNGKey(0)), batch, jax.random.PRNGKey(1))
+    assert not {"world_model/loss/activity", "world_model/sparsity"} & set(metrics)

@@ -270,14 +270,18 @@ class S5(nn.Module):
 def ssm_param_labels(params: Any) -> Any:
     """Same-structure pytree of ``"ssm"`` (S5's ``Lambda``, ``B``, ``log_step``) or ``"regular"``.
 
-    For ``optax.multi_transform({"ssm": ..., "regular": ...}, ssm_param_labels(params))``. Leaves
-    are matched by parameter name (``SSM_PARAM_NAMES``), so it works on any tree that holds S5
-    layers (and would also label another module's parameter named ``B``).
+    For ``optax.multi_transform({"ssm": ..., "regular": ...}, ssm_param_labels)``. A leaf is
+    ``"ssm"`` when its name is in ``SSM_PARAM_NAMES`` and it sits beside ``Lambda_re_log`` (in an
+    ``S5Layer``), so it works on any tree that holds S5 layers, a whole world model's included,
+    and another module's parameter named ``B`` stays regular.
     """
+    name = lambda key: getattr(key, "key", None)
+    layers = {path[:-1] for path, _ in jax.tree_util.tree_leaves_with_path(params)
+              if path and name(path[-1]) == "Lambda_re_log"}
 
     def label(path, leaf) -> str:
-        del leaf  # the label depends on the name only
-        name = getattr(path[-1], "key", None) if path else None
-        return "ssm" if name in SSM_PARAM_NAMES else "regular"
+        del leaf  # the label depends on the path only
+        is_ssm = bool(path) and path[:-1] in layers and name(path[-1]) in SSM_PARAM_NAMES
+        return "ssm" if is_ssm else "regular"
 
     return jax.tree_util.tree_map_with_path(label, params)

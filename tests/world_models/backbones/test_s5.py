@@ -276,6 +276,16 @@ def test_ssm_param_labels_in_a_multi_transform_step():
     assert loss_and_grad(new_params)[0] < loss
 
 
+def test_ssm_param_labels_only_inside_s5_layers():
+    zeros = jnp.zeros(2)
+    layer = {name: zeros for name in ("Lambda_re_log", "Lambda_im", "B", "C", "D", "log_step", "initial")}
+    params = {"world_model": {"core": {"ssms_0": layer}, "head": {"B": zeros, "kernel": zeros}}}
+    labels = ssm_param_labels(params)
+    assert labels["world_model"]["head"] == {"B": "regular", "kernel": "regular"}
+    assert {name for name, label in labels["world_model"]["core"]["ssms_0"].items() if label == "ssm"} == {
+        "Lambda_re_log", "Lambda_im", "B", "log_step"}
+
+
 def test_invalid_settings_raise():
     xs, resets = jnp.zeros((2, 1, INPUTS)), jnp.zeros((2, 1), bool)
     for overrides in (dict(activation="relu"), dict(discretization="async"), dict(state_size=6)):
