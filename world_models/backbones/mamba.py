@@ -10,9 +10,9 @@ selective SSM ``h_t = exp(Delta_t A) h_{t-1} + Delta_t B_t x_t``, ``y_t = C_t h_
 ``Delta``, ``B`` and ``C`` depend on ``x_t``, and returns ``out_proj(y * SiLU(z))``.
 
 Training (``scan``) runs the convolution as one windowed op over time and the SSM through
-``mamba_scan.chunked_selective_scan``: chunks of ``chunk_size`` steps, each solved with
-``scan.linear_recurrence`` (``lax.scan`` or the associative scan) and rematerialised in the
-backward pass, so the ``[T, B, E, N]`` terms are never held whole; acting (``step``) carries the
+``mamba_scan.chunked_selective_scan``: chunks of ``chunk_size`` steps, each solved step by step
+in a ``lax.scan`` or with the associative scan (``scan_impl``) and rematerialised in the backward
+pass, so the ``[T, B, E, N]`` terms are never held whole; acting (``step``) carries the
 last ``W - 1`` convolution inputs and the SSM state per layer. At an episode start the window is
 cleared (zeros, as the causal padding of a fresh sequence) and the SSM restarts from a learned
 state.

@@ -19,6 +19,7 @@ from world_models.backbones.mamba_scan import (
     SelectionTerms,
     chunked_selective_scan,
     selective_scan,
+    stepwise_selective_scan,
 )
 from world_models.backbones.mamba_init import a_log_init, dt_bias_init, inverse_softplus
 
@@ -162,10 +163,12 @@ def test_chunked_scan_equals_whole_sequence(impl, chunk_size):
     assert all(grad.dtype == np.float64 for grad in grads)
 
 
+@pytest.mark.parametrize("return_states", [False, True])
 @pytest.mark.parametrize("impl", ["sequential", "associative"])
-def test_chunked_selective_scan_pads_a_partial_chunk(impl):
-    """Pure function, T=5 in chunks of 4: a reset at the last step, inside the partial chunk, and
-    three padded steps after it leave outputs, states and gradients as the whole scan's."""
+def test_selective_scan_solvers_agree(impl, return_states):
+    """Pure functions, T=5: chunks of 4 (a reset at the last step, inside the partial chunk, then
+    three padded steps) and the stepwise scan equal the whole-sequence reference, gradients
+    included."""
     length, batch, inner, state = 5, 2, 3, 2
     keys = jax.random.split(jax.random.key(7), 6)
     terms = SelectionTerms(
@@ -178,29 +181,30 @@ def test_chunked_selective_scan_pads_a_partial_chunk(impl):
     a, d = -jnp.arange(1.0, 1.0 + inner * state).reshape(inner, state) / 4, jnp.ones(inner)
     resets = jnp.zeros((length, batch), bool).at[4, 0].set(True).at[2, 1].set(True)
 
-    def loss(run, terms, h0, h_init, a):
-        ys, states = run(terms, h0, resets, h_init, a, d)
-        return jnp.sum(jnp.sin(ys)) + jnp.sum(jnp.sin(states))
+    def whole(*args):
+        ys, states = selective_scan(*args, impl=impl)
+        return ys, states if return_states else states[-1]
 
-    whole = lambda *args: selective_scan(*args, impl=impl)
-    for return_states in (False, True):
-        chunked = lambda *args: chunked_selective_scan(
-            *args, chunk_size=4, impl=impl, return_states=return_states
-        )
-        ys, states = chunked(terms, h0, resets, h_init, a, d)
-        want_ys, want_states = whole(terms, h0, resets, h_init, a, d)
-        want_states = want_states if return_states else want_states[-1]
-        np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(states, want_states, rtol=1e-5, atol=1e-6)
-        grad = jax.grad(loss, argnums=(1, 2, 3, 4))
-        last_only = lambda *args: (whole(*args)[0], whole(*args)[1][-1])
-        reference = whole if return_states else last_only
-        chex.assert_trees_all_close(
-            grad(chunked, terms, h0, h_init, a),
-            grad(reference, terms, h0, h_init, a),
-            rtol=1e-5,
-            atol=1e-6,
-        )
+    solvers = {
+        "chunked": functools.partial(
+            chunked_selective_scan, chunk_size=4, impl=impl, return_states=return_states
+        ),
+        "stepwise": functools.partial(stepwise_selective_scan, return_states=return_states),
+    }
+
+    def outputs_and_grads(solver):
+        def loss(terms, h0, h_init, a):
+            ys, states = solver(terms, h0, resets, h_init, a, d)
+            return jnp.sum(jnp.sin(ys)) + jnp.sum(jnp.sin(states))
+
+        grads = jax.grad(loss, argnums=(0, 1, 2, 3))(terms, h0, h_init, a)
+        return solver(terms, h0, resets, h_init, a, d), grads
+
+    expected = outputs_and_grads(whole)
+    for name, solver in solvers.items():
+        got = outputs_and_grads(solver)
+        chex.assert_trees_all_equal_shapes(got, expected)
+        chex.assert_trees_all_close(got, expected, rtol=1e-5, atol=1e-6, custom_message=name)
 
 
 def test_chunk_size_reaches_every_layer():
