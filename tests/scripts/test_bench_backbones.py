@@ -17,7 +17,7 @@ def test_variants_choose_backbones_and_mamba_chunk_sizes():
     assert chosen[2].kwargs == dict(config["mamba"], scan_impl="sequential", chunk_size=16)
     default = variants(config)  # every backbone, Mamba with the config's chunk size
     assert {variant.name for variant in default} == set(config)
-    assert "mamba (sequential, chunk 64)" in [variant.label for variant in default]
+    assert "mamba (sequential, chunk 32)" in [variant.label for variant in default]
 
 
 def test_parse_args_takes_backbones_and_chunks():

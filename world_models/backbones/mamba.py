@@ -119,7 +119,7 @@ class MambaMixer(nn.Module):
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     scan_impl: ScanImpl = "auto"
-    chunk_size: int = 64
+    chunk_size: int = 32
     depth: int = 1
 
     def setup(self):
@@ -228,7 +228,7 @@ class Mamba(nn.Module):
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     scan_impl: ScanImpl = "auto"
-    chunk_size: int = 64
+    chunk_size: int = 32
 
     def setup(self):
         if self.conv_width < 2:
