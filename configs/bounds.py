@@ -61,6 +61,8 @@ BOUNDS: dict[str, Bound] = {
     "goal.kl_target": NON_NEGATIVE,
     "goal.reward_scale": NON_NEGATIVE, "goal.task_reward_scale": NON_NEGATIVE,
     "goal.reach_threshold": Bound(minimum=-1, maximum=1),
+    "backbones.mamba.chunk_size": NON_NEGATIVE,
+    "world_model.event_encoder.backbones.mamba.chunk_size": NON_NEGATIVE,
 }
 
 

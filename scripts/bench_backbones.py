@@ -2,11 +2,13 @@
 
     python -m scripts.bench_backbones [--quick] [--lengths 64 256 1024 4096] [--batch 16] [--width 128]
         [--repeats 5] [--max-seconds 60] [--events 65536] [--chunk 1024] [--out benchmarks/out/backbones.json]
+        [--backbones gru mamba] [--mamba-chunks 0 16 64]
 
-Every backbone of ``BACKBONES`` (sizes from ``configs/defaults.yaml``; S5, Mamba and EventS5 once per
-``scan_impl``) is timed on one jitted training step, ``value_and_grad`` of ``mean(ys**2)`` over
-``scan`` of a time-major ``[T, B, width]`` batch with resets (EventS5 also gets random intervals
-``dt``). Times are medians of ``--repeats`` calls after a warm-up call, compile excluded. Memory is
+Every backbone of ``BACKBONES`` (or those of ``--backbones``, the GRU always; sizes from
+``configs/defaults.yaml``; S5, Mamba and EventS5 once per ``scan_impl``, Mamba also once per
+``--mamba-chunks`` value, 0 meaning the whole sequence at once) is timed on one jitted training
+step, ``value_and_grad`` of ``mean(ys**2)`` over ``scan`` of a time-major ``[T, B, width]`` batch
+with resets (EventS5 also gets random intervals ``dt``). Times are medians of ``--repeats`` calls after a warm-up call, compile excluded. Memory is
 what XLA assigns to the compiled step (``memory_analysis()``: arguments + outputs + temporaries),
 not the process RSS. A case is skipped, with a note, when its compiled memory exceeds
 ``--max-memory-gib`` (default: half the available RAM) or its time exceeds ``--max-seconds`` (also
@@ -48,7 +50,11 @@ class Variant(NamedTuple):
 
     @property
     def label(self) -> str:
-        return self.name if self.scan_impl is None else f"{self.name} ({self.scan_impl})"
+        details = [] if self.scan_impl is None else [self.scan_impl]
+        if self.name == "mamba" and "chunk_size" in self.kwargs:
+            chunk = self.kwargs["chunk_size"]
+            details.append(f"chunk {chunk}" if chunk else "whole")
+        return self.name + (f" ({', '.join(details)})" if details else "")
 
 
 class Built(NamedTuple):
@@ -71,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=2**16, help="stream length for scan/scan_chunked")
     parser.add_argument("--chunk", type=int, default=1024)
     parser.add_argument("--quick", action="store_true", help="T in {64, 256}, fewer repeats and events")
+    parser.add_argument("--backbones", nargs="+", choices=sorted(BACKBONES), default=list(BACKBONES),
+                        help="backbones to run (default: all); the GRU, base of the ratios, always runs")
+    parser.add_argument("--mamba-chunks", type=int, nargs="+",
+                        help="Mamba chunk_size values, one row each (0: whole sequence; default: the config's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/backbones.json"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -91,14 +101,19 @@ def available_memory_gib() -> float:
     return 16.0
 
 
-def variants(config: dict[str, dict[str, Any]]) -> list[Variant]:
-    """Every registered backbone, the SSMs once per ``scan_impl``."""
+def variants(
+    config: dict[str, dict[str, Any]], names: list[str] | None = None, mamba_chunks: list[int] | None = None
+) -> list[Variant]:
+    """The GRU and ``names`` (default: every registered backbone), the SSMs once per ``scan_impl``,
+    Mamba also once per ``mamba_chunks`` value (default: the config's ``chunk_size``)."""
     rows = []
-    for name in BACKBONES:
+    for name in (name for name in BACKBONES if name == "gru" or names is None or name in names):
         impls = SCAN_IMPLS if name in SSM_BACKBONES else (None,)
+        chunks = [{"chunk_size": chunk} for chunk in mamba_chunks or []] if name == "mamba" else []
         for impl in impls:
-            kwargs = dict(config.get(name, {}), **({} if impl is None else {"scan_impl": impl}))
-            rows.append(Variant(name, impl, kwargs))
+            for chunk in chunks or [{}]:
+                kwargs = dict(config.get(name, {}), **({} if impl is None else {"scan_impl": impl}), **chunk)
+                rows.append(Variant(name, impl, kwargs))
     return rows
 
 
@@ -254,8 +269,8 @@ def bench_acting(args: argparse.Namespace, models: list[Built]) -> list[dict[str
     """Median ``step`` latency per backbone at batch 1 and 16, with ratios to the GRU."""
     rows = []
     for variant, module, params in models:
-        if variant.scan_impl == SCAN_IMPLS[1]:
-            continue  # step does not depend on scan_impl
+        if variant.name in (row["backbone"] for row in rows):
+            continue  # step does not depend on scan_impl or chunk_size
         row: dict[str, Any] = {"backbone": variant.name}
         for batch in (1, 16):
             row[f"batch{batch}_us"] = statistics.median(
@@ -341,7 +356,7 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
             "machine": platform.platform(), "batch": args.batch, "width": args.width,
             "lengths": args.lengths, "repeats": args.repeats, "max_seconds": args.max_seconds,
             "max_memory_gib": args.max_memory_gib, "events": args.events, "chunk": args.chunk,
-            "acting_calls": args.acting_calls}
+            "acting_calls": args.acting_calls, "backbones": args.backbones, "mamba_chunks": args.mamba_chunks}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -350,7 +365,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     meta = metadata(args)
     print(f"JAX {meta['jax']}, backend {meta['backend']}, device {meta['device']}, {meta['cpus']} CPUs; "
           f"batch {args.batch}, width {args.width}, float32", flush=True)
-    models = [build(variant, args.width) for variant in variants(config)]
+    models = [build(variant, args.width) for variant in variants(config, args.backbones, args.mamba_chunks)]
     results = {"meta": meta, "backbone_kwargs": config}
     for section, bench in (("training", bench_training), ("acting", bench_acting), ("events", bench_events)):
         start = time.perf_counter()
@@ -364,8 +379,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(training_table(results["training"], "memory"))
     print(f"\n### Acting: one jitted step called from Python, median of {args.acting_calls} calls\n")
     print(acting_table(results["acting"]))
-    print("\n### EventS5 throughput on one stream (batch 1; x step: over per-event step calls)\n")
-    print(events_table(results["events"]))
+    if results["events"]:
+        print("\n### EventS5 throughput on one stream (batch 1; x step: over per-event step calls)\n")
+        print(events_table(results["events"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nwrote {args.out}")

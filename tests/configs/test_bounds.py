@@ -19,6 +19,7 @@ def test_every_bounded_key_exists_and_every_preset_is_within_bounds():
     ("world_model.unimix=1", "'world_model.unimix' must be < 1"),
     ("env.image_size=[64,0]", "'env.image_size' must be >= 8, got [64, 0]"),
     ("replay.capacity=10", "fewer than replay.batch_length"),
+    ("backbones.mamba.chunk_size=-1", "'backbones.mamba.chunk_size' must be >= 0, got -1"),
 ])
 def test_values_out_of_range_name_the_key_and_the_rule(override, message):
     with pytest.raises(BoundsError) as error:

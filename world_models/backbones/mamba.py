@@ -10,7 +10,9 @@ selective SSM ``h_t = exp(Delta_t A) h_{t-1} + Delta_t B_t x_t``, ``y_t = C_t h_
 ``Delta``, ``B`` and ``C`` depend on ``x_t``, and returns ``out_proj(y * SiLU(z))``.
 
 Training (``scan``) runs the convolution as one windowed op over time and the SSM through
-``scan.linear_recurrence`` (``lax.scan`` or the associative scan); acting (``step``) carries the
+``mamba_scan.chunked_selective_scan``: chunks of ``chunk_size`` steps, each solved step by step
+in a ``lax.scan`` or with the associative scan (``scan_impl``) and rematerialised in the backward
+pass, so the ``[T, B, E, N]`` terms are never held whole; acting (``step``) carries the
 last ``W - 1`` convolution inputs and the SSM state per layer. At an episode start the window is
 cleared (zeros, as the causal padding of a fresh sequence) and the SSM restarts from a learned
 state.
@@ -26,7 +28,13 @@ import jax
 import jax.numpy as jnp
 
 from world_models.backbones.mamba_init import a_log_init, conv_init, dt_bias_init, dt_kernel_init
-from world_models.backbones.scan import ScanImpl, linear_recurrence, where_reset
+from world_models.backbones.mamba_scan import (
+    SelectionTerms,
+    chunked_selective_scan,
+    discretise,
+    ssm_output,
+)
+from world_models.backbones.scan import ScanImpl, where_reset
 
 
 class MambaLayerState(NamedTuple):
@@ -97,6 +105,8 @@ class MambaMixer(nn.Module):
     Attributes:
       features: F. state_size: N. expand: E / F. conv_width: W. dt_rank: R (or "auto").
       dt_min, dt_max: range of the initial Delta. scan_impl: see ``scan.linear_recurrence``.
+      chunk_size: steps per chunk of the selective scan in ``scan``; 0 (or at least T) solves the
+        whole sequence at once, holding ``[T, B, E, N]`` terms (see ``chunked_selective_scan``).
       depth: blocks in the stack; the output projection's init variance is divided by it, the
         reference's rescaling of pre-norm residual branches.
     """
@@ -109,6 +119,7 @@ class MambaMixer(nn.Module):
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     scan_impl: ScanImpl = "auto"
+    chunk_size: int = 32
     depth: int = 1
 
     def setup(self):
@@ -139,28 +150,19 @@ class MambaMixer(nn.Module):
         ssm = jnp.broadcast_to(self.initial_ssm, (batch_size, inner, self.state_size))
         return MambaLayerState(window, ssm)
 
-    def _selection(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Discretised, input-dependent SSM terms for conv outputs ``x [..., E]``.
-
-        Returns ``decay = exp(Delta A)`` and ``drive = Delta B x`` (both ``[..., E, N]``) and
-        ``C [..., N]``.
-        """
+    def _selection(self, x: jax.Array) -> SelectionTerms:
+        """Input-dependent SSM terms for conv outputs ``x [..., E]``: ``Delta [..., E]``, ``x``,
+        ``B`` and ``C [..., N]``."""
         rank = resolve_dt_rank(self.dt_rank, self.features)
         low_rank_dt, b_input, c_output = jnp.split(
             self.x_proj(x), [rank, rank + self.state_size], axis=-1
         )
         dt = jax.nn.softplus(self.dt_proj(low_rank_dt))  # [..., E]
-        a = -jnp.exp(self.A_log)  # [E, N], negative so the state decays
-        decay = jnp.exp(dt[..., None] * a)
-        drive = (dt * x)[..., None] * b_input[..., None, :]
-        return decay, drive, c_output
+        return SelectionTerms(dt, x, b_input, c_output)
 
-    def _readout(
-        self, ssm: jax.Array, c_output: jax.Array, x: jax.Array, gate: jax.Array
-    ) -> jax.Array:
-        """``out_proj((C h + D x) * SiLU(z))``: ``ssm [..., E, N]``, ``c_output [..., N]``."""
-        y = jnp.einsum("...en,...n->...e", ssm, c_output) + self.D * x
-        return self.out_proj(y * jax.nn.silu(gate))
+    def _a(self) -> jax.Array:
+        """``A = -exp(A_log)`` ``[E, N]``, negative so the state decays."""
+        return -jnp.exp(self.A_log)
 
     def step(
         self, state: MambaLayerState, u: jax.Array, reset: jax.Array
@@ -170,29 +172,39 @@ class MambaMixer(nn.Module):
         x, gate = jnp.split(self.in_proj(u), 2, axis=-1)
         taps = jnp.concatenate([state.conv_window.astype(x.dtype), x[:, None]], axis=1)  # [B, W, E]
         x = jax.nn.silu(jnp.einsum("bwe,we->be", taps, self.conv_kernel) + self.conv_bias)
-        decay, drive, c_output = self._selection(x)
+        terms = self._selection(x)
+        decay, drive = discretise(terms.dt, x, terms.b_input, self._a())
         ssm = decay * state.ssm + drive
-        return MambaLayerState(taps[:, 1:], ssm), self._readout(ssm, c_output, x, gate)
+        y = ssm_output(ssm, terms.c_output, x, self.D)
+        return MambaLayerState(taps[:, 1:], ssm), self.out_proj(y * jax.nn.silu(gate))
 
     def scan(
         self, state: MambaLayerState, us: jax.Array, resets: jax.Array, return_carries: bool = False
     ) -> tuple[MambaLayerState, jax.Array]:
         """Whole sequence: ``us [T, B, F]``, ``resets [T, B]`` -> ``(state, [T, B, F])``.
 
-        With ``return_carries`` the state after every step is returned (leaves ``[T, B, ...]``).
+        With ``return_carries`` the state after every step is returned (leaves ``[T, B, ...]``);
+        its SSM states ``[T, B, E, N]`` are then an output and materialise, chunked or not.
         """
         xs, gates = jnp.split(self.in_proj(us), 2, axis=-1)
         xs, windows = causal_conv_sequence(
             state.conv_window, xs, resets, self.conv_kernel, self.conv_bias
         )
         xs = jax.nn.silu(xs)
-        decay, drive, c_output = self._selection(xs)
         initial = self.initial_state(us.shape[1])
-        ssm = linear_recurrence(decay, drive, state.ssm, resets, initial.ssm, self.scan_impl)
-        carries = MambaLayerState(windows, ssm)
-        if not return_carries:
-            carries = jax.tree.map(lambda leaf: leaf[-1], carries)
-        return carries, self._readout(ssm, c_output, xs, gates)
+        ys, ssm = chunked_selective_scan(
+            self._selection(xs),
+            state.ssm,
+            resets,
+            initial.ssm,
+            self._a(),
+            self.D,
+            self.chunk_size,
+            self.scan_impl,
+            return_states=return_carries,
+        )
+        carries = MambaLayerState(windows if return_carries else windows[-1], ssm)
+        return carries, self.out_proj(ys * jax.nn.silu(gates))
 
 
 class Mamba(nn.Module):
@@ -204,6 +216,7 @@ class Mamba(nn.Module):
       features: F. layers: number of blocks. state_size: N. expand: E / F. conv_width: W.
       dt_rank: R or "auto" (``ceil(F / 16)``). dt_min, dt_max: range of the initial Delta.
       scan_impl: ``auto | sequential | associative`` for the SSM in ``scan``.
+      chunk_size: steps per chunk of the selective scan in ``scan`` (0: the whole sequence at once).
     """
 
     features: int
@@ -215,6 +228,7 @@ class Mamba(nn.Module):
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     scan_impl: ScanImpl = "auto"
+    chunk_size: int = 32
 
     def setup(self):
         if self.conv_width < 2:
@@ -231,6 +245,7 @@ class Mamba(nn.Module):
                 dt_min=self.dt_min,
                 dt_max=self.dt_max,
                 scan_impl=self.scan_impl,
+                chunk_size=self.chunk_size,
                 depth=self.layers,
             )
             for _ in range(self.layers)

@@ -1,5 +1,6 @@
 """Tests of the Mamba backbone: scan equals a step loop (both scan implementations, float32 and
-float64), resets cut all dependence on the past (convolution window included), gradients reach
+float64), the chunked selective scan equals the whole-sequence one (values, carries and
+gradients), resets cut all dependence on the past (convolution window included), gradients reach
 every parameter, jit/vmap, and the initialisation maths."""
 
 from __future__ import annotations
@@ -14,14 +15,26 @@ import pytest
 
 from backbone_cases import resets_with_runs
 from world_models.backbones.mamba import Mamba, causal_conv_sequence, episode_starts
+from world_models.backbones.mamba_scan import (
+    SelectionTerms,
+    chunked_selective_scan,
+    selective_scan,
+    stepwise_selective_scan,
+)
 from world_models.backbones.mamba_init import a_log_init, dt_bias_init, inverse_softplus
 
 LENGTH, BATCH, INPUTS, FEATURES, STATE = 9, 3, 5, 8, 4
 
 
-def make_model(scan_impl: str = "sequential") -> Mamba:
+def make_model(scan_impl: str = "sequential", chunk_size: int = 0) -> Mamba:
     return Mamba(
-        features=FEATURES, layers=2, state_size=STATE, expand=2, conv_width=4, scan_impl=scan_impl
+        features=FEATURES,
+        layers=2,
+        state_size=STATE,
+        expand=2,
+        conv_width=4,
+        scan_impl=scan_impl,
+        chunk_size=chunk_size,
     )
 
 
@@ -108,6 +121,104 @@ def test_scan_matches_step_loop_float64():
     with jax.enable_x64(True):
         assert_scan_matches_steps(jnp.float64, 1e-10)
     assert jnp.zeros(()).dtype == jnp.float32  # x64 did not leak out of the context
+
+
+# resets_with_runs at T=9: element 0 restarts at t=0, 3, 4, 5 and element 1 at t=6, 7. Chunks of 3
+# start exactly at resets (t=3, 6); chunks of 4 cut the run 3-5 and leave a partial last chunk
+# (t=8, then 3 padded steps); chunks of 1 make every step a boundary; 12 > T is one whole chunk.
+CHUNK_SIZES = [1, 3, 4, LENGTH + 3]
+
+
+@functools.lru_cache
+def chunked_results(impl: str, chunk_size: int):
+    """Final carry, outputs, every step's carry and the gradients (params, carry, inputs) of a
+    non-linear sum of all three, in float64, for one ``chunk_size`` (0: the whole sequence)."""
+    xs, resets, params, carry = setup_case(jnp.float64)
+    model = make_model(impl, chunk_size)
+
+    def outputs(params, carry, xs):
+        final, ys = model.apply(params, carry, xs, resets, method=Mamba.scan)
+        carries, _ = model.apply(params, carry, xs, resets, True, method=Mamba.scan)
+        return final, ys, carries
+
+    def loss(params, carry, xs):
+        leaves = jax.tree.leaves(outputs(params, carry, xs))
+        return sum(jnp.sum(jnp.sin(leaf)) for leaf in leaves)
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(params, carry, xs)
+    return jax.jit(outputs)(params, carry, xs) + (grads,)
+
+
+@pytest.mark.parametrize("chunk_size", CHUNK_SIZES)
+@pytest.mark.parametrize("impl", ["sequential", "associative"])
+def test_chunked_scan_equals_whole_sequence(impl, chunk_size):
+    with jax.enable_x64(True):
+        expected, chunked = chunked_results(impl, 0), chunked_results(impl, chunk_size)
+    names = ("final carry", "outputs", "carries", "gradients")
+    for name, want, got in zip(names, expected, chunked):
+        chex.assert_trees_all_equal_shapes_and_dtypes(got, want)
+        chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-10, custom_message=name)
+    grads = [np.asarray(grad) for grad in jax.tree.leaves(chunked[3])]
+    assert all(np.any(grad != 0) for grad in grads)  # every parameter, the carry and the inputs
+    assert all(grad.dtype == np.float64 for grad in grads)
+
+
+@pytest.mark.parametrize("return_states", [False, True])
+@pytest.mark.parametrize("impl", ["sequential", "associative"])
+def test_selective_scan_solvers_agree(impl, return_states):
+    """Pure functions, T=5: chunks of 4 (a reset at the last step, inside the partial chunk, then
+    three padded steps) and the stepwise scan equal the whole-sequence reference, gradients
+    included."""
+    length, batch, inner, state = 5, 2, 3, 2
+    keys = jax.random.split(jax.random.key(7), 6)
+    terms = SelectionTerms(
+        dt=jax.nn.softplus(jax.random.normal(keys[0], (length, batch, inner))),
+        x=jax.random.normal(keys[1], (length, batch, inner)),
+        b_input=jax.random.normal(keys[2], (length, batch, state)),
+        c_output=jax.random.normal(keys[3], (length, batch, state)),
+    )
+    h0, h_init = jax.random.normal(keys[4], (2, batch, inner, state))
+    a, d = -jnp.arange(1.0, 1.0 + inner * state).reshape(inner, state) / 4, jnp.ones(inner)
+    resets = jnp.zeros((length, batch), bool).at[4, 0].set(True).at[2, 1].set(True)
+
+    def whole(*args):
+        ys, states = selective_scan(*args, impl=impl)
+        return ys, states if return_states else states[-1]
+
+    solvers = {
+        "chunked": functools.partial(
+            chunked_selective_scan, chunk_size=4, impl=impl, return_states=return_states
+        ),
+        "stepwise": functools.partial(stepwise_selective_scan, return_states=return_states),
+    }
+
+    def outputs_and_grads(solver):
+        def loss(terms, h0, h_init, a):
+            ys, states = solver(terms, h0, resets, h_init, a, d)
+            return jnp.sum(jnp.sin(ys)) + jnp.sum(jnp.sin(states))
+
+        grads = jax.grad(loss, argnums=(0, 1, 2, 3))(terms, h0, h_init, a)
+        return solver(terms, h0, resets, h_init, a, d), grads
+
+    expected = outputs_and_grads(whole)
+    for name, solver in solvers.items():
+        got = outputs_and_grads(solver)
+        chex.assert_trees_all_equal_shapes(got, expected)
+        chex.assert_trees_all_close(got, expected, rtol=1e-5, atol=1e-6, custom_message=name)
+
+
+def test_chunk_size_reaches_every_layer():
+    """The chunked path is taken (one rematerialised chunk scan per layer) only when the chunk is
+    shorter than the sequence."""
+    xs, resets, params, carry = setup_case(jnp.float32)
+
+    def remat_count(chunk_size):
+        model = make_model("sequential", chunk_size)
+        apply_scan = lambda carry, xs: model.apply(params, carry, xs, resets, method=Mamba.scan)
+        return str(jax.make_jaxpr(apply_scan)(carry, xs)).count("remat")
+
+    assert remat_count(4) == 2
+    assert remat_count(0) == remat_count(LENGTH) == 0
 
 
 @pytest.mark.parametrize("impl", ["sequential", "associative"])
