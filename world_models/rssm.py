@@ -127,12 +127,20 @@ class RSSM(nn.Module):
 
         Returns the posterior state and ``(posterior_logits, prior_logits)``.
         """
+        state, posterior = self._posterior_step(state, prev_action, embed, is_first, key)
+        return state, (posterior, self.prior_logits(state.deter))
+
+    def _posterior_step(self, state: RSSMState, prev_action: jax.Array, embed: jax.Array, is_first: jax.Array,
+                        key: jax.Array) -> tuple[RSSMState, jax.Array]:
+        """``obs_step`` without the prior, which needs nothing from the next step: a sequence's priors
+        run afterwards on all ``[T, B]`` states at once, outside the scan (one large matmul forward
+        and backward instead of T small ones)."""
         stoch = _mask(is_first, state.stoch)
         prev_action = _mask(is_first, prev_action)
         carry, deter = self.core.step(state.carry, self._core_input(stoch, prev_action), is_first)
         posterior = self.posterior_logits(deter, embed)
         stoch = OneHotCategorical(posterior).sample(key)
-        return RSSMState(carry, deter, stoch), (posterior, self.prior_logits(deter))
+        return RSSMState(carry, deter, stoch), posterior
 
     def observe(
         self,
@@ -157,15 +165,15 @@ class RSSM(nn.Module):
             self.obs_step(state, prev_actions[0], embeds[0], is_first[0], keys[0])
 
         def body(rssm, state, inputs):
-            state, logits = rssm.obs_step(state, *inputs)
-            return state, (state, logits)
+            state, posterior = rssm._posterior_step(state, *inputs)
+            return state, (state, posterior)
 
         # nn.scan, not lax.scan, so that what the core sows at each step (EGRU's activity) comes out
         # stacked over time instead of leaking from the loop
         scan = nn.scan(body, variable_broadcast="params", variable_axes={"intermediates": 0},
                        split_rngs={"params": False})
-        last, (states, (posterior, prior)) = scan(self, state, (prev_actions, embeds, is_first, keys))
-        return last, states, posterior, prior
+        last, (states, posterior) = scan(self, state, (prev_actions, embeds, is_first, keys))
+        return last, states, posterior, self.prior_logits(states.deter)
 
     def _observe_parallel(self, state, prev_actions, embeds, is_first, key):
         dummy_deter = jnp.zeros(embeds.shape[:-1] + (self.deter,))

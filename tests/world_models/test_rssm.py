@@ -1,0 +1,44 @@
+"""The RSSM's sequence filter against a plain loop of single filtering steps, with episode resets."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from world_models.rssm import RSSM
+
+
+@pytest.mark.parametrize("backbone, posterior", [("gru", "state"), ("s5", "embedding")])
+def test_observe_equals_a_loop_of_obs_steps_with_resets(backbone, posterior):
+    T, B, A, E = 6, 3, 2, 5
+    kwargs = {"state_size": 4, "layers": 1, "blocks": 1} if backbone == "s5" else {}
+    rssm = RSSM(backbone=backbone, backbone_kwargs=kwargs, deter=8, stoch=3, classes=4, units=16, unimix=0.01,
+                posterior=posterior)
+    rng = np.random.default_rng(0)
+    actions = jnp.asarray(rng.normal(size=(T, B, A)), jnp.float32)
+    embeds = jnp.asarray(rng.normal(size=(T, B, E)), jnp.float32)
+    is_first = jnp.asarray(rng.random((T, B)) < 0.3).at[0].set(True).at[3, 1].set(True)
+    key = jax.random.PRNGKey(1)
+    # the backbone's initial carry may hold parameters (S5's): create those first, then all of them
+    shaped = rssm.apply(rssm.init(jax.random.PRNGKey(0), B, method=RSSM.initial), B, method=RSSM.initial)
+    params = rssm.init(jax.random.PRNGKey(0), shaped, actions, embeds, is_first, key)
+    state = rssm.apply(params, B, method=RSSM.initial)
+    last, states, posterior_logits, prior_logits = rssm.apply(params, state, actions, embeds, is_first, key)
+    if posterior == "embedding":
+        return _check_prior_on_states(rssm, params, states, prior_logits)
+    keys = jax.random.split(key, T)
+    loop_state, deters, posteriors, priors = state, [], [], []
+    for t in range(T):
+        loop_state, (post, prior) = rssm.apply(params, loop_state, actions[t], embeds[t], is_first[t], keys[t],
+                                               method=RSSM.obs_step)
+        deters.append(loop_state.deter), posteriors.append(post), priors.append(prior)
+    np.testing.assert_allclose(states.deter, jnp.stack(deters), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(posterior_logits, jnp.stack(posteriors), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(prior_logits, jnp.stack(priors), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(last.stoch, loop_state.stoch)
+
+
+def _check_prior_on_states(rssm, params, states, prior_logits):
+    """The embedding posterior's priors are the prior head on each step's deterministic state."""
+    expected = rssm.apply(params, states.deter, method=RSSM.prior_logits)
+    np.testing.assert_allclose(prior_logits, expected, rtol=1e-5, atol=1e-6)
