@@ -13,12 +13,15 @@ from typing import Sequence
 
 from agents.actor_critic import ActorCritic
 from agents.goals import GOAL_SPACES, Ensemble, GoalAutoencoder
+from agents.imagined_top import ImaginedTop
 from agents.level import Level
 from agents.spaces import ActionLayout, ObsLayout
 from configs.sections import ActorCriticConfig, AgentSections, GoalConfig, HierarchyConfig, WorldModelConfig, as_kwargs
 from world_models import hierarchy as stack
 from world_models.hierarchy import FEATURES
 from world_models.world_model import WorldModel
+
+TOP_MODELS = ("stacked", "imagined")  # hierarchy.top_model
 
 
 def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: AgentSections) -> list[Level]:
@@ -28,6 +31,7 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
     level_backbones = resolve_backbones(hierarchy.levels, hierarchy.backbones, sections.world_model.backbone)
     if goal.space not in GOAL_SPACES:
         raise ValueError(f"goal.space must be one of {GOAL_SPACES}, got {goal.space!r}")
+    check_top_model(hierarchy, goal)
     discounts = resolve_discounts(hierarchy.levels, hierarchy.discount)
     entropies = list(hierarchy.entropy) or [agent.entropy] * hierarchy.levels
     levels: list[Level] = []
@@ -37,6 +41,7 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
             period *= ks[index - 1]
             length = stack.abstract_length(length, ks[index - 1])
         top = index == hierarchy.levels - 1
+        imagined = top and index > 0 and hierarchy.top_model == "imagined"
         world_model = dataclasses.replace(sections.world_model, backbone=level_backbones[index])
         model_kwargs = dict(as_kwargs(world_model), backbone_kwargs=sections.backbones[world_model.backbone])
         novelty = hierarchy.novelty if top else 0.0
@@ -53,7 +58,8 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
             below = levels[index - 1].world_model.feature_dim
             # the level below's latent features are not an observation: rare one-hot classes have a
             # tiny batch variance, which the variance-scaled vector loss would blow up
-            model = WorldModel({FEATURES: (below,)}, {}, goal_action_dim(goal), **{**model_kwargs, "vector_loss": "mse"})
+            model = None if imagined else WorldModel({FEATURES: (below,)}, {}, goal_action_dim(goal),
+                                                     **{**model_kwargs, "vector_loss": "mse"})
             discount = discounts[index - 1] or agent.discount**period
             actor_critic = _goal_actor_critic(goal, dataclasses.replace(settings, discount=discount), terms)
         goal_size = _goal_size(goal, world_model)
@@ -63,6 +69,11 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
         # a top that needs novelty and has no goal autoencoder describes goal features with its own
         novelty_autoencoder = _autoencoder(lower_goal_size or goal_size, world_model, hierarchy, goal) if (
             novelty > 0 and goal_autoencoder is None) else None
+        if imagined:
+            levels.append(ImaginedTop(
+                levels[index - 1], index, actor_critic, period, length, goal_size, lower_goal_size, novelty,
+                goal_autoencoder, hierarchy.disagreement_penalty, hierarchy.exploration_bonus))
+            continue
         levels.append(Level(
             index, top, model, actor_critic, period, length, goal_size, lower_goal_size, goal.reward_scale,
             task_scale, novelty, goal_autoencoder, novelty_autoencoder,
@@ -71,6 +82,22 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
             hierarchy.exploration_bonus if top else 0.0,
         ))
     return levels
+
+
+def check_top_model(hierarchy: HierarchyConfig, goal: GoalConfig) -> None:
+    """``hierarchy.top_model``: ``stacked`` (the top models the level below every K steps) or
+    ``imagined`` (the top imagines through level 0's model, ``agents.imagined_top``: two levels and
+    goal codes only)."""
+    if hierarchy.top_model not in TOP_MODELS:
+        raise ValueError(f"hierarchy.top_model must be one of {TOP_MODELS}, got {hierarchy.top_model!r}")
+    if hierarchy.top_model != "imagined":
+        return
+    if hierarchy.levels != 2:
+        raise ValueError(f"hierarchy.top_model=imagined needs hierarchy.levels=2 (the top imagines through level 0), "
+                         f"got hierarchy.levels={hierarchy.levels}; use hierarchy.top_model=stacked")
+    if goal.space != "autoencoder":
+        raise ValueError(f"hierarchy.top_model=imagined needs goal.space=autoencoder (a direct goal is decoded by "
+                         f"the top's own world model, which it does not have), got goal.space={goal.space!r}")
 
 
 def _goal_size(goal: GoalConfig, world_model: WorldModelConfig) -> int:
@@ -110,9 +137,12 @@ def _autoencoder(feature_dim: int, world_model: WorldModelConfig, hierarchy: Hie
 
 def _ensemble(index: int, top: bool, model: WorldModel, world_model: WorldModelConfig,
               hierarchy: HierarchyConfig) -> Ensemble | None:
-    """An ensemble where its disagreement is used: above level 0, and at the top when it explores."""
+    """An ensemble where its disagreement is used: above level 0, at the top when it explores, and at
+    level 0 when a top imagining through it weights the disagreement (it has no model of its own)."""
     explores = top and hierarchy.exploration_bonus > 0
-    if hierarchy.ensemble == 0 or not (index > 0 or explores):
+    weighted = hierarchy.disagreement_penalty > 0 or hierarchy.exploration_bonus > 0
+    feeds_imagined_top = index == 0 and hierarchy.levels > 1 and hierarchy.top_model == "imagined" and weighted
+    if hierarchy.ensemble == 0 or not (index > 0 or explores or feeds_imagined_top):
         return None
     return Ensemble(model.feature_dim + model.action_dim, world_model.stoch * world_model.classes, hierarchy.ensemble,
                     world_model.units, world_model.layers, hierarchy.lr, hierarchy.grad_clip)

@@ -192,7 +192,8 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
     collector.reset(seed=seed)
     policy_state = agent.initial_policy_state(state, num_envs)
     key = jax.random.PRNGKey(seed)
-    meters = [_LevelMeter(level, num_envs, agent.discount) for level in agent.levels]
+    # a top imagining through level 0 sums its task reward over a step undiscounted (agents.imagined_top)
+    meters = [_LevelMeter(level, num_envs, 1.0 if level.imagines_below else agent.discount) for level in agent.levels]
     images = _GoalImages(agent, image_pairs)
     finished_episodes = 0
     previous = None

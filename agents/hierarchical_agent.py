@@ -4,7 +4,9 @@ Level 0 models the environment step by step and acts in its action space; level 
 l-1 once every ``K_l`` of its steps (``world_models.hierarchy``) and acts in a goal space
 (``agents.goals``). The top level maximises the task reward, every level below it the similarity of
 its state to the goal from above, plus (weighted) the task reward. Each level's actor-critic trains
-in the imagination of its own world model, with the goal from above held for its whole rollout.
+in the imagination of its own world model, with the goal from above held for its whole rollout; with
+``hierarchy.top_model: imagined`` the top of two levels has no model and imagines through level 0's,
+with level 0's actor in the loop (``agents.imagined_top``).
 
 Each level (``agents.level``) holds its parts and what they mean; this module is the loop over the
 levels (world models bottom-up, behaviours top-down, so that each level trains with the goals its
@@ -35,7 +37,7 @@ from agents.level import Level, LevelState, goal_view, level_key
 from agents.optimization import select_rows
 from agents.spaces import ActionLayout, ObsLayout, action_layout, observation_layout
 from configs.sections import AgentSections, agent_sections
-from world_models.hierarchy import FEATURES, abstract_batch, level_zero_bookkeeping
+from world_models.hierarchy import FEATURES, abstract_batch, gather_time, level_zero_bookkeeping
 from world_models.rssm import RSSMState, state_features
 from world_models.world_model import count_parameters
 
@@ -102,7 +104,8 @@ class HierarchicalAgent:
         counts = {}
         for index, level_state in enumerate(state.levels):
             prefix = f"level{index}/" if self.num_levels > 1 else ""
-            counts[prefix + "world_model"] = count_parameters(level_state.world_model)
+            if not self.levels[index].imagines_below:  # a top imagining through level 0 has no model
+                counts[prefix + "world_model"] = count_parameters(level_state.world_model)
             counts[prefix + "actor"] = count_parameters(level_state.actor_critic.actor)
             counts[prefix + "critic"] = count_parameters(level_state.actor_critic.critic)
             for name, params in level_state.auxiliary.items():
@@ -152,8 +155,13 @@ class HierarchicalAgent:
                     level.sequence_length, self.discount, batch["policy_acted"],
                 )
                 described = (lower_features, lower_book["mask"])
-            levels[index], level_metrics, posterior = level.update_world_model(
-                levels[index], model_batch, described, level_key(key, index))
+            if level.imagines_below:  # no model: its states are level 0's at its replayed steps
+                posterior = jax.tree.map(lambda leaf: gather_time(leaf, book["lower_index"]), lower_posterior)
+                levels[index], level_metrics = level.update_auxiliaries(
+                    levels[index], model_batch, described, level_key(key, index))
+            else:
+                levels[index], level_metrics, posterior = level.update_world_model(
+                    levels[index], model_batch, described, level_key(key, index))
             metrics.update(_prefixed(index, level_metrics))
             sequences.append((book, posterior))
         return levels, sequences, metrics
@@ -174,8 +182,12 @@ class HierarchicalAgent:
                     state.levels[index], book, posterior, goal, governed, lower_book,
                     jax.lax.stop_gradient(state_features(lower_posterior)), jax.random.fold_in(index_key, 1_000))
                 metrics.update(_prefixed(index, goal_metrics))
-            levels[index], level_metrics = level.update_behaviour(levels[index], book, posterior, goal, governed,
-                                                                  rewarded, index_key)
+            if level.imagines_below:  # through level 0's updated model, with its actor before this step
+                levels[index], level_metrics = level.update_behaviour_through_below(
+                    levels[index], levels[index - 1], book, posterior, rewarded, index_key)
+            else:
+                levels[index], level_metrics = level.update_behaviour(levels[index], book, posterior, goal, governed,
+                                                                      rewarded, index_key)
             metrics.update(_prefixed(index, level_metrics))
             goal, governed = handed_down
         return levels, metrics
@@ -197,7 +209,7 @@ class HierarchicalAgent:
         actions = [jnp.zeros((batch_size, self.action_layout.dim))]
         actions += [jnp.zeros((batch_size, self.goal_action_dim)) for _ in range(1, self.num_levels)]
         return HierarchicalPolicyState(
-            latents=tuple(level.world_model.initial(s.world_model, batch_size) for level, s in zip(self.levels, state.levels)),
+            latents=tuple(self._initial_latent(state, index, batch_size) for index in range(self.num_levels)),
             actions=tuple(actions),
             goals=tuple(jnp.zeros((batch_size, level.goal_size)) for level in below_top),
             step=jnp.zeros((batch_size,), jnp.int32),
@@ -209,6 +221,11 @@ class HierarchicalAgent:
             chance_goals=tuple(jnp.zeros((batch_size, level.goal_size)) for level in below_top),
             policy_acted=jnp.zeros((batch_size,), bool),
         )
+
+    def _initial_latent(self, state: HierarchicalTrainState, index: int, batch_size: int) -> RSSMState:
+        """Level ``index``'s latent state at an episode start (a top imagining through level 0: level 0's)."""
+        own = index - 1 if self.levels[index].imagines_below else index
+        return self.levels[own].world_model.initial(state.levels[own].world_model, batch_size)
 
     def _clock(self, policy_state: HierarchicalPolicyState, is_first: jax.Array):
         step = jnp.where(is_first, 0, policy_state.step + 1)
@@ -263,9 +280,13 @@ class HierarchicalAgent:
 
     def _observe(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState, obs: Batch,
                  is_first: jax.Array, ticks: tuple[jax.Array, ...], key: jax.Array) -> list[RSSMState]:
-        """Filter bottom-up: level 0 every step, level l only where it ticks, on the features below."""
+        """Filter bottom-up: level 0 every step, level l only where it ticks, on the features below (a top
+        imagining through level 0 holds level 0's state from its last tick)."""
         latents = []
         for index, level in enumerate(self.levels):
+            if level.imagines_below:
+                latents.append(select_rows(ticks[index - 1], latents[-1], policy_state.latents[index]))
+                continue
             observation = obs if index == 0 else {FEATURES: state_features(latents[-1])}
             latent = level.world_model.obs_step(state.levels[index].world_model, policy_state.latents[index],
                                                 policy_state.actions[index], observation, is_first,
@@ -281,11 +302,15 @@ class HierarchicalAgent:
         The same sum measured on the real steps that follow (``agents.diagnostics``) gives the
         exploitation gap: how much more a level expects from its model than it gets.
         """
-        returns = [
-            level.imagined_return(state.levels[index], policy_state.latents[index], self._goal(policy_state, index),
-                                  level_key(key, index))
-            for index, level in enumerate(self.levels)
-        ]
+        returns = []
+        for index, level in enumerate(self.levels):
+            latent, index_key = policy_state.latents[index], level_key(key, index)
+            if level.imagines_below:
+                returns.append(level.imagined_return_through_below(state.levels[index], state.levels[index - 1],
+                                                                   latent, index_key))
+            else:
+                returns.append(level.imagined_return(state.levels[index], latent, self._goal(policy_state, index),
+                                                     index_key))
         return jnp.stack(returns)
 
     def _top_task_value(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState) -> jax.Array:

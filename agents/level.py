@@ -52,15 +52,18 @@ def goal_view(features: jax.Array, size: int) -> jax.Array:
     return features[..., :size]
 
 
-def _flatten(leaf: jax.Array) -> jax.Array:
+def flatten_time(leaf: jax.Array) -> jax.Array:
     """``[T, B, ...] -> [T * B, ...]``, without gradient: imagination starts from every state."""
     return jax.lax.stop_gradient(leaf.reshape((-1,) + leaf.shape[2:]))
 
 
 class Level:
-    """Args:
+    """One level with a world model of its own (see ``agents.imagined_top`` for a top without one).
+
+    Args:
     index: the level's position, 0 at the environment; top: whether no level sits above it.
-    world_model, actor_critic: its parts; its actor-critic sees ``policy_input``.
+    world_model, actor_critic: its parts (no world model: ``agents.imagined_top``); its actor-critic sees
+      ``policy_input``.
     period: environment steps per step of this level; sequence_length: of its training sequences.
     goal_size: size of its goal features (``goal_view``); lower_goal_size: that of the level below
       (0 at level 0).
@@ -74,7 +77,9 @@ class Level:
       step has been replayed).
     """
 
-    def __init__(self, index: int, top: bool, world_model: WorldModel, actor_critic: ActorCritic, period: int,
+    imagines_below = False  # True for a top that imagines through the level below (agents.imagined_top)
+
+    def __init__(self, index: int, top: bool, world_model: WorldModel | None, actor_critic: ActorCritic, period: int,
                  sequence_length: int, goal_size: int, lower_goal_size: int, goal_reward_scale: float,
                  task_reward_scale: float, novelty_scale: float, goal_autoencoder: GoalAutoencoder | None,
                  novelty_autoencoder: GoalAutoencoder | None, ensemble: Ensemble | None,
@@ -284,20 +289,25 @@ class Level:
                    "goal/governed_fraction": lower_governed.mean()}
         return (lower_goal, lower_governed), metrics
 
+    def start_weights(self, book: dict, governed: jax.Array | None) -> jax.Array:
+        """``[T * B]``: 0 for imagination starts that are terminal, padding above level 0, or not governed
+        by a goal from above (``governed [T, B]``, None at the top)."""
+        weight = 1.0 - book["is_terminal"].astype(jnp.float32)
+        if self.index > 0:
+            weight = weight * book["mask"]
+        if governed is not None:
+            weight = weight * governed
+        return weight.reshape(-1)
+
     def update_behaviour(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
                          governed: jax.Array | None, rewarded: jax.Array, key: jax.Array
                          ) -> tuple[LevelState, dict[str, jax.Array]]:
         """One actor-critic step in imagination from every posterior state of the batch, with the goal
         in effect there (``goal [T, B, G]``, ``governed [T, B]``: whether one was; None at the top).
         ``rewarded`` (0-d bool): whether replay has held a rewarded step, which turns the penalty on."""
-        starts = jax.tree.map(_flatten, posterior)
-        weight = 1.0 - book["is_terminal"].astype(jnp.float32)
-        if self.index > 0:
-            weight = weight * book["mask"]
-        if governed is not None:
-            weight = weight * governed
-        start_continue = weight.reshape(-1)
-        goal = None if goal is None else _flatten(goal)
+        starts = jax.tree.map(flatten_time, posterior)
+        start_continue = self.start_weights(book, governed)
+        goal = None if goal is None else flatten_time(goal)
         extra = {}
 
         def rollout(policy, rollout_key) -> Trajectory:
@@ -341,7 +351,11 @@ class Level:
         )
         features = state_features(states)[1:]
         rewards = self.weighted_reward(features, goal, self.world_model.reward(params, features))
-        continues = self.world_model.continue_prob(params, features)
-        discount = self.actor_critic.discount
-        weights = jnp.cumprod(jnp.concatenate([jnp.ones_like(continues[:1]), discount * continues[:-1]]), 0)
-        return jnp.sum(weights * rewards, 0)
+        return discounted_sum(rewards, self.world_model.continue_prob(params, features), self.actor_critic.discount)
+
+
+def discounted_sum(rewards: jax.Array, continues: jax.Array, discount: float) -> jax.Array:
+    """``sum_i discount^i prod_{j<i} continues_j * rewards_i`` over the time axis of ``[H, N]``: ``[N]``
+    (``continues[i]``: the episode goes on after the step that earned ``rewards[i]``)."""
+    weights = jnp.cumprod(jnp.concatenate([jnp.ones_like(continues[:1]), discount * continues[:-1]]), 0)
+    return jnp.sum(weights * rewards, 0)

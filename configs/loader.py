@@ -35,6 +35,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "parallel.acting": ("device", "cpu"),
     "goal.space": ("autoencoder", "direct"),
     "goal.features": ("deter", "full"),
+    "hierarchy.top_model": ("stacked", "imagined"),
 }
 
 # List-valued keys whose length is free (one entry per level of the hierarchy).
@@ -83,7 +84,7 @@ def load_config(
 def check_hierarchy(config: Mapping[str, Any]) -> None:
     """The per-level lists must fit ``hierarchy.levels``: ``k`` and ``discount`` one value per level
     above 0 (or one for all; ``discount`` may be empty), ``backbones`` and ``entropy`` one per level
-    (or none)."""
+    (or none); ``top_model: imagined`` only with two levels and goal codes."""
     section = config["hierarchy"]
     levels, ks, backbones = section["levels"], list(section["k"]), list(section["backbones"])
     discounts, entropies = list(section["discount"]), list(section["entropy"])
@@ -104,6 +105,11 @@ def check_hierarchy(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"hierarchy.discount={discounts} must give one discount per level above 0 ({levels - 1} for "
             f"hierarchy.levels={levels}), one for all of them, or be empty to use agent.discount ** K"
+        )
+    if section["top_model"] == "imagined" and (levels != 2 or config["goal"]["space"] != "autoencoder"):
+        raise ConfigError(
+            f"hierarchy.top_model=imagined (the top imagining through level 0) needs hierarchy.levels=2 and "
+            f"goal.space=autoencoder, got hierarchy.levels={levels} and goal.space={config['goal']['space']}"
         )
     if entropies and len(entropies) != levels:
         raise ConfigError(

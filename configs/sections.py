@@ -68,6 +68,7 @@ class HierarchyConfig:
     """``hierarchy``: how many levels, how they stride, and what sits beside each level's model."""
 
     levels: int
+    top_model: str  # stacked | imagined (agents.imagined_top)
     k: tuple[int, ...]
     backbones: tuple[str, ...]
     abstract_horizon: int

@@ -1,7 +1,7 @@
 """The benchmark that decides whether the hierarchy wins (issue 15): arms at equal environment steps.
 
     python -m scripts.bench_hierarchy --config small --jobs 2          # A B C, 5 seeds, 50k steps
-    python -m scripts.bench_hierarchy --arms A B C C3 --seeds 0 1 2 3 4 --steps 50000 --novelty 0.1
+    python -m scripts.bench_hierarchy --arms A B C C3 D --seeds 0 1 2 3 4 --steps 50000 --novelty 0.1
 
 Arms (every one then takes the ``--config`` presets, e.g. ``small``, and the ``--set`` overrides):
   A   flat: the ``hierarchy2`` preset with ``hierarchy.levels=1``, no novelty term;
@@ -9,13 +9,15 @@ Arms (every one then takes the ``--config`` presets, e.g. ``small``, and the ``-
       states): without it a win could not be credited to the hierarchy;
   C   two levels with stacked world models: ``hierarchy2`` with ``hierarchy.novelty=W``;
   C3  three levels: ``hierarchy3`` with ``hierarchy.novelty=W`` (reported, not part of the decision);
-  D   the top level imagining through the level below (Director-style): not implemented yet.
-W is ``--novelty``. An arm's ``hierarchy.levels`` and ``hierarchy.novelty`` cannot be ``--set``.
+  D   two levels, the top imagining through level 0's model with level 0's policy in the loop
+      (Director-style, no abstract model): C with ``hierarchy.top_model=imagined``.
+W is ``--novelty``. An arm's ``hierarchy.levels``, ``hierarchy.novelty`` and ``hierarchy.top_model``
+cannot be ``--set``.
 
 Per run: the greedy success rate at each evaluation (``eval/success_rate``; runs logged before it
 existed fall back to the mean return, which equals it when the only reward is a terminal 1), the
 steps to the first successful training episode, and coverage (``coverage/*``) at 25k and 50k steps
-(half and all of ``--steps`` when shorter). The decision (``scripts.hierarchy_verdict``): C wins when
+(half and all of ``--steps`` when shorter). The decision (``scripts.hierarchy_verdict``): C or D wins when
 its final success (mean of the last evaluations) beats both A and B, one-sided Mann-Whitney U over
 seeds p < 0.05, and its mean is at least 0.8. Prints a table per arm, each arm's diagnostics at the
 last evaluation (why an arm fails) and the verdict; writes JSON and PNGs of success rate and coverage
@@ -39,12 +41,13 @@ from scripts.benchmarking import (evaluation_rows, first_success_step, mean_curv
 from scripts.hierarchy_verdict import (MIN_SUCCESS, coverage_marks, print_diagnostics, print_table,
                                        summarise_arm, verdicts)
 
-# Arm -> (preset, levels, whether it gets the novelty term). The same novelty weight goes to B, C and C3.
-ARMS = {"A": ("hierarchy2", 1, False), "B": ("hierarchy2", 1, True), "C": ("hierarchy2", 2, True),
-        "C3": ("hierarchy3", 3, True)}
-NOT_IMPLEMENTED = {"D": "arm D (the top level imagining through the level below with its policy in the loop, "
-                        "Director-style) is not implemented yet (issue 15): run A B C"}
-ARM_KEYS = ("hierarchy.levels", "hierarchy.novelty")  # what an arm is; --set must not change them
+# Arm -> (preset, levels, whether it gets the novelty term, hierarchy.top_model). The same novelty
+# weight goes to B, C, C3 and D; C and D differ only in the top's model.
+ARMS = {"A": ("hierarchy2", 1, False, "stacked"), "B": ("hierarchy2", 1, True, "stacked"),
+        "C": ("hierarchy2", 2, True, "stacked"), "C3": ("hierarchy3", 3, True, "stacked"),
+        "D": ("hierarchy2", 2, True, "imagined")}
+# What an arm is; --set must not change them.
+ARM_KEYS = ("hierarchy.levels", "hierarchy.novelty", "hierarchy.top_model")
 # Scalars carried into each evaluation row (the latest logged value): why an arm fails.
 PROBES = ("/goal/", "controllability", "replay/rewarded_fraction", "coverage/")
 
@@ -52,8 +55,8 @@ PROBES = ("/goal/", "controllability", "replay/rewarded_fraction", "coverage/")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="hmbrl/GridFourRooms-v0")
-    parser.add_argument("--arms", nargs="+", default=["A", "B", "C"], choices=[*ARMS, *NOT_IMPLEMENTED])
-    parser.add_argument("--novelty", type=float, default=0.1, help="hierarchy.novelty of arms B, C and C3")
+    parser.add_argument("--arms", nargs="+", default=["A", "B", "C"], choices=list(ARMS))
+    parser.add_argument("--novelty", type=float, default=0.1, help="hierarchy.novelty of arms B, C, C3 and D")
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--eval-every", type=int, default=5_000)
@@ -66,9 +69,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", help="output prefix (default benchmarks/out/hierarchy_<env>)")
     parser.add_argument("--replot", metavar="JSON", help="no training: the table and plots again from a saved JSON")
     args = parser.parse_args(argv)
-    for arm in args.arms:
-        if arm in NOT_IMPLEMENTED:
-            parser.error(NOT_IMPLEMENTED[arm])
     for override in args.overrides:
         if parse_override(override)[0] in ARM_KEYS:
             parser.error(f"--set {override}: {', '.join(ARM_KEYS)} define the arms; use --arms and --novelty")
@@ -78,17 +78,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 def arm_config(arm: str, novelty: float, presets: list[str] = (), overrides: list = ()) -> dict:
     """The config of one arm: its preset, then ``presets`` and ``overrides``, then the keys that make
     it that arm (last, so that nothing else can change them)."""
-    if arm in NOT_IMPLEMENTED:
-        raise NotImplementedError(NOT_IMPLEMENTED[arm])
-    preset, levels, with_novelty = ARMS[arm]
-    arm_keys = [("hierarchy.levels", levels), ("hierarchy.novelty", novelty if with_novelty else 0.0)]
+    preset, levels, with_novelty, top_model = ARMS[arm]
+    arm_keys = [("hierarchy.levels", levels), ("hierarchy.novelty", novelty if with_novelty else 0.0),
+                ("hierarchy.top_model", top_model)]
     return load_config([preset, *presets], [*overrides, *arm_keys])
 
 
 def describe(arm: str) -> str:
-    """What an arm is, in a few words (``flat + novelty``, ``2 levels + novelty``)."""
-    _, levels, with_novelty = ARMS[arm]
-    return ("flat" if levels == 1 else f"{levels} levels") + (" + novelty" if with_novelty else "")
+    """What an arm is, in a few words (``flat + novelty``, ``2 levels + novelty``, ``2 levels, imagined
+    top + novelty``)."""
+    _, levels, with_novelty, top_model = ARMS[arm]
+    imagined = ", imagined top" if top_model == "imagined" else ""
+    return ("flat" if levels == 1 else f"{levels} levels") + imagined + (" + novelty" if with_novelty else "")
 
 
 def run_record(logdir: Path) -> dict:

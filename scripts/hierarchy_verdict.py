@@ -1,7 +1,7 @@
 """The hierarchy benchmark's numbers and decision (``scripts.bench_hierarchy``), from run records alone.
 
 A run record is ``{"evaluations": [...], "coverage": [...], "first_success_step": int | None}``
-(``bench_hierarchy.run_record``). The decision (issue 15): an arm that plays the hierarchy (C) wins
+(``bench_hierarchy.run_record``). The decision (issue 15): an arm that plays the hierarchy (C or D) wins
 when its final success rate beats both flat arms (A, and B with the same novelty term) in a one-sided
 Mann-Whitney U test over seeds, p < ``ALPHA`` for each, and its mean is at least ``MIN_SUCCESS``.
 """
@@ -21,7 +21,7 @@ from scripts.benchmarking import value_at
 ALPHA = 0.05
 MIN_SUCCESS = 0.8
 BASELINES = ("A", "B")
-DECIDING = ("C",)  # arm D joins when the top can imagine through the level below
+DECIDING = ("C", "D")  # stacked abstract model, and the top imagining through level 0
 # Scalars at the last evaluation that say why an arm fails: goal reach (and its chance baseline),
 # code perplexity, the abstract model's controllability, the exploitation gap, rewarded replay.
 DIAGNOSTIC = re.compile(r"^level\d+/(goal/|model/\w*controllability$|exploitation/gap$)|^replay/rewarded_fraction$")
@@ -90,9 +90,9 @@ def verdicts(finals: Mapping[str, list[float]]) -> dict:
                    for arm, values in finals.items() if arm not in BASELINES and not missing}
     deciding = [arm for arm in DECIDING if arm in comparisons]
     if not deciding:
-        need = [*BASELINES, *DECIDING]
         return {"hierarchy_wins": None, "comparisons": comparisons,
-                "line": f"no verdict: the decision needs arms {', '.join(need)} with finished seeds (have "
+                "line": f"no verdict: the decision needs arms {', '.join(BASELINES)} and {' or '.join(DECIDING)} "
+                        f"with finished seeds (have "
                         f"{', '.join(finals) or 'none'})"}
     wins = any(comparisons[arm]["wins"] for arm in deciding)
     lines = [f"verdict: the hierarchy {'WINS' if wins else 'does NOT win'} (needs mean final success >= "

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from scripts.bench_hierarchy import arm_config, main, parse_args, run_record
+from scripts.bench_hierarchy import arm_config, describe, main, parse_args, run_record
 from scripts.benchmarking import evaluation_rows, value_at
 
 
@@ -24,17 +24,19 @@ def test_arms_map_to_configs_with_one_novelty_weight_for_b_and_c():
     assert configs["C3"]["hierarchy"]["k"] == [4, 4]  # the hierarchy3 preset
 
 
-def test_arm_d_is_refused_as_not_implemented(capsys):
-    with pytest.raises(SystemExit):
-        parse_args(["--arms", "A", "D"])
-    assert "arm D" in capsys.readouterr().err
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        arm_config("D", 0.1)
+def test_arm_d_is_c_with_the_top_imagining_through_level_zero():
+    assert parse_args(["--arms", "A", "D"]).arms == ["A", "D"]
+    c, d = (arm_config(arm, 0.3, ["small"]) for arm in ("C", "D"))
+    assert (d["hierarchy"]["levels"], d["hierarchy"]["novelty"], d["hierarchy"]["top_model"]) == (2, 0.3, "imagined")
+    assert c["hierarchy"]["top_model"] == "stacked"
+    assert {**d, "hierarchy": {**d["hierarchy"], "top_model": "stacked"}} == c  # nothing else differs
+    assert describe("D") == "2 levels, imagined top + novelty"
 
 
-def test_set_cannot_change_what_makes_an_arm(capsys):
+@pytest.mark.parametrize("override", ["hierarchy.novelty=0.5", "hierarchy.top_model=imagined"])
+def test_set_cannot_change_what_makes_an_arm(capsys, override):
     with pytest.raises(SystemExit):
-        parse_args(["--set", "hierarchy.novelty=0.5"])
+        parse_args(["--set", override])
     assert "--novelty" in capsys.readouterr().err
 
 

@@ -77,6 +77,12 @@ def test_three_levels_are_reported_but_do_not_decide():
     assert "C3 (reported, not part of the decision)" in decision["line"]
 
 
+def test_the_top_imagining_through_level_zero_decides_too():
+    decision = verdicts({"A": [0.0] * 5, "B": [0.0] * 5, "C": [0.0] * 5, "D": [1.0, 0.95, 0.9, 1.0, 0.85]})
+    assert decision["comparisons"]["D"]["wins"] is True and decision["hierarchy_wins"] is True
+    assert verdicts({"A": [0.0] * 5, "B": [0.0] * 5, "D": [0.0] * 5})["hierarchy_wins"] is False
+
+
 def test_no_verdict_without_the_arms_it_needs_and_a_note_when_seeds_are_too_few():
     assert verdicts({"A": [0.0] * 5, "C": [1.0] * 5})["hierarchy_wins"] is None
     three = verdicts({"A": [0.0] * 3, "B": [0.0] * 3, "C": [1.0] * 3})  # best possible p: 1 / C(6, 3) = 0.05

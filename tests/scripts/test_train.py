@@ -246,6 +246,22 @@ def test_two_levels_train_end_to_end_resume_and_measure_every_level(tmp_path):
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
 
 
+def test_two_levels_with_the_top_imagining_through_level_zero_train_end_to_end(tmp_path):
+    logdir = tmp_path / "imagined"
+    flags = ["--steps", "200", "--set", "hierarchy.levels=2", "hierarchy.top_model=imagined", "hierarchy.k=[4]",
+             "hierarchy.abstract_horizon=2", "hierarchy.novelty=0.1", "run.eval_every=200"]
+    assert run_train(logdir, *flags) == 0
+    rows = read_metrics(logdir)
+    logged = set().union(*(row.keys() for row in rows))
+    assert {"level0/world_model/loss", "level1/actor_critic/actor_loss", "level1/goal/autoencoder_loss",
+            "level1/model/controllability", "level1/exploitation/gap", "level1/goal/reach_rate"} <= logged
+    assert not any(name.startswith("level1/world_model") for name in logged)  # it has no model of its own
+    assert np.all(np.isfinite([value for row in rows for name, value in row.items() if name.startswith("level")]))
+    state, step = final_params(logdir)  # restores a checkpoint whose level 1 holds no model parameters
+    assert step == 200 and state.levels[1].world_model == {}
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
+
+
 def test_three_levels_with_direct_goals_and_s5_above_train_end_to_end(tmp_path):
     logdir = tmp_path / "three"
     flags = ["--steps", "200", "--set", "hierarchy.levels=3", "hierarchy.k=[2,2]", "goal.space=direct",
