@@ -2,7 +2,8 @@
 
 Writes to the run directory: ``config.yaml`` (the resolved config), TensorBoard events,
 ``metrics.jsonl``, ``checkpoints/`` and, with ``replay.storage=disk``, ``replay/``; ``.lock`` keeps
-a second process from writing the same run.
+a second process from writing the same run. ``--seeds S1 S2 ...`` trains several seeds in this
+one process, their updates and acting vmapped (``scripts/train_seeds.py``), seed S in ``<logdir>/seedS``.
 
 Exit status: 0 done; 2 an error you can fix (one paragraph on stderr, the traceback with --debug;
 a new run directory is removed if no checkpoint was written); 130 / 143 stopped by Ctrl-C / SIGTERM
