@@ -8,8 +8,8 @@ seed, all at once, each in its own single-threaded process (``scripts.bench_lear
 Both modes use the whole machine. Prints a table of the aggregate updates/s and environment steps/s
 and the wall-clock including compilation, with the ratio of the two modes, and writes the JSON beside
 it (default prefix ``benchmarks/out/seeds_<env>``). Aggregate rates count each seed's log windows after
-the one holding its first update (so compilation is left out): all seeds' updates over the longest
-seed's time for them. Not the sum of the seeds' rates: side by side, a process that compiles sooner
+the first two that hold updates (the first update compiles the train step, the first policy step
+after prefill the policy step): all seeds' updates over the longest seed's time for them. Not the sum of the seeds' rates: side by side, a process that compiles sooner
 trains alone for a while, faster than when the others train too, and the sum would count that speed
 for the whole run. No evaluation runs on the way and
 only the final checkpoint is written, so the loop is what is measured. The load average at the start
@@ -49,13 +49,15 @@ def seed_config(args: argparse.Namespace, seed: int) -> dict:
 
 
 def steady_counts(logdir: Path) -> dict[str, float]:
-    """A run's updates, environment steps and seconds over its log windows after the one holding
-    its first update (which also holds the compilations), and its rates over them."""
+    """A run's updates, environment steps and seconds over its log windows after the first two that
+    hold updates (the compilations of the train and the policy step), and its rates over them."""
     rows = [row for row in read_metrics(logdir) if "throughput/env_steps_per_second" in row]
     first_update = next(index for index, row in enumerate(rows) if row["throughput/updates"] > 0)
-    before, steady = rows[first_update], rows[first_update + 1:]
+    before, steady = rows[first_update + 1:first_update + 2], rows[first_update + 2:]
     if not steady:
-        raise SystemExit(f"{logdir}: no log window after the first update; raise --steps or lower --log-every")
+        raise SystemExit(f"{logdir}: no log window after the two holding the compilations; raise --steps or "
+                         "lower --log-every")
+    before = before[0]
     env_steps = steady[-1]["step"] - before["step"]
     updates = steady[-1]["throughput/updates"] - before["throughput/updates"]
     starts = [before["step"]] + [row["step"] for row in steady[:-1]]

@@ -7,13 +7,15 @@ import pytest
 from scripts.bench_seeds import aggregate, steady_counts
 
 
-def test_steady_rates_leave_out_the_window_of_the_first_update(tmp_path):
-    rows = [  # windows of 100 env steps; the second holds the first updates and the compilation
+def test_steady_counts_leave_out_the_windows_that_compile(tmp_path):
+    rows = [  # windows of 100 env steps: prefill, the first update (train step compiled), the first
+        # policy steps (policy step compiled), then two measured windows
         {"step": 100, "throughput/env_steps_per_second": 50.0, "throughput/updates": 0},
-        {"step": 200, "throughput/env_steps_per_second": 1.0, "throughput/updates": 101},
-        {"step": 300, "throughput/env_steps_per_second": 20.0, "throughput/updates": 201},  # 5 s
-        {"step": 400, "throughput/env_steps_per_second": 10.0, "throughput/updates": 301},  # 10 s
-        {"step": 400, "episode/return": 9.0},
+        {"step": 200, "throughput/env_steps_per_second": 1.0, "throughput/updates": 1},
+        {"step": 300, "throughput/env_steps_per_second": 2.0, "throughput/updates": 101},
+        {"step": 400, "throughput/env_steps_per_second": 20.0, "throughput/updates": 201},  # 5 s
+        {"step": 500, "throughput/env_steps_per_second": 10.0, "throughput/updates": 301},  # 10 s
+        {"step": 500, "episode/return": 9.0},
     ]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
     counts = steady_counts(tmp_path)
