@@ -118,7 +118,8 @@ def test_a_seed_directory_evaluates_and_resumes_alone_and_together_alike(runs, t
 def test_flags_that_cannot_go_with_seeds_are_refused(tmp_path, capsys):
     for flags, message in ((["--seeds", "0", "1", "--distributed"], "--distributed"),
                            (["--seeds", "0", "1", "--seed", "3"], "--seed and --seeds"),
-                           (["--seeds", "0", "0"], "repeat a seed")):
+                           (["--seeds", "0", "0"], "repeat a seed"),
+                           (["--seeds", "0", "1", "--resume"], "leave out --seeds")):
         with pytest.raises(SystemExit) as error:
             run_train(tmp_path / "refused", *flags)
         assert error.value.code == 2 and message in str(error.value), (flags, str(error.value))
