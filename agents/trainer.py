@@ -27,15 +27,13 @@ from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from agents.diagnostics import measure_levels
 from agents.evaluation import return_scalars, run_episodes
 from agents.logging import Logger
+from agents.metrics_window import Counters, MetricsWindow
 from agents.parallel import DataParallel
 from agents.replay import Replay
-from agents.resources import available_memory_bytes, check_fits, free_disk_bytes
+from agents.resources import check_run_fits
 from agents.spaces import ObsLayout
 from agents.stop_request import StopRequest
-from envs.collector import Collector, NonFiniteObservationError
-from envs.config import as_env_config
-from envs.event_camera import EVENT_BYTES, worst_case_events
-from envs.registry import EVENT_PREFIX
+from envs.collector import Collector, NonFiniteObservationError, PolicyFn
 
 VectorEnvFactory = Callable[[int], gym.vector.VectorEnv]
 
@@ -56,13 +54,6 @@ LOSS_REMEDY = (
     "(world_model.grad_clip, agent.grad_clip), which --resume accepts, or check for observations "
     "of very large magnitude."
 )
-
-
-@dataclasses.dataclass
-class Counters:
-    env_steps: int = 0
-    updates: int = 0
-    episodes: int = 0
 
 
 def updates_due(env_steps: int, prefill: int, train_ratio: float, batch_steps: int) -> int:
@@ -102,6 +93,10 @@ class Trainer:
       logdir: the run directory (checkpoints, TensorBoard, ``metrics.jsonl``, disk replay).
       make_envs: ``num_envs -> vector env`` (see ``envs.vector.make_vector_env``).
       say: where status lines go (``print`` by default).
+      agent: an agent built for this config's spaces to share (a multi-seed run shares one, so that
+        its jitted functions compile once); by default the trainer builds its own.
+      runs_in_process: runs this process holds side by side (seeds of ``agents.multi_seed``), for
+        the memory and disk check.
     """
 
     def __init__(
@@ -111,6 +106,8 @@ class Trainer:
         make_envs: VectorEnvFactory,
         say: Callable[[str], None] = print,
         progress: bool = True,
+        agent: HierarchicalAgent | None = None,
+        runs_in_process: int = 1,
     ):
         self.config, self.logdir, self.say, self.progress = config, Path(logdir), say, progress
         self.parallel = DataParallel.from_config(config)  # one device and one process: a no-op
@@ -118,7 +115,7 @@ class Trainer:
         run = config["run"]
         self.make_envs = make_envs
         self.envs = make_envs(run["num_envs"])
-        self.agent = HierarchicalAgent.from_config(
+        self.agent = agent or HierarchicalAgent.from_config(
             config, self.envs.single_observation_space, self.envs.single_action_space
         )
         self.obs_layout, self.action_layout = self.agent.obs_layout, self.agent.action_layout
@@ -129,7 +126,7 @@ class Trainer:
         self.train_step = self.parallel.train_step(self.agent.train_step)
         self.act_key = jax.random.PRNGKey(self.local_seed + 1)
         spec = {**replay_spec(self.obs_layout, self.action_layout.dim), **self.agent.replay_fields()}
-        self.check_resources(spec)
+        check_run_fits(config, spec, self.logdir, runs_in_process)
         self.replay = Replay(
             spec, run["num_envs"], seed=self.local_seed,
             directory=self.logdir / "replay", **{**config["replay"], "batch_size": self.parallel.local_batch_size},
@@ -145,7 +142,9 @@ class Trainer:
         self.batch_steps = self.parallel.local_batch_size * config["replay"]["batch_length"]
         self.compiled: set[str] = set()
         self.stopped_by: str | None = None  # the signal's name after a stop requested by one
-        self.logger: Logger | None = None  # open while ``run`` runs
+        self.logger: Logger | None = None  # open from ``begin`` to ``close``
+        self.bar: tqdm | None = None
+        self.window = MetricsWindow(self.counters)
 
     # ----------------------------------------------------------------------------- set-up lines
     def describe(self) -> None:
@@ -164,28 +163,6 @@ class Trainer:
         size = self.replay.nbytes / 2**20
         where = "on disk (memory-mapped)" if self.replay.storage == "disk" else "in memory"
         self.say(f"replay: {self.replay.length * self.replay.num_envs:,} steps, {size:,.1f} MiB {where} at capacity")
-
-    def check_resources(self, spec: Mapping[str, tuple[tuple[int, ...], Any]]) -> None:
-        """Refuse a run whose replay (``spec`` per step, filled up to ``steps``), checkpoints or event
-        simulation will not fit in this machine's free memory and disk, before anything is allocated
-        (`agents.resources.ResourceError`)."""
-        run, replay = self.config["run"], self.config["replay"]
-        step_bytes = sum(math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in spec.values())
-        per_env = replay["capacity"] // run["num_envs"]
-        replay_bytes = step_bytes * run["num_envs"] * min(per_env, math.ceil(self.config["steps"] / run["num_envs"]))
-        in_memory = replay["storage"] == "memory"
-        events = 0
-        if str(self.config["env_id"]).startswith(EVENT_PREFIX):
-            env = as_env_config(self.config["env"])  # one simulator per env, plus the evaluation env
-            events = worst_case_events(env.event_camera, env.image_size) * EVENT_BYTES * (run["num_envs"] + 1)
-        memory = {"replay": replay_bytes if in_memory else 0, "worst-case event simulation": events}
-        check_fits(memory, available_memory_bytes(), "memory",
-                   "Lower replay.capacity or --steps, set replay.storage=disk, shrink the observation "
-                   "(env.image_size, env.event_camera.voxel_bins), or run fewer jobs side by side.")
-        disk = {"replay files": 0 if in_memory else replay_bytes,
-                "checkpoints": replay_bytes * (run["keep_checkpoints"] + 1) if in_memory else 0}
-        check_fits(disk, free_disk_bytes(self.logdir), f"disk space in {self.logdir}",
-                   "Free some space, pick another --logdir, lower replay.capacity or run.keep_checkpoints.")
 
     # ----------------------------------------------------------------------------- checkpoints
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -286,6 +263,24 @@ class Trainer:
         sets ``stopped_by`` (a second Ctrl-C aborts at once); after a kill, ``resume`` continues from
         the last checkpoint.
         """
+        self.begin(steps, resume)
+        stop = StopRequest(self.say)
+        try:
+            with stop:
+                self.update()  # updates still due when the checkpoint was taken
+                # With several processes all must stop at the same iteration (updates are collective).
+                while self.counters.env_steps < steps and not self.parallel.any_process(stop.requested):
+                    self.collect()
+                    self.update()
+                    self.after_step()
+            self.finish(stop.requested)
+        finally:
+            self.close()
+        return self.counters
+
+    # The loop's stages, public so that ``agents.multi_seed`` drives several trainers in lockstep.
+    def begin(self, steps: int, resume: bool) -> None:
+        """Restore the last checkpoint (``resume``) or reset the environments, then open the logs."""
         resumed = resume and self.restore()
         if resume and not resumed:
             self.say(f"--resume: no checkpoint in {self.checkpointer.directory} yet (the run ended before "
@@ -295,37 +290,43 @@ class Trainer:
             self.collector.reset(seed=self.local_seed)
             self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), self.collector.num_envs)
         # Logs written after the checkpoint by an interrupted run are dropped; this run rewrites them.
-        self.logger = logger = Logger(self.logdir, resume_step=self.counters.env_steps, enabled=self.parallel.is_main)
+        self.logger = Logger(self.logdir, resume_step=self.counters.env_steps, enabled=self.parallel.is_main)
         prefill = self.config["run"]["prefill"]
         if self.counters.env_steps < prefill:
             self.say(f"prefilling replay with {prefill:,} random-policy steps ...")
-        bar = tqdm(total=steps, initial=self.counters.env_steps, unit="step", disable=not self.progress,
-                   dynamic_ncols=True, smoothing=0.05)
-        window = _Window(self.counters)
+        self.bar = tqdm(total=steps, initial=self.counters.env_steps, unit="step", disable=not self.progress,
+                        dynamic_ncols=True, smoothing=0.05)
+        self.window = MetricsWindow(self.counters)
         self.start_time = time.time()
-        stop = StopRequest(self.say)
-        try:
-            with stop:
-                self._update(window)  # updates still due when the checkpoint was taken
-                # With several processes all must stop at the same iteration (updates are collective).
-                while self.counters.env_steps < steps and not self.parallel.any_process(stop.requested):
-                    self._collect(logger, window, bar)
-                    self._update(window)
-                    self._maybe_log(logger, window, bar)
-                    if self._crossed(self.config["run"]["eval_every"]) and self.parallel.is_main:
-                        self.evaluate(logger)
-                    if self._crossed(self.config["run"]["video_every"]) and self.obs_layout.cnn_shapes and self.parallel.is_main:
-                        self.log_images(logger)
-                    if self._crossed(self.config["run"]["checkpoint_every"]):
-                        self.save()
+
+    def after_step(self) -> None:
+        """The periodic work after an iteration: logs, evaluation, images and checkpoints."""
+        self._maybe_log(self.logger, self.window, self.bar)
+        if self._crossed(self.config["run"]["eval_every"]) and self.parallel.is_main:
+            self.evaluate(self.logger)
+        if self._crossed(self.config["run"]["video_every"]) and self.obs_layout.cnn_shapes and self.parallel.is_main:
+            self.log_images(self.logger)
+        if self._crossed(self.config["run"]["checkpoint_every"]):
             self.save()
-            self.stopped_by = stop.requested
-        finally:
-            bar.close()
-            self.checkpointer.close()
-            logger.close()
-            self.envs.close()
-        return self.counters
+
+    def needs_state(self) -> bool:
+        """Whether ``after_step`` will read the train or policy state (evaluate, images, checkpoint)."""
+        run = self.config["run"]
+        return any(self._crossed(run[key]) for key in ("eval_every", "video_every", "checkpoint_every"))
+
+    def finish(self, stopped_by: str | None) -> None:
+        """The final checkpoint; ``stopped_by`` names the signal that stopped the run, if one did."""
+        self.save()
+        self.stopped_by = stopped_by
+
+    def close(self) -> None:
+        """Release what ``__init__`` and ``begin`` opened (also after a failure part-way)."""
+        if self.bar is not None:
+            self.bar.close()
+        self.checkpointer.close()
+        if self.logger is not None:
+            self.logger.close()
+        self.envs.close()
 
     def evaluate(self, logger: Logger) -> None:
         """Greedy evaluation episodes on a fresh env with their own seed and keys (the training
@@ -367,44 +368,56 @@ class Trainer:
         now, before = self.counters.env_steps, self.counters.env_steps - self.collector.num_envs
         return now // every > before // every
 
-    def _collect(self, logger: Logger, window: "_Window", bar: tqdm) -> None:
+    def collect(self, policy: PolicyFn | None = None, extras: Mapping[str, np.ndarray] | None = None) -> None:
+        """One step of every environment, stored in replay. ``policy`` and ``extras`` (its replay
+        fields) stand in for this trainer's own policy when acting happened elsewhere (the
+        multi-seed driver acts for all its seeds in one vmapped call)."""
         try:
-            record, episodes = self.collector.step(self._policy)
+            record, episodes = self.collector.step(policy or self._policy)
         except NonFiniteObservationError as error:
             raise NonFiniteEnvironmentError(
                 f"{error} at environment step {self.counters.env_steps + self.collector.num_envs:,}. "
                 f"Nothing of that step was stored; {self._last_checkpoint_text()}. Fix the environment, "
                 "or set run.nonfinite=drop_episode (also with --resume) to end such episodes there and go on."
             ) from None
-        self.replay.add({**record, **self.agent.replay_extras(self.policy_state)})
+        extras = self.agent.replay_extras(self.policy_state) if extras is None else extras
+        self.replay.add({**record, **extras})
         self.coverage.observe(self.collector.cells)
         self.counters.env_steps += self.collector.num_envs
-        bar.update(self.collector.num_envs)
+        self.bar.update(self.collector.num_envs)
         if self._crossed_value(self.config["run"]["prefill"]):
             self.say(f"prefill done: {len(self.replay):,} steps in replay")
         for episode in episodes:
             self.counters.episodes += 1
-            window.returns.append(episode.score)
-            logger.scalars({"episode/return": episode.score, "episode/length": episode.length},
-                           self.counters.env_steps)
+            self.window.returns.append(episode.score)
+            self.logger.scalars({"episode/return": episode.score, "episode/length": episode.length},
+                                self.counters.env_steps)
 
-    def _update(self, window: "_Window") -> None:
+    def update(self) -> None:
+        """Every update due at the train ratio."""
+        while self.update_due():
+            batch = self.parallel.shard_batch(self.replay.sample())  # one device, one process: unchanged
+            self.state, metrics = self._timed("train_step", self.train_step, self.state, batch)
+            self.record_update(metrics)
+
+    def update_due(self) -> bool:
+        """Whether an update is due: the train ratio asks for one and the replay can give a batch."""
         config = self.config["run"]
         due = updates_due(self.counters.env_steps, config["prefill"], config["train_ratio"], self.batch_steps)
-        while self.counters.updates < due and self.replay.can_sample():
-            batch = self.replay.sample()
-            batch = self.parallel.shard_batch(batch)  # one device, one process: unchanged
-            self.state, metrics = self._timed("train_step", self.train_step, self.state, batch)
-            metrics = jax.device_get(metrics)
-            bad = first_nonfinite(metrics)
-            if bad is not None:
-                raise NonFiniteLossError(
-                    f"training stopped: {bad} = {metrics[bad]} at update {self.counters.updates + 1} "
-                    f"(environment step {self.counters.env_steps:,}); {self._last_checkpoint_text()}. "
-                    f"{LOSS_REMEDY}"
-                )
-            self.counters.updates += 1
-            window.add(metrics)
+        return self.counters.updates < due and self.replay.can_sample()
+
+    def record_update(self, metrics: Mapping[str, Any]) -> None:
+        """Count an update and keep its metrics; stops the run at a non-finite one."""
+        metrics = jax.device_get(metrics)
+        bad = first_nonfinite(metrics)
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"training stopped: {bad} = {metrics[bad]} at update {self.counters.updates + 1} "
+                f"(environment step {self.counters.env_steps:,}); {self._last_checkpoint_text()}. "
+                f"{LOSS_REMEDY}"
+            )
+        self.counters.updates += 1
+        self.window.add(metrics)
 
     def _last_checkpoint_text(self) -> str:
         step = self.checkpointer.latest_step()
@@ -412,7 +425,7 @@ class Trainer:
             return "no checkpoint was written yet"
         return f"the last checkpoint (step {step:,}) in {self.checkpointer.directory} is intact"
 
-    def _maybe_log(self, logger: Logger, window: "_Window", bar: tqdm) -> None:
+    def _maybe_log(self, logger: Logger, window: MetricsWindow, bar: tqdm) -> None:
         if not self._crossed(self.config["run"]["log_every"]):
             return
         scalars = window.summary(self.counters)
@@ -425,36 +438,3 @@ class Trainer:
             postfix["return"] = f"{window.last_return:.1f}"
         bar.set_postfix(postfix, refresh=False)
         window.reset(self.counters)
-
-
-class _Window:
-    """Metrics accumulated between two log writes."""
-
-    def __init__(self, counters: Counters):
-        self.last_return: float | None = None
-        self.returns: list[float] = []
-        self.reset(counters)
-
-    def reset(self, counters: Counters) -> None:
-        if self.returns:
-            self.last_return = self.returns[-1]
-        self.sums: dict[str, float] = {}
-        self.count = 0
-        self.returns = []
-        self.start = (time.time(), counters.env_steps, counters.updates)
-
-    def add(self, metrics: Mapping[str, Any]) -> None:
-        for name, value in metrics.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value)
-        self.count += 1
-
-    def summary(self, counters: Counters) -> dict[str, float]:
-        seconds = max(time.time() - self.start[0], 1e-9)
-        scalars = {name: total / self.count for name, total in self.sums.items()} if self.count else {}
-        scalars["throughput/env_steps_per_second"] = (counters.env_steps - self.start[1]) / seconds
-        scalars["throughput/train_steps_per_second"] = (counters.updates - self.start[2]) / seconds
-        scalars["throughput/updates"] = counters.updates
-        scalars["throughput/episodes"] = counters.episodes
-        if self.returns:
-            self.last_return = self.returns[-1]
-        return scalars

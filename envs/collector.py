@@ -101,17 +101,21 @@ class Collector:
         )
         return record
 
+    def pending(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """What the next ``step`` hands its policy: the current observation keys and ``is_first``
+        (a caller that acts for several collectors at once reads them first)."""
+        if self.record is None:
+            raise RuntimeError("call reset() before step()")
+        return {k: v for k, v in self.record.items() if k not in _FLAG_FIELDS}, self.record["is_first"]
+
     def step(self, policy: PolicyFn) -> tuple[dict[str, np.ndarray], list[Episode]]:
         """Act once in every sub-environment.
 
         Returns the record of the current step (to store in replay) and the episodes that ended
         with it; ``cells`` then holds that record's cells.
         """
-        if self.record is None:
-            raise RuntimeError("call reset() before step()")
         current = self.record
-        obs_keys = {k: v for k, v in current.items() if k not in _FLAG_FIELDS}
-        agent_action, env_action = policy(obs_keys, current["is_first"])
+        agent_action, env_action = policy(*self.pending())
         obs, reward, terminated, truncated, info = self.env.step(env_action)
         cells = info_cells(info, self.num_envs)
         obs, dropped, reset_info = self._drop_nonfinite(obs, reward)

@@ -2,11 +2,14 @@
 
     python -m scripts.bench_learning --env CartPole-v1 --config cartpole --seeds 0 1 2 --jobs 3
     python -m scripts.bench_learning --env Pendulum-v1 --config pendulum --seeds 0 1 2 --jobs 3 --hold-from 20000
+    python -m scripts.bench_learning --env CartPole-v1 --config cartpole --seeds 0 1 2 --vmap   # one process
     python -m scripts.bench_learning --env CartPole-v1 --runs runs/bench-CartPole-v1-seed*   # summarise runs
     python -m scripts.bench_learning --env CartPole-v1 --resume runs/bench-CartPole-v1-seed* --jobs 3   # continue them
 
 Each seed trains ``--steps`` environment steps and evaluates the greedy policy every ``--eval-every``
-steps; ``--jobs N`` runs N seeds at once, each in its own single-threaded process. Prints a table per
+steps; ``--jobs N`` runs N seeds at once, each in its own single-threaded process; ``--vmap`` runs all
+seeds in this process instead, their updates and acting vmapped (``scripts.train --seeds``; each seed
+still gets its own run directory, and ``--resume ... --vmap`` continues them together). Prints a table per
 seed: the final return (mean of the last four evaluations), the best, the first step that reached
 the target, whether the target was *held* (the final return reaches it; with ``--hold-from S``, every
 evaluation from step S on does too), the decoder's R^2 per observation key at the end, and the
@@ -28,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from configs.loader import load_config, read_config
-from scripts.benchmarking import evaluation_rows, mean_curve, plot, run_side_by_side, train_run
+from scripts.benchmarking import (evaluation_rows, mean_curve, plot, run_side_by_side, train_run,
+                                  train_seeds_together)
 
 TARGETS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 FINAL_EVALUATIONS = 4  # the final return is the mean of this many last evaluations
@@ -44,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1, help="seeds at once, each in its own single-threaded process")
+    parser.add_argument("--vmap", action="store_true",
+                        help="all seeds in this process, their updates and acting vmapped over a seed axis")
     parser.add_argument("--eval-every", type=int, default=2500)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--target", type=float, help="return to reach (default: known per env)")
@@ -57,12 +63,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train_one(args: argparse.Namespace, seed: int, logdir: Path) -> list[dict]:
-    """One seed's run; its evaluation rows (``scripts.benchmarking.evaluation_rows``)."""
+def seed_config(args: argparse.Namespace, seed: int) -> dict:
+    """The resolved config of one seed's run."""
     overrides = [("env_id", args.env), ("seed", seed), ("steps", args.steps),
                  ("run.eval_every", args.eval_every), ("run.eval_episodes", args.eval_episodes), *args.overrides]
-    train_run(load_config(args.config.split(","), overrides), logdir)
+    return load_config(args.config.split(","), overrides)
+
+
+def train_one(args: argparse.Namespace, seed: int, logdir: Path) -> list[dict]:
+    """One seed's run; its evaluation rows (``scripts.benchmarking.evaluation_rows``)."""
+    train_run(seed_config(args, seed), logdir)
     return evaluation_rows(logdir, PROBES)
+
+
+def train_together(configs: list[dict], logdirs: list[Path], resume: bool = False) -> dict[int, list[dict]]:
+    """All seeds in this process, vmapped (``--vmap``); their evaluation rows by position."""
+    train_seeds_together(configs, logdirs, resume)
+    return {index: evaluation_rows(logdir, PROBES) for index, logdir in enumerate(logdirs)}
 
 
 def resume_one(logdir: Path, steps: int) -> list[dict]:
@@ -114,6 +131,12 @@ def collect(args: argparse.Namespace, name: str) -> dict[int, list[dict]]:
     if args.runs:
         rows = {Path(run): evaluation_rows(Path(run), PROBES) for run in args.runs}
         return {index: curve for index, curve in enumerate(rows.values()) if curve}
+    if args.vmap and args.jobs > 1:
+        raise SystemExit("--vmap trains every seed in this one process: leave out --jobs")
+    if args.resume and args.vmap:
+        logdirs = [Path(run) for run in args.resume]
+        configs = [{**read_config(logdir / "config.yaml"), "steps": args.steps} for logdir in logdirs]
+        return train_together(configs, logdirs, resume=True)
     if args.resume:
         calls = {index: (Path(run), args.steps) for index, run in enumerate(args.resume)}
         report = lambda index, rows: print(f"{args.resume[index]}: last evaluation {rows[-1]['return']:.1f}", flush=True)
@@ -121,6 +144,9 @@ def collect(args: argparse.Namespace, name: str) -> dict[int, list[dict]]:
     # The process id keeps two benchmarks started in the same second out of each other's run directories.
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     calls = {seed: (args, seed, Path("runs") / f"bench-{name}-seed{seed}-{stamp}") for seed in args.seeds}
+    if args.vmap:
+        rows = train_together([seed_config(args, seed) for seed in args.seeds], [call[2] for call in calls.values()])
+        return dict(zip(args.seeds, rows.values()))
     report = lambda seed, rows: print(f"seed {seed}: last evaluation {rows[-1]['return']:.1f}", flush=True)
     return run_side_by_side(train_one, calls, args.jobs, report)
 

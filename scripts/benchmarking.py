@@ -7,7 +7,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Mapping
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,6 +29,23 @@ def train_run(config: Mapping[str, Any], logdir: Path, resume: bool = False) -> 
         write_config(dict(config), logdir)
     make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, config["run"]["env_parallel"])
     Trainer(dict(config), logdir, make_envs, progress=False).run(config["steps"], resume=resume)
+
+
+def train_seeds_together(configs: Sequence[Mapping[str, Any]], logdirs: Sequence[Path], resume: bool = False) -> None:
+    """Train several seeds of one config in this process, their updates and acting vmapped
+    (``agents.multi_seed``), as ``scripts.train --seeds`` would: each new run directory gets its
+    ``config.yaml`` first, so that every seed can be continued alone or with the others."""
+    from agents.multi_seed import MultiSeedTrainer
+    from envs import make_vector_env
+    from scripts.common import write_config
+
+    configs = [dict(config) for config in configs]
+    if not resume:
+        for config, logdir in zip(configs, logdirs):
+            write_config(config, logdir)
+    first = configs[0]  # the seeds share everything but the seed (MultiSeedTrainer checks)
+    make_envs = lambda count: make_vector_env(first["env_id"], first["env"], count, first["run"]["env_parallel"])
+    MultiSeedTrainer(configs, logdirs, make_envs, progress=False).run(first["steps"], resume=resume)
 
 
 def run_side_by_side(function: Callable[..., Any], calls: Mapping[Hashable, tuple], jobs: int,

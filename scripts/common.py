@@ -120,9 +120,11 @@ def read_yaml_file(path: Path) -> Any:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
 
 
-def default_logdir(config: dict[str, Any]) -> Path:
+def default_logdir(config: dict[str, Any], seeds: Sequence[int] | None = None) -> Path:
+    """``runs/<env>-seed<S>-<time>``; with ``seeds`` (a multi-seed run's parent), ``-seeds<S1>-<S2>...``."""
     env = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(config["env_id"]))
-    return Path("runs") / f"{env}-seed{config['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    which = f"seeds{'-'.join(str(seed) for seed in seeds)}" if seeds else f"seed{config['seed']}"
+    return Path("runs") / f"{env}-{which}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def resume_config(logdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -189,6 +191,8 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
                                         EnvProbeError, ResourceError]
     if "agents.trainer" in sys.modules:
         types.append(sys.modules["agents.trainer"].NonFiniteLossError)
+    if "agents.multi_seed" in sys.modules:
+        types.append(sys.modules["agents.multi_seed"].SeedStackError)
     return tuple(types)
 
 

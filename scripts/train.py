@@ -2,7 +2,8 @@
 
 Writes to the run directory: ``config.yaml`` (the resolved config), TensorBoard events,
 ``metrics.jsonl``, ``checkpoints/`` and, with ``replay.storage=disk``, ``replay/``; ``.lock`` keeps
-a second process from writing the same run.
+a second process from writing the same run. ``--seeds S1 S2 ...`` trains several seeds in this
+one process, their updates and acting vmapped (``scripts/train_seeds.py``), seed S in ``<logdir>/seedS``.
 
 Exit status: 0 done; 2 an error you can fix (one paragraph on stderr, the traceback with --debug;
 a new run directory is removed if no checkpoint was written); 130 / 143 stopped by Ctrl-C / SIGTERM
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from pathlib import Path
 
 from scripts.common import (
@@ -36,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--logdir", help="run directory (default: runs/<env>-seed<seed>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --logdir from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and CI)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="train these seeds in one process, their updates and acting vmapped (README: Many "
+                        "seeds in one process); seed S runs in --logdir/seedS. --resume --logdir continues them")
     group = parser.add_argument_group("multi-process training (README: Scaling out)")
     group.add_argument("--distributed", action="store_true",
                        help="join a multi-process run with jax.distributed.initialize (SLURM and Open MPI are detected)")
@@ -81,6 +86,15 @@ def process_dir(logdir: Path, process: int) -> Path:
     return logdir if process == 0 else logdir / f"process-{process}"
 
 
+def seed_run_dirs(logdir: Path) -> list[Path]:
+    """The seeds' run directories of a multi-seed run (``seed<S>/`` with a ``config.yaml``); none for
+    a single-seed run directory."""
+    if (logdir / "config.yaml").exists():
+        return []
+    runs = [path.parent for path in logdir.glob("seed*/config.yaml") if path.parent.name[4:].isdigit()]
+    return sorted(runs, key=lambda path: int(path.name[4:]))
+
+
 def has_steps_left(logdir: Path, steps: int) -> bool:
     """Whether a resumed run still has steps to go; says how to train longer when it has none."""
     from agents.checkpoint import latest_checkpoint_step
@@ -97,6 +111,10 @@ def has_steps_left(logdir: Path, steps: int) -> bool:
 def main(argv=None) -> int:
     args = parse_args(argv)
     import_modules(args.imports)
+    if args.seeds or (args.resume and args.logdir and seed_run_dirs(Path(args.logdir))):
+        from scripts.train_seeds import train_seeds
+
+        return train_seeds(args)
     process = start_processes(args)
     logdir, config = run_directory_and_config(args, process)
     if args.resume and not has_steps_left(process_dir(logdir, process), config["steps"]):

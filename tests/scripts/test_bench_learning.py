@@ -70,3 +70,20 @@ def test_runs_write_their_config_and_resume_from_it_to_more_steps(tmp_path, monk
     assert (logdir / "config.yaml").exists()
     bench_learning.resume_one(logdir, 900)
     assert calls == [(logdir, 300, False, 7), (logdir, 900, True, 7)]
+
+
+def test_vmap_trains_the_seeds_together_in_their_own_directories_and_refuses_jobs(tmp_path, monkeypatch):
+    """``--vmap`` hands every seed's config and run directory to one multi-seed run (here a
+    stand-in records what it is asked); with ``--jobs`` it is refused."""
+    from scripts import bench_learning
+
+    calls = []
+    monkeypatch.setattr(bench_learning, "train_seeds_together",
+                        lambda configs, logdirs, resume=False: calls.append(([c["seed"] for c in configs], logdirs, resume)))
+    monkeypatch.setattr(bench_learning, "evaluation_rows",
+                        lambda logdir, probes: [{"step": 100, "seconds": 1.0, "return": float(len(str(logdir)))}])
+    main(["--config", "debug", "--seeds", "3", "4", "--vmap", "--steps", "100", "--out", str(tmp_path / "out")])
+    (seeds, logdirs, resume), = calls
+    assert seeds == [3, 4] and not resume and ["-seed3-" in logdirs[0].name, "-seed4-" in logdirs[1].name] == [True, True]
+    with pytest.raises(SystemExit, match="leave out --jobs"):
+        main(["--seeds", "0", "1", "--vmap", "--jobs", "2"])

@@ -1,0 +1,48 @@
+"""A run's counters and the metrics accumulated between two log writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Mapping
+
+
+@dataclasses.dataclass
+class Counters:
+    env_steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+
+
+class MetricsWindow:
+    """Metrics accumulated between two log writes: their means, the throughput over the window and
+    the returns of the episodes that ended in it."""
+
+    def __init__(self, counters: Counters):
+        self.last_return: float | None = None
+        self.returns: list[float] = []
+        self.reset(counters)
+
+    def reset(self, counters: Counters) -> None:
+        if self.returns:
+            self.last_return = self.returns[-1]
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.returns = []
+        self.start = (time.time(), counters.env_steps, counters.updates)
+
+    def add(self, metrics: Mapping[str, Any]) -> None:
+        for name, value in metrics.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+        self.count += 1
+
+    def summary(self, counters: Counters) -> dict[str, float]:
+        seconds = max(time.time() - self.start[0], 1e-9)
+        scalars = {name: total / self.count for name, total in self.sums.items()} if self.count else {}
+        scalars["throughput/env_steps_per_second"] = (counters.env_steps - self.start[1]) / seconds
+        scalars["throughput/train_steps_per_second"] = (counters.updates - self.start[2]) / seconds
+        scalars["throughput/updates"] = counters.updates
+        scalars["throughput/episodes"] = counters.episodes
+        if self.returns:
+            self.last_return = self.returns[-1]
+        return scalars
