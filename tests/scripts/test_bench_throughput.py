@@ -1,0 +1,71 @@
+"""The throughput benchmark: its FLOP counter against hand-computed numbers, its configs and batches,
+and one short run of its main (no test depends on a wall-clock number)."""
+
+import jax
+import jax.numpy as jnp
+
+from scripts.flop_count import count_flops
+
+
+def test_plain_dot_counts_two_flops_per_multiply_add():
+    assert count_flops(jnp.dot, jnp.ones((5, 3)), jnp.ones((3, 4))).total == 2 * 5 * 3 * 4
+
+
+def test_batched_dot_general_counts_every_batch_entry():
+    # batch 6 on axis 1 of the left operand and axis 2 of the right one: [2, 6, 3] x [3, 5, 6]
+    def batched(left, right):
+        return jax.lax.dot_general(left, right, (((2,), (0,)), ((1,), (2,))))
+
+    count = count_flops(batched, jnp.ones((2, 6, 3)), jnp.ones((3, 5, 6)))
+    assert count.dot_general == 2 * 6 * 2 * 5 * 3 and count.conv == 0
+
+
+def test_matmul_in_a_scan_counts_once_per_step():
+    def repeated(weights, state):
+        return jax.lax.scan(lambda carry, _: (jnp.tanh(carry @ weights), None), state, None, length=7)[0]
+
+    assert count_flops(repeated, jnp.ones((4, 4)), jnp.ones((3, 4))).total == 7 * 2 * 3 * 4 * 4
+
+
+def test_gradient_of_an_mlp_counts_forward_and_backward():
+    def loss(params, inputs):
+        hidden = jnp.tanh(inputs @ params["first"])
+        return jnp.sum((hidden @ params["second"]) ** 2)
+
+    params = {"first": jnp.ones((4, 8)), "second": jnp.ones((8, 2))}
+    inputs = jnp.ones((5, 4))
+    first, second = 2 * 5 * 4 * 8, 2 * 5 * 8 * 2
+    assert count_flops(loss, params, inputs).total == first + second
+    # Gradient for parameters and inputs: each matmul's two operands' gradients, each one forward matmul.
+    assert count_flops(jax.grad(loss, argnums=(0, 1)), params, inputs).total == 3 * (first + second)
+    # For the parameters alone the input's gradient is never formed: the first layer costs one less.
+    assert count_flops(jax.grad(loss), params, inputs).total == 2 * first + 3 * second
+
+
+def test_convolution_counts_a_kernel_window_per_output_element():
+    def conv(images, kernel):  # NHWC images, HWIO kernel, no padding: output [2, 6, 8, 6]
+        return jax.lax.conv_general_dilated(images, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    images, kernel = jnp.ones((2, 8, 9, 3)), jnp.ones((3, 2, 3, 6))
+    forward = 2 * (2 * 6 * 8 * 6) * (3 * 2 * 3)
+    assert count_flops(conv, images, kernel).conv == forward
+    # The kernel's gradient is one more convolution of the same size.
+    assert count_flops(jax.grad(lambda k: jnp.sum(conv(images, k))), kernel).conv == 2 * forward
+
+
+def test_while_loops_count_once_and_cond_its_dearest_branch():
+    def loop(weights, state):
+        return jax.lax.while_loop(lambda carry: carry[0, 0] < 10.0, lambda carry: carry @ weights, state)
+
+    count = count_flops(loop, jnp.ones((4, 4)), jnp.ones((3, 4)))
+    assert (count.total, count.while_loops) == (2 * 3 * 4 * 4, 1)
+
+    def branch(flag, matrix):
+        return jax.lax.cond(flag, lambda m: m @ m @ m, lambda m: m @ m, matrix)
+
+    assert count_flops(branch, True, jnp.ones((4, 4))).total == 2 * (2 * 4 * 4 * 4)
+
+
+def test_jitted_and_checkpointed_functions_are_walked():
+    inner = jax.jit(jax.checkpoint(lambda a, b: a @ b))
+    assert count_flops(lambda a, b: inner(a, b) + 1.0, jnp.ones((5, 3)), jnp.ones((3, 4))).total == 2 * 5 * 3 * 4
