@@ -9,7 +9,9 @@ its condition) once, since its trip count is only known at run time (``FlopCount
 says how many were met); a ``cond`` its most expensive branch (one runs); every other primitive
 that carries jaxprs (``jit``/``pjit``, ``custom_jvp_call``, ``custom_vjp_call``, ``remat``, ...)
 the sum of them. For a gradient, count the jaxpr of the gradient function itself: it holds the
-forward and the backward pass as they will run.
+forward and the backward pass as they will run. ``count_flops`` first drops the equations whose
+results are never used (as XLA will; ``make_jaxpr`` keeps them, e.g. a primal output that a
+gradient discards).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 from typing import Any, Callable
 
 import jax
+from jax._src.interpreters import partial_eval  # dce_jaxpr: no public counterpart in jax 0.10
 from jax.extend import core
 
 
@@ -93,5 +96,8 @@ def count_jaxpr(jaxpr: core.Jaxpr | core.ClosedJaxpr) -> FlopCount:
 
 
 def count_flops(function: Callable[..., Any], *args: Any, **kwargs: Any) -> FlopCount:
-    """The matmul FLOPs of one call ``function(*args, **kwargs)``, traced (not run) on ``args``."""
-    return count_jaxpr(jax.make_jaxpr(function)(*args, **kwargs))
+    """The matmul FLOPs of one call ``function(*args, **kwargs)``, traced (not run) on ``args``,
+    without the work whose results are never used."""
+    jaxpr = jax.make_jaxpr(function)(*args, **kwargs).jaxpr
+    live, _ = partial_eval.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
+    return count_jaxpr(live)

@@ -49,8 +49,18 @@ def test_convolution_counts_a_kernel_window_per_output_element():
     images, kernel = jnp.ones((2, 8, 9, 3)), jnp.ones((3, 2, 3, 6))
     forward = 2 * (2 * 6 * 8 * 6) * (3 * 2 * 3)
     assert count_flops(conv, images, kernel).conv == forward
-    # The kernel's gradient is one more convolution of the same size.
-    assert count_flops(jax.grad(lambda k: jnp.sum(conv(images, k))), kernel).conv == 2 * forward
+    # The kernel's gradient is one convolution of the same size; the forward one only runs when its
+    # value is used.
+    assert count_flops(jax.grad(lambda k: jnp.sum(conv(images, k))), kernel).conv == forward
+    assert count_flops(jax.value_and_grad(lambda k: jnp.sum(conv(images, k))), kernel).conv == 2 * forward
+
+
+def test_work_whose_result_is_unused_is_not_counted():
+    def partly_used(left, right):
+        _ = left @ right  # traced into the jaxpr, dropped by XLA
+        return jnp.sum(left)
+
+    assert count_flops(partly_used, jnp.ones((5, 3)), jnp.ones((3, 4))).total == 0
 
 
 def test_while_loops_count_once_and_cond_its_dearest_branch():
