@@ -1,9 +1,17 @@
 """The throughput benchmark: its FLOP counter against hand-computed numbers, its configs and batches,
 and one short run of its main (no test depends on a wall-clock number)."""
 
+import json
+
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
+from agents.hierarchical_agent import HierarchicalAgent
+from agents.trainer import replay_spec
+from scripts.bench_throughput import build_config, episode_steps, main, parse_args, synthetic_batch
 from scripts.flop_count import count_flops
 
 
@@ -79,3 +87,55 @@ def test_while_loops_count_once_and_cond_its_dearest_branch():
 def test_jitted_and_checkpointed_functions_are_walked():
     inner = jax.jit(jax.checkpoint(lambda a, b: a @ b))
     assert count_flops(lambda a, b: inner(a, b) + 1.0, jnp.ones((5, 3)), jnp.ones((3, 4))).total == 2 * 5 * 3 * 4
+
+
+def test_episode_steps_restart_at_episode_starts():
+    is_first = np.array([[True], [False], [False], [True], [False]])
+    assert episode_steps(is_first)[:, 0].tolist() == [0, 1, 2, 0, 1]
+
+
+def test_synthetic_batch_has_every_replay_field_and_the_ticks_of_the_acting_clock():
+    config = build_config("tiny", 3, parse_args([]))
+    agent = HierarchicalAgent.from_config(config, gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2))
+    batch = synthetic_batch(agent, batch_size=3, length=40)
+    spec = {**replay_spec(agent.obs_layout, agent.action_layout.dim), **agent.replay_fields()}
+    assert set(batch) == set(spec)
+    for key, (shape, dtype) in spec.items():
+        assert batch[key].shape == (40, 3) + shape and batch[key].dtype == np.dtype(dtype), key
+    steps = episode_steps(batch["is_first"])
+    for index in (1, 2):
+        ticks, actions = batch[f"tick_{index}"], batch[f"goal_action_{index}"]
+        assert np.array_equal(ticks, steps % agent.levels[index].period == 0)
+        changed = np.any(actions[1:] != actions[:-1], -1)
+        assert not np.any(changed & ~ticks[1:])  # an abstract action holds until its level's next tick
+
+
+def test_every_number_of_levels_gets_the_same_model_sizes():
+    args = parse_args([])
+    configs = [build_config("matched", levels, args) for levels in (1, 2, 3)]
+    for config in configs:
+        assert (config["world_model"]["deter"], config["world_model"]["layers"], config["agent"]["layers"]) == (320, 2, 3)
+        assert (config["replay"]["batch_size"], config["replay"]["batch_length"], config["agent"]["horizon"]) == (16, 64, 15)
+    assert [config["hierarchy"]["levels"] for config in configs] == [1, 2, 3]
+    assert configs[2]["hierarchy"]["k"] == [4, 4]  # structure from the hierarchy3 preset
+    overridden = build_config("tiny", 1, parse_args(["--set", "world_model.deter=48"]))
+    assert overridden["world_model"]["deter"] == 48 and overridden["world_model"]["units"] == 32
+
+
+def test_main_writes_json_with_positive_numbers(tmp_path):
+    out = tmp_path / "throughput"
+    main(["--sizes", "tiny", "--levels", "1", "--repeats", "1", "--peak-repeats", "1", "--out", str(out)])
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert set(result) == {"meta", "peak", "results"} and result["peak"]["gflops"] > 0
+    (row,) = result["results"]
+    assert (row["size"], row["levels"], row["batch"]) == ("tiny", 1, [4, 16])
+    assert row["params"] > 0 and row["parts_over_step"] > 0
+    for key in ("seconds", "updates_per_second", "gflop", "gflops", "percent_of_peak"):
+        assert row["step"][key] > 0, key
+    assert set(row["parts"]) == {"world_model", "rollout", "actor_critic_rest"}
+    for name in ("world_model", "rollout"):
+        assert row["parts"][name]["seconds"] > 0 and row["parts"][name]["gflop"] > 0, name
+    # The FLOPs are exact counts of the same jaxprs: the rest is positive whatever the timings did.
+    assert row["parts"]["actor_critic_rest"]["gflop"] > 0
+    assert row["actor_critic"]["gflop"] == pytest.approx(row["parts"]["rollout"]["gflop"]
+                                                         + row["parts"]["actor_critic_rest"]["gflop"])
