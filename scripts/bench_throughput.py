@@ -1,6 +1,6 @@
 """Throughput of the train step: updates/s, matmul FLOPs per update, % of the CPU's matmul peak.
 
-    python -m scripts.bench_throughput                                   # matched size, 1, 2 and 3 levels
+    python -m scripts.bench_throughput           # matched size, 1-3 levels: ~13 min on the loaded 2-core CPU
     python -m scripts.bench_throughput --sizes tiny small matched --levels 1 2 3 --repeats 20
     python -m scripts.bench_throughput --sizes matched --levels 1 --set world_model.backbone=s5
     python -m scripts.bench_throughput --sizes tiny --env CartPole-v1 --set env.pixels=true   # CNN encoder
