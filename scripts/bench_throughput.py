@@ -3,7 +3,6 @@
     python -m scripts.bench_throughput           # matched size, 1-3 levels: ~13 min on the loaded 2-core CPU
     python -m scripts.bench_throughput --sizes tiny small matched --levels 1 2 3 --repeats 20
     python -m scripts.bench_throughput --sizes matched --levels 1 --set world_model.backbone=s5
-    python -m scripts.bench_throughput --sizes tiny --env CartPole-v1 --set env.pixels=true   # CNN encoder
 
 How speed changes are judged. For every ``--sizes`` x ``--levels`` pair it builds the agent
 (``agents.hierarchical_agent``) for the ``--env`` spaces (default CartPole-v1) and feeds it one
