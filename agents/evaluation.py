@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import gymnasium as gym
 import jax
 import numpy as np
 
 from agents.checkpoint import Checkpointer
+from agents.diagnostics import measure_levels
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from envs.collector import Collector
 
@@ -75,3 +76,23 @@ def run_episodes(
         if on_step is not None:
             on_step(envs)
     return scores[:episodes]
+
+
+def evaluation_pass(agent: HierarchicalAgent, state: HierarchicalTrainState,
+                    make_envs: Callable[[int], gym.vector.VectorEnv], config: Mapping[str, Any]
+                    ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """A training run's periodic evaluation: ``run.eval_episodes`` greedy episodes, then
+    ``run.diagnose_episodes`` episodes of the sampling policy that measure every level
+    (``agents.diagnostics``: exploitation gap, goal reach rate, goal images). A fresh env with its own
+    seed and keys: the training run's RNG streams are untouched, so evaluating does not change what
+    is learned. Returns the scalars and images to log."""
+    envs = make_envs(1)
+    seed = int(config["seed"]) + 10_000
+    try:
+        returns = run_episodes(agent, state, envs, config["run"]["eval_episodes"], seed=seed)
+        diagnose = config["run"]["diagnose_episodes"]
+        scalars, images = measure_levels(agent, state, envs, diagnose, seed) if diagnose else ({}, {})
+    finally:
+        envs.close()
+    scalars.update(return_scalars(returns))
+    return scalars, images

@@ -25,7 +25,8 @@ from agents.metrics_window import Counters
 from agents.parallel import DataParallel
 from agents.seed_stack import SeedStack, seed_slice, stack, stack_host, unstack
 from agents.stop_request import StopRequest
-from agents.trainer import NonFiniteEnvironmentError, NonFiniteLossError, Trainer, VectorEnvFactory
+from agents.run_errors import NonFiniteEnvironmentError, NonFiniteLossError
+from agents.trainer import Trainer, VectorEnvFactory
 from configs.loader import diff
 
 # Keys that may differ between the seeds of one multi-seed run; all else is shared.

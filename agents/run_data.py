@@ -17,7 +17,7 @@ import numpy as np
 
 from agents.checkpoint import Checkpointer
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
-from agents.trainer import replay_spec
+from agents.spaces import replay_spec
 from envs.collector import Collector
 
 STEP_FIELDS = ("prev_action", "is_first", "is_terminal")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -186,3 +187,15 @@ def action_layout(space: gym.Space) -> ActionLayout:
         f"action space {space} is not supported: use Discrete or a bounded 1-D Box "
         "(MultiDiscrete and Tuple spaces need a wrapper)"
     )
+
+
+def replay_spec(obs_layout: ObsLayout, action_dim: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """What replay stores per step: the observation entries, the previous action, reward and flags."""
+    spec = {key: (shape, obs_layout.dtypes[key]) for key, shape in obs_layout.shapes.items()}
+    spec.update(
+        prev_action=((action_dim,), np.float32),
+        reward=((), np.float32),
+        is_first=((), bool),
+        is_terminal=((), bool),
+    )
+    return spec

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import pickle
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -24,36 +22,19 @@ from tqdm import tqdm
 from agents.checkpoint import open_checkpointer
 from agents.coverage import CoverageMeter
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
-from agents.diagnostics import measure_levels
-from agents.evaluation import return_scalars, run_episodes
+from agents.env_snapshots import EnvSnapshots
+from agents.evaluation import evaluation_pass
 from agents.logging import Logger
 from agents.metrics_window import Counters, MetricsWindow
 from agents.parallel import DataParallel
 from agents.replay import Replay
 from agents.resources import check_run_fits
-from agents.spaces import ObsLayout
+from agents.run_errors import LOSS_REMEDY, NonFiniteEnvironmentError, NonFiniteLossError, first_nonfinite
+from agents.spaces import replay_spec
 from agents.stop_request import StopRequest
 from envs.collector import Collector, NonFiniteObservationError, PolicyFn
 
 VectorEnvFactory = Callable[[int], gym.vector.VectorEnv]
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; the message names it. The last good checkpoint is kept."""
-
-
-class NonFiniteEnvironmentError(NonFiniteObservationError):
-    """The environment sent a NaN or infinite value; the message names it and the step. Nothing of
-    that step was stored."""
-
-
-# Why a loss can still turn non-finite once every observation and reward is checked at collection.
-LOSS_REMEDY = (
-    "Observations and rewards were all finite, so the update itself diverged: lower the learning "
-    "rates (world_model.lr, agent.actor_lr, agent.critic_lr) or the gradient clipping "
-    "(world_model.grad_clip, agent.grad_clip), which --resume accepts, or check for observations "
-    "of very large magnitude."
-)
 
 
 def updates_due(env_steps: int, prefill: int, train_ratio: float, batch_steps: int) -> int:
@@ -62,27 +43,6 @@ def updates_due(env_steps: int, prefill: int, train_ratio: float, batch_steps: i
     if env_steps < prefill:
         return 0
     return int(math.floor((env_steps - prefill) * train_ratio / batch_steps)) + 1
-
-
-def replay_spec(obs_layout: ObsLayout, action_dim: int) -> dict[str, tuple[tuple[int, ...], Any]]:
-    spec = {key: (shape, obs_layout.dtypes[key]) for key, shape in obs_layout.shapes.items()}
-    spec.update(
-        prev_action=((action_dim,), np.float32),
-        reward=((), np.float32),
-        is_first=((), bool),
-        is_terminal=((), bool),
-    )
-    return spec
-
-
-def first_nonfinite(metrics: Mapping[str, float]) -> str | None:
-    """The name of a non-finite metric: losses before other metrics and the world model's before the
-    actor-critic's, since the later ones are computed from the earlier."""
-    for name in sorted(metrics, key=lambda name: ("loss" not in name, "world_model" not in name, name)):
-        value = metrics[name]
-        if not np.all(np.isfinite(value)):
-            return name
-    return None
 
 
 class Trainer:
@@ -136,6 +96,7 @@ class Trainer:
         self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), run["num_envs"])
         self.coverage = CoverageMeter()  # logs only for envs with info["cell"]
         self.checkpointer = open_checkpointer(self.logdir / "checkpoints", run["keep_checkpoints"])
+        self.env_snapshots = EnvSnapshots(self.logdir / "env_snapshots")
         self.counters = Counters()
         # Replayed steps per update that count against this process's env steps: its part of the
         # global batch, so the train ratio holds for the whole run.
@@ -179,28 +140,9 @@ class Trainer:
             "replay": self.replay.state_dict(),
             "numpy_rng": self.rng.bit_generator.state,
         }
-        self._save_env_snapshot()
+        self.env_snapshots.save(self.counters.env_steps, self.envs, self.collector.snapshot(),
+                                self.checkpointer.manager.all_steps())
         self.checkpointer.save(self.counters.env_steps, self._checkpoint_state(), self.replay.data(), meta)
-
-    def _snapshot_path(self, step: int) -> Path:
-        return self.logdir / "env_snapshots" / f"{step}.pkl"
-
-    def _save_env_snapshot(self) -> None:
-        """Pickle the environments and the collector's open records, where the envs allow it, so
-        that a resumed run continues the very same episodes (subprocess envs cannot be pickled)."""
-        try:
-            blob = pickle.dumps((self.envs, self.collector.snapshot()))
-        except Exception:  # noqa: BLE001 - many simulators are not picklable; resume then resets them
-            return
-        path = self._snapshot_path(self.counters.env_steps)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(blob)
-        os.replace(temporary, path)
-        kept = set(self.checkpointer.manager.all_steps()) | {self.counters.env_steps}
-        for old in path.parent.glob("*.pkl"):
-            if int(old.stem) not in kept:
-                old.unlink(missing_ok=True)
 
     def restore(self) -> bool:
         """Load the latest checkpoint if there is one; returns whether it did."""
@@ -214,10 +156,10 @@ class Trainer:
         self.replay.load_state_dict(meta["replay"], replay_data)
         self.rng.bit_generator.state = meta["numpy_rng"]
         self.counters = Counters(**meta["counters"])
-        snapshot = self._snapshot_path(self.counters.env_steps)
-        if snapshot.exists():
+        snapshot = self.env_snapshots.load(self.counters.env_steps)
+        if snapshot is not None:
             self.envs.close()
-            self.envs, collector_state = pickle.loads(snapshot.read_bytes())
+            self.envs, collector_state = snapshot
             self.collector.env = self.envs
             self.collector.restore(collector_state)
             how = "environments continue their episodes"
@@ -329,20 +271,9 @@ class Trainer:
         self.envs.close()
 
     def evaluate(self, logger: Logger) -> None:
-        """Greedy evaluation episodes on a fresh env with their own seed and keys (the training
-        run's RNG streams are untouched, so evaluating does not change what is learned), then
-        ``run.diagnose_episodes`` episodes of the sampling policy that measure every level
-        (``agents.diagnostics``: exploitation gap, goal reach rate, goal images)."""
-        envs = self.make_envs(1)
-        state = self.parallel.acting_view(self.state)
-        seed = int(self.config["seed"]) + 10_000
-        try:
-            returns = run_episodes(self.agent, state, envs, self.config["run"]["eval_episodes"], seed=seed)
-            diagnose = self.config["run"]["diagnose_episodes"]
-            scalars, images = measure_levels(self.agent, state, envs, diagnose, seed) if diagnose else ({}, {})
-        finally:
-            envs.close()
-        scalars.update(return_scalars(returns))
+        """Greedy evaluation and diagnosis episodes (``agents.evaluation.evaluation_pass``), logged."""
+        scalars, images = evaluation_pass(self.agent, self.parallel.acting_view(self.state), self.make_envs,
+                                          self.config)
         scalars["eval/elapsed_seconds"] = time.time() - self.start_time
         logger.scalars(scalars, self.counters.env_steps)
         for name, image in images.items():

@@ -41,7 +41,7 @@ def measure(args: argparse.Namespace) -> dict:
 
     from agents.hierarchical_agent import HierarchicalAgent
     from agents.parallel import DataParallel
-    from agents.trainer import replay_spec
+    from agents.spaces import replay_spec
     from configs.loader import load_config
 
     config = load_config([args.config], [("parallel.devices", args.child), ("replay.batch_size", args.batch),

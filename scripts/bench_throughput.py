@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agents.hierarchical_agent import HierarchicalAgent, resolve_backbones
-from agents.trainer import replay_spec
+from agents.spaces import replay_spec
 from configs.loader import flatten, load_config
 from scripts.common import add_config_flags, check_yaml_syntax, command_line_overrides, import_modules, report_user_errors
 from scripts.flop_count import count_flops

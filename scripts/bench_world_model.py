@@ -25,7 +25,7 @@ import numpy as np
 
 from agents.replay import Replay
 from agents.spaces import action_layout, observation_layout
-from agents.trainer import replay_spec
+from agents.spaces import replay_spec
 from configs.loader import load_config
 from envs import make_vector_env
 from envs.collector import Collector

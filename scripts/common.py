@@ -181,6 +181,7 @@ def user_error_message(error: BaseException) -> str | None:
 def _user_error_types() -> tuple[type[BaseException], ...]:
     # Imported here: these modules are heavier than the argument checks that run first.
     from agents.resources import ResourceError
+    from agents.run_errors import NonFiniteLossError
     from agents.run_lock import RunLockedError
     from agents.spaces import SpaceError
     from envs.collector import NonFiniteObservationError
@@ -188,9 +189,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from envs.probe import EnvProbeError
 
     types: list[type[BaseException]] = [RunLockedError, SpaceError, NonFiniteObservationError, EnvConfigError,
-                                        EnvProbeError, ResourceError]
-    if "agents.trainer" in sys.modules:
-        types.append(sys.modules["agents.trainer"].NonFiniteLossError)
+                                        EnvProbeError, ResourceError, NonFiniteLossError]
     if "agents.multi_seed" in sys.modules:
         types.append(sys.modules["agents.multi_seed"].SeedStackError)
     return tuple(types)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agents.spaces import SpaceError, observation_layout
-from agents.trainer import replay_spec
+from agents.spaces import replay_spec
 from envs.config import EventCameraConfig
 from envs.event_camera import event_observation_space
 from world_models.event_encoder import EventStream

@@ -12,7 +12,7 @@ import numpy as np
 
 from agents.hierarchical_agent import HierarchicalAgent
 from agents.parallel import DataParallel
-from agents.trainer import replay_spec
+from agents.spaces import replay_spec
 from configs.loader import load_config
 
 

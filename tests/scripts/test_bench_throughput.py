@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agents.hierarchical_agent import HierarchicalAgent
-from agents.trainer import replay_spec
+from agents.spaces import replay_spec
 from scripts.bench_throughput import build_config, episode_steps, main, parse_args, synthetic_batch
 from scripts.flop_count import count_flops
 
