@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
 import jax
@@ -12,7 +12,8 @@ import numpy as np
 from agents.checkpoint import Checkpointer
 from agents.diagnostics import measure_levels
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
-from envs.collector import Collector
+from envs.collector import Collector, Episode
+from envs.success import success_rate
 
 
 def load_train_state(agent: HierarchicalAgent, config: dict[str, Any], logdir: str | Path, step: int | None = None):
@@ -32,14 +33,16 @@ def load_train_state(agent: HierarchicalAgent, config: dict[str, Any], logdir: s
     return state["train"], step
 
 
-def return_scalars(returns: list[float]) -> dict[str, float]:
-    """``eval/return_mean``, ``eval/return_std`` and ``eval/success_rate`` of evaluation returns.
-    The success rate is the fraction of episodes with a positive return: on a sparse task whose only
-    reward is paid for reaching the goal (``hmbrl/GridFourRooms-v0``, PointFourRooms, DoorKey) that
-    is the fraction that reached it; on a dense task it means little."""
-    returns = np.asarray(returns, dtype=np.float64)
-    return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
-            "eval/success_rate": float((returns > 0).mean())}
+def evaluation_scalars(episodes: Sequence[Episode]) -> dict[str, float]:
+    """``eval/return_mean``, ``eval/return_std`` and, where the environment reports success
+    (``envs.success``: ``hmbrl/GridFourRooms-v0``, PointFourRooms, MiniGrid, ...), ``eval/success_rate``
+    of evaluation episodes. No success rate at all where it does not: a return is no success."""
+    returns = np.asarray([episode.score for episode in episodes], dtype=np.float64)
+    scalars = {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std())}
+    rate = success_rate([episode.success for episode in episodes])
+    if rate is not None:
+        scalars["eval/success_rate"] = rate
+    return scalars
 
 
 def run_episodes(
@@ -50,8 +53,8 @@ def run_episodes(
     seed: int,
     greedy: bool = True,
     on_step: Callable[[gym.vector.VectorEnv], None] | None = None,
-) -> list[float]:
-    """Returns of ``episodes`` complete episodes, collected round-robin over the vector env.
+) -> list[Episode]:
+    """``episodes`` complete episodes (return, length, success), collected round-robin over the vector env.
 
     The env is reset with ``seed`` and the policy's key derives from it, so the same seed gives the
     same returns. ``on_step`` is called after every step (for example to grab rendered frames).
@@ -61,7 +64,7 @@ def run_episodes(
     collector.reset(seed=seed)
     policy_state = agent.initial_policy_state(state, envs.num_envs)
     key = jax.random.PRNGKey(seed)
-    scores: list[float] = []
+    finished_episodes: list[Episode] = []
 
     def policy(obs, is_first):
         nonlocal policy_state, key
@@ -70,12 +73,12 @@ def run_episodes(
         action = np.asarray(action)
         return action, actions.to_env(action)
 
-    while len(scores) < episodes:
+    while len(finished_episodes) < episodes:
         _, finished = collector.step(policy)
-        scores.extend(episode.score for episode in finished)
+        finished_episodes.extend(finished)
         if on_step is not None:
             on_step(envs)
-    return scores[:episodes]
+    return finished_episodes[:episodes]
 
 
 def evaluation_pass(agent: HierarchicalAgent, state: HierarchicalTrainState,
@@ -89,10 +92,10 @@ def evaluation_pass(agent: HierarchicalAgent, state: HierarchicalTrainState,
     envs = make_envs(1)
     seed = int(config["seed"]) + 10_000
     try:
-        returns = run_episodes(agent, state, envs, config["run"]["eval_episodes"], seed=seed)
+        episodes = run_episodes(agent, state, envs, config["run"]["eval_episodes"], seed=seed)
         diagnose = config["run"]["diagnose_episodes"]
         scalars, images = measure_levels(agent, state, envs, diagnose, seed) if diagnose else ({}, {})
     finally:
         envs.close()
-    scalars.update(return_scalars(returns))
+    scalars.update(evaluation_scalars(episodes))
     return scalars, images

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -13,22 +14,50 @@ from world_models.rssm import state_features
 from world_models.world_model import WorldModel
 
 
+ON_COLOUR = (220, 30, 30)  # red, as scripts/plot_events.py draws ON events
+OFF_COLOUR = (30, 60, 220)  # blue, OFF events
+
+
 def display_image(values: jax.Array, from_uint8: bool) -> jax.Array:
-    """An image in the decoder's space (``WorldModel.reconstruction_targets``) as uint8 ``[..., H, W, C]``
-    for TensorBoard: a uint8 observation maps back from ``[-0.5, 0.5]``; a float one (an event voxel
-    grid or frame, signed and symlog-ed, with any number of channels) becomes one grey channel, mid-grey
-    for no events, brighter for ON and darker for OFF (two channels are an ON/OFF count frame)."""
-    if from_uint8:
-        return jnp.clip((values + 0.5) * 255.0, 0.0, 255.0).astype(jnp.uint8)
-    signed = values[..., :1] - values[..., 1:2] if values.shape[-1] == 2 else jnp.sum(values, -1, keepdims=True)
-    return jnp.clip(127.5 + 127.5 * jnp.tanh(signed), 0.0, 255.0).astype(jnp.uint8)
+    """An image in the decoder's space (``WorldModel.reconstruction_targets``) as RGB uint8
+    ``[..., H, W, 3]`` for TensorBoard, whatever its channel count ``C``.
+
+    A uint8 observation maps back from ``[-0.5, 0.5]``: 1 channel is grey, 3 are RGB, 2 are the event
+    camera's ON/OFF count frame (``polarity_image``), any other number is shown as their mean in grey
+    (TensorBoard takes 1, 3 or 4 channels only, and 2 or 4 would show as transparency). A float one is
+    an event voxel grid (symlog-ed, signed, one channel per time bin, however many): its bins summed,
+    positive ON and negative OFF (``polarity_image``); one symlog-ed event, ``symlog(1)``, is the
+    faintest full colour."""
+    channels = values.shape[-1]
+    if not from_uint8:
+        signed = jnp.sum(values.astype(jnp.float32), axis=-1)
+        return polarity_image(jax.nn.relu(signed), jax.nn.relu(-signed), one_event=math.log(2.0))
+    brightness = jnp.clip(jnp.nan_to_num(values.astype(jnp.float32) + 0.5), 0.0, 1.0)  # [..., H, W, C], count / 255 for events
+    if channels == 2:
+        return polarity_image(brightness[..., 0], brightness[..., 1], one_event=1.0 / 255.0)
+    if channels != 3:
+        brightness = jnp.repeat(jnp.mean(brightness, axis=-1, keepdims=True), 3, axis=-1)
+    return jnp.round(brightness * 255.0).astype(jnp.uint8)
+
+
+def polarity_image(on: jax.Array, off: jax.Array, one_event: float) -> jax.Array:
+    """ON and OFF strengths ``[..., H, W]`` (non-negative) as RGB uint8 ``[..., H, W, 3]``: white where
+    there is none, else the stronger polarity's colour (ON red, OFF blue) at its strength, normalised
+    per image ``[H, W]`` by its largest strength but never by less than ``one_event`` (so an empty or
+    nearly empty prediction stays white instead of showing noise at full colour)."""
+    strength = jnp.maximum(on, off)
+    scale = jnp.maximum(jnp.max(strength, axis=(-2, -1), keepdims=True), one_event)
+    strength = jnp.clip(jnp.nan_to_num(strength / scale), 0.0, 1.0)[..., None]
+    colour = jnp.where((on >= off)[..., None], jnp.array(ON_COLOUR, jnp.float32), jnp.array(OFF_COLOUR, jnp.float32))
+    return jnp.round(255.0 * (1.0 - strength) + colour * strength).astype(jnp.uint8)
 
 
 def reconstruction_images(
     world_model: WorldModel, params: Any, image_keys: tuple[str, ...], batch: Mapping[str, jax.Array], frames: int = 8
 ) -> dict[str, jax.Array]:
     """For each image key: the first ``frames`` steps of the first sequence, observation (top)
-    above its reconstruction from the posterior (bottom), as one uint8 ``[2H, frames*W, C]``."""
+    above its reconstruction from the posterior (bottom), as one RGB uint8 ``[2H, frames*W, 3]``
+    (``display_image``)."""
     batch = jax.tree.map(lambda leaf: leaf[:frames, :1], dict(batch))
     _, states, _, _ = world_model.observe(params, batch, jax.random.PRNGKey(0))
     predictions = world_model.decode(params, state_features(states))

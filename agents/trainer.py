@@ -321,7 +321,8 @@ class Trainer:
         for episode in episodes:
             self.counters.episodes += 1
             self.window.returns.append(episode.score)
-            self.logger.scalars({"episode/return": episode.score, "episode/length": episode.length},
+            success = {} if episode.success is None else {"episode/success": float(episode.success)}
+            self.logger.scalars({"episode/return": episode.score, "episode/length": episode.length, **success},
                                 self.counters.env_steps)
 
     def update(self) -> None:

@@ -15,7 +15,8 @@ with ``nonfinite="drop_episode"`` it ends that sub-environment's episode at its 
 
 Environments that name their cells in ``info["cell"]`` (any hashable, or a small int array) have
 them passed through, beside the records rather than in them: ``cells`` holds those of the record
-``step`` returned last (for the coverage metric, ``agents.coverage``).
+``step`` returned last (for the coverage metric, ``agents.coverage``). Likewise each finished
+`Episode` carries whether it succeeded, from the ``info`` of its last step (`envs.success`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
+
+from envs.success import vector_info_success
 
 # policy(obs dict, is_first [N]) -> (agent actions [N, A] to store, actions for env.step)
 PolicyFn = Callable[[dict[str, np.ndarray], np.ndarray], tuple[np.ndarray, Any]]
@@ -37,9 +40,13 @@ class NonFiniteObservationError(ValueError):
 
 @dataclass
 class Episode:
+    """A finished episode: its sub-environment, return, length and `envs.success.info_success` of its
+    last step (None: the environment does not report success)."""
+
     env_index: int
     score: float
     length: int
+    success: bool | None = None
 
 
 class Collector:
@@ -68,12 +75,15 @@ class Collector:
         # record step() returned last.
         self.record_cells: list[Any] = [None] * self.num_envs
         self.cells: list[Any] = [None] * self.num_envs
+        # Whether the step that produced the pending record reports success (envs.success), per sub-environment.
+        self.record_success: list[bool | None] = [None] * self.num_envs
 
     def reset(self, seed: int | None = None) -> None:
         """Reset every sub-environment (seeded ``seed + i``) and start fresh records."""
         obs, info = self.env.reset(seed=seed)
         self._check_finite(obs, np.zeros(self.num_envs), "reset()")
         self.record_cells = info_cells(info, self.num_envs)
+        self.record_success = [None] * self.num_envs
         count = self.num_envs
         self.record = self._make_record(
             obs, np.zeros((count, self.action_dim), np.float32), np.zeros(count), np.ones(count, bool),
@@ -84,11 +94,13 @@ class Collector:
 
     def snapshot(self) -> dict[str, Any]:
         """The collector's state between two steps (numpy arrays and the pending cells), for checkpoints."""
-        return {"record": self.record, "scores": self.scores, "lengths": self.lengths, "cells": self.record_cells}
+        return {"record": self.record, "scores": self.scores, "lengths": self.lengths, "cells": self.record_cells,
+                "success": self.record_success}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.record, self.scores, self.lengths = snapshot["record"], snapshot["scores"], snapshot["lengths"]
         self.record_cells = snapshot.get("cells", [None] * self.num_envs)  # snapshots before cells had none
+        self.record_success = snapshot.get("success", [None] * self.num_envs)  # nor success
 
     def _make_record(self, obs, prev_action, reward, is_first, is_terminal, is_last) -> dict:
         record = self.to_dict(obs)
@@ -123,6 +135,8 @@ class Collector:
             reset_cells = info_cells(reset_info, self.num_envs)
             cells = [reset if drop else cell for cell, reset, drop in zip(cells, reset_cells, dropped)]
         self.cells, self.record_cells = self.record_cells, cells
+        successes = [None if drop else success for success, drop in zip(vector_info_success(info, self.num_envs), dropped)]
+        current_success, self.record_success = self.record_success, successes
         # NEXT_STEP autoreset: these envs just returned a reset obs. So did those whose worker was
         # restarted (envs.vector.RestartingAsyncVectorEnv) or whose step was dropped as non-finite:
         # their episode is cut here, not terminal.
@@ -135,7 +149,7 @@ class Collector:
             np.where(restarted, False, terminated),
             np.where(restarted, False, terminated | truncated),
         )
-        return current, self._track_episodes(current)
+        return current, self._track_episodes(current, current_success)
 
     def _drop_nonfinite(self, obs: Any, reward: np.ndarray) -> tuple[Any, np.ndarray, dict]:
         """Returns the observation to record, which sub-environments were reset because their
@@ -161,11 +175,11 @@ class Collector:
                 f"{_describe_nonfinite(fields, index)} from {call}"
             )
 
-    def _track_episodes(self, record: dict[str, np.ndarray]) -> list[Episode]:
+    def _track_episodes(self, record: dict[str, np.ndarray], successes: list[bool | None]) -> list[Episode]:
         self.scores = np.where(record["is_first"], 0.0, self.scores + record["reward"])
         self.lengths = np.where(record["is_first"], 0, self.lengths + 1)
         return [
-            Episode(int(i), float(self.scores[i]), int(self.lengths[i]))
+            Episode(int(i), float(self.scores[i]), int(self.lengths[i]), successes[i])
             for i in np.flatnonzero(record["is_last"])
         ]
 

@@ -138,7 +138,7 @@ class GridFourRooms(gym.Env):
         row, column = move(self.free, np.array([self.cell]), np.array([int(action)]))[0]
         self.cell = (int(row), int(column))
         reached = self.cell == self.goal
-        return self._observation(), float(reached), reached, False, {"cell": self.cell}
+        return self._observation(), float(reached), reached, False, {"cell": self.cell, "success": reached}
 
     def render(self) -> np.ndarray:
         image = np.zeros((self.size, self.size, 3), np.uint8)

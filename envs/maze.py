@@ -64,7 +64,7 @@ class PointFourRooms(gym.Env):
                 break
             self.position = candidate
         reached = np.linalg.norm(self.position - self.goal) <= self.goal_radius
-        return self.position.astype(np.float32), float(reached), bool(reached), False, {}
+        return self.position.astype(np.float32), float(reached), bool(reached), False, {"success": bool(reached)}
 
     def render(self) -> np.ndarray:
         size = 64

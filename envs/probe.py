@@ -20,16 +20,22 @@ class EnvProbeError(ValueError):
     """The environment cannot be built or breaks its own observation space; the message says how."""
 
 
-def probe_env(env_id: str, config: EnvConfig | Mapping[str, Any] | None = None, seed: int = 0) -> None:
-    """Build ``env_id``, reset it and take one random step, checking every observation against
-    ``observation_space``; raises `EnvProbeError` naming what is wrong."""
+def build_env(env_id: str, config: EnvConfig | Mapping[str, Any] | None = None) -> gymnasium.Env:
+    """`make_env`, with what a bad id, a missing dependency or a wrong constructor argument raises
+    turned into `EnvProbeError` saying so (`EnvConfigError` passes as it is)."""
     kwargs = dict((config or {}).get("kwargs", {})) if isinstance(config, Mapping) else {}
     try:
-        env = make_env(env_id, config, seed=None)
+        return make_env(env_id, config, seed=None)
     except EnvConfigError:
         raise
     except _BUILD_ERRORS as error:
         raise EnvProbeError(_build_message(env_id, kwargs, error)) from error
+
+
+def probe_env(env_id: str, config: EnvConfig | Mapping[str, Any] | None = None, seed: int = 0) -> None:
+    """Build ``env_id`` (`build_env`), reset it and take one random step, checking every observation
+    against ``observation_space``; raises `EnvProbeError` naming what is wrong."""
+    env = build_env(env_id, config)
     try:
         obs, _ = env.reset(seed=seed)
         check_observation(env.observation_space, obs, f"{env_id}: reset()")

@@ -2,7 +2,8 @@
 
 Ids:
     ``CartPole-v1``                     any id in Gymnasium's registry (user registrations included)
-    ``minigrid:MiniGrid-DoorKey-5x5-v0`` MiniGrid/BabyAI, observation = the (7, 7, 3) grid, one-hot per cell (980 floats)
+    ``minigrid:MiniGrid-DoorKey-5x5-v0`` MiniGrid/BabyAI, observation = the (7, 7, 3) grid, one-hot per cell (980 floats),
+                                        ``info["success"]`` on reaching the goal (`envs.wrappers.GoalSuccess`)
     ``dmc:cartpole-swingup``            dm_control suite ``<domain>-<task>`` through the dm_env adapter
     ``ale:Pong`` / ``ale:Pong-v5``      Arcade Learning Environment (``ALE/<game>-v5``)
     ``event:<any id above>``            the event camera over that environment's rgb_array render
@@ -31,7 +32,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
 from envs.config import EnvConfig, as_env_config
 from envs.event_camera import EventCamera
-from envs.wrappers import ActionRepeat, OneHotGrid, PixelObservation, SelectObservation, rescale_to_unit
+from envs.wrappers import ActionRepeat, GoalSuccess, OneHotGrid, PixelObservation, SelectObservation, rescale_to_unit
 
 __all__ = ["make_env", "list_env_ids", "LIST_IDS_HINT"]
 
@@ -140,7 +141,7 @@ def _make_minigrid(
     if name not in _minigrid_names():
         raise _unknown_id_error(full_id)
     # The raw observation is a dict with a mission string; the grid image is the usable part.
-    env = SelectObservation(_gymnasium_make(name, config, render_mode), "image")
+    env = SelectObservation(GoalSuccess(_gymnasium_make(name, config, render_mode)), "image")
     if config.pixels:
         return env  # the rgb_array render replaces it later
     from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX

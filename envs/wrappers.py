@@ -7,7 +7,8 @@ dependency; Pillow is) and `ActionRepeat` (Gymnasium only has the Atari-specific
 `MaxAndSkipObservation`, which max-pools frames) and `SelectObservation` (minigrid's
 `ImgObsWrapper` does the same for one key but lacks `RecordConstructorArgs`, so a wrapped env's
 ``spec.make()`` fails) and `OneHotGrid` (minigrid's `OneHotPartialObsWrapper` keeps a uint8 image,
-which would be read as pixels).
+which would be read as pixels) and `GoalSuccess` (``info["success"]`` for goal tasks that say it
+only by their reward, such as MiniGrid).
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ class ActionRepeat(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
             if terminated or truncated:
                 break
         return observation, total_reward, terminated, truncated, info
+
+
+class GoalSuccess(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+    """``info["success"]`` (`envs.success`) for a task that pays a positive reward only on the step
+    that reaches its goal and ends there (MiniGrid: ``1 - 0.9 * steps / max_steps``; lava ends an
+    episode with 0): success is termination with a positive reward."""
+
+    def __init__(self, env: gymnasium.Env):
+        gymnasium.utils.RecordConstructorArgs.__init__(self)
+        gymnasium.Wrapper.__init__(self, env)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return observation, reward, terminated, truncated, {**info, "success": bool(terminated and float(reward) > 0)}
 
 
 class SelectObservation(

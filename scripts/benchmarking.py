@@ -90,9 +90,14 @@ def evaluation_rows(logdir: Path, probes: Iterable[str] = ()) -> list[dict]:
 
 
 def first_success_step(rows: Iterable[Mapping[str, Any]]) -> int | None:
-    """The environment step at which the first training episode with a positive return ended (on a
-    sparse task that pays only for reaching the goal: the first success); None if none did."""
-    return next((row["step"] for row in rows if row.get("episode/return", 0.0) > 0), None)
+    """The environment step at which the first successful training episode ended (``episode/success``,
+    logged where the environment reports success, ``envs.success``); None if none did. Runs logged
+    before ``episode/success`` existed: the first episode with a positive return (on a sparse task that
+    pays only for reaching the goal, the first success)."""
+    rows = list(rows)
+    key, above = (("episode/success", 0.5) if any("episode/success" in row for row in rows)
+                   else ("episode/return", 0.0))
+    return next((row["step"] for row in rows if row.get(key, 0.0) > above), None)
 
 
 def scalar_rows(rows: Iterable[Mapping[str, Any]], prefix: str) -> list[dict]:

@@ -1,8 +1,11 @@
 """Evaluate a trained run: ``python -m scripts.evaluate --logdir runs/X [--episodes N] [--seed S] [--video]``.
 
-Prints the mean and standard deviation of the return, writes ``eval/return_mean`` and
-``eval/return_std`` to the run's TensorBoard and ``metrics.jsonl``, ``eval.json`` to the run
-directory and, with ``--video``, ``eval.gif`` of the first episode. The same seed gives the same
+Prints the mean and standard deviation of the return and, where the environment reports success
+(``info["success"]`` or ``info["is_success"]`` at an episode's end, ``envs.success``), the success
+rate; says so where it does not. Writes ``eval/return_mean``, ``eval/return_std`` (and
+``eval/success_rate``) to the run's TensorBoard and ``metrics.jsonl``; ``eval.json`` to the run
+directory (``success_rate`` and ``successes`` null where the environment reports none) and, with
+``--video``, ``eval.gif`` of the first episode. The same seed gives the same
 returns. Exit status 2 with one paragraph for an error you can fix (a run being trained holds the
 directory; an environment without rgb_array renders for ``--video``).
 """
@@ -80,7 +83,7 @@ def main(argv=None) -> dict:
 
 def evaluate(args: argparse.Namespace, logdir: Path, config: dict) -> dict:
     from agents.hierarchical_agent import HierarchicalAgent
-    from agents.evaluation import load_train_state, run_episodes
+    from agents.evaluation import evaluation_scalars, load_train_state, run_episodes
     from agents.logging import Logger
     from envs.vector import make_vector_env
 
@@ -98,21 +101,40 @@ def evaluate(args: argparse.Namespace, logdir: Path, config: dict) -> dict:
         if len(frames) < 1000:
             frames.append(np.asarray(vector_env.render()[0]))
 
-    returns = run_episodes(agent, state, envs, args.episodes, args.seed, greedy=not args.sample,
-                           on_step=grab_frame if args.video else None)
+    episodes = run_episodes(agent, state, envs, args.episodes, args.seed, greedy=not args.sample,
+                            on_step=grab_frame if args.video else None)
     envs.close()
-    result = {"step": step, "episodes": args.episodes, "seed": args.seed,
-              "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
-              "returns": [float(r) for r in returns]}
+    scalars = evaluation_scalars(episodes)
+    result = evaluation_result(scalars, episodes, step, args.seed)
     (logdir / "eval.json").write_text(json.dumps(result, indent=2))
     logger = Logger(logdir)
-    logger.scalars({"eval/return_mean": result["return_mean"], "eval/return_std": result["return_std"]}, step)
+    logger.scalars(scalars, step)
     logger.close()
     if args.video and frames:
         write_gif(frames, logdir / "eval.gif")
-    print(f"step {step:,}: return {result['return_mean']:.2f} ± {result['return_std']:.2f} "
-          f"over {args.episodes} episodes (seed {args.seed})")
+    print(summary_line(result))
     return result
+
+
+def evaluation_result(scalars: dict[str, float], episodes: list, step: int, seed: int) -> dict:
+    """What ``eval.json`` holds: ``success_rate`` and ``successes`` are None where the environment
+    reports no success (never 0)."""
+    reported = "eval/success_rate" in scalars
+    return {"step": step, "episodes": len(episodes), "seed": seed,
+            "return_mean": scalars["eval/return_mean"], "return_std": scalars["eval/return_std"],
+            "success_rate": scalars.get("eval/success_rate"),
+            "returns": [float(episode.score) for episode in episodes],
+            "successes": [bool(episode.success) for episode in episodes] if reported else None}
+
+
+def summary_line(result: dict) -> str:
+    """``step 5,000: return 0.61 ± 0.20, success rate 0.70 over 10 episodes (seed 12345)``, or a
+    note that the environment reports no success."""
+    rate = result["success_rate"]
+    success = (f", success rate {rate:.2f}" if rate is not None
+               else ", no success rate (the environment reports no info['success'] or info['is_success'])")
+    return (f"step {result['step']:,}: return {result['return_mean']:.2f} ± {result['return_std']:.2f}{success} "
+            f"over {result['episodes']} episodes (seed {result['seed']})")
 
 
 if __name__ == "__main__":

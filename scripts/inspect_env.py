@@ -2,6 +2,11 @@
 
 Prints the observation and action spaces, which observation key goes to which encoder (CNN or
 MLP, after ``encoder.cnn_keys`` / ``encoder.mlp_keys``), and the result of Gymnasium's ``check_env``.
+
+Exit status: 0 the agent takes the environment and ``check_env`` passes; 1 it was inspected and the
+agent cannot take it or ``check_env`` failed; 2 an error you can fix before anything
+is inspected: a bad config, ``--import`` or an environment that cannot be built (one paragraph on
+stderr, the traceback with --debug).
 """
 
 from __future__ import annotations
@@ -10,29 +15,23 @@ import argparse
 import sys
 import warnings
 
-from configs.loader import ConfigError
-from scripts.common import add_config_flags, import_modules, resolve_config
+from scripts.common import add_config_flags, import_modules, report_user_errors, resolve_config
 
 
+@report_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(parser)
     args = parser.parse_args(argv)
     import_modules(args.imports)
-    try:
-        config = resolve_config(args)
-    except ConfigError as error:
-        raise SystemExit(f"config error: {error}") from None
+    config = resolve_config(args)  # a ConfigError is reported as one paragraph, exit status 2
 
     from gymnasium.utils.env_checker import check_env
 
     from agents.spaces import SpaceError, action_layout, observation_layout
-    from envs import make_env
+    from envs.probe import build_env
 
-    try:
-        env = make_env(config["env_id"], config["env"])
-    except (ValueError, ImportError) as error:
-        raise SystemExit(f"environment error: {error}") from None
+    env = build_env(config["env_id"], config["env"])  # EnvProbeError, EnvConfigError: exit status 2
     print(f"environment: {config['env_id']}")
     print(f"observation space: {env.observation_space}")
     print(f"action space: {env.action_space}")

@@ -60,6 +60,38 @@ def test_truncation_is_last_but_not_terminal():
     assert [(e.score, e.length) for e in episodes] == [(2.0, 2)]
 
 
+
+class ScriptedInfoEnv(CountingEnv):
+    """CountingEnv whose step infos follow a script: ``infos[episode][step]``."""
+
+    def __init__(self, infos: list[list[dict]], truncate: bool = False):
+        super().__init__(length=len(infos[0]), truncate=truncate)
+        self.infos, self.episode = infos, -1
+
+    def reset(self, *, seed=None, options=None):
+        self.episode += 1
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, _ = super().step(action)
+        return obs, reward, terminated, truncated, self.infos[self.episode % len(self.infos)][self.t - 1]
+
+
+def test_each_episode_carries_the_success_of_its_last_step():
+    script = [[{}, {"success": True}],  # success on the last step
+              [{"success": True}, {"success": False}],  # reached early, lost it: only the end counts
+              [{}, {"is_success": 1.0}]]
+    silent = [[{"cell": 1}, {"cell": 2}]]  # reports nothing
+    env = SyncVectorEnv([lambda: ScriptedInfoEnv(script), lambda: ScriptedInfoEnv(silent, truncate=True)],
+                        autoreset_mode=AutoresetMode.NEXT_STEP)
+    collector = Collector(env, 2, lambda obs: {"obs": obs})
+    collector.reset(seed=0)
+    policy = lambda obs, is_first: (np.zeros((2, 2), np.float32), np.array([1, 1]))
+    episodes = [episode for _ in range(10) for episode in collector.step(policy)[1]]
+    assert [e.success for e in episodes if e.env_index == 0] == [True, False, True]
+    assert [e.success for e in episodes if e.env_index == 1] == [None, None, None]
+
+
 class NanAtEnv(CountingEnv):
     """CountingEnv whose observation (or reward) is NaN on one step of the first episode."""
 

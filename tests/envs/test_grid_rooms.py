@@ -57,9 +57,9 @@ def test_the_shortest_path_goes_through_doors_to_the_goal_and_is_long():
     for action in actions[:-1]:
         _, reward, terminated, _, info = env.step(action)
         cells.append(info["cell"])
-        assert reward == 0.0 and not terminated
+        assert reward == 0.0 and not terminated and info["success"] is False
     _, reward, terminated, truncated, info = env.step(actions[-1])
-    assert info["cell"] == env.goal and reward == 1.0 and terminated and not truncated
+    assert info["cell"] == env.goal and reward == 1.0 and terminated and not truncated and info["success"] is True
     assert sum(wall in cell for cell in cells) == 2  # two door cells, no other wall cell
 
 

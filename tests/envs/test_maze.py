@@ -38,3 +38,12 @@ def test_walls_block_and_doors_lead_to_the_goal():
         if done:
             break
     assert done and reward == 1.0
+
+
+def test_info_reports_success_at_the_goal_only():
+    env = PointFourRooms()
+    env.reset(seed=0)
+    assert env.step(np.zeros(2, np.float32))[4] == {"success": False}
+    env.position = env.goal.copy()
+    _, reward, terminated, _, info = env.step(np.zeros(2, np.float32))
+    assert info == {"success": True} and reward == 1.0 and terminated

@@ -150,6 +150,7 @@ def test_minigrid_id():
     observation, _ = env.reset(seed=0)
     assert observation.reshape(49, 20).sum(-1).tolist() == [3.0] * 49  # one object, colour, state per cell
     assert env.action_space == gymnasium.spaces.Discrete(7)
+    assert env.step(0)[4]["success"] is False  # envs.wrappers.GoalSuccess: True on reaching the goal
     check_env(env, skip_render_check=True)
     assert "minigrid:MiniGrid-DoorKey-5x5-v0" in list_env_ids()
     with pytest.raises(ValueError, match="MiniGrid-DoorKey-5x5-v0"):

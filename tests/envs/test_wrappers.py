@@ -8,7 +8,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.wrappers import RescaleAction
 
-from envs.wrappers import ActionRepeat, OneHotGrid, PixelObservation, SelectObservation, rescale_to_unit, resize_frame
+from envs.wrappers import (ActionRepeat, GoalSuccess, OneHotGrid, PixelObservation, SelectObservation,
+                           rescale_to_unit, resize_frame)
 
 # check_env warns on every wrapped env and on unbounded Boxes (CartPole's, voxel grids): both expected.
 pytestmark = [
@@ -67,6 +68,16 @@ def test_action_repeat_stops_at_truncation():
     env.step(env.action_space.sample())
     observation, reward, terminated, truncated, _ = env.step(env.action_space.sample())
     assert truncated and not terminated and observation[0] == 5 and reward == 5
+
+
+
+@pytest.mark.parametrize("length, limit, success", [(2, 5, True), (5, 2, False)])
+def test_goal_success_is_termination_with_a_positive_reward(length, limit, success):
+    env = GoalSuccess(gymnasium.wrappers.TimeLimit(CountingEnv(length=length), limit))
+    env.reset(seed=0)
+    infos = [env.step(env.action_space.sample())[4] for _ in range(2)]
+    assert [info["success"] for info in infos] == [False, success]  # truncated with reward 2: no success
+    check_env(GoalSuccess(CountingEnv()), skip_render_check=True)
 
 
 def test_action_repeat_check_env():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from scripts.bench_hierarchy import arm_config, describe, main, parse_args, run_record
-from scripts.benchmarking import evaluation_rows, value_at
+from scripts.benchmarking import evaluation_rows, first_success_step, value_at
 
 
 def test_defaults_are_the_issue_15_benchmark():
@@ -85,6 +85,14 @@ def test_run_record_reads_success_first_success_coverage_and_diagnostics(tmp_pat
     assert last["success_rate"] == 0.4 and last["level1/goal/reach_rate"] == 0.3
     assert last["level1/goal/code_perplexity"] == 31.0 and last["level1/model/controllability"] == 0.4
     assert last["replay/rewarded_fraction"] == 0.0 and last["coverage/cells_total"] == 20.0
+
+
+
+def test_first_success_is_the_reported_success_where_the_run_logged_it():
+    rows = [{"step": 100, "episode/return": 0.5, "episode/success": 0.0},  # a reward short of the goal
+            {"step": 200, "episode/return": 0.9, "episode/success": 1.0}]
+    assert first_success_step(rows) == 200
+    assert first_success_step([{"step": 100, "episode/return": 0.5}]) == 100  # logged before episode/success
 
 
 def test_replot_prints_the_table_and_verdict_and_writes_json_and_plots(tmp_path, capsys):

@@ -63,6 +63,7 @@ def test_evaluation_with_a_seed_is_reproducible_and_logged(debug_run):
     first = evaluate.main(["--logdir", str(debug_run), "--episodes", "2", "--seed", "7", "--video"])
     second = evaluate.main(["--logdir", str(debug_run), "--episodes", "2", "--seed", "7"])
     assert first["returns"] == second["returns"] and len(first["returns"]) == 2
+    assert first["success_rate"] is None and first["successes"] is None  # CartPole reports no success
     assert json.loads((debug_run / "eval.json").read_text())["return_mean"] == pytest.approx(second["return_mean"])
     assert (debug_run / "eval.gif").stat().st_size > 0
     assert any("eval/return_mean" in row for row in read_metrics(debug_run))

@@ -48,6 +48,21 @@ def test_inspect_env_shows_the_routing(user_module, capsys):
     assert "check_env: passed" in out
 
 
+
+@pytest.mark.parametrize("flags, says", [
+    (["--env", "CartPol-v1"], "CartPole-v1"),  # an unknown id: the registry's suggestion
+    (["--env", "CartPole-v1", "--set", "agent.entropi=1"], "agent.entropi"),  # an unknown config key
+    (["--env", "CartPole-v1", "--env-kwargs", "colour=red"], "--env-kwargs"),  # a constructor argument it lacks
+    (["--env", "CartPole-v1", "--import", "no_such_module_xyz"], "no_such_module_xyz"),
+])
+def test_inspect_env_reports_bad_input_in_one_paragraph_with_exit_status_2(flags, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        inspect_env.main(flags)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error: ") and says in err, err
+    assert "Traceback" not in err and "\n\n" not in err.strip()
+
+
 def test_key_routing_override_and_unroutable_keys(user_module):
     import importlib
 
