@@ -36,8 +36,8 @@ from pathlib import Path
 
 from agents.logging import read_metrics
 from configs.loader import load_config, parse_override
-from scripts.benchmarking import (evaluation_rows, first_success_step, mean_curve, plot, run_side_by_side,
-                                  scalar_rows, train_run)
+from scripts.benchmarking import evaluation_rows, first_success_step, mean_curve, plot, scalar_rows, train_run
+from scripts.side_by_side import run_side_by_side
 from scripts.hierarchy_verdict import (MIN_SUCCESS, coverage_marks, print_diagnostics, print_table,
                                        summarise_arm, verdicts)
 
