@@ -26,8 +26,9 @@ class StopSignals:
     starts (``requested`` names the signal).
 
     The first signal, or ``request(name)`` for a run that one stopped, is passed on at once as SIGTERM
-    to every worker process, and again every ``REPEAT_STOP_SECONDS`` to them and to this process until
-    the block ends: a run whose trainer was still being built when it came (its own handler not yet
+    to the worker processes of ``run_side_by_side`` (``workers``; not to other children, such as an
+    in-process run's environment workers), and again every ``REPEAT_STOP_SECONDS`` to them and to this
+    process until the block ends: a run whose trainer was still being built when it came (its own handler not yet
     in place) gets one once its loop runs. Repeating is safe because a second SIGTERM, unlike a second
     Ctrl-C, never aborts a run. A second Ctrl-C here aborts at once, as it does a run.
     """
@@ -37,6 +38,7 @@ class StopSignals:
         self._done = threading.Event()
         self._repeater: threading.Thread | None = None
         self._previous: dict = {}
+        self.workers: set[int] = set()  # the pids a stop is passed on to, besides this process
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
@@ -73,10 +75,8 @@ class StopSignals:
         while not self._done.wait(REPEAT_STOP_SECONDS):
             self._pass_on(to_self=True)
 
-    @staticmethod
-    def _pass_on(to_self: bool) -> None:
-        pids = [child.pid for child in multiprocessing.active_children()] + [os.getpid()] * to_self
-        for pid in pids:
+    def _pass_on(self, to_self: bool) -> None:
+        for pid in [*self.workers, *[os.getpid()] * to_self]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
@@ -134,8 +134,11 @@ def run_side_by_side(function: Callable[..., Any], calls: Mapping[Hashable, tupl
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker) as pool:
+        before = set(multiprocessing.active_children())
         with _signals_ignored() if stop is not None else contextlib.nullcontext():
             futures = {pool.submit(_call_unless_stopped, function, arguments): key for key, arguments in calls.items()}
+        if stop is not None:  # the pool spawns its workers as calls are submitted
+            stop.workers = {child.pid for child in set(multiprocessing.active_children()) - before}
         try:
             _collect(futures, results, report, stop)
         except BaseException:

@@ -17,6 +17,6 @@ def test_sigterm_side_by_side_stops_the_workers_calls_and_starts_no_further_one(
     with StopSignals() as stop:
         stop_soon.start()
         results = run_side_by_side(time.sleep, {index: (REPEAT_STOP_SECONDS + 1,) for index in range(6)}, 2, stop=stop)
-    assert stop.requested == "SIGTERM"
+    assert stop.requested == "SIGTERM" and len(stop.workers) == 2
     assert set(results) <= {0, 1} and time.time() - started < 60
     assert signal.getsignal(signal.SIGTERM) is before  # this process's handler is back
