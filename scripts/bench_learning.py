@@ -115,6 +115,7 @@ def collect(args: argparse.Namespace) -> dict[int, list[dict]]:
     if args.runs:
         rows = {Path(run): evaluation_rows(Path(run), PROBES) for run in args.runs}
         return {index: curve for index, curve in enumerate(rows.values()) if curve}
+
     def report(run: Run) -> None:
         rows = evaluation_rows(run.logdir, PROBES)
         print(f"seed {run.config['seed']}: last evaluation {rows[-1]['return'] if rows else None}", flush=True)
