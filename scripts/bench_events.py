@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from scripts.bench_learning import PROBES, summarise_seed
-from scripts.benchmarking import evaluation_rows, mean_curve, plot, run_side_by_side
+from scripts.benchmarking import evaluation_rows, mean_curve, plot
+from scripts.side_by_side import run_side_by_side
 
 INPUTS = ("state", "pixels", "frame", "voxel", "events")
 EVENT_INPUTS = ("frame", "voxel", "events")

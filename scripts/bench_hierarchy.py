@@ -2,6 +2,7 @@
 
     python -m scripts.bench_hierarchy --config small --jobs 2          # A B C, 5 seeds, 50k steps
     python -m scripts.bench_hierarchy --arms A B C C3 D --seeds 0 1 2 3 4 --steps 50000 --novelty 0.1
+    python -m scripts.bench_hierarchy --resume runs/bench-hierarchy-hmbrl_GridFourRooms-v0-<time>-<pid> --jobs 2
 
 Arms (every one then takes the ``--config`` presets, e.g. ``small``, and the ``--set`` overrides):
   A   flat: the ``hierarchy2`` preset with ``hierarchy.levels=1``, no novelty term;
@@ -22,22 +23,27 @@ its final success (mean of the last evaluations) beats both A and B, one-sided M
 seeds p < 0.05, and its mean is at least 0.8. Prints a table per arm, each arm's diagnostics at the
 last evaluation (why an arm fails) and the verdict; writes JSON and PNGs of success rate and coverage
 (mean over seeds, band min-max; prefix ``benchmarks/out/hierarchy_<env>``). ``--jobs N`` runs N
-single-threaded trainings side by side; ``--replot JSON`` redoes everything from a saved run.
+single-threaded trainings side by side; ``--vmap`` trains each arm's seeds together in this process,
+vmapped (``scripts.train --seeds``); ``--replot JSON`` redoes everything from a saved run.
+
+Every run lives in ``runs/bench-hierarchy-<env>-<time>-<pid>/<arm>/seed<S>``, all written before the
+first trains. Stop the benchmark at any time (Ctrl-C or SIGTERM: every run keeps a checkpoint) and
+continue it with ``--resume <that directory>``: finished runs are not trained again, the others
+continue from their last checkpoint (or start), and the summary covers every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import time
 from pathlib import Path
 
 from agents.logging import read_metrics
 from configs.loader import load_config, parse_override
-from scripts.benchmarking import (evaluation_rows, first_success_step, mean_curve, plot, run_side_by_side,
-                                  scalar_rows, train_run)
+from scripts.benchmarking import (Run, add_run_flags, check_run_flags, evaluation_rows, first_success_step, mean_curve,
+                                  plot, run_benchmark, scalar_rows)
+from scripts.common import UserError, report_user_errors
 from scripts.hierarchy_verdict import (MIN_SUCCESS, coverage_marks, print_diagnostics, print_table,
                                        summarise_arm, verdicts)
 
@@ -48,6 +54,8 @@ ARMS = {"A": ("hierarchy2", 1, False, "stacked"), "B": ("hierarchy2", 1, True, "
         "D": ("hierarchy2", 2, True, "imagined")}
 # What an arm is; --set must not change them.
 ARM_KEYS = ("hierarchy.levels", "hierarchy.novelty", "hierarchy.top_model")
+# What a benchmark keeps in its benchmark.json and --resume restores (the runs keep their config.yaml).
+SETTINGS = ("env", "arms", "novelty", "steps", "seeds", "eval_every", "eval_episodes", "presets", "overrides")
 # Scalars carried into each evaluation row (the latest logged value): why an arm fails.
 PROBES = ("/goal/", "controllability", "replay/rewarded_fraction", "coverage/")
 
@@ -63,12 +71,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--config", dest="presets", nargs="*", default=[], metavar="PRESET",
                         help="presets merged after each arm's preset (e.g. small)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own single-threaded process")
+    add_run_flags(parser, together="each arm's seeds")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="applied to every arm (e.g. hierarchy.disagreement_penalty=0)")
     parser.add_argument("--out", help="output prefix (default benchmarks/out/hierarchy_<env>)")
     parser.add_argument("--replot", metavar="JSON", help="no training: the table and plots again from a saved JSON")
     args = parser.parse_args(argv)
+    check_run_flags(parser, args, argv)
     for override in args.overrides:
         if parse_override(override)[0] in ARM_KEYS:
             parser.error(f"--set {override}: {', '.join(ARM_KEYS)} define the arms; use --arms and --novelty")
@@ -103,29 +112,36 @@ def run_record(logdir: Path) -> dict:
             "first_success_step": first_success_step(rows)}
 
 
-def train_one(args: argparse.Namespace, arm: str, seed: int, logdir: Path) -> dict:
-    """One arm's run on one seed; its ``run_record``."""
+def arm_of(config: dict) -> str:
+    """The arm a run's config belongs to (the inverse of ``arm_config``)."""
+    hierarchy = config["hierarchy"]
+    found = (hierarchy["levels"], hierarchy["novelty"] > 0, hierarchy["top_model"])
+    arm = next((arm for arm, (_, *what) in ARMS.items() if tuple(what) == found), None)
+    if arm is None:
+        raise UserError(f"a run with hierarchy levels {found[0]}, novelty {hierarchy['novelty']} and top model "
+                        f"{found[2]} is none of the arms {', '.join(ARMS)}")
+    return arm
+
+
+def run_config(args: argparse.Namespace, arm: str, seed: int) -> dict:
+    """The config of one arm's run on one seed."""
     overrides = [("env_id", args.env), ("seed", seed), ("steps", args.steps), ("run.eval_every", args.eval_every),
                  ("run.eval_episodes", args.eval_episodes), *args.overrides]
-    train_run(arm_config(arm, args.novelty, args.presets, overrides), logdir)
-    return run_record(logdir)
+    return arm_config(arm, args.novelty, args.presets, overrides)
 
 
-def run_all(args: argparse.Namespace, name: str) -> dict[str, dict[int, dict]]:
-    """Every (arm, seed) run, ``args.jobs`` at a time: their records."""
-    # The process id keeps two benchmarks started in the same second out of each other's run directories.
-    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    runs = [(arm, seed) for arm in args.arms for seed in args.seeds]
-    calls = {run: (args, *run, Path("runs") / f"bench-hierarchy-{name}-{run[0]}-seed{run[1]}-{stamp}") for run in runs}
-    results: dict[str, dict[int, dict]] = {arm: {} for arm in args.arms}
+def run_all(args: argparse.Namespace) -> dict[str, dict[int, dict]]:
+    """Every (arm, seed) run trained (``<arm>/seed<S>`` in the benchmark's directory), or continued
+    with ``--resume``; their records, by arm in ``ARMS`` order."""
+    def report(run: Run) -> None:
+        evaluations = run_record(run.logdir)["evaluations"]
+        last = evaluations[-1]["success_rate"] if evaluations else None
+        print(f"arm {arm_of(run.config)} seed {run.config['seed']}: last success rate {last}", flush=True)
 
-    def report(run, record):
-        results[run[0]][run[1]] = record
-        last = record["evaluations"][-1]["success_rate"] if record["evaluations"] else None
-        print(f"arm {run[0]} seed {run[1]}: last success rate {last}", flush=True)
-
-    run_side_by_side(train_one, calls, args.jobs, report)
-    return results
+    new_configs = lambda: {f"{arm}/seed{seed}": run_config(args, arm, seed) for arm in args.arms for seed in args.seeds}
+    groups = run_benchmark(args, "bench_hierarchy", new_configs, lambda run: f"arm {arm_of(run.config)}", SETTINGS, report)
+    args.arms = [arm for arm in ARMS if f"arm {arm}" in groups]  # what was found is what is summarised
+    return {arm: {run.config["seed"]: run_record(run.logdir) for run in groups[f"arm {arm}"]} for arm in args.arms}
 
 
 def write_plots(results: dict[str, dict[int, dict]], prefix: Path, env: str, seeds: list[int]) -> None:
@@ -146,16 +162,17 @@ def write_plots(results: dict[str, dict[int, dict]], prefix: Path, env: str, see
             print(f"wrote {path}")
 
 
+@report_user_errors
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env)
     if args.replot:
         saved = json.loads(Path(args.replot).read_text())
         for key in ("env", "arms", "novelty", "steps", "seeds", "presets", "overrides", "eval_episodes"):
             setattr(args, key, saved.get(key, getattr(args, key)))
         results = {arm: {int(seed): record for seed, record in runs.items()} for arm, runs in saved["runs"].items()}
     else:
-        results = run_all(args, name)
+        results = run_all(args)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env)
     default = Path(args.replot).with_suffix("") if args.replot else f"benchmarks/out/hierarchy_{name}"
     prefix = Path(args.out or default)
     prefix.parent.mkdir(parents=True, exist_ok=True)

@@ -3,42 +3,46 @@
     python -m scripts.bench_learning --env CartPole-v1 --config cartpole --seeds 0 1 2 --jobs 3
     python -m scripts.bench_learning --env Pendulum-v1 --config pendulum --seeds 0 1 2 --jobs 3 --hold-from 20000
     python -m scripts.bench_learning --env CartPole-v1 --config cartpole --seeds 0 1 2 --vmap   # one process
-    python -m scripts.bench_learning --env CartPole-v1 --runs runs/bench-CartPole-v1-seed*   # summarise runs
-    python -m scripts.bench_learning --env CartPole-v1 --resume runs/bench-CartPole-v1-seed* --jobs 3   # continue them
+    python -m scripts.bench_learning --env CartPole-v1 --runs runs/bench-learning-CartPole-v1-<time>-<pid>/seed*   # summarise
+    python -m scripts.bench_learning --resume runs/bench-learning-CartPole-v1-<time>-<pid> --jobs 3   # continue
 
 Each seed trains ``--steps`` environment steps and evaluates the greedy policy every ``--eval-every``
 steps; ``--jobs N`` runs N seeds at once, each in its own single-threaded process; ``--vmap`` runs all
 seeds in this process instead, their updates and acting vmapped (``scripts.train --seeds``; each seed
-still gets its own run directory, and ``--resume ... --vmap`` continues them together). Prints a table per
-seed: the final return (mean of the last four evaluations), the best, the first step that reached
-the target, whether the target was *held* (the final return reaches it; with ``--hold-from S``, every
-evaluation from step S on does too), the decoder's R^2 per observation key at the end, and the
-wall-clock. Writes the curves as JSON and a PNG (mean over seeds, band from min to max; default prefix
-``benchmarks/out/learning_<env>``). ``--runs DIR ...`` summarises existing run directories, finished
-or not, instead of training; ``--resume DIR ...`` continues runs of an earlier session (every run
-writes its ``config.yaml``) to ``--steps`` and then summarises them; ``--replot JSON`` redoes table and plot from a saved JSON.
+still gets its own run directory). Prints a table per seed: the final return (mean of the last four
+evaluations), the best, the first step that reached the target, whether the target was *held* (the
+final return reaches it; with ``--hold-from S``, every evaluation from step S on does too), the
+decoder's R^2 per observation key at the end, and the wall-clock. Writes the curves as JSON and a PNG
+(mean over seeds, band from min to max; default prefix ``benchmarks/out/learning_<env>``).
+
+The seeds' runs live in ``runs/bench-learning-<env>-<time>-<pid>/seed<S>``, all written before the
+first trains. Stop the benchmark at any time (Ctrl-C or SIGTERM: every run keeps a checkpoint) and
+continue it with ``--resume <that directory>`` (``--steps`` to train longer; also run directories
+of earlier benchmarks): finished runs are not trained again, the others continue from their last
+checkpoint (or start), and the summary covers every seed. ``--runs DIR ...`` summarises run
+directories, finished or not, without training; ``--replot JSON`` redoes table and plot from a saved JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 
-from configs.loader import load_config, read_config
-from scripts.benchmarking import (evaluation_rows, mean_curve, plot, run_side_by_side, train_run,
-                                  train_seeds_together)
+from configs.loader import load_config
+from scripts.benchmarking import Run, add_run_flags, check_run_flags, evaluation_rows, mean_curve, plot, run_benchmark
+from scripts.common import report_user_errors
 
 TARGETS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 FINAL_EVALUATIONS = 4  # the final return is the mean of this many last evaluations
 # Scalars carried into each evaluation row: what a probe of a falling-back agent looks at first.
 PROBES = ("world_model/r2/", "world_model/loss/reconstruction", "actor_critic/entropy", "actor_critic/value",
           "actor_critic/return_scale", "actor_critic/imagined_return")
+# What a benchmark keeps in its benchmark.json and --resume restores (the runs keep their config.yaml).
+SETTINGS = ("env", "config", "steps", "seeds", "eval_every", "eval_episodes", "target", "hold_from", "overrides")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,9 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", default="cartpole", help="presets, comma-separated (as scripts.train)")
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=1, help="seeds at once, each in its own single-threaded process")
-    parser.add_argument("--vmap", action="store_true",
-                        help="all seeds in this process, their updates and acting vmapped over a seed axis")
+    add_run_flags(parser, together="all seeds")
     parser.add_argument("--eval-every", type=int, default=2500)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--target", type=float, help="return to reach (default: known per env)")
@@ -57,10 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", help="output prefix (default benchmarks/out/learning_<env>)")
     parser.add_argument("--runs", nargs="+", metavar="DIR", help="no training: summarise these run directories")
-    parser.add_argument("--resume", nargs="+", metavar="DIR",
-                        help="continue these runs (of an earlier session) to --steps, then summarise them")
     parser.add_argument("--replot", metavar="JSON", help="no training: the table and plot again from a saved JSON")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # --env and --config only name runs of earlier benchmarks, which kept no settings.
+    check_run_flags(parser, args, argv, also_with_resume=("target", "hold_from", "env", "config"))
+    return args
 
 
 def seed_config(args: argparse.Namespace, seed: int) -> dict:
@@ -68,26 +71,6 @@ def seed_config(args: argparse.Namespace, seed: int) -> dict:
     overrides = [("env_id", args.env), ("seed", seed), ("steps", args.steps),
                  ("run.eval_every", args.eval_every), ("run.eval_episodes", args.eval_episodes), *args.overrides]
     return load_config(args.config.split(","), overrides)
-
-
-def train_one(args: argparse.Namespace, seed: int, logdir: Path) -> list[dict]:
-    """One seed's run; its evaluation rows (``scripts.benchmarking.evaluation_rows``)."""
-    train_run(seed_config(args, seed), logdir)
-    return evaluation_rows(logdir, PROBES)
-
-
-def train_together(configs: list[dict], logdirs: list[Path], resume: bool = False) -> dict[int, list[dict]]:
-    """All seeds in this process, vmapped (``--vmap``); their evaluation rows by position."""
-    train_seeds_together(configs, logdirs, resume)
-    return {index: evaluation_rows(logdir, PROBES) for index, logdir in enumerate(logdirs)}
-
-
-def resume_one(logdir: Path, steps: int) -> list[dict]:
-    """Continue a run of an earlier session to ``steps``; its evaluation rows."""
-    config = read_config(logdir / "config.yaml")
-    config["steps"] = steps
-    train_run(config, logdir, resume=True)
-    return evaluation_rows(logdir, PROBES)
 
 
 def summarise_seed(curve: list[dict], target: float | None, hold_from: int | None) -> dict:
@@ -121,8 +104,9 @@ def print_table(env: str, config: str, runs: dict[int, list[dict]], summaries: d
           f"held on {sum(bool(s.get('held')) for s in summaries.values())} of {len(summaries)} seeds")
 
 
-def collect(args: argparse.Namespace, name: str) -> dict[int, list[dict]]:
-    """Evaluation rows per seed: trained now, read from ``--runs`` directories, or from ``--replot``."""
+def collect(args: argparse.Namespace) -> dict[int, list[dict]]:
+    """Evaluation rows per seed: trained now (or continued, ``--resume``), read from ``--runs``
+    directories, or from ``--replot``."""
     if args.replot:
         saved = json.loads(Path(args.replot).read_text())
         for key in ("env", "config", "steps", "hold_from", "overrides", "eval_episodes"):
@@ -131,29 +115,21 @@ def collect(args: argparse.Namespace, name: str) -> dict[int, list[dict]]:
     if args.runs:
         rows = {Path(run): evaluation_rows(Path(run), PROBES) for run in args.runs}
         return {index: curve for index, curve in enumerate(rows.values()) if curve}
-    if args.vmap and args.jobs > 1:
-        raise SystemExit("--vmap trains every seed in this one process: leave out --jobs")
-    if args.resume and args.vmap:
-        logdirs = [Path(run) for run in args.resume]
-        configs = [{**read_config(logdir / "config.yaml"), "steps": args.steps} for logdir in logdirs]
-        return train_together(configs, logdirs, resume=True)
-    if args.resume:
-        calls = {index: (Path(run), args.steps) for index, run in enumerate(args.resume)}
-        report = lambda index, rows: print(f"{args.resume[index]}: last evaluation {rows[-1]['return']:.1f}", flush=True)
-        return run_side_by_side(resume_one, calls, args.jobs, report)
-    # The process id keeps two benchmarks started in the same second out of each other's run directories.
-    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    calls = {seed: (args, seed, Path("runs") / f"bench-{name}-seed{seed}-{stamp}") for seed in args.seeds}
-    if args.vmap:
-        rows = train_together([seed_config(args, seed) for seed in args.seeds], [call[2] for call in calls.values()])
-        return dict(zip(args.seeds, rows.values()))
-    report = lambda seed, rows: print(f"seed {seed}: last evaluation {rows[-1]['return']:.1f}", flush=True)
-    return run_side_by_side(train_one, calls, args.jobs, report)
+
+    def report(run: Run) -> None:
+        rows = evaluation_rows(run.logdir, PROBES)
+        print(f"seed {run.config['seed']}: last evaluation {rows[-1]['return'] if rows else None}", flush=True)
+
+    new_configs = lambda: {f"seed{seed}": seed_config(args, seed) for seed in args.seeds}
+    runs, = run_benchmark(args, "bench_learning", new_configs, lambda run: "the benchmark", SETTINGS, report).values()
+    curves = {run.config["seed"]: evaluation_rows(run.logdir, PROBES) for run in runs}
+    return {seed: curve for seed, curve in curves.items() if curve}
 
 
+@report_user_errors
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    runs = collect(args, re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env))
+    runs = collect(args)
     target = args.target if args.target is not None else TARGETS.get(args.env)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env)
     prefix = Path(args.out or (Path(args.replot).with_suffix("") if args.replot else f"benchmarks/out/learning_{name}"))

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from agents.logging import read_metrics
 from configs.loader import load_config
-from scripts.benchmarking import run_side_by_side, train_run, train_seeds_together
+from scripts.benchmarking import train_run, train_seeds_together
+from scripts.side_by_side import run_side_by_side
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,9 +1,12 @@
 """The hierarchy benchmark's arms and what it reads from a run, without training."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
+from agents.logging import read_metrics
 from scripts.bench_hierarchy import arm_config, describe, main, parse_args, run_record
 from scripts.benchmarking import evaluation_rows, first_success_step, value_at
 
@@ -111,3 +114,133 @@ def test_replot_prints_the_table_and_verdict_and_writes_json_and_plots(tmp_path,
     assert "| C 2 levels + novelty | 0.900 ± 0.000 [0.900, 0.900] | 5/5, 300 | n/a / 76 |" in out  # no coverage row by step 500
     assert result["coverage_marks"] == [500, 1000]
     assert all((tmp_path / name).exists() for name in ("out.json", "out.png", "out_cells_total.png"))
+
+
+class StandInTrainer:
+    """Stands in for ``agents.trainer.Trainer`` without building anything: a run logs, every
+    ``run.eval_every`` steps from its last checkpoint on, an evaluation whose numbers depend only on
+    its arm, seed and step, and a checkpoint there (a directory named by the step). ``budget``
+    evaluations in all, then it stops as SIGTERM would (None: no limit); ``started`` records each run's
+    ``(name, first step)``."""
+
+    budget = None
+    started = []
+
+    def __init__(self, config, logdir, make_envs, say=print, progress=True, **unused):
+        self.config, self.logdir, self.stopped_by = config, Path(logdir), None
+
+    def run(self, steps, resume=False):
+        checkpoints = self.logdir / "checkpoints"
+        assert resume == checkpoints.is_dir()
+        step = max(int(path.name) for path in checkpoints.iterdir()) if resume else 0
+        rows = [row for row in read_metrics(self.logdir) if row["step"] <= step]  # as agents.logging drops them
+        StandInTrainer.started.append((f"{self.logdir.parent.name}/{self.logdir.name}", step))
+        every, seed, levels = self.config["run"]["eval_every"], self.config["seed"], self.config["hierarchy"]["levels"]
+        while step < steps:
+            if StandInTrainer.budget == 0:
+                self.stopped_by = "SIGTERM"
+                break
+            step += every
+            rate = (levels * step // every + seed) % 5 / 4
+            rows += [{"step": step - 1, "episode/return": rate, "coverage/cells_total": step / 10 + seed},
+                     {"step": step, "eval/return_mean": rate, "eval/success_rate": min(rate, 1.0),
+                      "eval/elapsed_seconds": step / 100}]
+            (checkpoints / str(step)).mkdir(parents=True)
+            StandInTrainer.budget = None if StandInTrainer.budget is None else StandInTrainer.budget - 1
+        (self.logdir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch):
+    import agents.trainer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(agents.trainer, "Trainer", StandInTrainer)
+    monkeypatch.setattr(StandInTrainer, "budget", None)
+    monkeypatch.setattr(StandInTrainer, "started", [])
+    return StandInTrainer
+
+
+TINY = ["--arms", "A", "C", "--seeds", "0", "1", "--steps", "40", "--eval-every", "10"]
+
+
+def _continue_command(out):
+    """The benchmark directory in the command printed to continue a benchmark."""
+    return re.search(r"python -m scripts\.bench_hierarchy --resume (\S+)", out).group(1)
+
+
+def test_a_stopped_benchmark_continues_where_it_stopped_to_the_summary_of_an_uninterrupted_one(stand_in, capsys):
+    flags = ["--arms", "A", "--seeds", "0", "1", "2", "--steps", "40", "--eval-every", "10"]
+    whole = main([*flags, "--out", "whole"])
+    capsys.readouterr()
+    stand_in.budget, stand_in.started = 6, []  # seed 0's four evaluations and two of seed 1's, then SIGTERM
+    with pytest.raises(SystemExit) as stopped:
+        main([*flags, "--out", "parts"])
+    out = capsys.readouterr().out
+    assert stopped.value.code == 143 and "stopped (SIGTERM)" in out
+    directory = _continue_command(out)
+    assert sorted(path.name for path in Path(directory, "A").iterdir()) == ["seed0", "seed1", "seed2"]  # all written first
+    stand_in.budget, stand_in.started = None, []
+    resumed = main(["--resume", directory, "--out", "parts"])
+    out = capsys.readouterr().out
+    assert stand_in.started == [("A/seed1", 20), ("A/seed2", 0)]
+    for line in ("A/seed0: finished (40 of 40 steps), not trained again", "A/seed1: resumes from step 20 to 40",
+                 "A/seed2: starts at step 0 (no checkpoint yet), to 40"):
+        assert line in out
+    assert resumed["summary"] == whole["summary"] and resumed["runs"] == whole["runs"]
+    assert (resumed["arms"], resumed["seeds"], resumed["steps"]) == (["A"], [0, 1, 2], 40)
+
+
+def test_resume_refuses_flags_that_would_change_the_runs(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--resume", "runs/x", "--seeds", "0", "--jobs", "2"])
+    assert "--seeds cannot be given with it" in capsys.readouterr().err
+
+
+def test_vmap_trains_each_arms_seeds_together_and_refuses_what_it_cannot(stand_in, monkeypatch, capsys):
+    import agents.multi_seed
+
+    together = []
+
+    class StandInSeeds:
+        def __init__(self, configs, logdirs, make_envs, say=print, progress=True):
+            self.trainers = [StandInTrainer(config, logdir, make_envs) for config, logdir in zip(configs, logdirs)]
+
+        def run(self, steps, resume=False):
+            together.append(([trainer.config["hierarchy"]["levels"] for trainer in self.trainers],
+                             [trainer.config["seed"] for trainer in self.trainers]))
+            for trainer in self.trainers:
+                trainer.run(steps, resume)
+            self.stopped_by = self.trainers[0].stopped_by
+
+    monkeypatch.setattr(agents.multi_seed, "MultiSeedTrainer", StandInSeeds)
+    result = main([*TINY, "--vmap", "--out", "vmap"])
+    capsys.readouterr()
+    assert together == [([1, 1], [0, 1]), ([2, 2], [0, 1])]  # arm A's seeds, then arm C's
+    assert {arm: sorted(runs) for arm, runs in result["runs"].items()} == {"A": ["0", "1"], "C": ["0", "1"]}
+    assert all(len(record["evaluations"]) == 4 for runs in result["runs"].values() for record in runs.values())
+    with pytest.raises(SystemExit) as refused:
+        main([*TINY, "--vmap", "--jobs", "2"])
+    assert refused.value.code == 2 and "leave out --jobs" in capsys.readouterr().err
+
+    stand_in.budget = 2  # alone: A/seed0 stopped at step 20, the others not started
+    with pytest.raises(SystemExit):
+        main([*TINY, "--out", "alone"])
+    directory, together[:] = _continue_command(capsys.readouterr().out), []
+    stand_in.budget = None
+    with pytest.raises(SystemExit) as refused:  # C's seeds could go together, A's not: refused before anything trains
+        main(["--resume", directory, "--vmap"])
+    message = str(refused.value)
+    assert refused.value.code == 2 and together == [] and "Resume without --vmap" in message
+    assert "A/seed0 at 20, A/seed1 at 0" in message
+    assert f"python -m scripts.train --resume --logdir {directory}/A/seed1 --steps 20" in message
+
+    class DataParallelOverTwoDevices:
+        enabled, num_devices, process_count = True, 2, 1
+
+    monkeypatch.setattr(agents.multi_seed.DataParallel, "from_config", lambda config: DataParallelOverTwoDevices)
+    before = set(Path("runs").iterdir())
+    with pytest.raises(SystemExit) as refused:
+        main([*TINY, "--vmap"])
+    assert refused.value.code == 2 and "parallel.devices=1" in str(refused.value)
+    assert set(Path("runs").iterdir()) == before  # refused before anything was written

@@ -47,43 +47,61 @@ def test_summarises_existing_run_directories(tmp_path, capsys):
 
 
 
-def test_runs_write_their_config_and_resume_from_it_to_more_steps(tmp_path, monkeypatch):
-    """A benchmark run can be continued in a later session: it leaves config.yaml, and --resume
-    trains from it (here a stand-in trainer records what it is asked)."""
+def test_resume_continues_the_runs_of_an_earlier_benchmark_from_their_checkpoints(tmp_path, monkeypatch, capsys):
+    """Run directories of a benchmark from before benchmark directories (``bench-<env>-seed<S>-...``,
+    no benchmark.json) continue from their config.yaml: the finished one is left alone, the stopped
+    one continues (here a stand-in trainer records what it is asked)."""
     import agents.trainer
     from configs.loader import load_config
-    from scripts import bench_learning
     from scripts.benchmarking import train_run
 
     calls = []
 
     class Recorder:
-        def __init__(self, config, logdir, make_envs, progress):
-            self.config, self.logdir = config, logdir
+        def __init__(self, config, logdir, make_envs, say=print, progress=True):
+            self.config, self.logdir, self.stopped_by = config, logdir, None
 
         def run(self, steps, resume=False):
-            calls.append((self.logdir, steps, resume, self.config["seed"]))
+            calls.append((self.logdir.name, steps, resume, self.config["seed"]))
+            (self.logdir / "checkpoints" / str(steps)).mkdir(parents=True)
+            (self.logdir / "metrics.jsonl").write_text(json.dumps(
+                {"step": steps, "eval/return_mean": float(steps), "eval/elapsed_seconds": 1.0}) + "\n")
 
     monkeypatch.setattr(agents.trainer, "Trainer", Recorder)
-    logdir = tmp_path / "run"
-    train_run(load_config(["debug"], [("seed", 7), ("steps", 300)]), logdir)
-    assert (logdir / "config.yaml").exists()
-    bench_learning.resume_one(logdir, 900)
-    assert calls == [(logdir, 300, False, 7), (logdir, 900, True, 7)]
+    monkeypatch.chdir(tmp_path)
+    for seed, steps in ((7, 300), (8, 900)):
+        train_run(load_config(["debug"], [("seed", seed), ("steps", steps), ("env_id", "Pendulum-v1")]),
+                  tmp_path / f"bench-Pendulum-v1-seed{seed}")
+    calls.clear()
+    result = main(["--resume", "bench-Pendulum-v1-seed7", "bench-Pendulum-v1-seed8", "--steps", "900", "--out", "out"])
+    assert calls == [("bench-Pendulum-v1-seed7", 900, True, 7)]  # seed 8 is finished
+    assert "bench-Pendulum-v1-seed8: finished (900 of 900 steps), not trained again" in capsys.readouterr().out
+    assert (result["env"], result["target"], sorted(result["summary"])) == ("Pendulum-v1", -200.0, ["7", "8"])
 
 
-def test_vmap_trains_the_seeds_together_in_their_own_directories_and_refuses_jobs(tmp_path, monkeypatch):
+def test_vmap_trains_the_seeds_together_in_their_own_directories_and_refuses_jobs(tmp_path, monkeypatch, capsys):
     """``--vmap`` hands every seed's config and run directory to one multi-seed run (here a
     stand-in records what it is asked); with ``--jobs`` it is refused."""
-    from scripts import bench_learning
+    import agents.multi_seed
 
     calls = []
-    monkeypatch.setattr(bench_learning, "train_seeds_together",
-                        lambda configs, logdirs, resume=False: calls.append(([c["seed"] for c in configs], logdirs, resume)))
-    monkeypatch.setattr(bench_learning, "evaluation_rows",
-                        lambda logdir, probes: [{"step": 100, "seconds": 1.0, "return": float(len(str(logdir)))}])
-    main(["--config", "debug", "--seeds", "3", "4", "--vmap", "--steps", "100", "--out", str(tmp_path / "out")])
+
+    class Recorder:
+        def __init__(self, configs, logdirs, make_envs, say=print, progress=True):
+            self.configs, self.logdirs, self.stopped_by = configs, logdirs, None
+
+        def run(self, steps, resume=False):
+            calls.append(([config["seed"] for config in self.configs], self.logdirs, resume))
+            for logdir in self.logdirs:
+                (logdir / "metrics.jsonl").write_text(json.dumps(
+                    {"step": steps, "eval/return_mean": 1.0, "eval/elapsed_seconds": 1.0}) + "\n")
+
+    monkeypatch.setattr(agents.multi_seed, "MultiSeedTrainer", Recorder)
+    monkeypatch.chdir(tmp_path)
+    result = main(["--config", "debug", "--seeds", "3", "4", "--vmap", "--steps", "100", "--out", "out"])
     (seeds, logdirs, resume), = calls
-    assert seeds == [3, 4] and not resume and ["-seed3-" in logdirs[0].name, "-seed4-" in logdirs[1].name] == [True, True]
-    with pytest.raises(SystemExit, match="leave out --jobs"):
+    assert seeds == [3, 4] and not resume and [logdir.name for logdir in logdirs] == ["seed3", "seed4"]
+    assert logdirs[0].parent.name.startswith("bench-learning-CartPole-v1-") and sorted(result["summary"]) == ["3", "4"]
+    with pytest.raises(SystemExit):
         main(["--seeds", "0", "1", "--vmap", "--jobs", "2"])
+    assert "leave out --jobs" in capsys.readouterr().err
