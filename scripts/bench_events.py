@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from scripts.bench_learning import PROBES, summarise_seed
-from scripts.benchmarking import evaluation_rows, mean_curve, plot
+from scripts.run_curves import evaluation_rows, mean_curve, plot
 from scripts.side_by_side import run_side_by_side
 
 INPUTS = ("state", "pixels", "frame", "voxel", "events")
@@ -81,7 +81,7 @@ def run_overrides(env: str, source: str, image_size: int, action_repeat: int, ma
 
 
 def train_one(env: str, source: str, seed: int, args: argparse.Namespace, logdir: Path) -> list[dict]:
-    """One run's evaluation rows (``scripts.benchmarking.evaluation_rows``)."""
+    """One run's evaluation rows (``scripts.run_curves.evaluation_rows``)."""
     from agents.trainer import Trainer
     from configs.loader import load_config
     from envs import make_vector_env

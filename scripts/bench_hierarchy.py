@@ -41,8 +41,8 @@ from pathlib import Path
 
 from agents.logging import read_metrics
 from configs.loader import load_config, parse_override
-from scripts.benchmarking import (Run, add_run_flags, check_run_flags, evaluation_rows, first_success_step, mean_curve,
-                                  plot, run_benchmark, scalar_rows)
+from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchmark
+from scripts.run_curves import evaluation_rows, first_success_step, mean_curve, plot, scalar_rows
 from scripts.common import UserError, report_user_errors
 from scripts.hierarchy_verdict import (MIN_SUCCESS, coverage_marks, print_diagnostics, print_table,
                                        summarise_arm, verdicts)

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from configs.loader import load_config
-from scripts.benchmarking import Run, add_run_flags, check_run_flags, evaluation_rows, mean_curve, plot, run_benchmark
+from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchmark
+from scripts.run_curves import evaluation_rows, mean_curve, plot
 from scripts.common import report_user_errors
 
 TARGETS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import PermutationMethod, mannwhitneyu
 
 from scripts.bench_learning import FINAL_EVALUATIONS
-from scripts.benchmarking import value_at
+from scripts.run_curves import value_at
 
 ALPHA = 0.05
 MIN_SUCCESS = 0.8

@@ -8,7 +8,7 @@ import pytest
 
 from agents.logging import read_metrics
 from scripts.bench_hierarchy import arm_config, describe, main, parse_args, run_record
-from scripts.benchmarking import evaluation_rows, first_success_step, value_at
+from scripts.run_curves import evaluation_rows, first_success_step, value_at
 
 
 def test_defaults_are_the_issue_15_benchmark():
