@@ -16,14 +16,16 @@ def evaluation_rows(logdir: Path, probes: Iterable[str] = ()) -> list[dict]:
     ended since the previous evaluation (``train_return``: sampled actions, so it shows sparse successes
     that greedy evaluation misses), ``success_rate`` where the evaluation logged it
     (``eval/success_rate``), every level's exploitation and goal scalars, and the latest value of every
-    logged scalar whose name contains one of ``probes`` (e.g. ``"world_model/r2/"``)."""
+    logged scalar whose name contains one of ``probes`` (e.g. ``"world_model/r2/"``). Only the trainer's
+    periodic evaluations count (they log ``eval/elapsed_seconds``); one by ``scripts.evaluate`` after
+    training does not: it has no training time and may use another number of episodes."""
     rows, training, latest = [], [], {}
     probes = tuple(probes)
     for row in read_metrics(logdir):
         latest.update({name: value for name, value in row.items() if any(probe in name for probe in probes)})
         if "episode/return" in row:
             training.append(row["episode/return"])
-        if "eval/return_mean" in row:
+        if "eval/return_mean" in row and "eval/elapsed_seconds" in row:
             success = {"success_rate": row["eval/success_rate"]} if "eval/success_rate" in row else {}
             rows.append({"step": row["step"], "seconds": row["eval/elapsed_seconds"], "return": row["eval/return_mean"],
                          **success, "train_return": float(np.mean(training)) if training else None, **latest,

@@ -53,14 +53,15 @@ def _write_metrics(path, rows):
     (path / "metrics.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
 
 
-def test_evaluation_rows_average_the_training_episodes_between_evaluations(tmp_path):
+def test_evaluation_rows_average_the_training_episodes_between_the_trainers_evaluations(tmp_path):
     _write_metrics(tmp_path, [
         {"step": 4, "episode/return": 1.0}, {"step": 6, "episode/return": 0.0},
         {"step": 8, "eval/return_mean": 0.5, "eval/success_rate": 0.5, "eval/elapsed_seconds": 3.0,
          "level0/exploitation/gap": 0.1, "level0/world_model/loss": 2.0},
         {"step": 12, "eval/return_mean": 0.0, "eval/elapsed_seconds": 5.0},
         {"step": 14, "episode/return": 0.25, "level0/world_model/loss": 1.0},
-        {"step": 16, "episode/return": 0.75, "eval/return_mean": 1.0, "eval/elapsed_seconds": 7.0}])
+        {"step": 16, "episode/return": 0.75, "eval/return_mean": 1.0, "eval/elapsed_seconds": 7.0},
+        {"step": 16, "eval/return_mean": 0.9, "eval/return_std": 0.1}])  # scripts.evaluate after training
     assert evaluation_rows(tmp_path) == [
         {"step": 8, "seconds": 3.0, "return": 0.5, "success_rate": 0.5, "train_return": 0.5,
          "level0/exploitation/gap": 0.1},
