@@ -64,7 +64,7 @@ def check_observation(space: gymnasium.Space, obs: Any, where: str) -> None:
 
 def _build_message(env_id: str, kwargs: Mapping[str, Any], error: BaseException) -> str:
     if type(error) is ValueError:  # the registry's own messages (unknown ids) are complete
-        return f"environment error: {error}"
+        return str(error)
     text = f"environment {env_id!r} could not be built: {type(error).__name__}: {error}"
     if isinstance(error, TypeError) and kwargs:
         text += f". The constructor was given --env-kwargs {dict(kwargs)}: check their names"
