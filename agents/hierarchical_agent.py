@@ -11,7 +11,8 @@ with level 0's actor in the loop (``agents.imagined_top``).
 Each level (``agents.level``) holds its parts and what they mean; this module is the loop over the
 levels (world models bottom-up, behaviours top-down, so that each level trains with the goals its
 level above hands down now); acting with every level (the clock, filtering bottom-up, picking
-top-down) is ``agents.hierarchical_policy``. With ``levels=1`` it is exactly the flat Dreamer agent
+top-down) is ``agents.hierarchical_policy``, and what each level expects to earn
+``agents.expected_returns``. With ``levels=1`` it is exactly the flat Dreamer agent
 (``tests/agents/reference_dreamer.py``; tested equal).
 """
 
@@ -26,6 +27,7 @@ from flax import struct
 
 from agents.build_levels import build_levels, goal_action_dim
 from agents.build_levels import resolve_backbones, resolve_ks  # noqa: F401 - re-exported: the per-level checks
+from agents.expected_returns import imagined_returns, top_task_value
 from agents.hierarchical_policy import HierarchicalPolicy, HierarchicalPolicyState
 from agents.images import decode_to_observations, reconstruction_images
 from agents.level import Level, LevelState, level_key
@@ -184,31 +186,13 @@ class HierarchicalAgent:
 
     def _imagined_returns(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
                           key: jax.Array) -> jax.Array:
-        """Each level's discounted sum of its own reward over its imagination horizon, imagined from
-        the current states with the current goals and policies: ``[levels, N]`` (no bootstrap).
-
-        The same sum measured on the real steps that follow (``agents.diagnostics``) gives the
-        exploitation gap: how much more a level expects from its model than it gets.
-        """
-        returns = []
-        for index, level in enumerate(self.levels):
-            latent, index_key = policy_state.latents[index], level_key(key, index)
-            if level.imagines_below:
-                returns.append(level.imagined_return_through_below(state.levels[index], state.levels[index - 1],
-                                                                   latent, index_key))
-            else:
-                returns.append(level.imagined_return(state.levels[index], latent, self._goal(policy_state, index),
-                                                     index_key))
-        return jnp.stack(returns)
+        """Each level's expected return from its acting state: ``[levels, N]`` (``agents.expected_returns``)."""
+        return imagined_returns(self.levels, state.levels, policy_state.latents, policy_state.goals, key)
 
     def _top_task_value(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState) -> jax.Array:
         """The top level's critic estimate of its task return from the current states: ``[N]``."""
         top = self.num_levels - 1
-        return self.levels[top].task_value(state.levels[top], state_features(policy_state.latents[top]))
-
-    def _goal(self, policy_state: HierarchicalPolicyState, index: int) -> jax.Array | None:
-        """The goal in effect at level ``index`` while acting (None at the top)."""
-        return None if index == self.num_levels - 1 else policy_state.goals[index]
+        return top_task_value(self.levels[top], state.levels[top], state_features(policy_state.latents[top]))
 
 
 def _prefixed(level: int, metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
