@@ -31,6 +31,8 @@ from world_models.distributions import (
 )
 from world_models.nets import MLP
 
+ACTOR_GRADS = ("auto", "reinforce", "dynamics")  # agent.actor_grad; auto: reinforce if discrete, else dynamics
+
 
 class Trajectory(NamedTuple):
     """An imagined trajectory of H steps from N start states."""
@@ -113,8 +115,8 @@ class ActorCritic:
         self.action_groups = action_groups
         if actor_grad == "auto":
             actor_grad = "reinforce" if discrete else "dynamics"
-        if actor_grad not in ("reinforce", "dynamics"):
-            raise ValueError(f"actor_grad must be auto, reinforce or dynamics, got {actor_grad!r}")
+        if actor_grad not in ACTOR_GRADS:  # auto is resolved above
+            raise ValueError(f"actor_grad must be one of {ACTOR_GRADS}, got {actor_grad!r}")
         self.action_dim, self.discrete, self.actor_grad = action_dim, discrete, actor_grad
         self.horizon, self.discount, self.lambda_, self.entropy = horizon, discount, lambda_, entropy
         self.unimix, self.min_std, self.max_std = unimix, min_std, max_std

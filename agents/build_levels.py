@@ -22,6 +22,7 @@ from world_models.hierarchy import FEATURES
 from world_models.world_model import WorldModel
 
 TOP_MODELS = ("stacked", "imagined")  # hierarchy.top_model
+GOAL_FEATURES = ("deter", "full")  # goal.features: a level's deterministic state, or all its latent features
 
 
 def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: AgentSections) -> list[Level]:
@@ -43,7 +44,9 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
         top = index == hierarchy.levels - 1
         imagined = top and index > 0 and hierarchy.top_model == "imagined"
         world_model = dataclasses.replace(sections.world_model, backbone=level_backbones[index])
-        model_kwargs = dict(as_kwargs(world_model), backbone_kwargs=sections.backbones[world_model.backbone])
+        # a registered backbone without an entry in the backbones section takes no arguments
+        backbone_kwargs = sections.backbones.get(world_model.backbone, {})
+        model_kwargs = dict(as_kwargs(world_model), backbone_kwargs=backbone_kwargs)
         novelty = hierarchy.novelty if top else 0.0
         task_scale = 0.0 if top else goal.task_reward_scale
         terms = Level.reward_terms(top, goal.reward_scale, task_scale, novelty)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -12,6 +13,7 @@ import numpy as np
 from agents.checkpoint import Checkpointer
 from agents.diagnostics import measure_levels
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
+from agents.logging import Logger
 from envs.collector import Collector, Episode
 from envs.success import success_rate
 
@@ -99,3 +101,15 @@ def evaluation_pass(agent: HierarchicalAgent, state: HierarchicalTrainState,
         envs.close()
     scalars.update(evaluation_scalars(episodes))
     return scalars, images
+
+
+def log_evaluation(logger: Logger, step: int, agent: HierarchicalAgent, state: HierarchicalTrainState,
+                   make_envs: Callable[[int], gym.vector.VectorEnv], config: Mapping[str, Any],
+                   start_time: float) -> None:
+    """``evaluation_pass`` written to ``logger`` at ``step``, with the seconds since ``start_time``
+    (the run's start) when it ended."""
+    scalars, images = evaluation_pass(agent, state, make_envs, config)
+    scalars["eval/elapsed_seconds"] = time.time() - start_time
+    logger.scalars(scalars, step)
+    for name, image in images.items():
+        logger.image(name, image, step)

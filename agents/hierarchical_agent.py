@@ -10,19 +10,15 @@ with level 0's actor in the loop (``agents.imagined_top``).
 
 Each level (``agents.level``) holds its parts and what they mean; this module is the loop over the
 levels (world models bottom-up, behaviours top-down, so that each level trains with the goals its
-level above hands down now) and the acting clock. With ``levels=1`` it is exactly the flat Dreamer
-agent (``tests/agents/reference_dreamer.py``; tested equal).
-
-While acting, ``policy_step`` filters the observation bottom-up (level l only at its ticks, every
-``K_1 * ... * K_l`` steps of an episode) and picks actions top-down: a level that ticks picks a new
-abstract action, decodes it into the goal of the level below and holds both until its next tick.
-What it picked is stored in replay (``tick_<l>``, ``goal_action_<l>``) so that training replays the
-very abstract steps that acting took.
+level above hands down now); acting with every level (the clock, filtering bottom-up, picking
+top-down) is ``agents.hierarchical_policy``, and what each level expects to earn
+``agents.expected_returns``. With ``levels=1`` it is exactly the flat Dreamer agent
+(``tests/agents/reference_dreamer.py``; tested equal).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -31,14 +27,14 @@ from flax import struct
 
 from agents.build_levels import build_levels, goal_action_dim
 from agents.build_levels import resolve_backbones, resolve_ks  # noqa: F401 - re-exported: the per-level checks
-from agents.goals import goal_similarity
+from agents.expected_returns import imagined_returns, top_task_value
+from agents.hierarchical_policy import HierarchicalPolicy, HierarchicalPolicyState
 from agents.images import decode_to_observations, reconstruction_images
-from agents.level import Level, LevelState, goal_view, level_key
-from agents.optimization import select_rows
+from agents.level import Level, LevelState, level_key
 from agents.spaces import ActionLayout, ObsLayout, action_layout, observation_layout
 from configs.sections import AgentSections, agent_sections
-from world_models.hierarchy import FEATURES, abstract_batch, gather_time, level_zero_bookkeeping
-from world_models.rssm import RSSMState, state_features
+from world_models.hierarchy import abstract_batch, gather_time, level_zero_bookkeeping
+from world_models.rssm import state_features
 from world_models.world_model import count_parameters
 
 Batch = Mapping[str, jax.Array]
@@ -50,23 +46,6 @@ class HierarchicalTrainState:
     key: jax.Array
     updates: jax.Array  # train steps taken, 0-d int32
     rewarded: jax.Array  # 0-d bool: a batch has held a rewarded step (turns the disagreement penalty on)
-
-
-class HierarchicalPolicyState(NamedTuple):
-    """What acting carries between steps, per environment ``[N, ...]``."""
-
-    latents: tuple[RSSMState, ...]  # per level
-    actions: tuple[jax.Array, ...]  # per level, the action in effect (level 0: the last env action)
-    goals: tuple[jax.Array, ...]  # per level below the top, the goal in effect [N, F]
-    step: jax.Array  # [N] int32, steps since the episode started
-    ticks: tuple[jax.Array, ...]  # per level above 0, [N] bool: picked a new action at this step
-    closest: tuple[jax.Array, ...]  # per level below the top, best goal similarity since the goal was set
-    finished: tuple[jax.Array, ...]  # per level below the top, the best similarity of a goal replaced at
-    # this step (NaN where none was): the goal-reach statistics
-    chance_closest: tuple[jax.Array, ...]  # the same for a random goal drawn at each tick and never
-    chance_finished: tuple[jax.Array, ...]  # pursued: how often a goal counts as reached by chance
-    chance_goals: tuple[jax.Array, ...]
-    policy_acted: jax.Array  # [N] bool: the agent's policy picked this step's actions (not random prefill)
 
 
 class HierarchicalAgent:
@@ -82,9 +61,10 @@ class HierarchicalAgent:
         self.discount = sections.agent.discount
         self.goal_action_dim = goal_action_dim(sections.goal)
         self.reach_threshold = sections.goal.reach_threshold
+        self.policy = HierarchicalPolicy(self.levels, action_layout.dim, self.goal_action_dim)
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
         self.policy_step = jax.jit(self._policy_step, static_argnames="greedy")
-        self.prefill_step = jax.jit(self._prefill_step)
+        self.prefill_step = jax.jit(self.policy.prefill_step)
         self.reconstruction_images = jax.jit(self._reconstruction_images, static_argnames="frames")
         self.imagined_returns = jax.jit(self._imagined_returns)
         self.top_task_value = jax.jit(self._top_task_value)
@@ -113,21 +93,12 @@ class HierarchicalAgent:
         return counts
 
     def replay_fields(self) -> dict[str, tuple[tuple[int, ...], Any]]:
-        """Per-step fields acting adds to replay: each level's ticks and abstract actions, and whether
-        the policy acted (an abstract action issued during random prefill was never followed)."""
-        fields = {"policy_acted": ((), np.bool_)} if self.num_levels > 1 else {}
-        for level in range(1, self.num_levels):
-            fields[f"tick_{level}"] = ((), np.bool_)
-            fields[f"goal_action_{level}"] = ((self.goal_action_dim,), np.float32)
-        return fields
+        """Per-step fields acting adds to replay (``HierarchicalPolicy.replay_fields``)."""
+        return self.policy.replay_fields()
 
     def replay_extras(self, policy_state: HierarchicalPolicyState) -> dict[str, np.ndarray]:
         """The ``replay_fields`` of the step just taken."""
-        extras = {"policy_acted": np.asarray(policy_state.policy_acted)} if self.num_levels > 1 else {}
-        for level in range(1, self.num_levels):
-            extras[f"tick_{level}"] = np.asarray(policy_state.ticks[level - 1])
-            extras[f"goal_action_{level}"] = np.asarray(policy_state.actions[level])
-        return extras
+        return self.policy.replay_extras(policy_state)
 
     # --------------------------------------------------------------------------------- training
     def _train_step(self, state: HierarchicalTrainState, batch: Batch):
@@ -205,122 +176,23 @@ class HierarchicalAgent:
 
     # --------------------------------------------------------------------------------- acting
     def initial_policy_state(self, state: HierarchicalTrainState, batch_size: int) -> HierarchicalPolicyState:
-        below_top = self.levels[:-1]
-        actions = [jnp.zeros((batch_size, self.action_layout.dim))]
-        actions += [jnp.zeros((batch_size, self.goal_action_dim)) for _ in range(1, self.num_levels)]
-        return HierarchicalPolicyState(
-            latents=tuple(self._initial_latent(state, index, batch_size) for index in range(self.num_levels)),
-            actions=tuple(actions),
-            goals=tuple(jnp.zeros((batch_size, level.goal_size)) for level in below_top),
-            step=jnp.zeros((batch_size,), jnp.int32),
-            ticks=tuple(jnp.zeros((batch_size,), bool) for _ in range(1, self.num_levels)),
-            closest=tuple(jnp.full((batch_size,), -jnp.inf) for _ in below_top),
-            finished=tuple(jnp.full((batch_size,), jnp.nan) for _ in below_top),
-            chance_closest=tuple(jnp.full((batch_size,), -jnp.inf) for _ in below_top),
-            chance_finished=tuple(jnp.full((batch_size,), jnp.nan) for _ in below_top),
-            chance_goals=tuple(jnp.zeros((batch_size, level.goal_size)) for level in below_top),
-            policy_acted=jnp.zeros((batch_size,), bool),
-        )
-
-    def _initial_latent(self, state: HierarchicalTrainState, index: int, batch_size: int) -> RSSMState:
-        """Level ``index``'s latent state at an episode start (a top imagining through level 0: level 0's)."""
-        own = index - 1 if self.levels[index].imagines_below else index
-        return self.levels[own].world_model.initial(state.levels[own].world_model, batch_size)
-
-    def _clock(self, policy_state: HierarchicalPolicyState, is_first: jax.Array):
-        step = jnp.where(is_first, 0, policy_state.step + 1)
-        ticks = tuple(step % level.period == 0 for level in self.levels[1:])
-        return step, ticks
-
-    def _prefill_step(self, policy_state: HierarchicalPolicyState, is_first: jax.Array, key: jax.Array):
-        """Advance the clocks during random-action prefill, with random abstract actions at the ticks
-        (so that the replay's abstract steps are as acting would take them)."""
-        step, ticks = self._clock(policy_state, is_first)
-        actions = list(policy_state.actions)
-        for index in range(1, self.num_levels):
-            random = self.levels[index].random_action(jax.random.fold_in(key, index), is_first.shape[0])
-            actions[index] = select_rows(ticks[index - 1], random, actions[index])
-        return policy_state._replace(step=step, ticks=ticks, actions=tuple(actions),
-                                     policy_acted=jnp.zeros_like(is_first, bool))
+        """Acting's carry at every environment's episode start (``agents.hierarchical_policy``)."""
+        return self.policy.initial_state(state.levels, batch_size)
 
     def _policy_step(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
                      obs: Mapping[str, jax.Array], is_first: jax.Array, key: jax.Array, greedy: bool = False):
-        """Observe ``obs`` (keys ``[N, ...]``) and pick actions ``[N, A]`` (see the module docstring)."""
-        filter_key, action_key = jax.random.split(key)
-        step, ticks = self._clock(policy_state, is_first)
-        latents = self._observe(state, policy_state, obs, is_first, ticks, filter_key)
-        actions, goals = list(policy_state.actions), list(policy_state.goals)
-        closest, finished = list(policy_state.closest), list(policy_state.finished)
-        chance_closest, chance_finished = list(policy_state.chance_closest), list(policy_state.chance_finished)
-        chance_goals = list(policy_state.chance_goals)
-        for index in reversed(range(self.num_levels)):
-            level, level_state = self.levels[index], state.levels[index]
-            index_key = level_key(action_key, index)
-            goal = None if level.top else goals[index]
-            action = level.act(level_state, state_features(latents[index]), goal, index_key, greedy)
-            if index == 0:
-                actions[0] = action
-                continue
-            tick, below = ticks[index - 1], index - 1
-            actions[index] = select_rows(tick, action, actions[index])
-            new_goal = level.decode_goal(level_state, latents[index], action, jax.random.fold_in(index_key, 1))
-            reached = goal_view(state_features(latents[below]), self.levels[below].goal_size)
-            for track, ended, goal_in_effect in ((closest, finished, goals), (chance_closest, chance_finished, chance_goals)):
-                best = jnp.maximum(track[below], goal_similarity(reached, goal_in_effect[below]))
-                ended[below] = jnp.where(tick & ~is_first, best, jnp.nan)
-                track[below] = jnp.where(tick, -jnp.inf, best)
-            goals[below] = select_rows(tick, new_goal, goals[below])
-            random_action = level.random_action(jax.random.fold_in(index_key, 2), tick.shape[0])
-            chance_goal = level.decode_goal(level_state, latents[index], random_action, jax.random.fold_in(index_key, 3))
-            chance_goals[below] = select_rows(tick, chance_goal, chance_goals[below])
-        new_state = HierarchicalPolicyState(
-            tuple(latents), tuple(actions), tuple(goals), step, ticks, tuple(closest), tuple(finished),
-            tuple(chance_closest), tuple(chance_finished), tuple(chance_goals), jnp.ones_like(is_first, bool))
-        return actions[0], new_state
-
-    def _observe(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState, obs: Batch,
-                 is_first: jax.Array, ticks: tuple[jax.Array, ...], key: jax.Array) -> list[RSSMState]:
-        """Filter bottom-up: level 0 every step, level l only where it ticks, on the features below (a top
-        imagining through level 0 holds level 0's state from its last tick)."""
-        latents = []
-        for index, level in enumerate(self.levels):
-            if level.imagines_below:
-                latents.append(select_rows(ticks[index - 1], latents[-1], policy_state.latents[index]))
-                continue
-            observation = obs if index == 0 else {FEATURES: state_features(latents[-1])}
-            latent = level.world_model.obs_step(state.levels[index].world_model, policy_state.latents[index],
-                                                policy_state.actions[index], observation, is_first,
-                                                level_key(key, index))
-            latents.append(latent if index == 0 else select_rows(ticks[index - 1], latent, policy_state.latents[index]))
-        return latents
+        """Observe ``obs`` (keys ``[N, ...]``) and pick actions ``[N, A]`` (``HierarchicalPolicy.step``)."""
+        return self.policy.step(state.levels, policy_state, obs, is_first, key, greedy)
 
     def _imagined_returns(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
                           key: jax.Array) -> jax.Array:
-        """Each level's discounted sum of its own reward over its imagination horizon, imagined from
-        the current states with the current goals and policies: ``[levels, N]`` (no bootstrap).
-
-        The same sum measured on the real steps that follow (``agents.diagnostics``) gives the
-        exploitation gap: how much more a level expects from its model than it gets.
-        """
-        returns = []
-        for index, level in enumerate(self.levels):
-            latent, index_key = policy_state.latents[index], level_key(key, index)
-            if level.imagines_below:
-                returns.append(level.imagined_return_through_below(state.levels[index], state.levels[index - 1],
-                                                                   latent, index_key))
-            else:
-                returns.append(level.imagined_return(state.levels[index], latent, self._goal(policy_state, index),
-                                                     index_key))
-        return jnp.stack(returns)
+        """Each level's expected return from its acting state: ``[levels, N]`` (``agents.expected_returns``)."""
+        return imagined_returns(self.levels, state.levels, policy_state.latents, policy_state.goals, key)
 
     def _top_task_value(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState) -> jax.Array:
         """The top level's critic estimate of its task return from the current states: ``[N]``."""
         top = self.num_levels - 1
-        return self.levels[top].task_value(state.levels[top], state_features(policy_state.latents[top]))
-
-    def _goal(self, policy_state: HierarchicalPolicyState, index: int) -> jax.Array | None:
-        """The goal in effect at level ``index`` while acting (None at the top)."""
-        return None if index == self.num_levels - 1 else policy_state.goals[index]
+        return top_task_value(self.levels[top], state.levels[top], state_features(policy_state.latents[top]))
 
 
 def _prefixed(level: int, metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:

@@ -28,8 +28,10 @@ import jax
 import jax.numpy as jnp
 
 from agents.actor_critic import ActorCritic, Policy, Trajectory
+from agents.auxiliaries import init_auxiliaries
+from agents.controllability import spread_ratio
 from agents.goals import Ensemble, GoalAutoencoder
-from agents.level import Level, LevelState, discounted_sum, flatten_time, goal_view, level_key
+from agents.level import Level, LevelState, flatten_time, goal_view, level_key
 from world_models.rssm import RSSMState, state_features
 
 
@@ -90,15 +92,14 @@ class ImaginedTop(Level):
 
     def init(self, world_model_key: jax.Array, actor_critic_key: jax.Array) -> LevelState:
         """No world model: its parameters and optimiser state are empty dicts (0 parameters; orbax and
-        ``jax.tree`` pass empty dicts through)."""
-        key = jax.random.fold_in(world_model_key, 100 + self.index)  # the stacked top's goal autoencoder key
-        auxiliary = {"goal_autoencoder": self.goal_autoencoder.init(key)}
+        ``jax.tree`` pass empty dicts through). Its goal autoencoder draws the stacked top's key."""
+        auxiliary, auxiliary_opt = init_auxiliaries(self.auxiliaries, world_model_key, self.index)
         return LevelState(
             world_model={},
             world_model_opt={},
             actor_critic=self.actor_critic.init(level_key(actor_critic_key, self.index), self.policy_input_dim),
             auxiliary=auxiliary,
-            auxiliary_opt={"goal_autoencoder": self.goal_autoencoder.init_optimizer(auxiliary["goal_autoencoder"])},
+            auxiliary_opt=auxiliary_opt,
         )
 
     def novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
@@ -193,13 +194,4 @@ class ImaginedTop(Level):
         segment = self.segment(state, below, tiled, self.random_action(code_key, count * codes), segment_key)
         reached = {"model/controllability": segment.end.deter.reshape(count, codes, -1),
                    "model/reward_controllability": segment.reward.reshape(count, codes, 1)}
-        return {name: value.var(1).mean() / jnp.maximum(value.mean(1).var(0).mean(), 1e-8)
-                for name, value in reached.items()}
-
-    def imagined_return_through_below(self, state: LevelState, below: LevelState, latent: RSSMState,
-                                      key: jax.Array) -> jax.Array:
-        """The discounted sum of this level's weighted task reward over its horizon, imagined through
-        level 0 from ``latent`` (level 0's states ``[N, ...]``) with the current policies: ``[N]``."""
-        imagined = self.imagine(state, below, latent, lambda features, k: self.act(state, features, None, k), key)
-        rewards = imagined.rewards * self.actor_critic.term_weights[0]
-        return discounted_sum(rewards, imagined.continues, self.actor_critic.discount)
+        return {name: spread_ratio(value) for name, value in reached.items()}

@@ -9,9 +9,11 @@ features*, the first ``G_l`` entries of its latent features (its deterministic s
 Rewards come in named terms, each with its own critic and return scale (``agents.actor_critic``):
 below the top ``goal`` (similarity to the goal) and, if weighted, ``task``; at the top ``task`` and, if
 weighted, ``novelty`` (how badly an autoencoder of goal features reconstructs the state the level
-imagines reaching: high in places the agent has rarely been). What one level does on its own lives here, once: its policy input (features joined with the
-goal), its reward, its updates, and how its abstract actions become goals of the level below. The
-agent (``agents.hierarchical_agent``) is the loop over levels and the acting clock.
+imagines reaching: high in places the agent has rarely been). What one level does on its own lives
+here, once: its policy input (features joined with the goal), its reward, its updates, and how its
+abstract actions become goals of the level below; its auxiliaries learn in ``agents.auxiliaries``.
+The agent (``agents.hierarchical_agent``) is the loop over levels, ``agents.hierarchical_policy``
+the acting clock.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from agents.actor_critic import ActorCritic, ActorCriticState, Trajectory
+from agents.auxiliaries import init_auxiliaries, update_auxiliaries
+from agents.controllability import model_controllability
 from agents.goals import Ensemble, GoalAutoencoder, goal_diversity, goal_similarity
 from agents.optimization import gradient_step
 from world_models import hierarchy as stack
@@ -115,15 +119,13 @@ class Level:
     def init(self, world_model_key: jax.Array, actor_critic_key: jax.Array) -> LevelState:
         """Parameters and optimiser states, from the agent's (unfolded) keys."""
         params = self.world_model.init(level_key(world_model_key, self.index))
-        offsets = {"goal_autoencoder": 100, "ensemble": 200, "novelty_autoencoder": 300}
-        auxiliary = {name: part.init(jax.random.fold_in(world_model_key, offsets[name] + self.index))
-                     for name, part in self.auxiliaries.items()}
+        auxiliary, auxiliary_opt = init_auxiliaries(self.auxiliaries, world_model_key, self.index)
         return LevelState(
             world_model=params,
             world_model_opt=self.world_model.optimizer.init(params),
             actor_critic=self.actor_critic.init(level_key(actor_critic_key, self.index), self.policy_input_dim),
             auxiliary=auxiliary,
-            auxiliary_opt={name: self.auxiliaries[name].init_optimizer(p) for name, p in auxiliary.items()},
+            auxiliary_opt=auxiliary_opt,
         )
 
     # ------------------------------------------------------------------------------ what it means
@@ -150,14 +152,6 @@ class Level:
         weights = self.actor_critic.term_weights[: 1 if self.top else None]
         return jnp.sum(self.reward(features, goal, task) * weights, -1)
 
-    def task_value(self, state: LevelState, features: jax.Array) -> jax.Array:
-        """The top level's critic estimate ``[...]`` of its weighted task reward's discounted return
-        from ``features``: what ``weighted_reward`` will add up to, for diagnostics."""
-        if not self.top:
-            raise ValueError(f"level {self.index} is not the top level: only the top's task value is defined")
-        values = self.actor_critic.value(state.actor_critic.critic, self.policy_input(features, None))
-        return values[..., 0] * self.actor_critic.term_weights[0]
-
     def novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
         """The novelty of this level's states ``features [..., F]``: the reconstruction error of their
         goal features (at level 0 its own, above the level below's as this level's model decodes them)."""
@@ -181,25 +175,6 @@ class Level:
             index = jax.random.randint(key, (batch, ac.action_groups), 0, classes)
             return jax.nn.one_hot(index, classes).reshape(batch, -1)
         return jax.random.uniform(key, (batch, ac.action_dim), minval=-1.0, maxval=1.0)
-
-    def controllability(self, state: LevelState, posterior: RSSMState, key: jax.Array,
-                        starts: int = 32, actions: int = 8) -> dict[str, jax.Array]:
-        """Does this level's model think its actions matter? From ``starts`` posterior states, one
-        imagined step under each of ``actions`` random actions: the spread of the predicted next
-        deterministic state (and reward) across actions, over its spread across start states.
-        Near 0: the action changes nothing the model predicts."""
-        flat = jax.tree.map(lambda leaf: jax.lax.stop_gradient(leaf.reshape((-1,) + leaf.shape[2:])[:starts]), posterior)
-        count = flat.deter.shape[0]
-        tiled = jax.tree.map(lambda leaf: jnp.repeat(leaf, actions, axis=0), flat)
-        action_key, step_key = jax.random.split(key)
-        following = self.world_model.img_step(state.world_model, tiled, self.random_action(action_key, count * actions),
-                                              step_key)
-        params = state.world_model
-        predictions = {"model/controllability": following.deter.reshape(count, actions, -1),
-                       "model/reward_controllability": self.world_model.reward(
-                           params, state_features(following)).reshape(count, actions, 1)}
-        return {name: value.var(1).mean() / jnp.maximum(value.mean(1).var(0).mean(), 1e-8)
-                for name, value in predictions.items()}
 
     def decode_goal(self, state: LevelState, latent: RSSMState, action: jax.Array, key: jax.Array) -> jax.Array:
         """The goal ``[..., G_{l-1}]`` that this level's abstract ``action`` asks of the level below."""
@@ -235,35 +210,19 @@ class Level:
         )
         metrics["model/open_loop_error"] = error.mean()
         metrics[f"model/open_loop_error_step{error.shape[0]}"] = error[-1]
-        if self.index > 0:
-            metrics.update(self.controllability(state, posterior, jax.random.fold_in(key, 3_000)))
+        if self.index > 0:  # does its model think its actions matter? (agents.controllability)
+            metrics.update(model_controllability(self.world_model, state.world_model, posterior, self.random_action,
+                                                 jax.random.fold_in(key, 3_000)))
         return state, metrics, posterior
 
     def _update_auxiliaries(self, state: LevelState, batch: dict, posterior: RSSMState,
                             described: tuple[jax.Array, jax.Array], key: jax.Array
                             ) -> tuple[LevelState, dict[str, jax.Array]]:
-        """The autoencoders learn the goal features of every state they describe, the ensemble this
-        level's real transitions."""
-        mask = batch.get("mask", jnp.ones(batch["is_first"].shape))  # level 0's batch has every step
-        features, described_mask = described
+        """The auxiliaries' step (``agents.auxiliaries``): the autoencoders learn the goal features of
+        the states ``described`` (this level's own at level 0, the level below's above)."""
         goal_size = self.goal_size if self.index == 0 else self.lower_goal_size
-        arguments = {}
-        for name in ("goal_autoencoder", "novelty_autoencoder"):
-            if name in self.auxiliaries:
-                arguments[name] = (goal_view(features, goal_size), described_mask, jax.random.fold_in(key, 2_000))
-        if self.ensemble is not None:
-            own = jax.lax.stop_gradient(state_features(posterior))
-            inputs = jnp.concatenate([own[:-1], batch["prev_action"][1:]], -1)
-            stoch = jax.lax.stop_gradient(posterior.stoch[1:])
-            targets = stoch.reshape(stoch.shape[:2] + (-1,))
-            arguments["ensemble"] = (inputs, targets, mask[1:] * (1.0 - batch["is_first"][1:].astype(jnp.float32)))
-        auxiliary, auxiliary_opt, metrics = dict(state.auxiliary), dict(state.auxiliary_opt), {}
-        for name, args in arguments.items():
-            auxiliary[name], auxiliary_opt[name], part_metrics = self.auxiliaries[name].update(
-                auxiliary[name], auxiliary_opt[name], *args)
-            if name == "novelty_autoencoder":
-                part_metrics = {key.replace("goal/", "novelty/"): value for key, value in part_metrics.items()}
-            metrics.update(part_metrics)
+        auxiliary, auxiliary_opt, metrics = update_auxiliaries(
+            self.auxiliaries, state.auxiliary, state.auxiliary_opt, batch, posterior, described, goal_size, key)
         return state.replace(auxiliary=auxiliary, auxiliary_opt=auxiliary_opt), metrics
 
     def hand_down_goals(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
@@ -339,23 +298,3 @@ class Level:
         actor_critic, metrics, _ = self.actor_critic.update(state.actor_critic, rollout, key)
         metrics.update(extra)
         return state.replace(actor_critic=actor_critic), metrics
-
-    # ------------------------------------------------------------------------------ diagnostics
-    def imagined_return(self, state: LevelState, latent: RSSMState, goal: jax.Array | None,
-                        key: jax.Array) -> jax.Array:
-        """The discounted sum of this level's own reward over its imagination horizon, from ``latent``
-        with ``goal`` held and the current policy: ``[N]`` (no bootstrap)."""
-        params = state.world_model
-        states, _ = self.world_model.imagine(
-            params, latent, lambda features, k: self.act(state, features, goal, k), self.actor_critic.horizon, key
-        )
-        features = state_features(states)[1:]
-        rewards = self.weighted_reward(features, goal, self.world_model.reward(params, features))
-        return discounted_sum(rewards, self.world_model.continue_prob(params, features), self.actor_critic.discount)
-
-
-def discounted_sum(rewards: jax.Array, continues: jax.Array, discount: float) -> jax.Array:
-    """``sum_i discount^i prod_{j<i} continues_j * rewards_i`` over the time axis of ``[H, N]``: ``[N]``
-    (``continues[i]``: the episode goes on after the step that earned ``rewards[i]``)."""
-    weights = jnp.cumprod(jnp.concatenate([jnp.ones_like(continues[:1]), discount * continues[:-1]]), 0)
-    return jnp.sum(weights * rewards, 0)

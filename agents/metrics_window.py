@@ -46,3 +46,11 @@ class MetricsWindow:
         if self.returns:
             self.last_return = self.returns[-1]
         return scalars
+
+    def progress_postfix(self, scalars: Mapping[str, float]) -> dict[str, str]:
+        """What the progress bar shows of a ``summary``: throughput and the last episode's return."""
+        postfix = {"env/s": f"{scalars['throughput/env_steps_per_second']:.1f}",
+                   "train/s": f"{scalars['throughput/train_steps_per_second']:.2f}"}
+        if self.last_return is not None:
+            postfix["return"] = f"{self.last_return:.1f}"
+        return postfix

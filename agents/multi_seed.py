@@ -128,7 +128,7 @@ class MultiSeedTrainer:
             self.policy_state, self.act_keys = self.seeds.prefill_step(self.policy_state, is_first, self.act_keys)
         else:
             obs = stack_host([obs for obs, _ in pending])
-            actions, self.policy_state, self.act_keys = self.lead._timed(
+            actions, self.policy_state, self.act_keys = self.lead.timed(
                 f"policy_step over {len(self.trainers)} seeds", self.seeds.policy_step,
                 self.state, self.policy_state, obs, is_first, self.act_keys)
             actions = np.asarray(actions)
@@ -142,7 +142,7 @@ class MultiSeedTrainer:
         """Every update due, one vmapped train step for all seeds per update."""
         while self._update_due():
             batch = stack_host([trainer.replay.sample() for trainer in self.trainers])
-            self.state, metrics = self.lead._timed(f"train_step over {len(self.trainers)} seeds",
+            self.state, metrics = self.lead.timed(f"train_step over {len(self.trainers)} seeds",
                                                    self.seeds.train_step, self.state, batch)
             metrics = jax.device_get(metrics)
             for index, trainer in enumerate(self.trainers):

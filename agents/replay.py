@@ -17,6 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+STORAGES = ("memory", "disk")  # replay.storage: arrays in memory, or memory-mapped files in the run directory
+
 Spec = Mapping[str, tuple[tuple[int, ...], Any]]
 
 
@@ -47,8 +49,8 @@ class Replay:
                 f"replay.capacity={capacity} leaves {self.length} steps per environment for "
                 f"{num_envs} environments, fewer than replay.batch_length={batch_length}"
             )
-        if storage not in ("memory", "disk"):
-            raise ValueError(f"replay.storage must be memory or disk, got {storage!r}")
+        if storage not in STORAGES:
+            raise ValueError(f"replay.storage must be one of {STORAGES}, got {storage!r}")
         if storage == "disk" and directory is None:
             raise ValueError("replay.storage=disk needs a directory for its files")
         self.spec = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in spec.items()}

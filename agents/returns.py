@@ -65,3 +65,10 @@ def update_return_scale(
         decay * scale.low + (1 - decay) * low, decay * scale.high + (1 - decay) * high
     )
     return scale, jnp.maximum(1.0, scale.high - scale.low)
+
+
+def discounted_sum(rewards: jax.Array, continues: jax.Array, discount: float) -> jax.Array:
+    """``sum_i discount^i prod_{j<i} continues_j * rewards_i`` over the time axis of ``[H, N]``: ``[N]``
+    (``continues[i]``: the episode goes on after the step that earned ``rewards[i]``; no bootstrap)."""
+    weights = jnp.cumprod(jnp.concatenate([jnp.ones_like(continues[:1]), discount * continues[:-1]]), 0)
+    return jnp.sum(weights * rewards, 0)

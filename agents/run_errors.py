@@ -35,3 +35,25 @@ def first_nonfinite(metrics: Mapping[str, float]) -> str | None:
         if not np.all(np.isfinite(value)):
             return name
     return None
+
+
+def last_checkpoint_text(latest_step: int | None, directory: object) -> str:
+    """What a failed run leaves to resume from, for the error message."""
+    if latest_step is None:
+        return "no checkpoint was written yet"
+    return f"the last checkpoint (step {latest_step:,}) in {directory} is intact"
+
+
+def nonfinite_environment_error(error: NonFiniteObservationError, env_step: int,
+                                checkpoint: str) -> NonFiniteEnvironmentError:
+    """The error for a non-finite observation or reward at ``env_step``; ``checkpoint``: ``last_checkpoint_text``."""
+    return NonFiniteEnvironmentError(
+        f"{error} at environment step {env_step:,}. Nothing of that step was stored; {checkpoint}. Fix the "
+        "environment, or set run.nonfinite=drop_episode (also with --resume) to end such episodes there and go on."
+    )
+
+
+def nonfinite_loss_error(name: str, value: object, update: int, env_step: int, checkpoint: str) -> NonFiniteLossError:
+    """The error for the non-finite metric ``name`` of ``update``; ``checkpoint``: ``last_checkpoint_text``."""
+    return NonFiniteLossError(f"training stopped: {name} = {value} at update {update} (environment step "
+                              f"{env_step:,}); {checkpoint}. {LOSS_REMEDY}")

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.hierarchical_agent import HierarchicalAgent, HierarchicalPolicyState, HierarchicalTrainState
+from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
+from agents.hierarchical_policy import HierarchicalPolicyState
 
 Tree = TypeVar("Tree")
 

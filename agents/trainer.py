@@ -8,8 +8,6 @@ due is computed, so the train ratio continues exactly, with no burst of catch-up
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -19,30 +17,24 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from agents.checkpoint import open_checkpointer
+from agents.compile_timer import CompileTimer
 from agents.coverage import CoverageMeter
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
-from agents.env_snapshots import EnvSnapshots
-from agents.evaluation import evaluation_pass
+from agents.evaluation import log_evaluation
 from agents.logging import Logger
 from agents.metrics_window import Counters, MetricsWindow
 from agents.parallel import DataParallel
 from agents.replay import Replay
 from agents.resources import check_run_fits
-from agents.run_errors import LOSS_REMEDY, NonFiniteEnvironmentError, NonFiniteLossError, first_nonfinite
+from agents.run_checkpoint import RunCheckpoint
+from agents.run_description import run_description
+from agents.run_errors import first_nonfinite, nonfinite_environment_error, nonfinite_loss_error
+from agents.schedule import crossed_multiple, reached, updates_due
 from agents.spaces import replay_spec
 from agents.stop_request import StopRequest
 from envs.collector import Collector, NonFiniteObservationError, PolicyFn
 
 VectorEnvFactory = Callable[[int], gym.vector.VectorEnv]
-
-
-def updates_due(env_steps: int, prefill: int, train_ratio: float, batch_steps: int) -> int:
-    """Updates that should have run after ``env_steps``: ``train_ratio`` replayed steps per
-    environment step once the replay is prefilled, each update replaying ``batch_steps`` steps."""
-    if env_steps < prefill:
-        return 0
-    return int(math.floor((env_steps - prefill) * train_ratio / batch_steps)) + 1
 
 
 class Trainer:
@@ -95,68 +87,37 @@ class Trainer:
                                    nonfinite=run["nonfinite"], name=str(config["env_id"]))
         self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), run["num_envs"])
         self.coverage = CoverageMeter()  # logs only for envs with info["cell"]
-        self.checkpointer = open_checkpointer(self.logdir / "checkpoints", run["keep_checkpoints"])
-        self.env_snapshots = EnvSnapshots(self.logdir / "env_snapshots")
+        self.checkpoint = RunCheckpoint(self.logdir, run["keep_checkpoints"])
         self.counters = Counters()
         # Replayed steps per update that count against this process's env steps: its part of the
         # global batch, so the train ratio holds for the whole run.
         self.batch_steps = self.parallel.local_batch_size * config["replay"]["batch_length"]
-        self.compiled: set[str] = set()
+        self.timed = CompileTimer(say)  # calls a jitted function, announcing its first compilation
         self.stopped_by: str | None = None  # the signal's name after a stop requested by one
         self.logger: Logger | None = None  # open from ``begin`` to ``close``
         self.bar: tqdm | None = None
         self.window = MetricsWindow(self.counters)
-
-    # ----------------------------------------------------------------------------- set-up lines
-    def describe(self) -> None:
-        devices = jax.devices()
-        seed = int(self.config["seed"])
-        self.say(f"seed {seed}: JAX keys, NumPy, env i gets {seed} + i, evaluation envs {seed + 10_000}")
-        self.say(f"JAX devices: {', '.join(str(d) for d in devices)} (backend {jax.default_backend()})")
-        for line in self.parallel.describe():
-            self.say(line)
-        if self.config["run"]["gpu_recommended"] and jax.default_backend() == "cpu":
-            self.say("WARNING: this preset is meant for a GPU but runs on the CPU: expect it to be very slow.")
-        counts = self.agent.parameter_counts(self.state)
-        self.say("parameters: " + ", ".join(f"{name} {count:,}" for name, count in counts.items()))
-        self.say(f"observations: mlp {self.obs_layout.mlp_shapes} cnn {self.obs_layout.cnn_shapes}; "
-                 f"actions: {'discrete' if self.action_layout.discrete else 'continuous'} {self.action_layout.dim}")
-        size = self.replay.nbytes / 2**20
-        where = "on disk (memory-mapped)" if self.replay.storage == "disk" else "in memory"
-        self.say(f"replay: {self.replay.length * self.replay.num_envs:,} steps, {size:,.1f} MiB {where} at capacity")
 
     # ----------------------------------------------------------------------------- checkpoints
     def _checkpoint_state(self) -> dict[str, Any]:
         return {"train": self.state, "act_key": self.act_key, "policy": self.policy_state}
 
     def save(self) -> None:
-        if self.checkpointer.latest_step() == self.counters.env_steps:
+        if self.checkpoint.latest_step() == self.counters.env_steps:
             return  # this step is already saved (a periodic save that coincides with the end)
         self.replay.flush()
         if self.logger is not None:  # a resumed run continues the logs from this step: they must be on disk
             self.logger.flush()
-        meta = {
-            "counters": dataclasses.asdict(self.counters),
-            "replay": self.replay.state_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
-        }
-        self.env_snapshots.save(self.counters.env_steps, self.envs, self.collector.snapshot(),
-                                self.checkpointer.manager.all_steps())
-        self.checkpointer.save(self.counters.env_steps, self._checkpoint_state(), self.replay.data(), meta)
+        self.checkpoint.save(self.counters, self._checkpoint_state(), self.replay, self.rng, self.envs,
+                             self.collector.snapshot())
 
     def restore(self) -> bool:
         """Load the latest checkpoint if there is one; returns whether it did."""
-        if self.checkpointer.latest_step() is None:
+        if self.checkpoint.latest_step() is None:
             return False
-        saved_count = self.checkpointer.meta()["replay"]["count"]
-        state, replay_data, meta = self.checkpointer.restore(self._checkpoint_state(),
-                                                             self.replay.data_template(saved_count))
+        state, self.counters, snapshot = self.checkpoint.restore(self._checkpoint_state(), self.replay, self.rng)
         self.state, self.act_key, self.policy_state = state["train"], state["act_key"], state["policy"]
         self.state = self.parallel.replicate(self.state)
-        self.replay.load_state_dict(meta["replay"], replay_data)
-        self.rng.bit_generator.state = meta["numpy_rng"]
-        self.counters = Counters(**meta["counters"])
-        snapshot = self.env_snapshots.load(self.counters.env_steps)
         if snapshot is not None:
             self.envs.close()
             self.envs, collector_state = snapshot
@@ -179,23 +140,12 @@ class Trainer:
             self.policy_state = self.agent.prefill_step(self.policy_state, is_first, key)  # the levels' clocks
         else:
             self.act_key, key = jax.random.split(self.act_key)
-            action, self.policy_state = self._timed(
+            action, self.policy_state = self.timed(
                 "policy_step", self.agent.policy_step, self.parallel.acting_view(self.state), self.policy_state,
                 obs, is_first, key
             )
             action = np.asarray(action)
         return action, self.action_layout.to_env(action)
-
-    def _timed(self, name: str, function, *args):
-        """Call a jitted function; the first call announces and times its compilation."""
-        if name in self.compiled:
-            return function(*args)
-        self.say(f"compiling {name} ...")
-        start = time.time()
-        result = jax.block_until_ready(function(*args))
-        self.say(f"compiled {name} in {time.time() - start:.1f}s")
-        self.compiled.add(name)
-        return result
 
     # ----------------------------------------------------------------------------- the loop
     def run(self, steps: int, resume: bool = False) -> Counters:
@@ -225,10 +175,12 @@ class Trainer:
         """Restore the last checkpoint (``resume``) or reset the environments, then open the logs."""
         resumed = resume and self.restore()
         if resume and not resumed:
-            self.say(f"--resume: no checkpoint in {self.checkpointer.directory} yet (the run ended before "
+            self.say(f"--resume: no checkpoint in {self.checkpoint.directory} yet (the run ended before "
                      f"its first, due at step {self.config['run']['checkpoint_every']:,}): starting from step 0")
         if not resumed:
-            self.describe()
+            for line in run_description(self.config, self.parallel, self.agent.parameter_counts(self.state),
+                                        self.obs_layout, self.action_layout, self.replay):
+                self.say(line)
             self.collector.reset(seed=self.local_seed)
             self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), self.collector.num_envs)
         # Logs written after the checkpoint by an interrupted run are dropped; this run rewrites them.
@@ -265,19 +217,15 @@ class Trainer:
         """Release what ``__init__`` and ``begin`` opened (also after a failure part-way)."""
         if self.bar is not None:
             self.bar.close()
-        self.checkpointer.close()
+        self.checkpoint.close()
         if self.logger is not None:
             self.logger.close()
         self.envs.close()
 
     def evaluate(self, logger: Logger) -> None:
-        """Greedy evaluation and diagnosis episodes (``agents.evaluation.evaluation_pass``), logged."""
-        scalars, images = evaluation_pass(self.agent, self.parallel.acting_view(self.state), self.make_envs,
-                                          self.config)
-        scalars["eval/elapsed_seconds"] = time.time() - self.start_time
-        logger.scalars(scalars, self.counters.env_steps)
-        for name, image in images.items():
-            logger.image(name, image, self.counters.env_steps)
+        """Greedy evaluation and diagnosis episodes, logged (``agents.evaluation.log_evaluation``)."""
+        log_evaluation(logger, self.counters.env_steps, self.agent, self.parallel.acting_view(self.state),
+                       self.make_envs, self.config, self.start_time)
 
     def log_images(self, logger: Logger) -> None:
         """Observation vs reconstruction of each image key, as ``level0/world_model/reconstruction/<key>``."""
@@ -288,16 +236,10 @@ class Trainer:
         for key, image in jax.device_get(images).items():
             logger.image(f"level0/world_model/reconstruction/{key}", image, self.counters.env_steps)
 
-    def _crossed_value(self, value: int) -> bool:
-        """Whether the last collection step reached ``value`` environment steps."""
-        return self.counters.env_steps - self.collector.num_envs < value <= self.counters.env_steps
-
     def _crossed(self, every: int) -> bool:
         """Whether the last collection step crossed a multiple of ``every`` environment steps."""
-        if every <= 0:
-            return False
-        now, before = self.counters.env_steps, self.counters.env_steps - self.collector.num_envs
-        return now // every > before // every
+        now = self.counters.env_steps
+        return crossed_multiple(every, now - self.collector.num_envs, now)
 
     def collect(self, policy: PolicyFn | None = None, extras: Mapping[str, np.ndarray] | None = None) -> None:
         """One step of every environment, stored in replay. ``policy`` and ``extras`` (its replay
@@ -306,17 +248,15 @@ class Trainer:
         try:
             record, episodes = self.collector.step(policy or self._policy)
         except NonFiniteObservationError as error:
-            raise NonFiniteEnvironmentError(
-                f"{error} at environment step {self.counters.env_steps + self.collector.num_envs:,}. "
-                f"Nothing of that step was stored; {self._last_checkpoint_text()}. Fix the environment, "
-                "or set run.nonfinite=drop_episode (also with --resume) to end such episodes there and go on."
-            ) from None
+            raise nonfinite_environment_error(error, self.counters.env_steps + self.collector.num_envs,
+                                              self.checkpoint.status()) from None
         extras = self.agent.replay_extras(self.policy_state) if extras is None else extras
         self.replay.add({**record, **extras})
         self.coverage.observe(self.collector.cells)
         self.counters.env_steps += self.collector.num_envs
         self.bar.update(self.collector.num_envs)
-        if self._crossed_value(self.config["run"]["prefill"]):
+        if reached(self.config["run"]["prefill"], self.counters.env_steps - self.collector.num_envs,
+                   self.counters.env_steps):
             self.say(f"prefill done: {len(self.replay):,} steps in replay")
         for episode in episodes:
             self.counters.episodes += 1
@@ -329,7 +269,7 @@ class Trainer:
         """Every update due at the train ratio."""
         while self.update_due():
             batch = self.parallel.shard_batch(self.replay.sample())  # one device, one process: unchanged
-            self.state, metrics = self._timed("train_step", self.train_step, self.state, batch)
+            self.state, metrics = self.timed("train_step", self.train_step, self.state, batch)
             self.record_update(metrics)
 
     def update_due(self) -> bool:
@@ -343,19 +283,10 @@ class Trainer:
         metrics = jax.device_get(metrics)
         bad = first_nonfinite(metrics)
         if bad is not None:
-            raise NonFiniteLossError(
-                f"training stopped: {bad} = {metrics[bad]} at update {self.counters.updates + 1} "
-                f"(environment step {self.counters.env_steps:,}); {self._last_checkpoint_text()}. "
-                f"{LOSS_REMEDY}"
-            )
+            raise nonfinite_loss_error(bad, metrics[bad], self.counters.updates + 1, self.counters.env_steps,
+                                       self.checkpoint.status())
         self.counters.updates += 1
         self.window.add(metrics)
-
-    def _last_checkpoint_text(self) -> str:
-        step = self.checkpointer.latest_step()
-        if step is None:
-            return "no checkpoint was written yet"
-        return f"the last checkpoint (step {step:,}) in {self.checkpointer.directory} is intact"
 
     def _maybe_log(self, logger: Logger, window: MetricsWindow, bar: tqdm) -> None:
         if not self._crossed(self.config["run"]["log_every"]):
@@ -364,9 +295,5 @@ class Trainer:
         scalars["throughput/env_worker_restarts"] = getattr(self.envs, "worker_restarts", 0)
         scalars.update(self.coverage.scalars())
         logger.scalars(scalars, self.counters.env_steps)
-        postfix = {"env/s": f"{scalars['throughput/env_steps_per_second']:.1f}",
-                   "train/s": f"{scalars['throughput/train_steps_per_second']:.2f}"}
-        if window.last_return is not None:
-            postfix["return"] = f"{window.last_return:.1f}"
-        bar.set_postfix(postfix, refresh=False)
+        bar.set_postfix(window.progress_postfix(scalars), refresh=False)
         window.reset(self.counters)

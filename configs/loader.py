@@ -2,7 +2,8 @@
 
 A config is plain nested dicts: ``defaults.yaml``, then named presets (``configs/<name>.yaml`` or a
 path to a YAML file) merged on top in order, then ``section.key=value`` overrides. Every key must
-exist in ``defaults.yaml`` and keep its type; keys with a fixed set of values are checked against it.
+exist in ``defaults.yaml`` and keep its type; keys with a fixed set of values are checked against the
+registry they name (``configs.choices``).
 Free-form mappings (``env.kwargs``) accept any keys.
 """
 
@@ -16,27 +17,12 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from configs.bounds import check_bounds
+from configs.choices import CHOICES  # keys restricted to the names of a registry in the code
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
 # Keys whose value is a free-form mapping: their contents are not checked against the defaults.
 FREE_FORM_KEYS = ("env.kwargs",)
-
-# Keys restricted to a fixed set of values. Kept in sync with the registries by a test.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "run.env_parallel": ("sync", "async"),
-    "run.nonfinite": ("error", "drop_episode"),
-    "replay.storage": ("memory", "disk"),
-    "world_model.backbone": ("gru", "s5", "mamba", "egru", "event_s5"),
-    "world_model.posterior": ("auto", "state", "embedding"),
-    "world_model.vector_loss": ("variance", "mse"),
-    "agent.actor_grad": ("auto", "reinforce", "dynamics"),
-    "env.event_camera.representation": ("frame", "voxel", "events"),
-    "parallel.acting": ("device", "cpu"),
-    "goal.space": ("autoencoder", "direct"),
-    "goal.features": ("deter", "full"),
-    "hierarchy.top_model": ("stacked", "imagined"),
-}
 
 # List-valued keys whose length is free (one entry per level of the hierarchy).
 VARIABLE_LENGTH_KEYS = ("hierarchy.k", "hierarchy.backbones", "hierarchy.discount", "hierarchy.entropy")
@@ -95,7 +81,7 @@ def check_hierarchy(config: Mapping[str, Any]) -> None:
             f"hierarchy.k={ks} must list one integer factor >= 1 per level above 0 ({levels - 1} for "
             f"hierarchy.levels={levels}), or a single factor for all of them"
         )
-    valid = CHOICES["world_model.backbone"]
+    valid = CHOICES["world_model.backbone"] if backbones else ()  # the registry is read only when needed
     if backbones and (len(backbones) != levels or any(b not in valid for b in backbones)):
         raise ConfigError(
             f"hierarchy.backbones={backbones} must name one backbone per level ({levels} for "

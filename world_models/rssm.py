@@ -24,6 +24,7 @@ from world_models.distributions import OneHotCategorical, unimix_logits
 from world_models.nets import MLP
 
 SEQUENTIAL_BACKBONES = ("gru", "egru")
+POSTERIORS = ("auto", "state", "embedding")  # world_model.posterior; auto: by backbone (resolve_posterior)
 
 
 class RSSMState(NamedTuple):
@@ -42,8 +43,8 @@ def resolve_posterior(posterior: str, backbone: str) -> str:
     """``auto``: the classic posterior for nonlinear recurrent cores, ``embedding`` for SSMs."""
     if posterior == "auto":
         return "state" if backbone in SEQUENTIAL_BACKBONES else "embedding"
-    if posterior not in ("state", "embedding"):
-        raise ValueError(f"posterior must be auto, state or embedding, got {posterior!r}")
+    if posterior not in POSTERIORS:
+        raise ValueError(f"posterior must be one of {POSTERIORS}, got {posterior!r}")
     return posterior
 
 

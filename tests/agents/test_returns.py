@@ -1,7 +1,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from agents.returns import ReturnScale, lambda_returns, update_return_scale
+from agents.returns import ReturnScale, discounted_sum, lambda_returns, update_return_scale
 
 
 def test_lambda_returns_hand_computed():
@@ -31,3 +31,9 @@ def test_return_scale_tracks_percentiles_and_never_scales_up():
     np.testing.assert_allclose([scale.low, scale.high, divisor], [5.0, 95.0, 90.0], rtol=1e-5)
     _, divisor = update_return_scale(ReturnScale.initial(), jnp.full(10, 0.1), 0.0, (5.0, 95.0))
     assert divisor == 1.0
+
+
+def test_discounted_sum_against_hand_computed_numbers():
+    # one sequence, discount 0.5: 1 + 0.5 * 1 * 2 + 0.25 * (1 * 0) * 4 = 2 (the episode ends after step 1)
+    rewards, continues = jnp.array([[1.0], [2.0], [4.0]]), jnp.array([[1.0], [0.0], [1.0]])
+    np.testing.assert_allclose(discounted_sum(rewards, continues, 0.5), [2.0])

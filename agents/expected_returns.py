@@ -1,0 +1,67 @@
+"""What each level expects to earn, by its own model and critic: the imagined side of the
+exploitation gap (``agents.diagnostics`` measures the same sums on the real steps that follow).
+
+A level's expectation is the discounted sum of its own weighted reward over its imagination horizon,
+imagined from its current latent state with the goal in effect held and its current policy (no
+bootstrap); a top imagining through level 0 (``agents.imagined_top``) imagines through level 0's
+model with level 0's actor in the loop. The top's critic adds its estimate of the task return.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from agents.imagined_top import ImaginedTop
+from agents.level import Level, LevelState, level_key
+from agents.returns import discounted_sum
+from world_models.rssm import RSSMState, state_features
+
+
+def imagined_return(level: Level, state: LevelState, latent: RSSMState, goal: jax.Array | None,
+                    key: jax.Array) -> jax.Array:
+    """``level``'s expectation from ``latent`` (leaves ``[N, ...]``) with ``goal [N, G]`` held (None
+    at the top): ``[N]``."""
+    params = state.world_model
+    states, _ = level.world_model.imagine(
+        params, latent, lambda features, k: level.act(state, features, goal, k), level.actor_critic.horizon, key
+    )
+    features = state_features(states)[1:]
+    rewards = level.weighted_reward(features, goal, level.world_model.reward(params, features))
+    return discounted_sum(rewards, level.world_model.continue_prob(params, features), level.actor_critic.discount)
+
+
+def imagined_return_through_below(top: ImaginedTop, state: LevelState, below: LevelState, latent: RSSMState,
+                                  key: jax.Array) -> jax.Array:
+    """The expectation of a top imagining through level 0 (``below``: level 0's state) from level 0's
+    states ``latent`` (leaves ``[N, ...]``): its weighted task reward per abstract step, ``[N]``."""
+    imagined = top.imagine(state, below, latent, lambda features, k: top.act(state, features, None, k), key)
+    rewards = imagined.rewards * top.actor_critic.term_weights[0]
+    return discounted_sum(rewards, imagined.continues, top.actor_critic.discount)
+
+
+def imagined_returns(levels: Sequence[Level], level_states: Sequence[LevelState], latents: Sequence[RSSMState],
+                     goals: Sequence[jax.Array], key: jax.Array) -> jax.Array:
+    """Every level's expectation from its acting state (``latents`` per level, ``goals`` in effect per
+    level below the top): ``[levels, N]``."""
+    returns = []
+    for index, level in enumerate(levels):
+        latent, index_key = latents[index], level_key(key, index)
+        if level.imagines_below:
+            returns.append(imagined_return_through_below(level, level_states[index], level_states[index - 1],
+                                                         latent, index_key))
+        else:
+            goal = None if index == len(levels) - 1 else goals[index]
+            returns.append(imagined_return(level, level_states[index], latent, goal, index_key))
+    return jnp.stack(returns)
+
+
+def top_task_value(top: Level, state: LevelState, features: jax.Array) -> jax.Array:
+    """The top level's critic estimate ``[...]`` of its weighted task reward's discounted return from
+    ``features``: what its ``weighted_reward`` will add up to."""
+    if not top.top:
+        raise ValueError(f"level {top.index} is not the top level: only the top's task value is defined")
+    values = top.actor_critic.value(state.actor_critic.critic, top.policy_input(features, None))
+    return values[..., 0] * top.actor_critic.term_weights[0]
