@@ -29,7 +29,6 @@ what the agent actually saw when that goal's time was up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import gymnasium as gym
 import jax
