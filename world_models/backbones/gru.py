@@ -22,9 +22,34 @@ import jax.numpy as jnp
 from world_models.backbones.scan import scan_steps, where_reset
 
 
+def to_groups(state: jax.Array, blocks: int) -> jax.Array:
+    """``[B, H]`` -> group-major ``[G, B, H/G]``: group g holds units ``g H/G .. (g + 1) H/G - 1``."""
+    return jnp.moveaxis(state.reshape(state.shape[:-1] + (blocks, state.shape[-1] // blocks)), -2, 0)
+
+
+def from_groups(groups: jax.Array) -> jax.Array:
+    """Group-major ``[G, B, H/G]`` -> ``[B, H]`` (the inverse of ``to_groups``)."""
+    state = jnp.moveaxis(groups, 0, -2)
+    return state.reshape(state.shape[:-2] + (-1,))
+
+
+def gated_update(parts: jax.Array, state: jax.Array) -> jax.Array:
+    """The GRU's new state from its normalised gate pre-activations ``parts [..., 3h]`` (reset,
+    candidate, update) and its state ``[..., h]``, in any layout (dense ``[B, H]`` or group-major)."""
+    reset_gate, candidate, update = jnp.split(parts, 3, -1)
+    candidate = jnp.tanh(jax.nn.sigmoid(reset_gate) * candidate)
+    update = jax.nn.sigmoid(update - 1.0)
+    return update * candidate + (1.0 - update) * state
+
+
 class BlockGates(nn.Module):
     """Gate pre-activations of G GRU blocks that share one input: one ``[G, H/G + D, O]`` kernel,
     whose rows ``[:H/G]`` read the block's own state and rows ``[H/G:]`` the shared input.
+
+    Computed group-major (``[G, B, ...]``): the batched product over the blocks then needs no
+    transposes, and the shared input's part is one ``[B, D] x [D, G O]`` product. On the CPU a
+    15-step scan (B 1024, H 320, D 64, G 8), forward and backward, took ~20% less time than with
+    the batch-major einsum ``bgi,gio->bgo``.
 
     Attributes:
       outputs: O, pre-activations per block (3 H / G: reset, candidate, update).
@@ -33,14 +58,14 @@ class BlockGates(nn.Module):
     outputs: int
 
     @nn.compact
-    def __call__(self, state_groups: jax.Array, x: jax.Array) -> jax.Array:
-        """``state_groups [B, G, H/G]``, ``x [B, D]`` -> ``[B, G, O]`` (B: any leading axes)."""
-        blocks, size = state_groups.shape[-2:]
+    def __call__(self, groups: jax.Array, x: jax.Array) -> jax.Array:
+        """``groups [G, B, H/G]``, ``x [B, D]`` -> ``[G, B, O]`` (B: any leading axes)."""
+        blocks, size, width = groups.shape[0], groups.shape[-1], x.shape[-1]
         init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))  # fan-in H/G + D
-        kernel = self.param("kernel", init, (blocks, size + x.shape[-1], self.outputs))
-        own = jnp.einsum("...gi,gio->...go", state_groups, kernel[:, :size])
-        shared = jnp.einsum("...d,gdo->...go", x, kernel[:, size:])
-        return own + shared
+        kernel = self.param("kernel", init, (blocks, size + width, self.outputs))
+        own = jnp.einsum("g...i,gio->g...o", groups, kernel[:, :size])
+        shared = x @ jnp.moveaxis(kernel[:, size:], 0, 1).reshape(width, blocks * self.outputs)
+        return own + to_groups(shared, blocks)
 
 
 class GRU(nn.Module):
@@ -51,6 +76,7 @@ class GRU(nn.Module):
     ``blocks=1`` is the dense cell (parameters ``gates/kernel [H + D, 3H]``, ``norm/{scale,bias}
     [3H]``); ``blocks=G`` keeps the names with a leading block axis (``gates/kernel [G, H/G + D,
     3H/G]``, ``norm/{scale,bias} [G, 3H/G]``), so no state unit of one block reaches another block.
+    Inside a step the state is group-major, ``[G, B, H/G]`` (``to_groups``); the carry stays ``[B, H]``.
 
     Attributes:
       features: hidden units H.
@@ -69,28 +95,21 @@ class GRU(nn.Module):
             self.norm = nn.LayerNorm(epsilon=1e-3)
         else:
             self.gates = BlockGates(3 * self.features // self.blocks)
-            self.norm = nn.LayerNorm(epsilon=1e-3, reduction_axes=-1, feature_axes=(-2, -1))
+            self.norm = nn.LayerNorm(epsilon=1e-3, reduction_axes=-1, feature_axes=(0, -1))
         self.initial = self.param("initial", nn.initializers.zeros, (self.features,))
 
     def initial_state(self, batch_size: int) -> jax.Array:
         """Learned state at an episode start, ``[B, H]``."""
         return jnp.broadcast_to(jnp.tanh(self.initial), (batch_size, self.features))
 
-    def _gate_inputs(self, carry: jax.Array, x: jax.Array) -> jax.Array:
-        """Normalised pre-activations of every block, ``[B, G, 3H/G]`` (reset, candidate, update)."""
-        if self.blocks == 1:
-            return self.norm(self.gates(jnp.concatenate([carry, x], -1)))[..., None, :]
-        groups = carry.reshape(carry.shape[:-1] + (self.blocks, self.features // self.blocks))
-        return self.norm(self.gates(groups, x))
-
     def step(self, carry: jax.Array, x: jax.Array, reset: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One step: ``carry [B, H]``, ``x [B, D]``, ``reset [B]`` -> ``(carry, y [B, H])``."""
         carry = where_reset(reset, self.initial_state(x.shape[0]), carry)
-        reset_gate, candidate, update = jnp.split(self._gate_inputs(carry, x), 3, -1)
-        candidate = jnp.tanh(jax.nn.sigmoid(reset_gate) * candidate)
-        update = jax.nn.sigmoid(update - 1.0)
-        groups = carry.reshape(candidate.shape)
-        carry = (update * candidate + (1.0 - update) * groups).reshape(carry.shape)
+        if self.blocks == 1:
+            carry = gated_update(self.norm(self.gates(jnp.concatenate([carry, x], -1))), carry)
+        else:
+            groups = to_groups(carry, self.blocks)  # [G, B, H/G]
+            carry = from_groups(gated_update(self.norm(self.gates(groups, x)), groups))
         return carry, carry
 
     def scan(
