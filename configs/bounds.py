@@ -63,7 +63,12 @@ BOUNDS: dict[str, Bound] = {
     "goal.reach_threshold": Bound(minimum=-1, maximum=1),
     "backbones.mamba.chunk_size": NON_NEGATIVE,
     "world_model.event_encoder.backbones.mamba.chunk_size": NON_NEGATIVE,
+    "backbones.gru.blocks": POSITIVE_INT, "world_model.event_encoder.backbones.gru.blocks": POSITIVE_INT,
 }
+
+# Block counts and the widths they split into equal groups (world_models.backbones.gru).
+BLOCK_WIDTHS = (("backbones.gru.blocks", "world_model.deter"),
+                ("world_model.event_encoder.backbones.gru.blocks", "world_model.event_encoder.features"))
 
 
 class BoundsError(ValueError):
@@ -89,6 +94,11 @@ def _check_related(config: Mapping[str, Any]) -> None:
             f"replay.capacity={replay['capacity']} over run.num_envs={run['num_envs']} leaves {per_env} steps "
             f"per environment, fewer than replay.batch_length={replay['batch_length']}: raise the capacity"
         )
+    for blocks_key, width_key in BLOCK_WIDTHS:
+        blocks, width = _lookup(config, blocks_key), _lookup(config, width_key)
+        if width % blocks:
+            raise BoundsError(f"{blocks_key}={blocks} must divide {width_key}={width} (the GRU's state splits into "
+                              f"that many equal blocks): choose a divisor of {width}")
     if agent["min_std"] > agent["max_std"]:
         raise BoundsError(f"agent.min_std={agent['min_std']} must not exceed agent.max_std={agent['max_std']}")
     if run["nonfinite"] == "drop_episode" and run["env_parallel"] == "async":

@@ -20,6 +20,10 @@ def test_every_bounded_key_exists_and_every_preset_is_within_bounds():
     ("env.image_size=[64,0]", "'env.image_size' must be >= 8, got [64, 0]"),
     ("replay.capacity=10", "fewer than replay.batch_length"),
     ("backbones.mamba.chunk_size=-1", "'backbones.mamba.chunk_size' must be >= 0, got -1"),
+    ("backbones.gru.blocks=0", "'backbones.gru.blocks' must be >= 1, got 0"),
+    ("backbones.gru.blocks=3", "backbones.gru.blocks=3 must divide world_model.deter=512"),
+    ("world_model.event_encoder.backbones.gru.blocks=5",
+     "world_model.event_encoder.backbones.gru.blocks=5 must divide world_model.event_encoder.features=64"),
 ])
 def test_values_out_of_range_name_the_key_and_the_rule(override, message):
     with pytest.raises(BoundsError) as error:
