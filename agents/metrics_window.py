@@ -9,9 +9,14 @@ from typing import Any, Mapping
 
 @dataclasses.dataclass
 class Counters:
+    """What a run has done, saved with each checkpoint. ``seconds``: its wall-clock time of training
+    up to the checkpoint, so that ``eval/elapsed_seconds`` goes on across resumes (0 in checkpoints
+    written before it was kept)."""
+
     env_steps: int = 0
     updates: int = 0
     episodes: int = 0
+    seconds: float = 0.0
 
 
 class MetricsWindow:

@@ -89,6 +89,7 @@ class Trainer:
         self.coverage = CoverageMeter()  # logs only for envs with info["cell"]
         self.checkpoint = RunCheckpoint(self.logdir, run["keep_checkpoints"])
         self.counters = Counters()
+        self.start_time = time.time()  # minus the seconds of earlier sessions once resumed (``begin``)
         # Replayed steps per update that count against this process's env steps: its part of the
         # global batch, so the train ratio holds for the whole run.
         self.batch_steps = self.parallel.local_batch_size * config["replay"]["batch_length"]
@@ -106,6 +107,7 @@ class Trainer:
         if self.checkpoint.latest_step() == self.counters.env_steps:
             return  # this step is already saved (a periodic save that coincides with the end)
         self.replay.flush()
+        self.counters.seconds = time.time() - self.start_time
         if self.logger is not None:  # a resumed run continues the logs from this step: they must be on disk
             self.logger.flush()
         self.checkpoint.save(self.counters, self._checkpoint_state(), self.replay, self.rng, self.envs,
@@ -191,7 +193,7 @@ class Trainer:
         self.bar = tqdm(total=steps, initial=self.counters.env_steps, unit="step", disable=not self.progress,
                         dynamic_ncols=True, smoothing=0.05)
         self.window = MetricsWindow(self.counters)
-        self.start_time = time.time()
+        self.start_time = time.time() - self.counters.seconds
 
     def after_step(self) -> None:
         """The periodic work after an iteration: logs, evaluation, images and checkpoints."""

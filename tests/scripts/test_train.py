@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from agents.checkpoint import open_checkpointer
 from agents.hierarchical_agent import HierarchicalAgent
 from agents.evaluation import load_train_state
 from agents.logging import read_metrics
@@ -73,8 +74,9 @@ def test_resume_continues_the_run_and_reproduces_the_uninterrupted_parameters(tm
     whole, split = tmp_path / "whole", tmp_path / "split"
     run_train(whole, "--steps", "300")
     run_train(split, "--steps", "150")
-    metrics_before = read_metrics(split)
+    metrics_before, seconds_before = read_metrics(split), training_seconds(split)
     run_train(split, "--resume", "--steps", "300")
+    assert 0.0 < seconds_before < training_seconds(split)  # the wall clock adds up over sessions
     whole_state, whole_step = final_params(whole)
     split_state, split_step = final_params(split)
     assert whole_step == split_step == 300
@@ -83,6 +85,15 @@ def test_resume_continues_the_run_and_reproduces_the_uninterrupted_parameters(tm
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     resumed_rows = read_metrics(split)[len(metrics_before):]
     assert min(row["step"] for row in resumed_rows) > 150  # the logger's step continues
+
+
+def training_seconds(logdir):
+    """The training seconds saved with the run's last checkpoint."""
+    checkpointer = open_checkpointer(logdir / "checkpoints")
+    try:
+        return checkpointer.meta()["counters"]["seconds"]
+    finally:
+        checkpointer.close()
 
 
 def test_no_burst_of_updates_after_resume(tmp_path):
