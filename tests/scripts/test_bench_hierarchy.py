@@ -153,6 +153,7 @@ class StandInTrainer:
 
 @pytest.fixture
 def stand_in(tmp_path, monkeypatch):
+    import agents.multi_seed  # noqa: F401 - before the patch: imported under it, it would keep the stand-in for good
     import agents.trainer
 
     monkeypatch.chdir(tmp_path)
