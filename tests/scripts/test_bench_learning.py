@@ -51,6 +51,7 @@ def test_resume_continues_the_runs_of_an_earlier_benchmark_from_their_checkpoint
     """Run directories of a benchmark from before benchmark directories (``bench-<env>-seed<S>-...``,
     no benchmark.json) continue from their config.yaml: the finished one is left alone, the stopped
     one continues (here a stand-in trainer records what it is asked)."""
+    import agents.multi_seed  # noqa: F401 - before the patch: imported under it, it would keep the stand-in for good
     import agents.trainer
     from configs.loader import load_config
     from scripts.benchmarking import train_run
