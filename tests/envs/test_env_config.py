@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from configs.loader import load_defaults
 from envs.config import EnvConfig, EnvConfigError, EventCameraConfig, as_env_config
 
 YAML_SECTION = {  # the shape of configs/defaults.yaml's env: section
@@ -23,6 +24,11 @@ def test_defaults():
     assert config.image_size == (64, 64) and config.kwargs == {}
     assert config.event_camera == EventCameraConfig()
     assert config.event_camera.frame_interval == pytest.approx(1 / 30)
+
+
+def test_defaults_are_those_of_configs_defaults_yaml():
+    """`envs.make_env` without a config builds what ``scripts.train`` builds with the default one."""
+    assert EnvConfig() == EnvConfig.from_dict(load_defaults()["env"])
 
 
 def test_from_dict_to_dict_round_trip():
