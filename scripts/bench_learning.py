@@ -74,6 +74,9 @@ def seed_config(args: argparse.Namespace, seed: int) -> dict:
     return load_config(args.config.split(","), overrides)
 
 
+HELD_TEXT = {True: "yes", False: "no", None: "not yet"}
+
+
 def summarise_seed(curve: list[dict], target: float | None, hold_from: int | None) -> dict:
     """Final (mean of the last ``FINAL_EVALUATIONS``), best, first step at the target, held, R^2."""
     returns = [p["return"] for p in curve]
@@ -84,7 +87,9 @@ def summarise_seed(curve: list[dict], target: float | None, hold_from: int | Non
     if target is not None:
         summary["first_step_at_target"] = next((p["step"] for p in curve if p["return"] >= target), None)
         tail = [p["return"] for p in curve if hold_from is not None and p["step"] >= hold_from]
-        summary["held"] = bool(final >= target and all(value >= target for value in tail))
+        # None: not known yet, for a run that has not been evaluated from hold_from on
+        summary["held"] = (None if hold_from is not None and not tail
+                           else bool(final >= target and all(value >= target for value in tail)))
     return summary
 
 
@@ -98,11 +103,13 @@ def print_table(env: str, config: str, runs: dict[int, list[dict]], summaries: d
         first = s.get("first_step_at_target")
         r2 = ", ".join(f"{key} {value:.3f}" for key, value in s["r2"].items()) or "n/a"
         print(f"| {seed} | {s['last_step']:,} | {s['final']:.1f} | {s['best']:.1f} | "
-              f"{'-' if first is None else f'{first:,}'} | {'yes' if s.get('held') else 'no'} | {r2} | "
+              f"{'-' if first is None else f'{first:,}'} | {HELD_TEXT[s.get('held', False)]} | {r2} | "
               f"{s['seconds']:.0f} |")
     finals = [s["final"] for s in summaries.values()]
     print(f"final return over seeds: mean {np.mean(finals):.1f}, min {np.min(finals):.1f}, max {np.max(finals):.1f}; "
-          f"held on {sum(bool(s.get('held')) for s in summaries.values())} of {len(summaries)} seeds")
+          f"held on {sum(bool(s.get('held')) for s in summaries.values())} of {len(summaries)} seeds"
+          + (f" (not known yet on {unknown}: not evaluated from the hold step on)"
+             if (unknown := sum(s.get("held", False) is None for s in summaries.values())) else ""))
 
 
 def collect(args: argparse.Namespace) -> dict[int, list[dict]]:

@@ -30,6 +30,8 @@ def test_hold_from_requires_every_later_evaluation():
     assert dip["held"] is False
     steady = summarise_seed(_curve([-900, -300, -150, -150, -100, -100]), target=-200.0, hold_from=3000)
     assert steady["held"] is True
+    young = summarise_seed(_curve([-900, -150, -150]), target=-200.0, hold_from=20000)  # not evaluated from 20k on
+    assert young["held"] is None
 
 
 def test_summarises_existing_run_directories(tmp_path, capsys):
