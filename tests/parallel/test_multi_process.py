@@ -27,7 +27,8 @@ def free_port() -> int:
 
 
 def launch_two(logdir: Path, *flags: str) -> None:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), XLA_FLAGS="",
+    # only the tests' cheap-compile flags: no simulated host devices from a parent that set them
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), XLA_FLAGS=os.environ["HMBRL_TEST_XLA_FLAGS"],
                JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
     port = free_port()
