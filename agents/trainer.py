@@ -52,16 +52,9 @@ class Trainer:
         the memory and disk check.
     """
 
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        logdir: str | Path,
-        make_envs: VectorEnvFactory,
-        say: Callable[[str], None] = print,
-        progress: bool = True,
-        agent: HierarchicalAgent | None = None,
-        runs_in_process: int = 1,
-    ):
+    def __init__(self, config: Mapping[str, Any], logdir: str | Path, make_envs: VectorEnvFactory,
+                 say: Callable[[str], None] = print, progress: bool = True, agent: HierarchicalAgent | None = None,
+                 runs_in_process: int = 1):
         self.config, self.logdir, self.say, self.progress = config, Path(logdir), say, progress
         self.sections = run_sections(config)  # the run, replay and parallel sections, typed
         self.parallel = DataParallel.from_config(config)  # one device and one process: a no-op
@@ -79,10 +72,7 @@ class Trainer:
         self.state: HierarchicalTrainState = self.parallel.replicate(self.agent.init(jax.random.PRNGKey(seed)))
         self.train_step = self.parallel.train_step(self.agent.train_step)
         self.act_key = jax.random.PRNGKey(self.local_seed + 1)
-        spec = {**replay_spec(self.obs_layout, self.action_layout.dim), **self.agent.replay_fields()}
-        check_run_fits(config, spec, self.logdir, runs_in_process)
-        self.replay = Replay(spec, run.num_envs, seed=self.local_seed, directory=self.logdir / "replay",
-                             **{**as_kwargs(self.sections.replay), "batch_size": self.parallel.local_batch_size})
+        self.replay = self._open_replay(runs_in_process)
         self.collector = Collector(self.envs, self.action_layout.dim, self.obs_layout.to_dict,
                                    nonfinite=run.nonfinite, name=str(config["env_id"]))
         self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), run.num_envs)
@@ -98,6 +88,13 @@ class Trainer:
         self.logger: Logger | None = None  # open from ``begin`` to ``close``
         self.bar: tqdm | None = None
         self.window = MetricsWindow(self.counters)
+
+    def _open_replay(self, runs_in_process: int) -> Replay:
+        """This process's replay (its part of the global batch), once the run is known to fit."""
+        spec = {**replay_spec(self.obs_layout, self.action_layout.dim), **self.agent.replay_fields()}
+        check_run_fits(self.config, spec, self.logdir, runs_in_process)
+        return Replay(spec, self.sections.run.num_envs, seed=self.local_seed, directory=self.logdir / "replay",
+                      **{**as_kwargs(self.sections.replay), "batch_size": self.parallel.local_batch_size})
 
     # ----------------------------------------------------------------------------- checkpoints
     def _checkpoint_state(self) -> dict[str, Any]:
