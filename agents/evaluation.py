@@ -14,6 +14,7 @@ from agents.checkpoint import Checkpointer
 from agents.diagnostics import measure_levels
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from agents.logging import Logger
+from configs.sections import run_sections
 from envs.collector import Collector, Episode
 from envs.success import success_rate
 
@@ -28,7 +29,7 @@ def load_train_state(agent: HierarchicalAgent, config: dict[str, Any], logdir: s
     full_template = {
         "train": template,
         "act_key": jax.random.PRNGKey(0),
-        "policy": agent.initial_policy_state(template, config["run"]["num_envs"]),
+        "policy": agent.initial_policy_state(template, run_sections(config).run.num_envs),
     }
     state, _, _ = checkpointer.restore(full_template, replay_template=None, step=step)
     checkpointer.close()
@@ -91,11 +92,12 @@ def evaluation_pass(agent: HierarchicalAgent, state: HierarchicalTrainState,
     (``agents.diagnostics``: exploitation gap, goal reach rate, goal images). A fresh env with its own
     seed and keys: the training run's RNG streams are untouched, so evaluating does not change what
     is learned. Returns the scalars and images to log."""
+    run = run_sections(config).run
     envs = make_envs(1)
     seed = int(config["seed"]) + 10_000
     try:
-        episodes = run_episodes(agent, state, envs, config["run"]["eval_episodes"], seed=seed)
-        diagnose = config["run"]["diagnose_episodes"]
+        episodes = run_episodes(agent, state, envs, run.eval_episodes, seed=seed)
+        diagnose = run.diagnose_episodes
         scalars, images = measure_levels(agent, state, envs, diagnose, seed) if diagnose else ({}, {})
     finally:
         envs.close()

@@ -73,8 +73,9 @@ class HierarchicalAgent:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], observation_space, action_space) -> "HierarchicalAgent":
         """The agent a resolved config describes, for an environment's (single) spaces."""
-        obs = observation_layout(observation_space, config["encoder"]["mlp_keys"], config["encoder"]["cnn_keys"])
-        return cls(obs, action_layout(action_space), agent_sections(config))
+        sections = agent_sections(config)
+        obs = observation_layout(observation_space, sections.encoder.mlp_keys, sections.encoder.cnn_keys)
+        return cls(obs, action_layout(action_space), sections)
 
     @functools.partial(jax.jit, static_argnums=0)
     def init(self, key: jax.Array) -> HierarchicalTrainState:

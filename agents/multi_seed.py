@@ -122,7 +122,7 @@ class MultiSeedTrainer:
         """One environment step of every seed, acting for all seeds in one vmapped call."""
         pending = [trainer.collector.pending() for trainer in self.trainers]
         is_first = np.stack([first for _, first in pending])
-        if self.lead.counters.env_steps < self.lead.config["run"]["prefill"]:
+        if self.lead.counters.env_steps < self.lead.sections.run.prefill:
             actions = np.stack([trainer.action_layout.random(trainer.rng, len(first))
                                 for trainer, (_, first) in zip(self.trainers, pending)])
             self.policy_state, self.act_keys = self.seeds.prefill_step(self.policy_state, is_first, self.act_keys)

@@ -26,6 +26,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from configs.sections import run_sections
+
 BATCH_AXIS = "batch"
 ACTING_CHOICES = ("device", "cpu")
 
@@ -108,16 +110,17 @@ class DataParallel:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DataParallel":
-        section = config["parallel"]
-        per_process = resolve_device_count(section["devices"], jax.local_device_count())
-        batch_size = int(config["replay"]["batch_size"])
+        sections = run_sections(config)
+        parallel = sections.parallel
+        per_process = resolve_device_count(parallel.devices, jax.local_device_count())
+        batch_size = int(sections.replay.batch_size)
         check_batch_size(batch_size, per_process * jax.process_count(), jax.process_count())
         mesh = build_mesh(per_process)
-        if section["acting"] not in ACTING_CHOICES:
-            raise ValueError(f"parallel.acting must be one of {', '.join(ACTING_CHOICES)}, got {section['acting']!r}")
+        if parallel.acting not in ACTING_CHOICES:
+            raise ValueError(f"parallel.acting must be one of {', '.join(ACTING_CHOICES)}, got {parallel.acting!r}")
         local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
-        acting_device = jax.devices("cpu")[0] if section["acting"] == "cpu" else local[0]
-        return cls(mesh, batch_size, acting_device, section["acting"])
+        acting_device = jax.devices("cpu")[0] if parallel.acting == "cpu" else local[0]
+        return cls(mesh, batch_size, acting_device, parallel.acting)
 
     # --------------------------------------------------------------------------- facts
     @property

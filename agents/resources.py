@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from configs.sections import run_sections
 from envs.config import as_env_config
 from envs.event_camera import EVENT_BYTES, worst_case_events
 from envs.registry import EVENT_PREFIX
@@ -62,20 +63,21 @@ def check_run_fits(config: Mapping[str, Any], spec: Mapping[str, tuple[tuple[int
     ``runs``: how many such runs this process holds at once (one per seed of a multi-seed run): a
     replay of zeros is paid for only as it fills, so each run alone would see the memory free.
     """
-    run, replay = config["run"], config["replay"]
+    sections = run_sections(config)
+    run, replay = sections.run, sections.replay
     step_bytes = sum(math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in spec.values())
-    per_env = replay["capacity"] // run["num_envs"]
-    replay_bytes = runs * step_bytes * run["num_envs"] * min(per_env, math.ceil(config["steps"] / run["num_envs"]))
-    in_memory = replay["storage"] == "memory"
+    per_env = replay.capacity // run.num_envs
+    replay_bytes = runs * step_bytes * run.num_envs * min(per_env, math.ceil(config["steps"] / run.num_envs))
+    in_memory = replay.storage == "memory"
     events = 0
     if str(config["env_id"]).startswith(EVENT_PREFIX):
         env = as_env_config(config["env"])  # one simulator per env, plus the evaluation env
-        events = runs * worst_case_events(env.event_camera, env.image_size) * EVENT_BYTES * (run["num_envs"] + 1)
+        events = runs * worst_case_events(env.event_camera, env.image_size) * EVENT_BYTES * (run.num_envs + 1)
     memory = {"replay": replay_bytes if in_memory else 0, "worst-case event simulation": events}
     check_fits(memory, available_memory_bytes(), "memory",
                "Lower replay.capacity or --steps, set replay.storage=disk, shrink the observation "
                "(env.image_size, env.event_camera.voxel_bins), or run fewer jobs (or seeds) side by side.")
     disk = {"replay files": 0 if in_memory else replay_bytes,
-            "checkpoints": replay_bytes * (run["keep_checkpoints"] + 1) if in_memory else 0}
+            "checkpoints": replay_bytes * (run.keep_checkpoints + 1) if in_memory else 0}
     check_fits(disk, free_disk_bytes(logdir), f"disk space in {logdir}",
                "Free some space, pick another --logdir, lower replay.capacity or run.keep_checkpoints.")

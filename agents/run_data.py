@@ -18,6 +18,7 @@ import numpy as np
 from agents.checkpoint import Checkpointer
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from agents.spaces import replay_spec
+from configs.sections import run_sections
 from envs.collector import Collector
 
 STEP_FIELDS = ("prev_action", "is_first", "is_terminal")
@@ -41,11 +42,11 @@ def load_replay(agent: HierarchicalAgent, config: dict[str, Any], logdir: str | 
                 step: int | None = None) -> dict[str, np.ndarray] | None:
     """The last ``steps`` records per environment of the replay saved with a run's checkpoint
     (memory storage) or beside it (disk storage), or None if it holds none."""
-    logdir = Path(logdir)
+    logdir, sections = Path(logdir), run_sections(config)
     checkpointer = Checkpointer(logdir / "checkpoints")
     try:
         saved = checkpointer.meta(step)["replay"]
-        count, num_envs = int(saved["count"]), int(config["run"]["num_envs"])
+        count, num_envs = int(saved["count"]), int(sections.run.num_envs)
         keys = list(agent.obs_layout.keys) + list(STEP_FIELDS)
         if count == 0:
             return None
@@ -60,7 +61,7 @@ def load_replay(agent: HierarchicalAgent, config: dict[str, Any], logdir: str | 
         checkpointer.close()
     if not arrays:
         return None
-    length = int(config["replay"]["capacity"]) // num_envs
+    length = int(sections.replay.capacity) // num_envs
     return replay_window({name: arrays[name] for name in keys}, int(saved["position"]), count, length, steps)
 
 

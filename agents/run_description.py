@@ -9,6 +9,7 @@ import jax
 from agents.parallel import DataParallel
 from agents.replay import Replay
 from agents.spaces import ActionLayout, ObsLayout
+from configs.sections import run_sections
 
 
 def run_description(config: Mapping[str, Any], parallel: DataParallel, parameter_counts: Mapping[str, int],
@@ -20,7 +21,7 @@ def run_description(config: Mapping[str, Any], parallel: DataParallel, parameter
     lines = [f"seed {seed}: JAX keys, NumPy, env i gets {seed} + i, evaluation envs {seed + 10_000}",
              f"JAX devices: {', '.join(str(d) for d in jax.devices())} (backend {jax.default_backend()})",
              *parallel.describe()]
-    if config["run"]["gpu_recommended"] and jax.default_backend() == "cpu":
+    if run_sections(config).run.gpu_recommended and jax.default_backend() == "cpu":
         lines.append("WARNING: this preset is meant for a GPU but runs on the CPU: expect it to be very slow.")
     lines.append("parameters: " + ", ".join(f"{name} {count:,}" for name, count in parameter_counts.items()))
     lines.append(f"observations: mlp {obs_layout.mlp_shapes} cnn {obs_layout.cnn_shapes}; "

@@ -32,6 +32,7 @@ from agents.run_errors import first_nonfinite, nonfinite_environment_error, nonf
 from agents.schedule import crossed_multiple, reached, updates_due
 from agents.spaces import replay_spec
 from agents.stop_request import StopRequest
+from configs.sections import as_kwargs, run_sections
 from envs.collector import Collector, NonFiniteObservationError, PolicyFn
 
 VectorEnvFactory = Callable[[int], gym.vector.VectorEnv]
@@ -51,22 +52,16 @@ class Trainer:
         the memory and disk check.
     """
 
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        logdir: str | Path,
-        make_envs: VectorEnvFactory,
-        say: Callable[[str], None] = print,
-        progress: bool = True,
-        agent: HierarchicalAgent | None = None,
-        runs_in_process: int = 1,
-    ):
+    def __init__(self, config: Mapping[str, Any], logdir: str | Path, make_envs: VectorEnvFactory,
+                 say: Callable[[str], None] = print, progress: bool = True, agent: HierarchicalAgent | None = None,
+                 runs_in_process: int = 1):
         self.config, self.logdir, self.say, self.progress = config, Path(logdir), say, progress
+        self.sections = run_sections(config)  # the run, replay and parallel sections, typed
         self.parallel = DataParallel.from_config(config)  # one device and one process: a no-op
         self.logdir = self.parallel.process_logdir(logdir)  # process i > 0 keeps its shard apart
-        run = config["run"]
+        run = self.sections.run
         self.make_envs = make_envs
-        self.envs = make_envs(run["num_envs"])
+        self.envs = make_envs(run.num_envs)
         self.agent = agent or HierarchicalAgent.from_config(
             config, self.envs.single_observation_space, self.envs.single_action_space
         )
@@ -77,27 +72,29 @@ class Trainer:
         self.state: HierarchicalTrainState = self.parallel.replicate(self.agent.init(jax.random.PRNGKey(seed)))
         self.train_step = self.parallel.train_step(self.agent.train_step)
         self.act_key = jax.random.PRNGKey(self.local_seed + 1)
-        spec = {**replay_spec(self.obs_layout, self.action_layout.dim), **self.agent.replay_fields()}
-        check_run_fits(config, spec, self.logdir, runs_in_process)
-        self.replay = Replay(
-            spec, run["num_envs"], seed=self.local_seed,
-            directory=self.logdir / "replay", **{**config["replay"], "batch_size": self.parallel.local_batch_size},
-        )
+        self.replay = self._open_replay(runs_in_process)
         self.collector = Collector(self.envs, self.action_layout.dim, self.obs_layout.to_dict,
-                                   nonfinite=run["nonfinite"], name=str(config["env_id"]))
-        self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), run["num_envs"])
+                                   nonfinite=run.nonfinite, name=str(config["env_id"]))
+        self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), run.num_envs)
         self.coverage = CoverageMeter()  # logs only for envs with info["cell"]
-        self.checkpoint = RunCheckpoint(self.logdir, run["keep_checkpoints"])
+        self.checkpoint = RunCheckpoint(self.logdir, run.keep_checkpoints)
         self.counters = Counters()
         self.start_time = time.time()  # minus the seconds of earlier sessions once resumed (``begin``)
         # Replayed steps per update that count against this process's env steps: its part of the
         # global batch, so the train ratio holds for the whole run.
-        self.batch_steps = self.parallel.local_batch_size * config["replay"]["batch_length"]
+        self.batch_steps = self.parallel.local_batch_size * self.sections.replay.batch_length
         self.timed = CompileTimer(say)  # calls a jitted function, announcing its first compilation
         self.stopped_by: str | None = None  # the signal's name after a stop requested by one
         self.logger: Logger | None = None  # open from ``begin`` to ``close``
         self.bar: tqdm | None = None
         self.window = MetricsWindow(self.counters)
+
+    def _open_replay(self, runs_in_process: int) -> Replay:
+        """This process's replay (its part of the global batch), once the run is known to fit."""
+        spec = {**replay_spec(self.obs_layout, self.action_layout.dim), **self.agent.replay_fields()}
+        check_run_fits(self.config, spec, self.logdir, runs_in_process)
+        return Replay(spec, self.sections.run.num_envs, seed=self.local_seed, directory=self.logdir / "replay",
+                      **{**as_kwargs(self.sections.replay), "batch_size": self.parallel.local_batch_size})
 
     # ----------------------------------------------------------------------------- checkpoints
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -136,7 +133,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- acting
     def _policy(self, obs: dict[str, np.ndarray], is_first: np.ndarray):
-        if self.counters.env_steps < self.config["run"]["prefill"]:
+        if self.counters.env_steps < self.sections.run.prefill:
             action = self.action_layout.random(self.rng, len(is_first))
             self.act_key, key = jax.random.split(self.act_key)
             self.policy_state = self.agent.prefill_step(self.policy_state, is_first, key)  # the levels' clocks
@@ -178,7 +175,7 @@ class Trainer:
         resumed = resume and self.restore()
         if resume and not resumed:
             self.say(f"--resume: no checkpoint in {self.checkpoint.directory} yet (the run ended before "
-                     f"its first, due at step {self.config['run']['checkpoint_every']:,}): starting from step 0")
+                     f"its first, due at step {self.sections.run.checkpoint_every:,}): starting from step 0")
         if not resumed:
             for line in run_description(self.config, self.parallel, self.agent.parameter_counts(self.state),
                                         self.obs_layout, self.action_layout, self.replay):
@@ -187,9 +184,8 @@ class Trainer:
             self.policy_state = self.agent.initial_policy_state(self.parallel.acting_view(self.state), self.collector.num_envs)
         # Logs written after the checkpoint by an interrupted run are dropped; this run rewrites them.
         self.logger = Logger(self.logdir, resume_step=self.counters.env_steps, enabled=self.parallel.is_main)
-        prefill = self.config["run"]["prefill"]
-        if self.counters.env_steps < prefill:
-            self.say(f"prefilling replay with {prefill:,} random-policy steps ...")
+        if self.counters.env_steps < self.sections.run.prefill:
+            self.say(f"prefilling replay with {self.sections.run.prefill:,} random-policy steps ...")
         self.bar = tqdm(total=steps, initial=self.counters.env_steps, unit="step", disable=not self.progress,
                         dynamic_ncols=True, smoothing=0.05)
         self.window = MetricsWindow(self.counters)
@@ -198,17 +194,17 @@ class Trainer:
     def after_step(self) -> None:
         """The periodic work after an iteration: logs, evaluation, images and checkpoints."""
         self._maybe_log(self.logger, self.window, self.bar)
-        if self._crossed(self.config["run"]["eval_every"]) and self.parallel.is_main:
+        if self._crossed(self.sections.run.eval_every) and self.parallel.is_main:
             self.evaluate(self.logger)
-        if self._crossed(self.config["run"]["video_every"]) and self.obs_layout.cnn_shapes and self.parallel.is_main:
+        if self._crossed(self.sections.run.video_every) and self.obs_layout.cnn_shapes and self.parallel.is_main:
             self.log_images(self.logger)
-        if self._crossed(self.config["run"]["checkpoint_every"]):
+        if self._crossed(self.sections.run.checkpoint_every):
             self.save()
 
     def needs_state(self) -> bool:
         """Whether ``after_step`` will read the train or policy state (evaluate, images, checkpoint)."""
-        run = self.config["run"]
-        return any(self._crossed(run[key]) for key in ("eval_every", "video_every", "checkpoint_every"))
+        run = self.sections.run
+        return any(self._crossed(every) for every in (run.eval_every, run.video_every, run.checkpoint_every))
 
     def finish(self, stopped_by: str | None) -> None:
         """The final checkpoint; ``stopped_by`` names the signal that stopped the run, if one did."""
@@ -257,7 +253,7 @@ class Trainer:
         self.coverage.observe(self.collector.cells)
         self.counters.env_steps += self.collector.num_envs
         self.bar.update(self.collector.num_envs)
-        if reached(self.config["run"]["prefill"], self.counters.env_steps - self.collector.num_envs,
+        if reached(self.sections.run.prefill, self.counters.env_steps - self.collector.num_envs,
                    self.counters.env_steps):
             self.say(f"prefill done: {len(self.replay):,} steps in replay")
         for episode in episodes:
@@ -276,8 +272,8 @@ class Trainer:
 
     def update_due(self) -> bool:
         """Whether an update is due: the train ratio asks for one and the replay can give a batch."""
-        config = self.config["run"]
-        due = updates_due(self.counters.env_steps, config["prefill"], config["train_ratio"], self.batch_steps)
+        run = self.sections.run
+        due = updates_due(self.counters.env_steps, run.prefill, run.train_ratio, self.batch_steps)
         return self.counters.updates < due and self.replay.can_sample()
 
     def record_update(self, metrics: Mapping[str, Any]) -> None:
@@ -291,7 +287,7 @@ class Trainer:
         self.window.add(metrics)
 
     def _maybe_log(self, logger: Logger, window: MetricsWindow, bar: tqdm) -> None:
-        if not self._crossed(self.config["run"]["log_every"]):
+        if not self._crossed(self.sections.run.log_every):
             return
         scalars = window.summary(self.counters)
         scalars["throughput/env_worker_restarts"] = getattr(self.envs, "worker_restarts", 0)

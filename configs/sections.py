@@ -1,7 +1,9 @@
 """Typed, frozen views of the config sections the agent is built from.
 
 ``configs.loader`` resolves and validates the plain config; ``agent_sections`` turns its agent-facing
-sections into these dataclasses once. They have no defaults: every value comes from
+sections into these dataclasses once, ``run_sections`` those of the loop around the agent (the
+training loop, replay, devices). The plain config stays what is saved (``config.yaml``) and resumed
+from; code reads its sections through these views. They have no defaults: every value comes from
 ``defaults.yaml`` (and the presets and overrides on top), and a field that the YAML lacks, or a YAML
 key that no field takes, is an error (``tests/configs`` checks them against ``defaults.yaml``).
 """
@@ -98,6 +100,52 @@ class GoalConfig:
     reach_threshold: float
 
 
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """``encoder``: regular expressions over observation keys that route each key to the MLP or the
+    CNN encoder (``agents.spaces.observation_layout``)."""
+
+    mlp_keys: str
+    cnn_keys: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """``run``: the training loop (``agents.trainer.Trainer``)."""
+
+    num_envs: int
+    env_parallel: str  # sync | async (gymnasium.vector)
+    prefill: int  # random-policy environment steps before the first update
+    train_ratio: int  # replayed steps per environment step
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    eval_every: int  # 0: never
+    eval_episodes: int
+    diagnose_episodes: int  # after each evaluation (agents.diagnostics.measure_levels; 0: none)
+    video_every: int  # 0: never
+    gpu_recommended: bool  # warn when run on a CPU
+    nonfinite: str  # error | drop_episode (envs.collector.Collector)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+    """``replay``: the keyword arguments of ``agents.replay.Replay``."""
+
+    capacity: int  # environment steps kept, over all environments
+    storage: str  # memory | disk
+    batch_size: int  # global: split over the devices and processes (agents.parallel)
+    batch_length: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelConfig:
+    """``parallel``: devices and acting of ``agents.parallel.DataParallel``."""
+
+    devices: str | int  # auto | devices per process
+    acting: str  # device | cpu: where policy_step runs
+
+
 class AgentSections(NamedTuple):
     """Everything ``HierarchicalAgent`` is built from."""
 
@@ -106,6 +154,7 @@ class AgentSections(NamedTuple):
     agent: ActorCriticConfig
     hierarchy: HierarchyConfig
     goal: GoalConfig
+    encoder: EncoderConfig
     sequence_length: int  # replay.batch_length: level 0's training sequences
 
 
@@ -117,7 +166,25 @@ def agent_sections(config: Mapping[str, Any]) -> AgentSections:
         agent=section(ActorCriticConfig, config["agent"], "agent"),
         hierarchy=section(HierarchyConfig, config["hierarchy"], "hierarchy"),
         goal=section(GoalConfig, config["goal"], "goal"),
+        encoder=section(EncoderConfig, config["encoder"], "encoder"),
         sequence_length=int(config["replay"]["batch_length"]),
+    )
+
+
+class RunSections(NamedTuple):
+    """Everything the loop around the agent is built from (``agents.trainer.Trainer``)."""
+
+    run: RunConfig
+    replay: ReplayConfig
+    parallel: ParallelConfig
+
+
+def run_sections(config: Mapping[str, Any]) -> RunSections:
+    """The typed loop sections of a resolved config (``configs.loader.load_config``)."""
+    return RunSections(
+        run=section(RunConfig, config["run"], "run"),
+        replay=section(ReplayConfig, config["replay"], "replay"),
+        parallel=section(ParallelConfig, config["parallel"], "parallel"),
     )
 
 

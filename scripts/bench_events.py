@@ -84,6 +84,7 @@ def train_one(env: str, source: str, seed: int, args: argparse.Namespace, logdir
     """One run's evaluation rows (``scripts.run_curves.evaluation_rows``)."""
     from agents.trainer import Trainer
     from configs.loader import load_config
+    from configs.sections import run_sections
     from envs import make_vector_env
 
     overrides = run_overrides(env, source, args.image_size, args.action_repeat, args.max_events, args.noise)
@@ -91,7 +92,8 @@ def train_one(env: str, source: str, seed: int, args: argparse.Namespace, logdir
     overrides += [("seed", seed), ("steps", args.steps), ("replay.capacity", args.steps), ("run.eval_every", args.eval_every),
                   ("run.eval_episodes", args.eval_episodes), *args.overrides]
     config = load_config([PRESETS[env]], overrides)
-    make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, config["run"]["env_parallel"])
+    env_parallel = run_sections(config).run.env_parallel
+    make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, env_parallel)
     Trainer(config, logdir, make_envs, progress=False).run(config["steps"])
     return evaluation_rows(logdir, PROBES)
 

@@ -51,6 +51,7 @@ import numpy as np
 from agents.hierarchical_agent import HierarchicalAgent, resolve_backbones
 from agents.spaces import replay_spec
 from configs.loader import flatten, load_config
+from configs.sections import run_sections
 from scripts.common import add_config_flags, check_yaml_syntax, command_line_overrides, import_modules, report_user_errors
 from scripts.flop_count import count_flops
 
@@ -225,8 +226,8 @@ def bench_agent(config: dict[str, Any], repeats: int) -> dict[str, Any]:
     undonated state."""
     agent = HierarchicalAgent.from_config(config, *environment_spaces(config))
     state = agent.init(jax.random.PRNGKey(config["seed"]))
-    replay = config["replay"]
-    batch = jax.device_put(synthetic_batch(agent, replay["batch_size"], replay["batch_length"], config["seed"]))
+    replay = run_sections(config).replay
+    batch = jax.device_put(synthetic_batch(agent, replay.batch_size, replay.batch_length, config["seed"]))
     world_model_key, behaviour_key = jax.random.split(jax.random.PRNGKey(config["seed"] + 1))
     rewarded = jnp.asarray(True)  # as in steady training: the disagreement penalty is on
     copied = lambda: jax.tree.map(jnp.copy, state)
@@ -286,10 +287,10 @@ def _summary(config: dict[str, Any], agent: HierarchicalAgent, state, step: dict
         part["gflops"] = part["gflop"] / part["seconds"] if part["seconds"] > 0 else float("nan")
     step["updates_per_second"] = 1.0 / step["seconds"]
     step["gflops"] = step["gflop"] / step["seconds"]
-    model, agent_section = config["world_model"], config["agent"]
+    model, agent_section, replay = config["world_model"], config["agent"], run_sections(config).replay
     return {
         "levels": agent.num_levels, "params": sum(agent.parameter_counts(state).values()),
-        "batch": [config["replay"]["batch_size"], config["replay"]["batch_length"]],
+        "batch": [replay.batch_size, replay.batch_length],
         "horizon": agent_section["horizon"],
         "backbones": resolve_backbones(agent.num_levels, config["hierarchy"]["backbones"], model["backbone"]),
         "model": {key: model[key] for key in ("deter", "stoch", "classes", "units", "layers")}

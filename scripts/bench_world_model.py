@@ -27,6 +27,7 @@ from agents.replay import Replay
 from agents.spaces import action_layout, observation_layout
 from agents.spaces import replay_spec
 from configs.loader import load_config
+from configs.sections import agent_sections, run_sections
 from envs import make_vector_env
 from envs.collector import Collector
 from world_models.rssm import state_features
@@ -48,20 +49,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def random_policy_replay(config: dict, steps: int, seed: int):
     """A replay filled with ``steps`` uniformly random steps; the observation layout and action size."""
-    run = config["run"]
-    envs = make_vector_env(config["env_id"], config["env"], run["num_envs"], "sync")
-    obs = observation_layout(envs.single_observation_space, config["encoder"]["mlp_keys"], config["encoder"]["cnn_keys"])
+    sections, encoder = run_sections(config), agent_sections(config).encoder
+    run = sections.run
+    envs = make_vector_env(config["env_id"], config["env"], run.num_envs, "sync")
+    obs = observation_layout(envs.single_observation_space, encoder.mlp_keys, encoder.cnn_keys)
     actions = action_layout(envs.single_action_space)
-    replay = Replay(replay_spec(obs, actions.dim), run["num_envs"], capacity=steps + run["num_envs"],
-                    seed=seed, **{k: config["replay"][k] for k in ("batch_size", "batch_length")})
+    replay = Replay(replay_spec(obs, actions.dim), run.num_envs, capacity=steps + run.num_envs, seed=seed,
+                    batch_size=sections.replay.batch_size, batch_length=sections.replay.batch_length)
     collector, rng = Collector(envs, actions.dim, obs.to_dict), np.random.default_rng(seed)
     collector.reset(seed=seed)
 
     def policy(_, __):
-        action = actions.random(rng, run["num_envs"])
+        action = actions.random(rng, run.num_envs)
         return action, actions.to_env(action)
 
-    for _ in range(steps // run["num_envs"]):
+    for _ in range(steps // run.num_envs):
         record, _ = collector.step(policy)
         replay.add(record)
     envs.close()

@@ -252,11 +252,13 @@ def train_run(config: Mapping[str, Any], logdir: Path, label: str | None = None)
     from agents.checkpoint import latest_checkpoint_step
     from agents.run_lock import RunLock
     from agents.trainer import Trainer  # here: spawned workers import jax only when they train
+    from configs.sections import run_sections
     from envs import make_vector_env
     from scripts.common import write_config
 
     resume = latest_checkpoint_step(logdir / "checkpoints") is not None
-    make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, config["run"]["env_parallel"])
+    env_parallel = run_sections(config).run.env_parallel
+    make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, env_parallel)
     with RunLock(logdir):
         write_config(dict(config), logdir)
         trainer = Trainer(dict(config), logdir, make_envs, say=_say_as(label), progress=False)
@@ -273,13 +275,15 @@ def train_seeds_together(configs: Sequence[Mapping[str, Any]], logdirs: Sequence
     from agents.checkpoint import latest_checkpoint_step
     from agents.multi_seed import MultiSeedTrainer
     from agents.run_lock import RunLock
+    from configs.sections import run_sections
     from envs import make_vector_env
     from scripts.common import write_config
 
     configs = [dict(config) for config in configs]
     resume = any(latest_checkpoint_step(Path(logdir) / "checkpoints") is not None for logdir in logdirs)
     first = configs[0]  # the seeds share everything but the seed (MultiSeedTrainer checks)
-    make_envs = lambda count: make_vector_env(first["env_id"], first["env"], count, first["run"]["env_parallel"])
+    env_parallel = run_sections(first).run.env_parallel
+    make_envs = lambda count: make_vector_env(first["env_id"], first["env"], count, env_parallel)
     with contextlib.ExitStack() as held:
         for config, logdir in zip(configs, logdirs, strict=True):
             held.enter_context(RunLock(logdir))

@@ -101,6 +101,7 @@ def probe(args: argparse.Namespace, logdir: Path, config: dict, agent: Any, make
     from agents.evaluation import load_train_state
     from agents.gates import run_gates
     from agents.run_data import collect_episodes, load_replay
+    from configs.sections import run_sections
     from envs import make_vector_env
 
     state, step = load_train_state(agent, config, logdir)
@@ -108,7 +109,7 @@ def probe(args: argparse.Namespace, logdir: Path, config: dict, agent: Any, make
     source = "replay"
     if steps is None:
         source = "fresh"
-        envs = make_vector_env(config["env_id"], config["env"], config["run"]["num_envs"])
+        envs = make_vector_env(config["env_id"], config["env"], run_sections(config).run.num_envs)
         steps = collect_episodes(agent, state, envs, args.episodes, args.seed)
         envs.close()
     gates = run_gates(agent, state, steps, make, obs_key, groups, args.pairs, not args.sample,

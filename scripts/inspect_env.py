@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     from gymnasium.utils.env_checker import check_env
 
     from agents.spaces import SpaceError, action_layout, observation_layout
+    from configs.sections import agent_sections
     from envs.probe import build_env
 
     env = build_env(config["env_id"], config["env"])  # EnvProbeError, EnvConfigError: exit status 2
@@ -37,7 +38,8 @@ def main(argv=None) -> int:
     print(f"action space: {env.action_space}")
     status = 0
     try:
-        layout = observation_layout(env.observation_space, config["encoder"]["mlp_keys"], config["encoder"]["cnn_keys"])
+        encoder = agent_sections(config).encoder
+        layout = observation_layout(env.observation_space, encoder.mlp_keys, encoder.cnn_keys)
         for key, shape in layout.cnn_shapes.items():
             scaling = "" if layout.dtypes[key] == "uint8" else " (symlog)"
             print(f"  {key}: {shape} {layout.dtypes[key]} -> CNN encoder{scaling}")

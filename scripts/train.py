@@ -123,11 +123,14 @@ def main(argv=None) -> int:
     from agents.parallel import check_resume_processes
     from agents.run_lock import RunLock
     from agents.trainer import Trainer
+    from configs.sections import run_sections
     from envs.probe import probe_env
     from envs.vector import make_vector_env
 
+    env_parallel = run_sections(config).run.env_parallel
+
     def make_envs(num_envs: int):
-        return make_vector_env(config["env_id"], config["env"], num_envs, config["run"]["env_parallel"])
+        return make_vector_env(config["env_id"], config["env"], num_envs, env_parallel)
 
     probe_env(config["env_id"], config["env"], seed=int(config["seed"]))  # before anything is written
     if args.resume and args.distributed:

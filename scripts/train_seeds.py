@@ -77,13 +77,15 @@ def train_seeds(args: argparse.Namespace) -> int:
     # Heavy imports after argument checks, so that mistakes are reported at once.
     from agents.multi_seed import MultiSeedTrainer, check_seed_configs
     from agents.run_lock import RunLock
+    from configs.sections import run_sections
     from envs.probe import probe_env
     from envs.vector import make_vector_env
 
     config = configs[0]  # the seeds share everything but the seed (checked)
+    env_parallel = run_sections(config).run.env_parallel
 
     def make_envs(num_envs: int):
-        return make_vector_env(config["env_id"], config["env"], num_envs, config["run"]["env_parallel"])
+        return make_vector_env(config["env_id"], config["env"], num_envs, env_parallel)
 
     check_seed_configs(configs)  # before anything is written
     probe_env(config["env_id"], config["env"], seed=int(config["seed"]))

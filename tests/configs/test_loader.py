@@ -4,7 +4,7 @@ from typing import Mapping
 import pytest
 
 from configs.loader import CHOICES, ConfigError, available_presets, diff, load_config, parse_override
-from configs.sections import GoalConfig, agent_sections, as_kwargs, section
+from configs.sections import GoalConfig, RunSections, agent_sections, as_kwargs, run_sections, section
 
 
 def test_defaults_and_every_preset_load():
@@ -104,12 +104,33 @@ def test_typed_sections_take_exactly_the_keys_of_every_preset():
     for preset in ["defaults", *available_presets()]:
         config = load_config([] if preset == "defaults" else [preset])
         sections = agent_sections(config)
-        for name in ("world_model", "agent", "hierarchy", "goal"):
+        for name in ("world_model", "agent", "hierarchy", "goal", "encoder"):
             typed = {key: dict(value) if isinstance(value, Mapping) else value
                      for key, value in as_kwargs(getattr(sections, name)).items()}
             plain = {key: tuple(value) if isinstance(value, list) else value for key, value in config[name].items()}
             assert typed == plain, (preset, name)
         assert sections.sequence_length == config["replay"]["batch_length"]
+
+
+def test_typed_loop_sections_take_exactly_the_keys_of_every_preset():
+    for preset in ["defaults", *available_presets()]:
+        config = load_config([] if preset == "defaults" else [preset])
+        sections = run_sections(config)
+        for name in RunSections._fields:
+            assert as_kwargs(getattr(sections, name)) == config[name], (preset, name)
+
+
+@pytest.mark.parametrize("name", ["run", "replay", "parallel", "encoder"])
+def test_a_typed_section_is_frozen_and_a_missing_or_unknown_key_is_an_error_naming_it(name):
+    config = load_config(["debug"])
+    build = run_sections if name in RunSections._fields else agent_sections
+    first = next(iter(config[name]))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(getattr(build(config), name), first, None)
+    for broken, key in (({**config[name], "surprise": 1}, "surprise"),
+                        ({k: v for k, v in config[name].items() if k != first}, first)):
+        with pytest.raises(KeyError, match=f"config section '{name}' .*'{key}'"):
+            build({**config, name: broken})
 
 
 def test_typed_sections_are_frozen_and_reject_missing_or_unknown_keys():
