@@ -10,8 +10,8 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 # The tests' models are tiny, so compiling costs more than running: LLVM's cheapest optimisation level
 # took a fifth off the CPU time of tests/world_models/test_world_model.py (198 -> 159 s). XLA's own
 # graph passes (fusion and the rest) still run, so the maths compiled is the one training runs.
-# (--xla_cpu_use_fusion_emitters=false would halve compile times again, but with it long serial runs of
-# the suite segfaulted twice inside XLA, compiling or serialising an executable, on jaxlib 0.10.2.)
+# (--xla_cpu_use_fusion_emitters=false halves compile times again; it was backed out together with a
+# jitted agent init after long serial runs with both segfaulted inside XLA, and is untried alone.)
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 os.environ["HMBRL_TEST_XLA_FLAGS"] = "--xla_backend_optimization_level=0"  # for children that reset XLA_FLAGS
