@@ -202,6 +202,7 @@ class WorldModel:
         batch["is_first"] = jnp.ones(lead, bool)
         return batch
 
+    @functools.partial(jax.jit, static_argnums=0)  # op by op, init compiles hundreds of tiny programs
     def init(self, key: jax.Array) -> Any:
         batch = self.dummy_batch()
         obs = {k: batch[k] for k in self.obs_keys}
