@@ -2,13 +2,18 @@
 
     python -m scripts.bench_world_model --env CartPole-v1 --config cartpole
     python -m scripts.bench_world_model --env hmbrl/PointFourRooms-v0 --config small --variants variance mse
+    python -m scripts.bench_world_model --env hmbrl/GridFourRooms-v0 --config hierarchy2,small --updates 1000 2000 4000
 
 Collects ``--steps`` environment steps with uniformly random actions, trains the preset's level-0
-world model on them for ``--updates`` updates once per ``world_model.vector_loss`` variant (same data,
-same seed), then measures on held-out chunks: the decoder's R^2 per entry of every vector
-observation (posterior features, so what the latent state carries), the KL the posterior pays per
-step. Prints a table and writes JSON (default prefix
-``benchmarks/out/world_model_<env>``). An entry with a low R^2 is one the agent cannot act on.
+world model on them once per ``world_model.vector_loss`` variant (same data, same seed), and after
+each of the ``--updates`` counts measures on held-out chunks: the decoder's R^2 per entry of every
+vector observation (posterior features, so what the latent state carries), the KL the posterior pays
+per step. Several counts show how many updates a task needs before its model represents the input,
+which is what a preset's train ratio must buy. An entry that never varies in the held-out chunks
+(an unvisited cell of a one-hot grid) has no R^2 (null in the JSON, ``-`` in the table); keys with
+more than 8 entries print the min / median / max over the others. Prints a table and writes JSON
+(default prefix ``benchmarks/out/world_model_<env>``). An entry with a low R^2 is one the agent
+cannot act on.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--config", default="cartpole", help="presets, comma-separated (as scripts.train)")
     parser.add_argument("--steps", type=int, default=20_000, help="random-policy steps to train on")
-    parser.add_argument("--updates", type=int, default=1_000)
+    parser.add_argument("--updates", type=int, nargs="+", default=[1_000],
+                        help="update counts to measure after (one training run per variant)")
     parser.add_argument("--variants", nargs="+", default=list(VECTOR_LOSSES), choices=VECTOR_LOSSES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
@@ -71,14 +77,16 @@ def random_policy_replay(config: dict, steps: int, seed: int):
 
 
 def entry_r2(prediction: jax.Array, target: jax.Array) -> jax.Array:
-    """R^2 of each entry on its own over ``[T, B, D]`` (a narrow entry cannot hide behind a wide one): ``[D]``."""
+    """R^2 of each entry on its own over ``[T, B, D]`` (a narrow entry cannot hide behind a wide one):
+    ``[D]``, NaN for an entry that does not vary (its R^2 is undefined, not hugely negative)."""
     error = jnp.sum((prediction - target) ** 2, (0, 1))
     spread = jnp.sum((target - target.mean((0, 1))) ** 2, (0, 1))
-    return 1.0 - error / jnp.maximum(spread, 1e-8)
+    return jnp.where(spread > 1e-8, 1.0 - error / jnp.maximum(spread, 1e-8), jnp.nan)
 
 
-def train_and_probe(model: WorldModel, replay: Replay, updates: int, seed: int) -> dict:
-    """Train ``model`` on ``replay``; R^2 per vector entry and the KL on fresh chunks."""
+def train_and_probe(model: WorldModel, replay: Replay, marks: list[int], seed: int) -> list[dict]:
+    """Train ``model`` on ``replay`` up to the largest of ``marks``; after each mark, the R^2 per vector
+    entry (None where undefined in every probe) and the KL on fresh chunks."""
     params = model.init(jax.random.PRNGKey(seed))
     opt_state = model.optimizer.init(params)
 
@@ -96,14 +104,34 @@ def train_and_probe(model: WorldModel, replay: Replay, updates: int, seed: int) 
         per_entry = {name: entry_r2(predictions[name], targets[name]) for name in model.mlp_shapes}
         return per_entry, metrics["world_model/loss/dynamics"]
 
-    key, start = jax.random.PRNGKey(seed + 1), time.time()
-    for _ in range(updates):
-        key, step_key = jax.random.split(key)
-        params, opt_state = update(params, opt_state, replay.sample(), step_key)
-    held_out = np.random.default_rng(seed + 2)
-    probes = [probe(params, replay.sample(held_out), jax.random.fold_in(key, i)) for i in range(8)]
-    r2 = {name: np.mean([p[0][name] for p in probes], 0).round(4).tolist() for name in model.mlp_shapes}
-    return {"r2_per_entry": r2, "kl": float(np.mean([p[1] for p in probes])), "seconds": time.time() - start}
+    key, start, done, results = jax.random.PRNGKey(seed + 1), time.time(), 0, []
+    for mark in sorted(set(marks)):
+        for _ in range(mark - done):
+            key, step_key = jax.random.split(key)
+            params, opt_state = update(params, opt_state, replay.sample(), step_key)
+        done = mark
+        held_out = np.random.default_rng(seed + 2)  # the same held-out chunks at every mark
+        probes = [probe(params, replay.sample(held_out), jax.random.fold_in(key, i)) for i in range(8)]
+        r2 = {}
+        for name in model.mlp_shapes:
+            values = np.stack([np.asarray(p[0][name]) for p in probes])  # [probes, D]
+            finite = np.isfinite(values)
+            sums, counts = np.where(finite, values, 0.0).sum(0), finite.sum(0)
+            r2[name] = [round(float(total / count), 4) if count else None for total, count in zip(sums, counts)]
+        results.append({"updates": mark, "r2_per_entry": r2, "kl": float(np.mean([p[1] for p in probes])),
+                        "seconds": time.time() - start})
+    return results
+
+
+def format_r2(values: list) -> str:
+    """Every entry's R^2 for up to 8 entries, else min / median / max over the defined ones."""
+    defined = [v for v in values if v is not None]
+    if len(values) <= 8:
+        return ", ".join("-" if v is None else f"{v:.3f}" for v in values)
+    if not defined:
+        return f"none of {len(values)} entries varies"
+    low, middle, high = np.min(defined), np.median(defined), np.max(defined)
+    return f"min {low:.3f} / median {middle:.3f} / max {high:.3f} over {len(defined)} of {len(values)} entries"
 
 
 def main(argv=None) -> dict:
@@ -116,13 +144,13 @@ def main(argv=None) -> dict:
         model = WorldModel(obs.mlp_shapes, obs.cnn_shapes, action_dim, backbone_kwargs=config["backbones"][backbone],
                            **{**world_model, "vector_loss": variant})
         results[variant] = train_and_probe(model, replay, args.updates, args.seed)
-    print(f"\n{args.env} / {args.config}: level-0 world model after {args.updates:,} updates on "
-          f"{args.steps:,} random-policy steps")
-    print("| vector_loss | decoder R² per entry (posterior) | KL per step (nats) |")
-    print("| --- | --- | ---: |")
-    for variant, result in results.items():
-        r2 = "; ".join(f"{name}: " + ", ".join(f"{v:.3f}" for v in values) for name, values in result["r2_per_entry"].items())
-        print(f"| {variant} | {r2} | {result['kl']:.2f} |")
+    print(f"\n{args.env} / {args.config}: level-0 world model trained on {args.steps:,} random-policy steps")
+    print("| vector_loss | updates | decoder R² per entry (posterior) | KL per step (nats) |")
+    print("| --- | ---: | --- | ---: |")
+    for variant, marks in results.items():
+        for result in marks:
+            r2 = "; ".join(f"{name}: {format_r2(values)}" for name, values in result["r2_per_entry"].items())
+            print(f"| {variant} | {result['updates']:,} | {r2} | {result['kl']:.2f} |")
     prefix = Path(args.out or f"benchmarks/out/world_model_{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.env)}")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     output = {"env": args.env, "config": args.config, "steps": args.steps, "updates": args.updates, "results": results}
