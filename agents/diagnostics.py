@@ -36,7 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from agents.images import display_image
-from agents.level import Level
+from agents.goals import one_step_similarities, reach_threshold
+from agents.level import Level, goal_view
 from envs.collector import Collector
 from world_models.nets import image_input
 from world_models.rssm import state_features
@@ -131,6 +132,10 @@ class _LevelMeter:
         self.elapsed = np.zeros(num_envs, np.int64)
         self.reached: list[float] = []
         self.chance_reached: list[float] = []
+        # below the top: goal features at the level's previous step, and the similarity of each step's
+        # to the one before (what calibrates an "auto" reach threshold for the goals it is handed)
+        self.previous_goal_features: np.ndarray | None = None
+        self.one_step: list[float] = []
 
     def step(self, record: dict, ticks: np.ndarray, opens: np.ndarray, features: np.ndarray,
              goal: np.ndarray | None, imagined: np.ndarray, value: np.ndarray | None = None) -> None:
@@ -158,8 +163,23 @@ class _LevelMeter:
                     c.open(float(value[env]))
         self.collected = np.where(step_done, 0.0, self.collected)
         self.elapsed = np.where(step_done, 0, self.elapsed)
+        if not self.level.top:
+            self._track_one_step(np.asarray(goal_view(features, self.level.goal_size)), ticks, first)
 
-    def scalars(self, reach_threshold: float) -> dict[str, float]:
+    def _track_one_step(self, goal_features: np.ndarray, ticks: np.ndarray, first: np.ndarray) -> None:
+        """Record the similarity of the goal features at this level's step to those at its previous
+        step in the same episode (level 0 steps every environment step; a level above at its ticks)."""
+        if self.previous_goal_features is not None:
+            pair = np.stack([self.previous_goal_features, goal_features])  # [2, N, F]
+            similarity = one_step_similarities(pair, np.stack([np.zeros_like(first), first]))
+            continued = ticks[~first]
+            self.one_step.extend(similarity[continued].tolist())
+            stepped = (ticks | first)[:, None]  # an episode's first step starts afresh
+            self.previous_goal_features = np.where(stepped, goal_features, self.previous_goal_features)
+        else:
+            self.previous_goal_features = goal_features
+
+    def scalars(self, reach_threshold: float | None) -> dict[str, float]:
         prefix = f"level{self.level.index}"
         scalars = {}
         pairs = np.array([pair for tracker in self.trackers for pair in tracker.pairs]).reshape(-1, 2)
@@ -170,7 +190,8 @@ class _LevelMeter:
             scalars[f"{prefix}/exploitation/gap"] = float(imagined_mean - real_mean)
         calibrated = [pair for calibration in self.calibrations for pair in calibration.pairs]
         scalars.update(calibration_scalars(np.array(calibrated).reshape(-1, 2), prefix))
-        if self.reached:
+        if self.reached and reach_threshold is not None:
+            scalars[f"{prefix}/goal/reach_threshold"] = reach_threshold
             reach = float(np.mean(np.array(self.reached) >= reach_threshold))
             scalars[f"{prefix}/goal/reach_rate"] = reach
             scalars[f"{prefix}/goal/closest_similarity"] = float(np.mean(self.reached))
@@ -225,7 +246,10 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
                     reached.extend(similarity[np.isfinite(similarity)].tolist())
         images.observe(state, policy_state, record)
         finished_episodes += len(finished)
-    scalars = {name: value for meter in meters for name, value in meter.scalars(agent.reach_threshold).items()}
+    # the goals a level hands down are reached by the level below: its steps calibrate an "auto" threshold
+    thresholds = [None] + [reach_threshold(agent.reach_threshold, below.one_step) for below in meters[:-1]]
+    scalars = {name: value for meter, threshold in zip(meters, thresholds)
+               for name, value in meter.scalars(threshold).items()}
     return scalars, images.grids()
 
 

@@ -4,7 +4,8 @@
 2. *Worker reach*: placed in the cell of a real step t and handed the goal features of the posterior
    at t + k (1 <= k <= K, K level 1's period), level 0 reaches that goal within K steps at least
    twice as often as when handed another pair's goal. Reached: the best ``goal_similarity`` of its
-   goal features reaches ``goal.reach_threshold``, as the agent counts it; the cell-level reach
+   goal features reaches ``goal.reach_threshold``, as the agent counts it (``auto``: calibrated on the
+   probed steps, ``agents.goals.reach_threshold``); the cell-level reach
    (the env's cell equals the goal step's cell) is reported beside it as the ground truth.
 3. *Goal space*: the level-1 goal autoencoder's codes of the visited states are many (perplexity),
    and its decoded goals land on (are most similar to states in) at least half the visited cells.
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agents import probes
-from agents.goals import code_perplexity, goal_similarity
+from agents.goals import code_perplexity, goal_similarity, one_step_similarities, reach_threshold
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from agents.level import Level, LevelState, goal_view
 from agents.probes import Gate
@@ -133,6 +134,8 @@ def reach_gate(agent: HierarchicalAgent, state: HierarchicalTrainState, make_env
     indices = probes.group_indices(steps[obs_key], groups)  # [T, B, G]
     goal_time = time + offset
     goals = goal_view(features[goal_time, column], agent.levels[0].goal_size)
+    threshold = reach_threshold(agent.reach_threshold, one_step_similarities(
+        goal_view(features, agent.levels[0].goal_size), steps["is_first"]))
     goal_cells = probes.cell_ids(indices[goal_time, column], groups)
     envs = [make_env() for _ in time]  # one per pair: all pairs step together through one batched policy
     start_cells = [envs[0].unwrapped.cell_of_groups(cell) for cell in indices[time, column]]
@@ -143,13 +146,13 @@ def reach_gate(agent: HierarchicalAgent, state: HierarchicalTrainState, make_env
         key, rollout_key = jax.random.split(key)
         similarity, cells, alive = worker_rollouts(agent, state, envs, starts, start_cells, kind_goals, horizon,
                                                    obs_key, groups, greedy, rollout_key)
-        results[f"reach_{kind}"] = probes.reach_rate(similarity, agent.reach_threshold, alive)
+        results[f"reach_{kind}"] = probes.reach_rate(similarity, threshold, alive)
         results[f"cell_reach_{kind}"] = probes.cell_reach_rate(cells, kind_cells, alive)
         results[f"best_similarity_{kind}"] = float(np.mean(np.where(alive, similarity, -np.inf).max(0)))
     for env in envs:
         env.close()
     own, shuffled = results["reach_own"], results["reach_shuffled"]
-    details = {**results, "pairs": len(time), "K": horizon, "reach_threshold": agent.reach_threshold,
+    details = {**results, "pairs": len(time), "K": horizon, "reach_threshold": threshold,
                "policy": "greedy" if greedy else "sampling", "mean_offset": float(np.mean(offset))}
     # Deterministic states a few steps apart look alike even to an untrained model (own 0.80 vs shuffled
     # 0.24 by similarity after 200 debug steps, 0.28 vs 0.10 by cell): the gate also asks the ground truth.

@@ -27,8 +27,9 @@ FREE_FORM_KEYS = ("env.kwargs",)
 # List-valued keys whose length is free (one entry per level of the hierarchy).
 VARIABLE_LENGTH_KEYS = ("hierarchy.k", "hierarchy.backbones", "hierarchy.discount", "hierarchy.entropy")
 
-# Keys that take the string "auto" or a positive integer.
+# Keys that take the string "auto" or a positive integer, and "auto" or a number.
 AUTO_OR_INT_KEYS = ("parallel.devices",)
+AUTO_OR_NUMBER_KEYS = ("goal.reach_threshold",)
 
 
 class ConfigError(ValueError):
@@ -246,6 +247,10 @@ def _coerce(path: str, value: Any, default: Any, source: str) -> Any:
         if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise fail("auto or a positive integer")
         return value
+    if path in AUTO_OR_NUMBER_KEYS:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise fail("auto or a number")
+        return value if value == "auto" else float(value)
     if default is None:
         return value
     if isinstance(default, bool):

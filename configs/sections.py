@@ -97,7 +97,7 @@ class GoalConfig:
     kl_target: float
     reward_scale: float
     task_reward_scale: float
-    reach_threshold: float
+    reach_threshold: float | str  # a similarity, or "auto" (agents.goals.reach_threshold)
 
 
 @dataclasses.dataclass(frozen=True)

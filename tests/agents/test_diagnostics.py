@@ -48,3 +48,22 @@ def test_constant_values_give_an_error_but_no_correlation():
     pairs = np.array([[2.0, 1.0], [2.0, 3.0]])
     assert calibration_scalars(pairs, "level1") == {"level1/critic/terminal_value_error": 0.0}
     assert calibration_scalars(np.zeros((0, 2)), "level1") == {}
+
+
+def test_a_level_below_the_top_records_how_alike_its_consecutive_steps_are():
+    """The "auto" reach threshold's data: similarity of each step's goal features to the step before,
+    at the level's own ticks, never across an episode start; features ``[N=2, F=3]``, goal size 2."""
+    level = types.SimpleNamespace(index=0, top=False, goal_size=2,
+                                  actor_critic=types.SimpleNamespace(horizon=2, discount=0.9),
+                                  weighted_reward=lambda features, goal, task: np.zeros(len(task)))
+    meter = _LevelMeter(level, num_envs=2, env_discount=0.9)
+    features = [np.array([[1.0, 0.0, 9.0], [1.0, 0.0, 9.0]]), np.array([[1.0, 1.0, 9.0], [0.0, 2.0, 9.0]]),
+                np.array([[2.0, 2.0, 9.0], [5.0, 5.0, 9.0]])]
+    firsts = [np.array([True, True]), np.array([False, False]), np.array([False, True])]
+    ticks = [np.array([True, True]), np.array([True, False]), np.array([True, True])]
+    for feature, first, tick in zip(features, firsts, ticks):
+        record = {"is_first": first, "is_last": np.array([False, False]), "is_terminal": np.array([False, False]),
+                  "reward": np.zeros(2)}
+        meter.step(record, ticks=tick, opens=tick, features=feature, goal=np.zeros((2, 2)), imagined=np.zeros(2))
+    # env 0: (1, 0) -> (1, 1): 1 / 2; (1, 1) -> (2, 2): 4 / 8. env 1: no tick at step 1, episode start at 2
+    np.testing.assert_allclose(meter.one_step, [0.5, 0.5])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agents.diagnostics import _LevelMeter
-from agents.goals import GoalAutoencoder, code_perplexity, goal_diversity
+from agents.goals import GoalAutoencoder, code_perplexity, goal_diversity, one_step_similarities, reach_threshold
 from agents.hierarchical_agent import HierarchicalAgent
 from configs.loader import load_config
 from test_hierarchical_agent import ACTIONS, OBS
@@ -88,7 +88,8 @@ def test_worker_reward_on_the_deterministic_state_ranks_cells_and_ignores_the_sa
 def test_exploitation_windows_below_the_top_open_only_with_a_new_goal():
     """Level 0 under a goal held for 4 steps: its windows start at the level above's ticks, so each
     compares one goal's imagined return with the same goal's real return."""
-    level = types.SimpleNamespace(index=0, top=False, actor_critic=types.SimpleNamespace(horizon=4, discount=1.0),
+    level = types.SimpleNamespace(index=0, top=False, goal_size=1,
+                                  actor_critic=types.SimpleNamespace(horizon=4, discount=1.0),
                                   weighted_reward=lambda features, goal, task: np.asarray(task, float))
     meter = _LevelMeter(level, num_envs=1, env_discount=1.0)
     for t in range(13):
@@ -99,3 +100,14 @@ def test_exploitation_windows_below_the_top_open_only_with_a_new_goal():
     pairs = meter.trackers[0].pairs
     assert [imagined for imagined, _ in pairs] == [100.0, 104.0, 108.0]  # windows only at ticks 0, 4, 8
     assert [real for _, real in pairs] == [1 + 2 + 3 + 4, 5 + 6 + 7 + 8, 9 + 10 + 11 + 12]
+
+
+def test_reach_threshold_is_the_setting_or_the_median_one_step_similarity():
+    # [T=3, B=2, F=2]; env 1 starts a new episode at t = 2, so its last pair does not count
+    features = np.array([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 2.0]], [[0.0, 1.0], [3.0, 0.0]]])
+    is_first = np.array([[True, True], [False, False], [False, True]])
+    # pairs: env 0 (1,0)->(1,0): 1, (1,0)->(0,1): 0; env 1 (0,1)->(0,2): 2 / 4
+    np.testing.assert_allclose(np.sort(one_step_similarities(features, is_first)), [0.0, 0.5, 1.0])
+    assert reach_threshold("auto", [0.0, 0.5, 1.0]) == 0.5
+    assert reach_threshold(0.9, [0.0]) == 0.9
+    assert reach_threshold("auto", []) is None

@@ -50,12 +50,18 @@ def test_unknown_section_is_an_error():
         ("agent.entropy=yes", "a number"),
         ("env.pixels=1", "true or false"),
         ("env.image_size=[1, 2, 3]", "a list of 2"),
+        ("goal.reach_threshold=high", "auto or a number"),
     ],
 )
 def test_ill_typed_values_name_the_key_and_the_expected_type(override, expected):
     with pytest.raises(ConfigError) as error:
         load_config([], [override])
     assert override.split("=")[0] in str(error.value) and expected in str(error.value)
+
+
+def test_reach_threshold_takes_auto_or_a_number():
+    assert load_config()["goal"]["reach_threshold"] == "auto"
+    assert load_config([], ["goal.reach_threshold=1"])["goal"]["reach_threshold"] == 1.0
 
 
 def test_choice_keys_list_the_valid_values():
