@@ -27,7 +27,6 @@ import numpy as np
 from flax import struct
 
 from agents.build_levels import build_levels, goal_action_dim
-from agents.build_levels import resolve_backbones, resolve_ks  # noqa: F401 - re-exported: the per-level checks
 from agents.expected_returns import imagined_returns, top_task_value
 from agents.hierarchical_policy import HierarchicalPolicy, HierarchicalPolicyState
 from agents.images import decode_to_observations, reconstruction_images

@@ -48,7 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.hierarchical_agent import HierarchicalAgent, resolve_backbones
+from agents.build_levels import resolve_backbones
+from agents.hierarchical_agent import HierarchicalAgent
 from agents.spaces import replay_spec
 from configs.loader import flatten, load_config
 from configs.sections import run_sections

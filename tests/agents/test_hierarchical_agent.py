@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from agents.goals import goal_similarity
-from agents.hierarchical_agent import HierarchicalAgent, resolve_backbones, resolve_ks
+from agents.build_levels import resolve_backbones, resolve_ks
+from agents.hierarchical_agent import HierarchicalAgent
 from configs.loader import load_config
 from reference_dreamer import DreamerAgent
 
