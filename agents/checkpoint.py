@@ -19,6 +19,30 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
+class CheckpointLayoutError(ValueError):
+    """A checkpoint whose state tree is not the one this version's agent builds: it was written by
+    another version of the package (or another agent), so it cannot be restored into this one."""
+
+
+def layout_error(directory: Path, step: int, error: ValueError) -> CheckpointLayoutError:
+    """The orbax tree-mismatch ``error`` restoring ``step``, worded as what differs and what to do."""
+    lines = str(error).splitlines()
+    # orbax lists each differing key path on its own line, followed by "- Source: ..." (the template
+    # asked for) and "- Target: ..." (the checkpoint): MISSING on the side that lacks it.
+    only_agent = [path.rstrip(":") for path, _, target in zip(lines, lines[1:], lines[2:])
+                  if path.endswith(":") and "Target: MISSING" in target]
+    only_saved = [path.rstrip(":") for path, source in zip(lines, lines[1:])
+                  if path.endswith(":") and "Source: MISSING" in source]
+    if only_agent or only_saved:
+        what = (f"the agent has {', '.join(only_agent) or 'nothing'} that the checkpoint lacks, and the "
+                f"checkpoint has {', '.join(only_saved) or 'nothing'} that the agent lacks")
+    else:
+        what = " ".join(line.strip() for line in lines[:3])
+    return CheckpointLayoutError(
+        f"checkpoint {directory / str(step)} does not fit this version's agent ({what}): it was written by "
+        "another version of hmbrl. Continue it with the version that wrote it, or start a new run.")
+
+
 class Checkpointer:
     def __init__(self, directory: str | Path, keep: int = 2):
         self.directory = Path(directory).resolve()
@@ -57,7 +81,12 @@ class Checkpointer:
         items = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
         if replay_template:
             items["replay"] = ocp.args.StandardRestore(replay_template)
-        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        try:
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        except ValueError as error:
+            if "MISSING" not in str(error) and "mismatch" not in str(error):
+                raise
+            raise layout_error(self.directory, step, error) from error
         replay = restored.get("replay") if replay_template else None
         return restored.state, dict(replay or {}), restored.meta
 

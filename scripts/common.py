@@ -180,6 +180,7 @@ def user_error_message(error: BaseException) -> str | None:
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     # Imported here: these modules are heavier than the argument checks that run first.
+    from agents.checkpoint import CheckpointLayoutError
     from agents.resources import ResourceError
     from agents.run_errors import NonFiniteLossError
     from agents.run_lock import RunLockedError
@@ -189,7 +190,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from envs.probe import EnvProbeError
 
     types: list[type[BaseException]] = [RunLockedError, SpaceError, NonFiniteObservationError, EnvConfigError,
-                                        EnvProbeError, ResourceError, NonFiniteLossError]
+                                        EnvProbeError, ResourceError, NonFiniteLossError, CheckpointLayoutError]
     if "agents.multi_seed" in sys.modules:
         types.append(sys.modules["agents.multi_seed"].SeedStackError)
     return tuple(types)
