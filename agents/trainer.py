@@ -108,13 +108,14 @@ class Trainer:
         if self.logger is not None:  # a resumed run continues the logs from this step: they must be on disk
             self.logger.flush()
         self.checkpoint.save(self.counters, self._checkpoint_state(), self.replay, self.rng, self.envs,
-                             self.collector.snapshot())
+                             self.collector.snapshot(), self.coverage)
 
     def restore(self) -> bool:
         """Load the latest checkpoint if there is one; returns whether it did."""
         if self.checkpoint.latest_step() is None:
             return False
-        state, self.counters, snapshot = self.checkpoint.restore(self._checkpoint_state(), self.replay, self.rng)
+        state, self.counters, snapshot = self.checkpoint.restore(self._checkpoint_state(), self.replay, self.rng,
+                                                                 self.coverage)
         self.state, self.act_key, self.policy_state = state["train"], state["act_key"], state["policy"]
         self.state = self.parallel.replicate(self.state)
         if snapshot is not None:

@@ -1,5 +1,7 @@
 """The coverage meter against hand-made sequences of cells."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,19 @@ def test_environments_without_cells_log_nothing():
 def test_window_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         CoverageMeter(window=0)
+
+
+def test_state_round_trips_through_json_with_tuple_cells():
+    meter = CoverageMeter(window=3)
+    meter.observe([(1, 2), (3, (4, 5)), "room", 7])  # the window keeps the last 3
+    state = json.loads(json.dumps(meter.state_dict()))
+    restored = CoverageMeter(window=3)
+    restored.load_state_dict(state)
+    assert restored.seen == meter.seen and list(restored.recent) == list(meter.recent)
+    assert restored.scalars() == meter.scalars() == {"coverage/cells_per_3_steps": 3.0, "coverage/cells_total": 4.0}
+
+
+def test_cells_that_are_not_json_are_not_saved():
+    meter = CoverageMeter()
+    meter.observe([frozenset({1})])
+    assert meter.state_dict() is None

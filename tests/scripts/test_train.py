@@ -280,3 +280,14 @@ def test_three_levels_with_direct_goals_and_s5_above_train_end_to_end(tmp_path):
              "hierarchy.backbones=[gru,s5,s5]", "run.eval_every=200"]
     assert run_train(logdir, *flags) == 0
     finite_level_metrics(logdir, 3)
+
+
+def test_a_resumed_run_continues_its_coverage_total(tmp_path):
+    """A stopped and resumed run counts the cells it visited as the uninterrupted run does."""
+    def totals(logdir):
+        return [(row["step"], row["coverage/cells_total"]) for row in read_metrics(logdir) if "coverage/cells_total" in row]
+
+    assert run_train(tmp_path / "whole", "--env", "hmbrl/GridFourRooms-v0", "--steps", "300") == 0
+    assert run_train(tmp_path / "split", "--env", "hmbrl/GridFourRooms-v0", "--steps", "200") == 0
+    assert run_train(tmp_path / "split", "--resume", "--steps", "300") == 0
+    assert totals(tmp_path / "split") == totals(tmp_path / "whole")
