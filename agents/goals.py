@@ -55,10 +55,8 @@ def reach_threshold(setting: float | str, one_step_similarities) -> float | None
 def one_step_similarities(features: np.ndarray, is_first: np.ndarray) -> np.ndarray:
     """``goal_similarity`` of each state ``features [T, B, F]`` to the one before it in the same episode
     (``is_first [T, B]`` starts one): ``[M]``, one per consecutive pair."""
-    features = np.asarray(features, np.float64)
-    later, earlier = features[1:], features[:-1]
-    norm = np.maximum(np.linalg.norm(later, axis=-1), np.linalg.norm(earlier, axis=-1))
-    similarity = np.sum(later * earlier, -1) / np.maximum(norm, 1e-6) ** 2
+    features = np.asarray(features)
+    similarity = np.asarray(goal_similarity(features[1:], features[:-1]))
     return similarity[~np.asarray(is_first, bool)[1:]]
 
 
