@@ -13,7 +13,7 @@ feature space of the level below, which that level is rewarded for reaching. Two
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -37,10 +37,11 @@ def goal_similarity(features: jax.Array, goal: jax.Array) -> jax.Array:
     return jnp.sum(features * goal, -1) / jnp.maximum(norm, 1e-6) ** 2
 
 
-def reach_threshold(setting: float | str, one_step_similarities) -> float | None:
+def reach_threshold(setting: float | str, step_similarities: Sequence[float] | np.ndarray) -> float | None:
     """The goal similarity that counts as reaching a goal: ``setting`` itself, or for ``"auto"`` the
-    median similarity of a level's goal features one of its own steps apart (``one_step_similarities``),
-    i.e. reached = as close as the next state usually is; None where there is nothing to calibrate on.
+    median of ``step_similarities``, a level's goal features one of its own steps apart
+    (``one_step_similarities``): reached = as close as the next state usually is. None where there is
+    nothing to calibrate on.
 
     A fixed number does not mean the same in every model: deterministic states share a large common
     component (measured on GridFourRooms: 0.94 of their norm), so with 0.9 states four cells away
@@ -48,7 +49,7 @@ def reach_threshold(setting: float | str, one_step_similarities) -> float | None
     """
     if setting != "auto":
         return float(setting)
-    similarities = np.asarray(one_step_similarities, np.float64).reshape(-1)
+    similarities = np.asarray(step_similarities, np.float64).reshape(-1)
     return float(np.median(similarities)) if similarities.size else None
 
 
