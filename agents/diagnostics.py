@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agents.images import display_image
-from agents.goals import one_step_similarities, reach_threshold
+from agents.goals import goal_similarity, reach_threshold
 from agents.level import Level, goal_view
 from envs.collector import Collector
 from world_models.nets import image_input
@@ -170,10 +170,8 @@ class _LevelMeter:
         """Record the similarity of the goal features at this level's step to those at its previous
         step in the same episode (level 0 steps every environment step; a level above at its ticks)."""
         if self.previous_goal_features is not None:
-            pair = np.stack([self.previous_goal_features, goal_features])  # [2, N, F]
-            similarity = one_step_similarities(pair, np.stack([np.zeros_like(first), first]))
-            continued = ticks[~first]
-            self.one_step.extend(similarity[continued].tolist())
+            similarity = np.asarray(goal_similarity(goal_features, self.previous_goal_features))  # [N]
+            self.one_step.extend(similarity[ticks & ~first].tolist())
             stepped = (ticks | first)[:, None]  # an episode's first step starts afresh
             self.previous_goal_features = np.where(stepped, goal_features, self.previous_goal_features)
         else:
