@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from agents.optimization import gradient_step, make_optimizer
+from agents.optimization import TrainState, gradient_step, make_optimizer
 from agents.returns import ReturnScale, lambda_returns, update_return_scale
 from world_models.distributions import (
     BoundedNormal,
@@ -76,11 +76,9 @@ class CriticNet(nn.Module):
 
 @struct.dataclass
 class ActorCriticState:
-    actor: Any
-    critic: Any
-    slow_critic: Any
-    actor_opt: Any
-    critic_opt: Any
+    actor: TrainState
+    critic: TrainState
+    slow_critic: Any  # parameters: a slowly moving copy of the critic's
     return_scale: ReturnScale  # per reward term: low, high [K]
 
 
@@ -139,11 +137,9 @@ class ActorCritic:
         actor = self.actor_net.init(actor_key, features)["params"]
         critic = self.critic_net.init(critic_key, features)["params"]
         return ActorCriticState(
-            actor=actor,
-            critic=critic,
+            actor=TrainState.create(self.actor_optimizer, actor),
+            critic=TrainState.create(self.critic_optimizer, critic),
             slow_critic=jax.tree.map(jnp.copy, critic),  # own buffers: the train step donates both
-            actor_opt=self.actor_optimizer.init(actor),
-            critic_opt=self.critic_optimizer.init(critic),
             return_scale=ReturnScale.initial(len(self.term_names)),
         )
 
@@ -172,11 +168,11 @@ class ActorCritic:
         self, state: ActorCriticState, rollout: Rollout, key: jax.Array
     ) -> tuple[ActorCriticState, dict[str, jax.Array], Trajectory]:
         """One actor and one critic step on a freshly imagined trajectory."""
-        actor = gradient_step(self._actor_loss, self.actor_optimizer, state.actor, state.actor_opt, state, rollout, key)
+        actor = gradient_step(self._actor_loss, self.actor_optimizer, state.actor, state, rollout, key)
         trajectory, returns, weights, return_scale, metrics = actor.aux
-        critic = gradient_step(self._critic_loss, self.critic_optimizer, state.critic, state.critic_opt,
+        critic = gradient_step(self._critic_loss, self.critic_optimizer, state.critic,
                                state.slow_critic, trajectory.features[:-1], returns, weights)
-        slow_critic = optax.incremental_update(critic.params, state.slow_critic, self.slow_critic_fraction)
+        slow_critic = optax.incremental_update(critic.state.params, state.slow_critic, self.slow_critic_fraction)
         metrics.update(
             {
                 "actor_critic/critic_loss": critic.loss,
@@ -184,8 +180,7 @@ class ActorCritic:
                 "actor_critic/critic_grad_norm": critic.grad_norm,
             }
         )
-        new_state = ActorCriticState(actor.params, critic.params, slow_critic, actor.opt_state, critic.opt_state,
-                                     return_scale)
+        new_state = ActorCriticState(actor.state, critic.state, slow_critic, return_scale)
         return new_state, metrics, trajectory
 
     def _actor_loss(self, actor_params, state: ActorCriticState, rollout: Rollout, key: jax.Array):
@@ -200,7 +195,7 @@ class ActorCritic:
         trajectory = rollout(policy, key)
         if reinforce:
             trajectory = jax.tree.map(stop, trajectory)
-        values = self.value(state.critic, trajectory.features)  # [H + 1, N, K]
+        values = self.value(state.critic.params, trajectory.features)  # [H + 1, N, K]
         discounts = self.discount * trajectory.continues
         returns = lambda_returns(trajectory.rewards, jnp.broadcast_to(discounts[..., None], trajectory.rewards.shape),
                                  values, self.lambda_)

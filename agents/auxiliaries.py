@@ -1,8 +1,7 @@
 """The parts beside a level's world model: what each learns from, and its one update.
 
 A level holds them by name (``goal_autoencoder``, ``novelty_autoencoder``: ``agents.goals.GoalAutoencoder``;
-``ensemble``: ``agents.goals.Ensemble``), their parameters in ``LevelState.auxiliary`` and their
-optimiser states in ``LevelState.auxiliary_opt``. The autoencoders learn the goal features of every
+``ensemble``: ``agents.goals.Ensemble``), their train states in ``LevelState.auxiliary``. The autoencoders learn the goal features of every
 state they describe (a level's own states at level 0, the level below's states above); the ensemble
 learns the level's own real transitions, from posterior features and action to the next stochastic
 state, so that its members' disagreement measures the model's doubt.
@@ -15,6 +14,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from agents.optimization import TrainState
 from world_models.rssm import RSSMState, state_features
 
 # Folded, plus the level's index, into the agent's world-model key: each part of each level draws
@@ -23,21 +23,20 @@ KEY_OFFSETS = {"goal_autoencoder": 100, "ensemble": 200, "novelty_autoencoder": 
 AUTOENCODERS = ("goal_autoencoder", "novelty_autoencoder")
 
 
-def init_auxiliaries(parts: Mapping[str, Any], world_model_key: jax.Array, index: int) -> tuple[dict, dict]:
-    """Parameters and optimiser states of level ``index``'s ``parts``, by name."""
-    params = {name: part.init(jax.random.fold_in(world_model_key, KEY_OFFSETS[name] + index))
-              for name, part in parts.items()}
-    return params, {name: parts[name].init_optimizer(part_params) for name, part_params in params.items()}
+def init_auxiliaries(parts: Mapping[str, Any], world_model_key: jax.Array, index: int) -> dict[str, TrainState]:
+    """The train states of level ``index``'s ``parts``, by name."""
+    return {name: part.init(jax.random.fold_in(world_model_key, KEY_OFFSETS[name] + index))
+            for name, part in parts.items()}
 
 
-def update_auxiliaries(parts: Mapping[str, Any], params: Mapping[str, Any], opt_states: Mapping[str, Any],
+def update_auxiliaries(parts: Mapping[str, Any], states: Mapping[str, TrainState],
                        batch: Mapping[str, jax.Array], posterior: RSSMState | None,
                        described: tuple[jax.Array, jax.Array], goal_size: int, key: jax.Array
-                       ) -> tuple[dict, dict, dict[str, jax.Array]]:
+                       ) -> tuple[dict[str, TrainState], dict[str, jax.Array]]:
     """One step of every part on a level's batch ``[T, B, ...]`` and posterior (None where the level
     has no model, and so no ensemble). ``described``: the features ``[T', B, F]`` and mask ``[T', B]``
     of the states the autoencoders describe, whose first ``goal_size`` entries they learn. Returns
-    the new parameters, optimiser states and metrics (the novelty autoencoder's under ``novelty/``)."""
+    the new train states and the metrics (the novelty autoencoder's under ``novelty/``)."""
     mask = batch.get("mask", jnp.ones(batch["is_first"].shape))  # level 0's batch has every step
     features, described_mask = described
     arguments = {}
@@ -50,10 +49,10 @@ def update_auxiliaries(parts: Mapping[str, Any], params: Mapping[str, Any], opt_
         stoch = jax.lax.stop_gradient(posterior.stoch[1:])
         targets = stoch.reshape(stoch.shape[:2] + (-1,))
         arguments["ensemble"] = (inputs, targets, mask[1:] * (1.0 - batch["is_first"][1:].astype(jnp.float32)))
-    params, opt_states, metrics = dict(params), dict(opt_states), {}
+    states, metrics = dict(states), {}
     for name, args in arguments.items():
-        params[name], opt_states[name], part_metrics = parts[name].update(params[name], opt_states[name], *args)
+        states[name], part_metrics = parts[name].update(states[name], *args)
         if name == "novelty_autoencoder":
             part_metrics = {metric.replace("goal/", "novelty/"): value for metric, value in part_metrics.items()}
         metrics.update(part_metrics)
-    return params, opt_states, metrics
+    return states, metrics

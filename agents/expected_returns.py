@@ -24,7 +24,7 @@ def imagined_return(level: Level, state: LevelState, latent: RSSMState, goal: ja
                     key: jax.Array) -> jax.Array:
     """``level``'s expectation from ``latent`` (leaves ``[N, ...]``) with ``goal [N, G]`` held (None
     at the top): ``[N]``."""
-    params = state.world_model
+    params = state.world_model.params
     states, _ = level.world_model.imagine(
         params, latent, lambda features, k: level.act(state, features, goal, k), level.actor_critic.horizon, key
     )
@@ -63,5 +63,5 @@ def top_task_value(top: Level, state: LevelState, features: jax.Array) -> jax.Ar
     ``features``: what its ``weighted_reward`` will add up to."""
     if not top.top:
         raise ValueError(f"level {top.index} is not the top level: only the top's task value is defined")
-    values = top.actor_critic.value(state.actor_critic.critic, top.policy_input(features, None))
+    values = top.actor_critic.value(state.actor_critic.critic.params, top.policy_input(features, None))
     return values[..., 0] * top.actor_critic.term_weights[0]

@@ -61,7 +61,7 @@ def filter_level0(agent: HierarchicalAgent, state: HierarchicalTrainState, steps
     the model decodes from them (``[T, B, D]`` per key, symlog space: argmaxes are unchanged)."""
     world_model = agent.levels[0].world_model
     batch = {name: steps[name] for name in (*world_model.obs_keys, "prev_action", "is_first")}
-    states, features, decoded = _filter(world_model, state.levels[0].world_model, batch, key)
+    states, features, decoded = _filter(world_model, state.levels[0].world_model.params, batch, key)
     return states, np.asarray(features), jax.device_get(decoded)
 
 
@@ -117,7 +117,7 @@ def _worker_act(level: Level, level_state: LevelState, latent: RSSMState, goals:
 def _worker_observe(level: Level, level_state: LevelState, latent: RSSMState, action: jax.Array,
                     obs: dict[str, jax.Array], goals: jax.Array, key: jax.Array) -> tuple[RSSMState, jax.Array]:
     """Filter the step the action led to; the goal similarity of the new state, as the agent scores it."""
-    latent = level.world_model.obs_step(level_state.world_model, latent, action, obs,
+    latent = level.world_model.obs_step(level_state.world_model.params, latent, action, obs,
                                         jnp.zeros(action.shape[:1], bool), key)
     return latent, goal_similarity(goal_view(state_features(latent), level.goal_size), goals)
 
@@ -171,7 +171,7 @@ def goal_space_gates(agent: HierarchicalAgent, state: HierarchicalTrainState, go
         note = "goal.space is direct: level 1 has no codebook"
         return [Gate("perplexity", "codebook perplexity", None, perplexity_rule, None, {}, note),
                 Gate("coverage", "decoded-goal cell coverage", None, coverage_rule, None, {}, note)]
-    params = state.levels[1].auxiliary["goal_autoencoder"]
+    params = state.levels[1].auxiliary["goal_autoencoder"].params
     visited = np.asarray(jnp.argmax(autoencoder.code_logits(params, jnp.asarray(goal_features)), -1))  # [N, codes]
     # code_perplexity compares every pair of states: a few thousand keep it small
     sample = rng.permutation(len(visited))[:4096]

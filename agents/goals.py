@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.optimization import gradient_step, make_optimizer, masked_mean
+from agents.optimization import TrainState, gradient_step, make_optimizer, masked_mean
 from world_models.distributions import OneHotCategorical, symexp, symlog, unimix_logits
 from world_models.nets import MLP
 
@@ -128,12 +128,11 @@ class GoalAutoencoder:
         self.kl, self.kl_target, self.unimix = kl, kl_target, unimix
         self.optimizer = make_optimizer(lr, grad_clip)
 
-    def init(self, key: jax.Array) -> Any:
+    def init(self, key: jax.Array) -> TrainState:
+        """Parameters ``{"net", "log_kl_weight"}`` and the optimiser's state of ``net``."""
         net = self.net.init(key, jnp.zeros((1, self.feature_dim)))["params"]
-        return {"net": net, "log_kl_weight": jnp.log(jnp.asarray(self.kl, jnp.float32))}
-
-    def init_optimizer(self, params) -> Any:
-        return self.optimizer.init(params["net"])
+        return TrainState({"net": net, "log_kl_weight": jnp.log(jnp.asarray(self.kl, jnp.float32))},
+                          self.optimizer.init(net))
 
     def decode(self, params, code: jax.Array) -> jax.Array:
         """The goal ``[..., F]`` of a flattened one-hot code ``[..., codes * classes]``."""
@@ -170,10 +169,11 @@ class GoalAutoencoder:
         }
         return total, metrics
 
-    def update(self, params, opt_state, features: jax.Array, mask: jax.Array, key: jax.Array):
-        """One optimiser step on the network, then the KL weight's step towards its target:
-        ``(params, opt_state, metrics)``."""
-        step = gradient_step(self.loss, self.optimizer, params["net"], opt_state,
+    def update(self, state: TrainState, features: jax.Array, mask: jax.Array, key: jax.Array
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One optimiser step on the network, then the KL weight's step towards its target."""
+        params = state.params
+        step = gradient_step(self.loss, self.optimizer, TrainState(params["net"], state.opt_state),
                              params["log_kl_weight"], features, mask, key)
         log_weight = params["log_kl_weight"]
         if self.kl_target > 0:
@@ -182,7 +182,7 @@ class GoalAutoencoder:
             low, high = self.kl_weight_range
             log_weight = jnp.clip(log_weight + self.kl_rate * direction, jnp.log(low), jnp.log(high))
         metrics = {**step.aux, "goal_autoencoder/grad_norm": step.grad_norm}
-        return {"net": step.params, "log_kl_weight": log_weight}, step.opt_state, metrics
+        return TrainState({"net": step.state.params, "log_kl_weight": log_weight}, step.state.opt_state), metrics
 
 
 def code_perplexity(code_index: jax.Array, mask: jax.Array, classes: int) -> jax.Array:
@@ -238,16 +238,14 @@ class Ensemble:
         self.input_dim = input_dim
         self.optimizer = make_optimizer(lr, grad_clip)
 
-    def init(self, key: jax.Array) -> Any:
-        return self.net.init(key, jnp.zeros((1, self.input_dim)))["params"]
+    def init(self, key: jax.Array) -> TrainState:
+        return TrainState.create(self.optimizer, self.net.init(key, jnp.zeros((1, self.input_dim)))["params"])
 
-    def init_optimizer(self, params) -> Any:
-        return self.optimizer.init(params)
-
-    def update(self, params, opt_state, inputs: jax.Array, targets: jax.Array, mask: jax.Array):
-        """One optimiser step: ``(params, opt_state, metrics)``."""
-        step = gradient_step(self.loss, self.optimizer, params, opt_state, inputs, targets, mask)
-        return step.params, step.opt_state, {**step.aux, "ensemble/grad_norm": step.grad_norm}
+    def update(self, state: TrainState, inputs: jax.Array, targets: jax.Array, mask: jax.Array
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One optimiser step."""
+        step = gradient_step(self.loss, self.optimizer, state, inputs, targets, mask)
+        return step.state, {**step.aux, "ensemble/grad_norm": step.grad_norm}
 
     def loss(self, params, inputs: jax.Array, targets: jax.Array, mask: jax.Array):
         predictions = self.net.apply({"params": params}, inputs)  # [E, ..., D]

@@ -90,11 +90,11 @@ class HierarchicalAgent:
         for index, level_state in enumerate(state.levels):
             prefix = f"level{index}/" if self.num_levels > 1 else ""
             if not self.levels[index].imagines_below:  # a top imagining through level 0 has no model
-                counts[prefix + "world_model"] = count_parameters(level_state.world_model)
-            counts[prefix + "actor"] = count_parameters(level_state.actor_critic.actor)
-            counts[prefix + "critic"] = count_parameters(level_state.actor_critic.critic)
-            for name, params in level_state.auxiliary.items():
-                counts[prefix + name] = count_parameters(params)
+                counts[prefix + "world_model"] = count_parameters(level_state.world_model.params)
+            counts[prefix + "actor"] = count_parameters(level_state.actor_critic.actor.params)
+            counts[prefix + "critic"] = count_parameters(level_state.actor_critic.critic.params)
+            for name, part in level_state.auxiliary.items():
+                counts[prefix + name] = count_parameters(part.params)
         return counts
 
     def replay_fields(self) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -169,15 +169,15 @@ class HierarchicalAgent:
         return levels, metrics
 
     def _reconstruction_images(self, state: HierarchicalTrainState, batch: Batch, frames: int = 8):
-        return reconstruction_images(self.levels[0].world_model, state.levels[0].world_model,
+        return reconstruction_images(self.levels[0].world_model, state.levels[0].world_model.params,
                                      tuple(self.obs_layout.cnn_shapes), batch, frames)
 
     def goal_images(self, state: HierarchicalTrainState, goal: jax.Array, level: int) -> dict[str, jax.Array]:
         """A goal of level ``level`` decoded to observations (``agents.images``)."""
         below = self.levels[level - 1]
-        features = below.world_model.complete_features(state.levels[level - 1].world_model, goal[..., :below.goal_size])
+        features = below.world_model.complete_features(state.levels[level - 1].world_model.params, goal[..., :below.goal_size])
         return decode_to_observations([spec.world_model for spec in self.levels],
-                                      [level_state.world_model for level_state in state.levels], features, level)
+                                      [level_state.world_model.params for level_state in state.levels], features, level)
 
     # --------------------------------------------------------------------------------- acting
     def initial_policy_state(self, state: HierarchicalTrainState, batch_size: int) -> HierarchicalPolicyState:

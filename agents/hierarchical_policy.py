@@ -90,7 +90,7 @@ class HierarchicalPolicy:
     def _initial_latent(self, level_states: Sequence[LevelState], index: int, batch_size: int) -> RSSMState:
         """Level ``index``'s latent state at an episode start (a top imagining through level 0: level 0's)."""
         own = index - 1 if self.levels[index].imagines_below else index
-        return self.levels[own].world_model.initial(level_states[own].world_model, batch_size)
+        return self.levels[own].world_model.initial(level_states[own].world_model.params, batch_size)
 
     def _clock(self, policy_state: HierarchicalPolicyState, is_first: jax.Array):
         step = jnp.where(is_first, 0, policy_state.step + 1)
@@ -155,7 +155,7 @@ class HierarchicalPolicy:
                 latents.append(select_rows(ticks[index - 1], latents[-1], policy_state.latents[index]))
                 continue
             observation = obs if index == 0 else {FEATURES: state_features(latents[-1])}
-            latent = level.world_model.obs_step(level_states[index].world_model, policy_state.latents[index],
+            latent = level.world_model.obs_step(level_states[index].world_model.params, policy_state.latents[index],
                                                 policy_state.actions[index], observation, is_first,
                                                 level_key(key, index))
             latents.append(latent if index == 0 else select_rows(ticks[index - 1], latent, policy_state.latents[index]))

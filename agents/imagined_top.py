@@ -32,6 +32,7 @@ from agents.auxiliaries import init_auxiliaries
 from agents.controllability import spread_ratio
 from agents.goals import Ensemble, GoalAutoencoder
 from agents.level import Level, LevelState, flatten_time, goal_view, level_key
+from agents.optimization import TrainState
 from world_models.rssm import RSSMState, state_features
 
 
@@ -91,20 +92,17 @@ class ImaginedTop(Level):
         return self.below.ensemble if weighted else None
 
     def init(self, world_model_key: jax.Array, actor_critic_key: jax.Array) -> LevelState:
-        """No world model: its parameters and optimiser state are empty dicts (0 parameters; orbax and
-        ``jax.tree`` pass empty dicts through). Its goal autoencoder draws the stacked top's key."""
-        auxiliary, auxiliary_opt = init_auxiliaries(self.auxiliaries, world_model_key, self.index)
+        """No world model: its train state holds empty dicts (0 parameters; orbax and ``jax.tree`` pass
+        empty dicts through). Its goal autoencoder draws the stacked top's key."""
         return LevelState(
-            world_model={},
-            world_model_opt={},
+            world_model=TrainState(params={}, opt_state={}),
             actor_critic=self.actor_critic.init(level_key(actor_critic_key, self.index), self.policy_input_dim),
-            auxiliary=auxiliary,
-            auxiliary_opt=auxiliary_opt,
+            auxiliary=init_auxiliaries(self.auxiliaries, world_model_key, self.index),
         )
 
     def novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
         """The novelty of level 0's states ``features [..., F]``: they are this level's features."""
-        return self.goal_autoencoder.novelty(state.auxiliary["goal_autoencoder"],
+        return self.goal_autoencoder.novelty(state.auxiliary["goal_autoencoder"].params,
                                              goal_view(features, self.lower_goal_size))
 
     # ------------------------------------------------------------------------------ training
@@ -121,8 +119,8 @@ class ImaginedTop(Level):
         spec = self.below
         decode_key, imagine_key = jax.random.split(key)
         goal = jax.lax.stop_gradient(self.decode_goal(state, start, code, decode_key))
-        actor = jax.lax.stop_gradient(below.actor_critic.actor)
-        params = below.world_model
+        actor = jax.lax.stop_gradient(below.actor_critic.actor.params)
+        params = below.world_model.params
         states, actions = spec.world_model.imagine(
             params, start, lambda features, k: spec.actor_critic.act(actor, spec.policy_input(features, goal), k),
             self.segment_length, imagine_key)
@@ -133,7 +131,7 @@ class ImaginedTop(Level):
         doubt = jnp.zeros_like(reward)
         if self.doubt_ensemble is not None:
             inputs = jnp.concatenate([features[:-1], actions], -1)
-            doubt = jnp.sum(alive * spec.ensemble.disagreement(below.auxiliary["ensemble"], inputs), 0)
+            doubt = jnp.sum(alive * spec.ensemble.disagreement(below.auxiliary["ensemble"].params, inputs), 0)
         end = jax.tree.map(lambda leaf: leaf[-1], states)
         return Segment(end, reward, jnp.prod(continues, 0), doubt)
 

@@ -18,7 +18,6 @@ the acting clock.
 
 from __future__ import annotations
 
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +27,7 @@ from agents.actor_critic import ActorCritic, ActorCriticState, Trajectory
 from agents.auxiliaries import init_auxiliaries, update_auxiliaries
 from agents.controllability import model_controllability
 from agents.goals import Ensemble, GoalAutoencoder, goal_diversity, goal_similarity
-from agents.optimization import gradient_step
+from agents.optimization import TrainState, gradient_step
 from world_models import hierarchy as stack
 from world_models.distributions import symexp
 from world_models.hierarchy import FEATURES
@@ -38,11 +37,9 @@ from world_models.world_model import WorldModel
 
 @struct.dataclass
 class LevelState:
-    world_model: Any
-    world_model_opt: Any
+    world_model: TrainState  # empty for a top that imagines through the level below
     actor_critic: ActorCriticState
-    auxiliary: dict  # {"goal_autoencoder" | "novelty_autoencoder" | "ensemble": parameters}, where used
-    auxiliary_opt: dict
+    auxiliary: dict[str, TrainState]  # {"goal_autoencoder" | "novelty_autoencoder" | "ensemble": ...}, where used
 
 
 def level_key(key: jax.Array, level: int) -> jax.Array:
@@ -119,13 +116,10 @@ class Level:
     def init(self, world_model_key: jax.Array, actor_critic_key: jax.Array) -> LevelState:
         """Parameters and optimiser states, from the agent's (unfolded) keys."""
         params = self.world_model.init(level_key(world_model_key, self.index))
-        auxiliary, auxiliary_opt = init_auxiliaries(self.auxiliaries, world_model_key, self.index)
         return LevelState(
-            world_model=params,
-            world_model_opt=self.world_model.optimizer.init(params),
+            world_model=TrainState.create(self.world_model.optimizer, params),
             actor_critic=self.actor_critic.init(level_key(actor_critic_key, self.index), self.policy_input_dim),
-            auxiliary=auxiliary,
-            auxiliary_opt=auxiliary_opt,
+            auxiliary=init_auxiliaries(self.auxiliaries, world_model_key, self.index),
         )
 
     # ------------------------------------------------------------------------------ what it means
@@ -159,13 +153,13 @@ class Level:
         if self.index == 0:
             described = goal_view(features, self.goal_size)
         else:
-            decoded = symexp(self.world_model.decode(state.world_model, features)[FEATURES])
+            decoded = symexp(self.world_model.decode(state.world_model.params, features)[FEATURES])
             described = goal_view(decoded, self.lower_goal_size)
-        return autoencoder.novelty(state.auxiliary[self.novelty_source], described)
+        return autoencoder.novelty(state.auxiliary[self.novelty_source].params, described)
 
     def act(self, state: LevelState, features: jax.Array, goal: jax.Array | None, key: jax.Array,
             greedy: bool = False) -> jax.Array:
-        return self.actor_critic.act(state.actor_critic.actor, self.policy_input(features, goal), key, greedy)
+        return self.actor_critic.act(state.actor_critic.actor.params, self.policy_input(features, goal), key, greedy)
 
     def random_action(self, key: jax.Array, batch: int) -> jax.Array:
         """Uniformly random actions ``[batch, A]`` of this level: one-hot codes per group, or ``[-1, 1]``."""
@@ -179,11 +173,12 @@ class Level:
     def decode_goal(self, state: LevelState, latent: RSSMState, action: jax.Array, key: jax.Array) -> jax.Array:
         """The goal ``[..., G_{l-1}]`` that this level's abstract ``action`` asks of the level below."""
         if self.goal_autoencoder is not None:
-            return self.goal_autoencoder.decode(state.auxiliary["goal_autoencoder"], action)
+            return self.goal_autoencoder.decode(state.auxiliary["goal_autoencoder"].params, action)
         lead = action.shape[:-1]
         flat_latent = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(lead):]), latent)
-        following = self.world_model.img_step(state.world_model, flat_latent, action.reshape(-1, action.shape[-1]), key)
-        decoded = goal_view(symexp(self.world_model.decode(state.world_model, state_features(following))[FEATURES]),
+        params = state.world_model.params
+        following = self.world_model.img_step(params, flat_latent, action.reshape(-1, action.shape[-1]), key)
+        decoded = goal_view(symexp(self.world_model.decode(params, state_features(following))[FEATURES]),
                             self.lower_goal_size)
         return decoded.reshape(lead + decoded.shape[-1:])
 
@@ -194,24 +189,22 @@ class Level:
         ``described``: the level below's latent features ``[T', B, F]`` and mask ``[T', B]`` (every
         state the goal autoencoder learns; None at level 0). Returns the posterior states for the
         level above and for imagination."""
-        step = gradient_step(
-            self.world_model.loss, self.world_model.optimizer, state.world_model, state.world_model_opt, batch, key
-        )
+        step = gradient_step(self.world_model.loss, self.world_model.optimizer, state.world_model, batch, key)
         metrics, posterior = step.aux
         metrics["world_model/grad_norm"] = step.grad_norm
-        state = state.replace(world_model=step.params, world_model_opt=step.opt_state)
+        state = state.replace(world_model=step.state)
         if described is None:  # level 0's autoencoder describes its own states
             described = (jax.lax.stop_gradient(state_features(posterior)), jnp.ones(batch["is_first"].shape))
         state, auxiliary_metrics = self._update_auxiliaries(state, batch, posterior, described, key)
         metrics.update(auxiliary_metrics)
         error = self.world_model.open_loop_error(
-            state.world_model, batch, jax.lax.stop_gradient(posterior), self.actor_critic.horizon,
+            state.world_model.params, batch, jax.lax.stop_gradient(posterior), self.actor_critic.horizon,
             jax.random.fold_in(key, 1_000),
         )
         metrics["model/open_loop_error"] = error.mean()
         metrics[f"model/open_loop_error_step{error.shape[0]}"] = error[-1]
         if self.index > 0:  # does its model think its actions matter? (agents.controllability)
-            metrics.update(model_controllability(self.world_model, state.world_model, posterior, self.random_action,
+            metrics.update(model_controllability(self.world_model, state.world_model.params, posterior, self.random_action,
                                                  jax.random.fold_in(key, 3_000)))
         return state, metrics, posterior
 
@@ -221,9 +214,9 @@ class Level:
         """The auxiliaries' step (``agents.auxiliaries``): the autoencoders learn the goal features of
         the states ``described`` (this level's own at level 0, the level below's above)."""
         goal_size = self.goal_size if self.index == 0 else self.lower_goal_size
-        auxiliary, auxiliary_opt, metrics = update_auxiliaries(
-            self.auxiliaries, state.auxiliary, state.auxiliary_opt, batch, posterior, described, goal_size, key)
-        return state.replace(auxiliary=auxiliary, auxiliary_opt=auxiliary_opt), metrics
+        auxiliary, metrics = update_auxiliaries(
+            self.auxiliaries, state.auxiliary, batch, posterior, described, goal_size, key)
+        return state.replace(auxiliary=auxiliary), metrics
 
     def hand_down_goals(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
                         governed: jax.Array | None, lower_book: dict, lower_features: jax.Array, key: jax.Array):
@@ -233,7 +226,7 @@ class Level:
         ``[T_below, B, F]`` the level below's posterior features, to compare the goals' spread with."""
         policy_input = self.policy_input(jax.lax.stop_gradient(state_features(posterior)), goal)
         action_key, decode_key = jax.random.split(key)
-        actions = self.actor_critic.act(state.actor_critic.actor, policy_input, action_key)
+        actions = self.actor_critic.act(state.actor_critic.actor.params, policy_input, action_key)
         lower_goals = jax.lax.stop_gradient(
             self.decode_goal(state, jax.lax.stop_gradient(posterior), actions, decode_key))
         own_governed = book["mask"] > 0 if governed is None else governed
@@ -270,7 +263,7 @@ class Level:
         extra = {}
 
         def rollout(policy, rollout_key) -> Trajectory:
-            params = state.world_model
+            params = state.world_model.params
             states, actions = self.world_model.imagine(
                 params, starts, lambda features, k: policy(self.policy_input(features, goal), k),
                 self.actor_critic.horizon, rollout_key,
@@ -279,7 +272,7 @@ class Level:
             task = self.world_model.reward(params, features[1:])
             rewards = self.reward(features[1:], goal, task)
             if self.ensemble is not None and (self.disagreement_penalty or self.exploration_bonus):
-                doubt = self.ensemble.disagreement(state.auxiliary["ensemble"],
+                doubt = self.ensemble.disagreement(state.auxiliary["ensemble"].params,
                                                    jnp.concatenate([features[:-1], actions], -1))
                 doubt_weight = self.exploration_bonus - self.disagreement_penalty * rewarded
                 rewards = rewards.at[..., 0].add(doubt_weight * doubt)  # on the main term, in its units

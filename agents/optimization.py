@@ -2,7 +2,9 @@
 
 A trainable part (world model, actor, critic, goal autoencoder, ensemble) offers ``init(key)``, a
 ``loss(params, ...) -> (loss, aux)`` and an ``optimizer`` built by ``make_optimizer`` from its config
-section; ``gradient_step`` turns one loss into one optimiser step and reports the gradient norm.
+section. Its state is a ``TrainState`` (parameters and optimiser state, arrays only: the optimiser
+itself stays with the part, so that states stack over seeds and checkpoint as plain trees), and
+``gradient_step`` turns one loss into one optimiser step on it and reports the gradient norm.
 """
 
 from __future__ import annotations
@@ -12,15 +14,27 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
 from world_models.optimizer import make_optimizer  # the one builder, shared with the world models
+
+
+@struct.dataclass
+class TrainState:
+    """One trainable part's parameters and its optimiser's state."""
+
+    params: Any
+    opt_state: Any
+
+    @classmethod
+    def create(cls, optimizer: optax.GradientTransformation, params: Any) -> "TrainState":
+        return cls(params=params, opt_state=optimizer.init(params))
 
 
 class GradientStep(NamedTuple):
     """The outcome of one optimiser step on one loss."""
 
-    params: Any
-    opt_state: Any
+    state: TrainState
     loss: jax.Array
     aux: Any
     grads: Any
@@ -40,11 +54,11 @@ def apply_gradients(optimizer: optax.GradientTransformation, grads: Any, params:
 
 
 def gradient_step(loss: Callable[..., tuple[jax.Array, Any]], optimizer: optax.GradientTransformation,
-                  params: Any, opt_state: Any, *args: Any) -> GradientStep:
-    """One optimiser step on ``loss(params, *args) -> (loss, aux)``."""
-    (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, *args)
-    params, opt_state = apply_gradients(optimizer, grads, params, opt_state)
-    return GradientStep(params, opt_state, value, aux, grads)
+                  state: TrainState, *args: Any) -> GradientStep:
+    """One optimiser step on ``loss(state.params, *args) -> (loss, aux)``."""
+    (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(state.params, *args)
+    params, opt_state = apply_gradients(optimizer, grads, state.params, state.opt_state)
+    return GradientStep(TrainState(params, opt_state), value, aux, grads)
 
 
 def masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:

@@ -166,7 +166,7 @@ class RolloutOnly:
 
     def update(self, state, rollout, key: jax.Array):
         def policy(features: jax.Array, policy_key: jax.Array) -> jax.Array:
-            return jax.lax.stop_gradient(self.inner.policy(state.actor, features).sample(policy_key))
+            return jax.lax.stop_gradient(self.inner.policy(state.actor.params, features).sample(policy_key))
 
         trajectory = rollout(policy, key)
         # A sum over every leaf: returned as a metric, it keeps XLA from dropping any of the rollout.

@@ -58,7 +58,7 @@ def test_world_model_gradients_are_finite_and_reach_every_parameter(agent_and_st
     state, _ = agent.train_step(fresh(state), random_batch(agent))
     batch = random_batch(agent, seed=1)
     level = agent.levels[0]
-    grads, _ = jax.grad(level.world_model.loss, has_aux=True)(state.levels[0].world_model, batch, jax.random.PRNGKey(1))
+    grads, _ = jax.grad(level.world_model.loss, has_aux=True)(state.levels[0].world_model.params, batch, jax.random.PRNGKey(1))
     for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
         assert np.all(np.isfinite(leaf)), path
         assert np.abs(leaf).sum() > 0, jax.tree_util.keystr(path)
@@ -99,6 +99,6 @@ def test_continuous_actions_are_bounded():
 def test_world_model_losses_are_exactly_the_keys_of_the_scale_table(agent_and_state):
     agent, state = agent_and_state
     model = agent.levels[0].world_model
-    _, (metrics, _) = model.loss(state.levels[0].world_model, random_batch(agent), jax.random.PRNGKey(2))
+    _, (metrics, _) = model.loss(state.levels[0].world_model.params, random_batch(agent), jax.random.PRNGKey(2))
     losses = {name.removeprefix("world_model/loss/") for name in metrics if name.startswith("world_model/loss/")}
     assert losses == set(model.loss_scales) == set(load_config(["debug"])["world_model"]["loss_scales"])

@@ -24,12 +24,12 @@ def test_goal_autoencoder_codes_cover_the_states_it_describes():
     centres = np.tanh(1.5 * rng.normal(size=(64, 16))).astype(np.float32)
     autoencoder = GoalAutoencoder(16, config["codes"], config["classes"], 64, 1, config["kl"], 1e-3, 100.0,
                                   kl_target=config["kl_target"])
-    params = autoencoder.init(jax.random.PRNGKey(0))
-    opt_state = autoencoder.init_optimizer(params)
+    state = autoencoder.init(jax.random.PRNGKey(0))
     update = jax.jit(autoencoder.update)
     for step in range(300):
         batch = centres[rng.integers(0, 64, 256)] + 0.02 * rng.normal(size=(256, 16)).astype(np.float32)
-        params, opt_state, metrics = update(params, opt_state, jnp.asarray(batch), jnp.ones(256), jax.random.PRNGKey(step))
+        state, metrics = update(state, jnp.asarray(batch), jnp.ones(256), jax.random.PRNGKey(step))
+    params = state.params
     assert float(metrics["goal/autoencoder_kl_weight"]) < config["kl"]  # tuned down towards its target
     codes = jnp.argmax(autoencoder.code_logits(params, jnp.asarray(centres)), -1)
     decoded = autoencoder.decode(params, jax.nn.one_hot(codes, config["classes"]).reshape(64, -1))

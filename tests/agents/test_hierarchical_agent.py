@@ -40,7 +40,7 @@ def test_one_level_reproduces_the_flat_agent():
         stacked_state, stacked_metrics = stacked.train_step(stacked_state, batch)
     level = stacked_state.levels[0]
     pairs = [
-        (flat_state.world_model, level.world_model),
+        (flat_state.world_model, level.world_model.params),
         (flat_state.actor_critic.actor, level.actor_critic.actor),
         (flat_state.actor_critic.critic, level.actor_critic.critic),
         (flat_state.actor_critic.slow_critic, level.actor_critic.slow_critic),

@@ -53,7 +53,7 @@ def perturbed(trained):
 
     below = below.replace(world_model=noisy(below.world_model, 0.3),
                           actor_critic=below.actor_critic.replace(actor=noisy(below.actor_critic.actor, 1.0)))
-    starts = agent.levels[0].world_model.initial(below.world_model, 6)
+    starts = agent.levels[0].world_model.initial(below.world_model.params, 6)
     starts = starts._replace(deter=jax.random.normal(next(keys), starts.deter.shape))
     return agent, state.levels[1], below, starts
 
@@ -62,7 +62,7 @@ def test_a_train_step_updates_the_top_through_level_zero_with_finite_non_zero_gr
     agent, state, metrics = trained
     top = state.levels[1]
     assert agent.levels[1].imagines_below and agent.levels[1].world_model is None
-    assert top.world_model == {} and top.world_model_opt == {}
+    assert top.world_model.params == {} and top.world_model.opt_state == {}
     counts = agent.parameter_counts(state)
     assert "level1/world_model" not in counts and counts["level1/actor"] > 0 and counts["level0/world_model"] > 0
     for name in ("actor_grad_norm", "critic_grad_norm"):
@@ -80,15 +80,15 @@ def hand_segment(agent, top_state, below, start, code, key):
     keys ``ImaginedTop.segment`` splits from ``key``; ``(end, rewards [K, N], continues [K, N])``."""
     top, level0 = agent.levels[1], agent.levels[0]
     decode_key, imagine_key = jax.random.split(key)
-    goal = top.goal_autoencoder.decode(top_state.auxiliary["goal_autoencoder"], code)
+    goal = top.goal_autoencoder.decode(top_state.auxiliary["goal_autoencoder"].params, code)
     latent, rewards, continues = start, [], []
     for step_key in jax.random.split(imagine_key, K):
         policy_key, dynamics_key = jax.random.split(step_key)
-        action = level0.actor_critic.act(below.actor_critic.actor, level0.policy_input(state_features(latent), goal),
+        action = level0.actor_critic.act(below.actor_critic.actor.params, level0.policy_input(state_features(latent), goal),
                                          policy_key)
-        latent = level0.world_model.img_step(below.world_model, latent, action, dynamics_key)
-        rewards.append(level0.world_model.reward(below.world_model, state_features(latent)))
-        continues.append(level0.world_model.continue_prob(below.world_model, state_features(latent)))
+        latent = level0.world_model.img_step(below.world_model.params, latent, action, dynamics_key)
+        rewards.append(level0.world_model.reward(below.world_model.params, state_features(latent)))
+        continues.append(level0.world_model.continue_prob(below.world_model.params, state_features(latent)))
     return latent, np.stack(rewards), np.stack(continues)
 
 

@@ -66,7 +66,8 @@ def assert_same_run(stacked_dir, alone_dir):
     assert stacked_step == alone_step
     assert int(stacked_state.updates) == int(alone_state.updates) > 0
     np.testing.assert_array_equal(stacked_state.key, alone_state.key)
-    params = lambda state: [(level.world_model, level.actor_critic.actor, level.actor_critic.critic, level.auxiliary)
+    params = lambda state: [(level.world_model.params, level.actor_critic.actor.params, level.actor_critic.critic.params,
+                             {name: part.params for name, part in level.auxiliary.items()})
                             for level in state.levels]
     for a, b in zip(jax.tree.leaves(params(stacked_state)), jax.tree.leaves(params(alone_state)), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -95,8 +96,8 @@ def test_seeds_are_independent_runs_in_their_own_directories(runs):
     assert episode_returns(first) != episode_returns(second)
     assert not np.array_equal(replay_arrays(first)["obs"], replay_arrays(second)["obs"])
     first_state, second_state = final_state(first)[0], final_state(second)[0]
-    world_models = zip(jax.tree.leaves(first_state.levels[0].world_model),
-                       jax.tree.leaves(second_state.levels[0].world_model))
+    world_models = zip(jax.tree.leaves(first_state.levels[0].world_model.params),
+                       jax.tree.leaves(second_state.levels[0].world_model.params))
     assert not any(np.allclose(a, b) for a, b in world_models if np.asarray(a).std() > 0)
     assert not (runs / "stacked" / "config.yaml").exists()  # only the seeds' directories are runs
 

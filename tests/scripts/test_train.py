@@ -270,7 +270,7 @@ def test_two_levels_with_the_top_imagining_through_level_zero_train_end_to_end(t
     assert not any(name.startswith("level1/world_model") for name in logged)  # it has no model of its own
     assert np.all(np.isfinite([value for row in rows for name, value in row.items() if name.startswith("level")]))
     state, step = final_params(logdir)  # restores a checkpoint whose level 1 holds no model parameters
-    assert step == 200 and state.levels[1].world_model == {}
+    assert step == 200 and state.levels[1].world_model.params == {}
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
 
 
