@@ -213,21 +213,23 @@ class ActorCritic:
             objective = jnp.sum(self.term_weights * returns / divisor, -1)
         entropy = dist.entropy()
         loss = -jnp.mean(weights * (objective + self.entropy * entropy))
-        metrics = {
-            "actor_critic/actor_loss": loss,
-            "actor_critic/entropy": entropy.mean(),
-            "actor_critic/imagined_return": returns[0, :, 0].mean(),
-            "actor_critic/imagined_reward": trajectory.rewards[..., 0].mean(),
-            "actor_critic/value": values[..., 0].mean(),
-            "actor_critic/return_scale": divisor[0],
-        }
-        for index, name in enumerate(self.term_names[1:], 1):  # the first term's are the plain names
-            metrics[f"actor_critic/imagined_return/{name}"] = returns[0, :, index].mean()
-            metrics[f"actor_critic/imagined_reward/{name}"] = trajectory.rewards[..., index].mean()
-            metrics[f"actor_critic/value/{name}"] = values[..., index].mean()
-            metrics[f"actor_critic/return_scale/{name}"] = divisor[index]
+        metrics = {"actor_critic/actor_loss": loss, "actor_critic/entropy": entropy.mean(),
+                   **self._term_metrics(returns, trajectory.rewards, values, divisor)}
         aux = (stop(trajectory), stop(returns), weights, return_scale, metrics)
         return loss, aux
+
+    def _term_metrics(self, returns: jax.Array, rewards: jax.Array, values: jax.Array, divisor: jax.Array
+                      ) -> dict[str, jax.Array]:
+        """Imagined return, reward, value and return scale of each reward term (the first term's under
+        the plain names)."""
+        metrics = {}
+        for index, name in enumerate(self.term_names):
+            suffix = "" if index == 0 else f"/{name}"
+            metrics[f"actor_critic/imagined_return{suffix}"] = returns[0, :, index].mean()
+            metrics[f"actor_critic/imagined_reward{suffix}"] = rewards[..., index].mean()
+            metrics[f"actor_critic/value{suffix}"] = values[..., index].mean()
+            metrics[f"actor_critic/return_scale{suffix}"] = divisor[index]
+        return metrics
 
     def _critic_loss(self, critic_params, slow_critic_params, features, returns, weights):
         dist = self.value_dist(critic_params, features)

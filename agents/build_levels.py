@@ -25,6 +25,19 @@ TOP_MODELS = ("stacked", "imagined")  # hierarchy.top_model
 GOAL_FEATURES = ("deter", "full")  # goal.features: a level's deterministic state, or all its latent features
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What every level needs to know of the whole stack."""
+
+    obs_layout: ObsLayout
+    action_layout: ActionLayout
+    sections: AgentSections
+    ks: list[int]
+    backbones: list[str]
+    discounts: list[float | None]
+    entropies: list[float]
+
+
 def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: AgentSections) -> list[Level]:
     """The levels from the environment (level 0) up."""
     hierarchy, goal, agent = sections.hierarchy, sections.goal, sections.agent
@@ -33,58 +46,71 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
     if goal.space not in GOAL_SPACES:
         raise ValueError(f"goal.space must be one of {GOAL_SPACES}, got {goal.space!r}")
     check_top_model(hierarchy, goal)
-    discounts = resolve_discounts(hierarchy.levels, hierarchy.discount)
-    entropies = list(hierarchy.entropy) or [agent.entropy] * hierarchy.levels
+    plan = _Plan(obs_layout, action_layout, sections, ks, level_backbones,
+                 resolve_discounts(hierarchy.levels, hierarchy.discount),
+                 list(hierarchy.entropy) or [agent.entropy] * hierarchy.levels)
     levels: list[Level] = []
     period, length = 1, sections.sequence_length
     for index in range(hierarchy.levels):
         if index > 0:
             period *= ks[index - 1]
             length = stack.abstract_length(length, ks[index - 1])
-        top = index == hierarchy.levels - 1
-        imagined = top and index > 0 and hierarchy.top_model == "imagined"
-        world_model = dataclasses.replace(sections.world_model, backbone=level_backbones[index])
-        # a registered backbone without an entry in the backbones section takes no arguments
-        backbone_kwargs = sections.backbones.get(world_model.backbone, {})
-        model_kwargs = dict(as_kwargs(world_model), backbone_kwargs=backbone_kwargs)
-        novelty = hierarchy.novelty if top else 0.0
-        task_scale = 0.0 if top else goal.task_reward_scale
-        terms = Level.reward_terms(top, goal.reward_scale, task_scale, novelty)
-        settings = dataclasses.replace(agent, horizon=_horizon(index, top, ks, hierarchy, agent),
-                                       entropy=entropies[index])
-        if index == 0:
-            model = WorldModel(obs_layout.mlp_shapes, obs_layout.cnn_shapes, action_layout.dim, **model_kwargs,
-                               event_streams=obs_layout.event_streams)  # event camera hook (#18)
-            actor_critic = ActorCritic(action_layout.dim, action_layout.discrete, reward_terms=terms,
-                                       **as_kwargs(settings))
-        else:
-            below = levels[index - 1].world_model.feature_dim
-            # the level below's latent features are not an observation: rare one-hot classes have a
-            # tiny batch variance, which the variance-scaled vector loss would blow up
-            model = None if imagined else WorldModel({FEATURES: (below,)}, {}, goal_action_dim(goal),
-                                                     **{**model_kwargs, "vector_loss": "mse"})
-            discount = discounts[index - 1] or agent.discount**period
-            actor_critic = _goal_actor_critic(goal, dataclasses.replace(settings, discount=discount), terms)
-        goal_size = _goal_size(goal, world_model)
-        lower_goal_size = levels[index - 1].goal_size if index > 0 else 0
-        goal_autoencoder = _autoencoder(lower_goal_size, world_model, hierarchy, goal) if (
-            index > 0 and goal.space == "autoencoder") else None
-        # a top that needs novelty and has no goal autoencoder describes goal features with its own
-        novelty_autoencoder = _autoencoder(lower_goal_size or goal_size, world_model, hierarchy, goal) if (
-            novelty > 0 and goal_autoencoder is None) else None
-        if imagined:
-            levels.append(ImaginedTop(
-                levels[index - 1], index, actor_critic, period, length, goal_size, lower_goal_size, novelty,
-                goal_autoencoder, hierarchy.disagreement_penalty, hierarchy.exploration_bonus))
-            continue
-        levels.append(Level(
-            index, top, model, actor_critic, period, length, goal_size, lower_goal_size, goal.reward_scale,
-            task_scale, novelty, goal_autoencoder, novelty_autoencoder,
-            _ensemble(index, top, model, world_model, hierarchy),
-            hierarchy.disagreement_penalty if index > 0 else 0.0,
-            hierarchy.exploration_bonus if top else 0.0,
-        ))
+        levels.append(_build_level(plan, index, period, length, levels))
     return levels
+
+
+def _build_level(plan: _Plan, index: int, period: int, length: int, below: Sequence[Level]) -> Level:
+    """Level ``index`` (``period`` environment steps per step, training sequences of ``length``) on
+    top of the levels ``below`` it."""
+    hierarchy, goal = plan.sections.hierarchy, plan.sections.goal
+    top = index == hierarchy.levels - 1
+    imagined = top and index > 0 and hierarchy.top_model == "imagined"
+    world_model = dataclasses.replace(plan.sections.world_model, backbone=plan.backbones[index])
+    novelty = hierarchy.novelty if top else 0.0
+    task_scale = 0.0 if top else goal.task_reward_scale
+    terms = Level.reward_terms(top, goal.reward_scale, task_scale, novelty)
+    model, actor_critic = _model_and_actor_critic(plan, index, top, period, world_model, terms, below, imagined)
+    goal_size = _goal_size(goal, world_model)
+    lower_goal_size = below[index - 1].goal_size if index > 0 else 0
+    goal_autoencoder = _autoencoder(lower_goal_size, world_model, hierarchy, goal) if (
+        index > 0 and goal.space == "autoencoder") else None
+    # a top that needs novelty and has no goal autoencoder describes goal features with its own
+    novelty_autoencoder = _autoencoder(lower_goal_size or goal_size, world_model, hierarchy, goal) if (
+        novelty > 0 and goal_autoencoder is None) else None
+    if imagined:
+        return ImaginedTop(below[index - 1], index, actor_critic, period, length, goal_size, lower_goal_size, novelty,
+                           goal_autoencoder, hierarchy.disagreement_penalty, hierarchy.exploration_bonus)
+    return Level(
+        index, top, model, actor_critic, period, length, goal_size, lower_goal_size, goal.reward_scale,
+        task_scale, novelty, goal_autoencoder, novelty_autoencoder,
+        _ensemble(index, top, model, world_model, hierarchy),
+        hierarchy.disagreement_penalty if index > 0 else 0.0,
+        hierarchy.exploration_bonus if top else 0.0,
+    )
+
+
+def _model_and_actor_critic(plan: _Plan, index: int, top: bool, period: int, world_model: WorldModelConfig,
+                            terms, below: Sequence[Level], imagined: bool) -> tuple[WorldModel | None, ActorCritic]:
+    """Level ``index``'s world model (None for a top imagining through level 0) and actor-critic:
+    level 0 models the environment and acts in it, a level above models the level below's features
+    and acts in goals."""
+    hierarchy, goal, agent = plan.sections.hierarchy, plan.sections.goal, plan.sections.agent
+    # a registered backbone without an entry in the backbones section takes no arguments
+    model_kwargs = dict(as_kwargs(world_model), backbone_kwargs=plan.sections.backbones.get(world_model.backbone, {}))
+    settings = dataclasses.replace(agent, horizon=_horizon(index, top, plan.ks, hierarchy, agent),
+                                   entropy=plan.entropies[index])
+    if index == 0:
+        obs, actions = plan.obs_layout, plan.action_layout
+        model = WorldModel(obs.mlp_shapes, obs.cnn_shapes, actions.dim, **model_kwargs,
+                           event_streams=obs.event_streams)  # event camera hook (#18)
+        return model, ActorCritic(actions.dim, actions.discrete, reward_terms=terms, **as_kwargs(settings))
+    features_below = below[index - 1].world_model.feature_dim
+    # the level below's latent features are not an observation: rare one-hot classes have a tiny
+    # batch variance, which the variance-scaled vector loss would blow up
+    model = None if imagined else WorldModel({FEATURES: (features_below,)}, {}, goal_action_dim(goal),
+                                             **{**model_kwargs, "vector_loss": "mse"})
+    discount = plan.discounts[index - 1] or agent.discount**period
+    return model, _goal_actor_critic(goal, dataclasses.replace(settings, discount=discount), terms)
 
 
 def check_top_model(hierarchy: HierarchyConfig, goal: GoalConfig) -> None:

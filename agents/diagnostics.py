@@ -229,19 +229,7 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
         key, imagine_key = jax.random.split(key)
         imagined = np.asarray(agent.imagined_returns(state, policy_state, imagine_key))  # [levels, N]
         top_value = np.asarray(agent.top_task_value(state, policy_state))  # [N]
-        ticks = [np.ones(num_envs, bool)] + [np.asarray(tick) for tick in policy_state.ticks]
-        for index, meter in enumerate(meters):
-            goal = None if meter.level.top else np.asarray(previous.goals[index])
-            features = np.asarray(state_features(policy_state.latents[index]))
-            opens = ticks[index] if meter.level.top else ticks[index + 1]  # a new goal from above
-            meter.step(record, ticks[index], opens, features, goal, imagined[index],
-                       top_value if meter.level.top else None)
-            if not meter.level.top:
-                # Not named `finished`: that is the list of finished episodes the loop counts.
-                for reached, similarity in ((meters[index + 1].reached, policy_state.finished[index]),
-                                            (meters[index + 1].chance_reached, policy_state.chance_finished[index])):
-                    similarity = np.asarray(similarity)  # NaN where no goal finished at this step
-                    reached.extend(similarity[np.isfinite(similarity)].tolist())
+        _meter_step(meters, record, previous, policy_state, imagined, top_value)
         images.observe(state, policy_state, record)
         finished_episodes += len(finished)
     # the goals a level hands down are reached by the level below: its steps calibrate an "auto" threshold
@@ -249,6 +237,25 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
     scalars = {name: value for meter, threshold in zip(meters, thresholds)
                for name, value in meter.scalars(threshold).items()}
     return scalars, images.grids()
+
+
+def _meter_step(meters: list[_LevelMeter], record, previous, policy_state, imagined: np.ndarray,
+                top_value: np.ndarray) -> None:
+    """Every level's meter takes one environment step: ``previous``/``policy_state`` are the acting
+    carry before and after it, ``imagined [levels, N]`` the levels' imagined returns, ``top_value [N]``
+    the top's value."""
+    ticks = [np.ones(len(top_value), bool)] + [np.asarray(tick) for tick in policy_state.ticks]
+    for index, meter in enumerate(meters):
+        goal = None if meter.level.top else np.asarray(previous.goals[index])
+        features = np.asarray(state_features(policy_state.latents[index]))
+        opens = ticks[index] if meter.level.top else ticks[index + 1]  # a new goal from above
+        meter.step(record, ticks[index], opens, features, goal, imagined[index],
+                   top_value if meter.level.top else None)
+        if not meter.level.top:
+            for reached, similarity in ((meters[index + 1].reached, policy_state.finished[index]),
+                                        (meters[index + 1].chance_reached, policy_state.chance_finished[index])):
+                similarity = np.asarray(similarity)  # NaN where no goal finished at this step
+                reached.extend(similarity[np.isfinite(similarity)].tolist())
 
 
 class _GoalImages:

@@ -101,15 +101,7 @@ def observation_layout(
       SpaceError: for a space that is neither ``Box`` nor ``Dict`` of ``Box``, an entry that fits
         neither encoder, or when nothing at all is routed.
     """
-    if isinstance(space, gym.spaces.Dict):
-        entries, is_dict = dict(space.spaces), True
-    elif isinstance(space, gym.spaces.Box):
-        entries, is_dict = {SINGLE_KEY: space}, False
-    else:
-        raise SpaceError(
-            f"observation space {space} is not supported: use a Box, or a Dict of Boxes "
-            "(wrap discrete observations, e.g. with gymnasium.wrappers.FlattenObservation after one-hot)"
-        )
+    entries, is_dict = _entries(space)
     mlp_shapes, cnn_shapes, dtypes, event_streams = {}, {}, {}, {}
     streams = {key: _event_stream(key, entries) for key in entries}
     counts = {stream.count_key for stream in streams.values() if stream}
@@ -136,16 +128,35 @@ def observation_layout(
                 f"a scalar integer {EVENT_COUNT_KEY!r} (event encoder). Exclude it with "
                 "encoder.mlp_keys / encoder.cnn_keys, or reshape it with a wrapper."
             )
-    if len(event_streams) > 1:
-        raise SpaceError(f"at most one event stream per observation, got {sorted(event_streams)}")
-    if not mlp_shapes and not cnn_shapes and not event_streams:
+    layout = ObsLayout(mlp_shapes, cnn_shapes, dtypes, is_dict, event_streams)
+    _check_routing(layout, space, mlp_keys, cnn_keys)
+    return layout
+
+
+def _entries(space: gym.Space) -> tuple[dict[str, gym.Space], bool]:
+    """The entries of an observation space by key (a single ``Box`` under ``SINGLE_KEY``), and
+    whether it is a ``Dict``."""
+    if isinstance(space, gym.spaces.Dict):
+        return dict(space.spaces), True
+    if isinstance(space, gym.spaces.Box):
+        return {SINGLE_KEY: space}, False
+    raise SpaceError(
+        f"observation space {space} is not supported: use a Box, or a Dict of Boxes "
+        "(wrap discrete observations, e.g. with gymnasium.wrappers.FlattenObservation after one-hot)"
+    )
+
+
+def _check_routing(layout: ObsLayout, space: gym.Space, mlp_keys: str, cnn_keys: str) -> None:
+    """At most one event stream, something routed at all, and images of one height and width."""
+    if len(layout.event_streams) > 1:
+        raise SpaceError(f"at most one event stream per observation, got {sorted(layout.event_streams)}")
+    if not layout.mlp_shapes and not layout.cnn_shapes and not layout.event_streams:
         raise SpaceError(
             f"no observation entry of {space} matches encoder.mlp_keys={mlp_keys!r} or "
             f"encoder.cnn_keys={cnn_keys!r}"
         )
-    if len({shape[:2] for shape in cnn_shapes.values()}) > 1:
-        raise SpaceError(f"image entries must share height and width, got {cnn_shapes}")
-    return ObsLayout(mlp_shapes, cnn_shapes, dtypes, is_dict, event_streams)
+    if len({shape[:2] for shape in layout.cnn_shapes.values()}) > 1:
+        raise SpaceError(f"image entries must share height and width, got {layout.cnn_shapes}")
 
 
 @dataclass(frozen=True)
