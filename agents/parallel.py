@@ -99,7 +99,8 @@ class DataParallel:
     """Where the train state and batches live and which device acts.
 
     With one device and one process (``enabled`` false) every method returns its input unchanged,
-    so a single-device run is exactly the plain one.
+    so a single-device run is exactly the plain one, except that ``replicate`` commits the state to
+    that device.
     """
 
     mesh: Mesh
@@ -180,7 +181,10 @@ class DataParallel:
         """The same pytree on every device of the mesh. With several processes, process 0's copy is
         broadcast first, so all replicas are equal even if the processes' copies were not."""
         if not self.enabled:
-            return tree
+            # Committed, as a restored checkpoint's arrays are: jit compiles a different program
+            # for committed and uncommitted arguments, so a fresh and a resumed run (or a run and
+            # the persistent compilation cache of another) share their programs only this way.
+            return jax.device_put(tree, self.mesh.devices.flat[0])
         if self.process_count > 1:
             from jax.experimental import multihost_utils
 

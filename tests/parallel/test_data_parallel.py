@@ -64,12 +64,17 @@ def test_config_takes_auto_or_a_positive_integer():
         load_config([], ["parallel.acting=gpu"])
 
 
-def test_one_device_leaves_everything_as_it_is():
+def test_one_device_leaves_everything_as_it_is_but_commits_the_state():
     parallel = DataParallel.from_config(load_config(["debug"], ["parallel.devices=1"]))
     assert not parallel.enabled and parallel.is_main and parallel.local_batch_size == 4
     tree, batch = {"w": jax.numpy.ones(3)}, {"obs": np.zeros((16, 4, 2))}
-    assert parallel.replicate(tree) is tree and parallel.shard_batch(batch) is batch
+    assert parallel.shard_batch(batch) is batch
     assert parallel.acting_view(tree) is tree
+    # committed to the device as a restored checkpoint is, so that fresh and resumed runs compile alike
+    assert not tree["w"].committed
+    replicated = parallel.replicate(tree)
+    assert replicated["w"].committed and replicated["w"].sharding == tree["w"].sharding
+    np.testing.assert_array_equal(replicated["w"], tree["w"])
     step = lambda state, batch: (state, {})
     assert parallel.train_step(step) is step
     assert "acting: policy_step runs on" in "\n".join(parallel.describe())
