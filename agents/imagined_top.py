@@ -159,7 +159,7 @@ class ImaginedTop(Level):
         (``posterior``, leaves ``[M, B, ...]``, and this level's ``book``)."""
         starts = jax.tree.map(flatten_time, posterior)
         start_continue = self.start_weights(book, None)
-        extra = {}
+        extra = self.replayed_novelty(state, starts, start_continue)
 
         def rollout(policy: Policy, rollout_key: jax.Array) -> Trajectory:
             imagined = self.imagine(state, below, starts, policy, rollout_key)

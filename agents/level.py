@@ -27,7 +27,7 @@ from agents.actor_critic import ActorCritic, ActorCriticState, Trajectory
 from agents.auxiliaries import init_auxiliaries, update_auxiliaries
 from agents.controllability import model_controllability
 from agents.goals import Ensemble, GoalAutoencoder, goal_diversity, goal_similarity
-from agents.optimization import TrainState, gradient_step
+from agents.optimization import TrainState, gradient_step, masked_mean
 from world_models import hierarchy as stack
 from world_models.distributions import symexp
 from world_models.hierarchy import FEATURES
@@ -157,6 +157,16 @@ class Level:
             described = goal_view(decoded, self.lower_goal_size)
         return autoencoder.novelty(state.auxiliary[self.novelty_source].params, described)
 
+    def replayed_novelty(self, state: LevelState, starts: RSSMState, weights: jax.Array) -> dict[str, jax.Array]:
+        """``actor_critic/replayed_reward/novelty``: the mean novelty of the replayed states that
+        imagination starts from (leaves ``[N, ...]``, ``weights [N]``), beside
+        ``actor_critic/imagined_reward/novelty``. Imagined states far more novel than replayed ones are
+        places the level has not been, or that its model invents; empty without a novelty term."""
+        if self.novelty_scale <= 0:
+            return {}
+        novelty = self.novelty(state, state_features(starts))
+        return {"actor_critic/replayed_reward/novelty": jax.lax.stop_gradient(masked_mean(novelty, weights))}
+
     def act(self, state: LevelState, features: jax.Array, goal: jax.Array | None, key: jax.Array,
             greedy: bool = False) -> jax.Array:
         return self.actor_critic.act(state.actor_critic.actor.params, self.policy_input(features, goal), key, greedy)
@@ -260,7 +270,7 @@ class Level:
         starts = jax.tree.map(flatten_time, posterior)
         start_continue = self.start_weights(book, governed)
         goal = None if goal is None else flatten_time(goal)
-        extra = {}
+        extra = self.replayed_novelty(state, starts, start_continue)
 
         def rollout(policy, rollout_key) -> Trajectory:
             params = state.world_model.params

@@ -11,6 +11,7 @@ from agents.build_levels import resolve_backbones, resolve_ks
 from agents.hierarchical_agent import HierarchicalAgent
 from configs.loader import load_config
 from reference_dreamer import DreamerAgent
+from world_models.rssm import state_features
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 ACTIONS = gym.spaces.Discrete(2)
@@ -110,6 +111,18 @@ def test_flat_agent_with_novelty_learns_an_autoencoder_of_its_states_and_a_secon
     for name in ("novelty/autoencoder_loss", "actor_critic/value/novelty", "actor_critic/imagined_reward/novelty"):
         assert np.isfinite(float(metrics[f"level0/{name}"])), name
     assert float(metrics["level0/actor_critic/imagined_reward/novelty"]) > 0
+    assert np.isfinite(float(metrics["level0/actor_critic/replayed_reward/novelty"]))
+    # the replayed novelty is the autoencoder's error on the start states' goal features, weighted
+    level_state = state.levels[0]
+    starts = level.world_model.initial(level_state.world_model.params, 6)
+    starts = starts._replace(deter=jax.random.normal(jax.random.PRNGKey(1), starts.deter.shape))
+    weights = jnp.array([1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    features = state_features(starts)[:, :level.goal_size]
+    per_state = level.auxiliaries["novelty_autoencoder"].novelty(level_state.auxiliary["novelty_autoencoder"].params,
+                                                                  features)
+    measured = level.replayed_novelty(level_state, starts, weights)["actor_critic/replayed_reward/novelty"]
+    assert float(measured) == pytest.approx(float(per_state[weights > 0].mean()), rel=1e-5)
+    assert float(per_state[weights > 0].mean()) != pytest.approx(float(per_state.mean()), rel=1e-3)
 
 
 def test_per_level_discount_entropy_and_reward_terms():

@@ -252,7 +252,8 @@ def test_two_levels_train_end_to_end_resume_and_measure_every_level(tmp_path):
             "level1/goal/diversity", "level1/goal/spread_ratio", "level1/goal/code_perplexity",
             "level1/goal/autoencoder_kl_weight", "level1/model/controllability",
             "level1/model/reward_controllability", "level1/imagined/disagreement",
-            "level1/actor_critic/value/novelty", "level0/actor_critic/value/task", "replay/rewarded_fraction"} <= logged
+            "level1/actor_critic/value/novelty", "level1/actor_critic/replayed_reward/novelty",
+            "level0/actor_critic/value/task", "replay/rewarded_fraction"} <= logged
     state, step = final_params(logdir)
     assert step == 280 and len(state.levels) == 2
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
@@ -266,7 +267,8 @@ def test_two_levels_with_the_top_imagining_through_level_zero_train_end_to_end(t
     rows = read_metrics(logdir)
     logged = set().union(*(row.keys() for row in rows))
     assert {"level0/world_model/loss", "level1/actor_critic/actor_loss", "level1/goal/autoencoder_loss",
-            "level1/model/controllability", "level1/exploitation/gap", "level1/goal/reach_rate"} <= logged
+            "level1/model/controllability", "level1/exploitation/gap", "level1/goal/reach_rate",
+            "level1/actor_critic/replayed_reward/novelty"} <= logged
     assert not any(name.startswith("level1/world_model") for name in logged)  # it has no model of its own
     assert np.all(np.isfinite([value for row in rows for name, value in row.items() if name.startswith("level")]))
     state, step = final_params(logdir)  # restores a checkpoint whose level 1 holds no model parameters
