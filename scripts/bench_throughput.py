@@ -3,6 +3,7 @@
     python -m scripts.bench_throughput           # matched size, 1-3 levels: ~13 min on the loaded 2-core CPU
     python -m scripts.bench_throughput --sizes tiny small matched --levels 1 2 3 --repeats 20
     python -m scripts.bench_throughput --sizes matched --levels 1 --set world_model.backbone=s5
+    python -m scripts.bench_throughput --sizes small --levels 1 --config cartpole --vmapped-seeds 3
 
 How speed changes are judged. For every ``--sizes`` x ``--levels`` pair it builds the agent
 (``agents.hierarchical_agent``) for the ``--env`` spaces (default CartPole-v1) and feeds it one
@@ -22,7 +23,10 @@ Measured, each jitted on its own, warm-up and compile excluded, ``block_until_re
     differentiates, so the rollout cannot be jitted apart from it; a stand-in for each level's
     actor-critic (``RolloutOnly``) runs the same closure and returns the trajectory instead;
   - the actor-critic rest (actor and critic losses, gradients, optimiser steps): **the
-    actor-critic update minus the rollout**, in time and in FLOPs, since no clean split exists.
+    actor-critic update minus the rollout**, in time and in FLOPs, since no clean split exists;
+  - with ``--vmapped-seeds S``, the train step of S seeds stacked and vmapped in one call (what
+    ``scripts.train --seeds`` runs), reported as its time per seed over the single step's: below 1,
+    vmapping seeds fills the machine better than one seed does.
 Every part donates and carries the state it updates, as the train step does. Each jitted call pays
 a dispatch overhead (Python and the runtime, per argument and result leaf), so the parts timed alone
 can add up to more than the step ("parts / step"); the overhead of one call with the step's
@@ -50,6 +54,7 @@ import numpy as np
 
 from agents.build_levels import resolve_backbones
 from agents.hierarchical_agent import HierarchicalAgent
+from agents.seed_stack import SeedStack, stack, stack_host
 from agents.spaces import replay_spec
 from configs.loader import flatten, load_config
 from configs.sections import run_sections
@@ -79,6 +84,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--levels", nargs="+", type=int, choices=[1, 2, 3], default=[1, 2, 3])
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per function (the median is kept)")
     parser.add_argument("--peak-repeats", type=int, default=5, help="timed matmuls per peak measurement (best kept)")
+    parser.add_argument("--vmapped-seeds", type=int, default=0, metavar="S",
+                        help="also time the train step of S seeds vmapped in one call (as scripts.train --seeds), "
+                             "in turns with the single one, and report its time per seed over the single step's")
     parser.add_argument("--out", default="runs/bench_throughput", help="output prefix: writes <out>.json")
     return parser.parse_args(argv)
 
@@ -219,8 +227,9 @@ def matmul_peak(repeats: int, size: int = PEAK_SIZE) -> dict[str, float]:
     return {"size": size, "best_gflops": flop / min(times) / 1e9, "median_gflops": flop / statistics.median(times) / 1e9}
 
 
-def bench_agent(config: dict[str, Any], repeats: int) -> dict[str, Any]:
-    """Times and matmul FLOPs of one agent's full train step and of its parts.
+def bench_agent(config: dict[str, Any], repeats: int, vmapped_seeds: int = 0) -> dict[str, Any]:
+    """Times and matmul FLOPs of one agent's full train step and of its parts (and, for
+    ``vmapped_seeds`` > 1, of that many seeds' steps vmapped in one call).
 
     Each part is jitted like the train step, with the state it updates donated and carried from call
     to call, so that it updates buffers in place as the step does; FLOPs are counted first, on the
@@ -253,10 +262,26 @@ def bench_agent(config: dict[str, Any], repeats: int) -> dict[str, Any]:
     calls["step"] = _carried(agent.train_step, copied(), lambda out: out[0], batch)
     passthrough = jax.jit(lambda train_state, batch: (train_state, batch["reward"].sum()), donate_argnums=0)
     calls["call_overhead"] = _carried(passthrough, copied(), lambda out: out[0], batch)
+    if vmapped_seeds > 1:
+        calls["vmapped_step"] = _vmapped_step(agent, config, vmapped_seeds)
     results = timed_in_turns(calls, repeats)
     parts = {name: {**results[name], **flops[name]} for name in ("world_model", "actor_critic", "rollout")}
     step = {**results["step"], **flops["step"], "call_overhead_seconds": results["call_overhead"]["seconds"]}
+    if vmapped_seeds > 1:
+        vmapped = results["vmapped_step"]
+        step["vmapped"] = {**vmapped, "seeds": vmapped_seeds,
+                           "per_seed_over_single": vmapped["seconds"] / vmapped_seeds / step["seconds"]}
     return _summary(config, agent, state, step, parts)
+
+
+def _vmapped_step(agent: HierarchicalAgent, config: dict[str, Any], seeds: int) -> Callable[[], Any]:
+    """A call of the train step of ``seeds`` independent seeds stacked and vmapped, as
+    ``scripts.train --seeds`` runs it (``agents.seed_stack``), each seed with its own synthetic batch."""
+    replay = run_sections(config).replay
+    states = stack([agent.init(jax.random.PRNGKey(config["seed"] + seed)) for seed in range(seeds)])
+    batches = stack_host([synthetic_batch(agent, replay.batch_size, replay.batch_length, config["seed"] + seed)
+                          for seed in range(seeds)])
+    return _carried(SeedStack(agent).train_step, states, lambda out: out[0], jax.device_put(batches))
 
 
 def _carried(function: Callable[..., Any], carry: Any, next_carry: Callable[[Any], Any], *args: Any
@@ -304,8 +329,8 @@ def _summary(config: dict[str, Any], agent: HierarchicalAgent, state, step: dict
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one row per agent and size; parts as median ms and share of the parts' time."""
     lines = ["| agent | size | params | batch | updates/s | GFLOP/update | GFLOP/s | % peak | world model "
-             "| rollout | actor-critic rest* | parts / step | call overhead |",
-             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| rollout | actor-critic rest* | parts / step | call overhead | S seeds vmapped: time per seed / one seed's |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         step, parts = row["step"], row["parts"]
         cells = [f"{1e3 * parts[name]['seconds']:.1f} ms ({100 * parts[name]['share']:.0f}%)" for name in PARTS]
@@ -313,8 +338,15 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {agent} | {row['size']} | {row['params']:,} | {row['batch'][0]}x{row['batch'][1]} | "
                      f"{step['updates_per_second']:.2f} | {step['gflop']:.3f} | {step['gflops']:.1f} | "
                      f"{step['percent_of_peak']:.1f} | {' | '.join(cells)} | {row['parts_over_step']:.2f} | "
-                     f"{1e3 * step['call_overhead_seconds']:.1f} ms |")
+                     f"{1e3 * step['call_overhead_seconds']:.1f} ms | {_vmapped_cell(step)} |")
     return "\n".join(lines)
+
+
+def _vmapped_cell(step: dict[str, Any]) -> str:
+    if "vmapped" not in step:
+        return "-"
+    vmapped = step["vmapped"]
+    return f"S = {vmapped['seeds']}: {vmapped['per_seed_over_single']:.2f}x"
 
 
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
@@ -322,7 +354,8 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
     return {"jax": jax.__version__, "backend": jax.default_backend(), "device": f"{device.platform}: {device.device_kind}",
             "cpus": os.cpu_count(), "load_average": os.getloadavg(), "machine": platform.platform(),
             "date": time.strftime("%Y-%m-%d %H:%M"), "repeats": args.repeats, "sizes": args.sizes,
-            "levels": args.levels, "presets": args.config, "overrides": [str(o) for o in command_line_overrides(args)]}
+            "levels": args.levels, "vmapped_seeds": args.vmapped_seeds, "presets": args.config,
+            "overrides": [str(o) for o in command_line_overrides(args)]}
 
 
 @report_user_errors
@@ -337,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = []
     for (size, levels), config in configs.items():
         start = time.perf_counter()
-        rows.append({"size": size, **bench_agent(config, args.repeats)})
+        rows.append({"size": size, **bench_agent(config, args.repeats, args.vmapped_seeds)})
         print(f"  {size}, {levels} level(s): {rows[-1]['step']['updates_per_second']:.2f} updates/s "
               f"({time.perf_counter() - start:.0f} s with compiles)", flush=True)
     peaks.append(matmul_peak(args.peak_repeats))

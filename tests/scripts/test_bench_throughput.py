@@ -124,7 +124,8 @@ def test_every_number_of_levels_gets_the_same_model_sizes():
 
 def test_main_writes_json_with_positive_numbers(tmp_path):
     out = tmp_path / "throughput"
-    main(["--sizes", "tiny", "--levels", "1", "--repeats", "1", "--peak-repeats", "1", "--out", str(out)])
+    main(["--sizes", "tiny", "--levels", "1", "--repeats", "1", "--peak-repeats", "1", "--vmapped-seeds", "2",
+          "--out", str(out)])
     result = json.loads(out.with_suffix(".json").read_text())
     assert set(result) == {"meta", "peak", "results"} and result["peak"]["gflops"] > 0
     (row,) = result["results"]
@@ -132,6 +133,9 @@ def test_main_writes_json_with_positive_numbers(tmp_path):
     assert row["params"] > 0 and row["parts_over_step"] > 0
     for key in ("seconds", "updates_per_second", "gflop", "gflops", "percent_of_peak"):
         assert row["step"][key] > 0, key
+    vmapped = row["step"]["vmapped"]
+    assert vmapped["seeds"] == 2 and vmapped["seconds"] > 0
+    assert vmapped["per_seed_over_single"] == pytest.approx(vmapped["seconds"] / 2 / row["step"]["seconds"])
     assert set(row["parts"]) == {"world_model", "rollout", "actor_critic_rest"}
     for name in ("world_model", "rollout"):
         assert row["parts"][name]["seconds"] > 0 and row["parts"][name]["gflop"] > 0, name
