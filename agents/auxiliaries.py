@@ -1,10 +1,11 @@
 """The parts beside a level's world model: what each learns from, and its one update.
 
 A level holds them by name (``goal_autoencoder``, ``novelty_autoencoder``: ``agents.goals.GoalAutoencoder``;
-``ensemble``: ``agents.goals.Ensemble``), their train states in ``LevelState.auxiliary``. The autoencoders learn the goal features of every
-state they describe (a level's own states at level 0, the level below's states above); the ensemble
-learns the level's own real transitions, from posterior features and action to the next stochastic
-state, so that its members' disagreement measures the model's doubt.
+``ensemble``: ``agents.goals.Ensemble``), their train states in ``LevelState.auxiliary``. The
+autoencoders learn the goal features of every state they describe (a level's own states at level 0,
+the level below's states above); the ensemble learns the level's own real transitions, from
+posterior features and action to the next stochastic state, so that its members' disagreement
+measures the model's doubt.
 """
 
 from __future__ import annotations

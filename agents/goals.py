@@ -13,7 +13,7 @@ feature space of the level below, which that level is rewarded for reaching. Two
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
