@@ -175,7 +175,8 @@ class HierarchicalAgent:
     def goal_images(self, state: HierarchicalTrainState, goal: jax.Array, level: int) -> dict[str, jax.Array]:
         """A goal of level ``level`` decoded to observations (``agents.images``)."""
         below = self.levels[level - 1]
-        features = below.world_model.complete_features(state.levels[level - 1].world_model.params, goal[..., :below.goal_size])
+        below_params = state.levels[level - 1].world_model.params
+        features = below.world_model.complete_features(below_params, goal[..., :below.goal_size])
         return decode_to_observations([spec.world_model for spec in self.levels],
                                       [level_state.world_model.params for level_state in state.levels], features, level)
 

@@ -18,7 +18,6 @@ the acting clock.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -214,8 +213,8 @@ class Level:
         metrics["model/open_loop_error"] = error.mean()
         metrics[f"model/open_loop_error_step{error.shape[0]}"] = error[-1]
         if self.index > 0:  # does its model think its actions matter? (agents.controllability)
-            metrics.update(model_controllability(self.world_model, state.world_model.params, posterior, self.random_action,
-                                                 jax.random.fold_in(key, 3_000)))
+            metrics.update(model_controllability(self.world_model, state.world_model.params, posterior,
+                                                 self.random_action, jax.random.fold_in(key, 3_000)))
         return state, metrics, posterior
 
     def _update_auxiliaries(self, state: LevelState, batch: dict, posterior: RSSMState,

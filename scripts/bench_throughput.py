@@ -329,7 +329,8 @@ def _summary(config: dict[str, Any], agent: HierarchicalAgent, state, step: dict
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one row per agent and size; parts as median ms and share of the parts' time."""
     lines = ["| agent | size | params | batch | updates/s | GFLOP/update | GFLOP/s | % peak | world model "
-             "| rollout | actor-critic rest* | parts / step | call overhead | S seeds vmapped: time per seed / one seed's |",
+             "| rollout | actor-critic rest* | parts / step | call overhead "
+             "| S seeds vmapped: time per seed / one seed's |",
              "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         step, parts = row["step"], row["parts"]
