@@ -63,6 +63,7 @@ BOUNDS: dict[str, Bound] = {
     "goal.reach_threshold": Bound(minimum=-1, maximum=1),
     "backbones.mamba.chunk_size": NON_NEGATIVE,
     "world_model.event_encoder.backbones.mamba.chunk_size": NON_NEGATIVE,
+    "world_model.event_encoder.pool_stride": POSITIVE_INT,
     "backbones.gru.blocks": POSITIVE_INT, "world_model.event_encoder.backbones.gru.blocks": POSITIVE_INT,
 }
 

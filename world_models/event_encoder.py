@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from world_models.backbones import BACKBONES
+from world_models.backbones.event_s5 import pool_events
 from world_models.distributions import symlog
 
 EVENT_FEATURES = 5  # x, y in [-1, 1]; polarity; time in the step in [0, 1]; symlog of the interval
@@ -117,6 +118,9 @@ class EventEncoder(nn.Module):
       readout: ``last`` (the output at the last real event) or ``mean`` (over the real events).
       chunk_size: rows per chunk; chunks past the batch's largest count are skipped.
       time_scale: a step's duration in backbone time units (Delta is initialised in [1e-3, 1e-1]).
+      pool_stride: 1, or S > 1 for long streams: a second backbone of the same kind reads the first
+        one's outputs at every S-th real event (``pool_events``, ``last``, intervals summed), so it
+        runs over ``ceil(count / S)`` elements, as Event-SSM pools between layers.
     """
 
     stream: EventStream
@@ -127,6 +131,7 @@ class EventEncoder(nn.Module):
     readout: str = "last"
     chunk_size: int = 64
     time_scale: float = 100.0
+    pool_stride: int = 1
 
     def setup(self):
         if self.backbone not in BACKBONES:
@@ -135,21 +140,27 @@ class EventEncoder(nn.Module):
             raise ValueError(f"event encoder readout must be one of {READOUTS}, got {self.readout!r}")
         if self.chunk_size < 1:
             raise ValueError(f"event encoder chunk_size must be positive, got {self.chunk_size}")
+        if self.pool_stride < 1:
+            raise ValueError(f"event encoder pool_stride must be a positive int, got {self.pool_stride}")
         kwargs = dict((self.backbones or {}).get(self.backbone, {}))
         self.core = BACKBONES[self.backbone](features=self.features, **kwargs)
+        if self.pool_stride > 1:
+            self.pooled_core = BACKBONES[self.backbone](features=self.features, **kwargs)
         # The embedding of a step without events: no backbone output exists to read.
         self.empty = self.param("empty", nn.initializers.zeros, (self.features,))
         self.head = nn.Dense(self.units)
         self.norm = nn.LayerNorm(epsilon=1e-3)
 
-    def run_core(self, xs: jax.Array, dt: jax.Array) -> jax.Array:
-        """The backbone over streams from its initial state: ``xs [N, M, F]``, ``dt [N, M]``
-        -> ``ys [N, M, H]`` (time-major, one independent stream per column)."""
-        carry = self.core.initial_state(xs.shape[1])
+    def run_core(self, xs: jax.Array, dt: jax.Array, pooled: bool = False) -> jax.Array:
+        """The backbone (``pooled``: the second one, after pooling) over streams from its initial
+        state: ``xs [N, M, F]``, ``dt [N, M]`` -> ``ys [N, M, H]`` (time-major, one independent
+        stream per column)."""
+        core = self.pooled_core if pooled else self.core
+        carry = core.initial_state(xs.shape[1])
         resets = jnp.zeros(dt.shape, bool)
-        if "dt" in inspect.signature(self.core.scan).parameters:
-            return self.core.scan(carry, xs, resets, dt)[1]
-        return self.core.scan(carry, xs, resets)[1]
+        if "dt" in inspect.signature(core.scan).parameters:
+            return core.scan(carry, xs, resets, dt)[1]
+        return core.scan(carry, xs, resets)[1]
 
     def project(self, pooled: jax.Array) -> jax.Array:
         """Backbone readout ``[..., H]`` -> embedding ``[..., E]`` (Dense with bias, LayerNorm, SiLU)."""
@@ -160,6 +171,11 @@ class EventEncoder(nn.Module):
         count = count.reshape(-1).astype(jnp.int32)
         features, dt = event_features(events.reshape((-1, rows, 4)), count, self.stream, self.time_scale)
         ys = self._chunked(jnp.swapaxes(features, 0, 1), dt.T, jnp.max(count))  # [N, M, H]
+        if self.pool_stride > 1:  # the second backbone reads every pool_stride-th real output
+            ys, pooled_dt = pool_events(ys, dt.T, self.pool_stride, "last", count)
+            count = -(-count // self.pool_stride)
+            ys = self._chunked(ys, pooled_dt, jnp.max(count), pooled=True)  # [W, M, H]
+        rows = ys.shape[0]
         if self.readout == "last":
             last = jnp.clip(count - 1, 0, rows - 1)
             pooled = jnp.take_along_axis(ys, last[None, :, None], axis=0)[0]
@@ -169,10 +185,11 @@ class EventEncoder(nn.Module):
         pooled = jnp.where((count > 0)[:, None], pooled, self.empty)
         return self.project(pooled).reshape(lead + (self.units,))
 
-    def _chunked(self, xs: jax.Array, dt: jax.Array, active: jax.Array) -> jax.Array:
+    def _chunked(self, xs: jax.Array, dt: jax.Array, active: jax.Array, pooled: bool = False) -> jax.Array:
         """``run_core`` chunk by chunk, the carry handed on; chunks from row ``active`` on are not
         computed (their outputs are zeros, never read), in the backward pass neither (the computed
         chunks are rematerialised there). ``xs [N, M, F]``, ``dt [N, M]``."""
+        core = self.pooled_core if pooled else self.core
         rows, streams = dt.shape
         chunk = min(self.chunk_size, rows)
         chunks = -(-rows // chunk)
@@ -180,14 +197,14 @@ class EventEncoder(nn.Module):
         xs = jnp.concatenate([xs, jnp.zeros((padding,) + xs.shape[1:], xs.dtype)])
         dt = jnp.concatenate([dt, jnp.zeros((padding, streams), dt.dtype)])
         resets = jnp.zeros((chunk, streams), bool)
-        time_aware = "dt" in inspect.signature(self.core.scan).parameters
+        time_aware = "dt" in inspect.signature(core.scan).parameters
         if self.is_initializing():  # create every parameter before lax.scan traces
-            self.run_core(xs[:1], dt[:1])
+            self.run_core(xs[:1], dt[:1], pooled)
 
         def run(carry, chunk_xs, chunk_dt):
             if time_aware:
-                return self.core.scan(carry, chunk_xs, resets, chunk_dt)
-            return self.core.scan(carry, chunk_xs, resets)
+                return core.scan(carry, chunk_xs, resets, chunk_dt)
+            return core.scan(carry, chunk_xs, resets)
 
         def body(carry, inputs):
             index, chunk_xs, chunk_dt = inputs
@@ -195,6 +212,6 @@ class EventEncoder(nn.Module):
             return jax.lax.cond(index * chunk < active, jax.checkpoint(run), lambda c, *_: skip(c), carry, chunk_xs, chunk_dt)
 
         split = lambda array: array.reshape((chunks, chunk) + array.shape[1:])
-        carry = self.core.initial_state(streams)
+        carry = core.initial_state(streams)
         _, ys = jax.lax.scan(body, carry, (jnp.arange(chunks), split(xs), split(dt)))
         return ys.reshape((chunks * chunk, streams, self.features))[:rows]

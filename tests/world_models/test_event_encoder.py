@@ -121,6 +121,46 @@ def test_embedding_equals_the_backbone_on_the_unpadded_stream(backbone, readout)
         np.testing.assert_allclose(embeddings[t, b], expected, atol=2e-5, err_msg=f"stream {t, b}")
 
 
+def pooled_reference(encoder: EventEncoder, params: dict, stream: np.ndarray, count: int) -> np.ndarray:
+    """Both backbones by hand on the unpadded stream: the first over every event, the second over
+    its outputs at events ``S-1, 2S-1, ...`` and the last one, each with the summed intervals since
+    the previous kept event; read at the second's last output."""
+    if count == 0:
+        return encoder.apply(params, params["params"]["empty"], method=EventEncoder.project)
+    kwargs = BACKBONE_KWARGS["event_s5"]
+    first, second = (BACKBONES["event_s5"](features=encoder.features, **kwargs) for _ in range(2))
+    features, dt = event_features(jnp.asarray(stream[:count]), jnp.array(count), STREAM._replace(max_events=count),
+                                  encoder.time_scale)
+
+    def scan(core, name, xs, intervals):
+        core_params = {"params": params["params"][name]}
+        carry = core.apply(core_params, 1, method="initial_state")
+        resets = jnp.zeros((xs.shape[0], 1), bool)
+        return core.apply(core_params, carry, xs[:, None], resets, intervals[:, None], method="scan")[1][:, 0]
+
+    ys = scan(first, "core", features, dt)
+    kept = [min(end, count) - 1 for end in range(encoder.pool_stride, count + encoder.pool_stride, encoder.pool_stride)]
+    times = np.concatenate([[0.0], np.cumsum(np.asarray(dt))])
+    kept_dt = np.diff(np.concatenate([[0.0], times[np.array(kept) + 1]]))
+    pooled = scan(second, "pooled_core", ys[np.array(kept)], jnp.asarray(kept_dt, jnp.float32))
+    return encoder.apply(params, pooled[-1], method=EventEncoder.project)
+
+
+def test_pooled_encoder_equals_both_backbones_by_hand_and_ignores_the_padding():
+    encoder = make_encoder(pool_stride=3)
+    array, _ = padded_batch(padding=1.0)
+    params = jax.jit(encoder.init)(jax.random.PRNGKey(0), array, COUNTS)
+    assert "pooled_core" in params["params"]
+    apply = jax.jit(encoder.apply)
+    embeddings = apply(params, array, COUNTS)
+    np.testing.assert_allclose(apply(params, padded_batch(padding=-50.0)[0], COUNTS), embeddings, atol=1e-5)
+    for t, b in np.ndindex(COUNTS.shape):
+        expected = pooled_reference(encoder, params, array[t, b], int(COUNTS[t, b]))
+        np.testing.assert_allclose(embeddings[t, b], expected, atol=2e-5, err_msg=f"stream {t, b}")
+    with pytest.raises(ValueError, match="pool_stride"):
+        make_encoder(pool_stride=0).init(jax.random.PRNGKey(0), array, COUNTS)
+
+
 def test_skipped_chunks_change_nothing():
     # Only streams of at most 3 events: chunks of 5 rows past the first are never computed.
     params = initialised()

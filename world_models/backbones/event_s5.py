@@ -119,7 +119,7 @@ def check_intervals(dt: jax.Array | None, resets: jax.Array) -> None:
 
 
 def pool_events(
-    xs: jax.Array, dt: jax.Array, stride: int, mode: str = "last"
+    xs: jax.Array, dt: jax.Array, stride: int, mode: str = "last", count: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """Subsample a stream by ``stride`` while preserving its time: ``xs [T, B, ...]``, ``dt [T, B]``
     -> ``([W, B, ...], [W, B])`` with ``W = ceil(T / stride)`` windows of ``stride`` elements.
@@ -134,6 +134,11 @@ def pool_events(
       keeps the first element of each window; the last is the one whose interval sum is causal.)
     - ``mean``: the mean of the window's features.
 
+    ``count [B]`` (optional) marks each column's rows from ``count`` on as padding: a window then
+    ends at the column's last real row, its interval sums real rows only, and windows from
+    ``ceil(count / stride)`` on are padding too (whatever they hold is not to be read). Without it
+    every row is real.
+
     For resets of the same stream see ``pool_resets``.
     """
     if stride < 1:
@@ -143,13 +148,16 @@ def pool_events(
     if dt.shape != xs.shape[:2]:
         raise ValueError(f"dt must be [T, B] = {xs.shape[:2]}, got {dt.shape}")
     length = xs.shape[0]
-    pooled_dt = window_sum(dt, stride)
+    count = jnp.full(xs.shape[1:2], length) if count is None else jnp.minimum(count, length)
+    valid = jnp.arange(length)[:, None] < count[None, :]  # [T, B]
+    pooled_dt = window_sum(jnp.where(valid, dt, 0), stride)
+    ends = jnp.arange(1, pooled_dt.shape[0] + 1)[:, None] * stride  # [W, 1]: one past each window
+    per_row = lambda array: array.reshape(array.shape + (1,) * (xs.ndim - 2))  # [W or T, B] against xs
     if mode == "last":
-        kept = jnp.minimum(jnp.arange(1, pooled_dt.shape[0] + 1) * stride, length) - 1
-        return xs[kept], pooled_dt
-    counts = jnp.minimum(stride, length - stride * jnp.arange(pooled_dt.shape[0]))
-    counts = counts.reshape((-1,) + (1,) * (xs.ndim - 1)).astype(xs.dtype)
-    return window_sum(xs, stride) / counts, pooled_dt
+        kept = jnp.clip(jnp.minimum(ends, count[None, :]) - 1, 0, length - 1)  # [W, B]
+        return jnp.take_along_axis(xs, per_row(kept), axis=0), pooled_dt
+    real = jnp.clip(jnp.minimum(ends, count[None, :]) - (ends - stride), 1, stride)  # real rows per window
+    return window_sum(xs * per_row(valid).astype(xs.dtype), stride) / per_row(real).astype(xs.dtype), pooled_dt
 
 
 def pool_resets(resets: jax.Array, stride: int) -> jax.Array:

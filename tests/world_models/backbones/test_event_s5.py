@@ -264,6 +264,26 @@ def test_pool_events_mean_by_hand():
     np.testing.assert_allclose(pooled_dt[:, 0], [2.0, 2.0, 1.0])
 
 
+def test_pool_events_with_counts_ignores_the_padding_by_hand():
+    # two columns of 7 rows, 5 and 2 of them real; the padding holds large numbers that must not show
+    xs = jnp.stack([jnp.array([0.0, 1, 2, 3, 4, 99, 99]), jnp.array([10.0, 11, 99, 99, 99, 99, 99])], 1)[..., None]
+    dt = jnp.stack([jnp.array([1.0, 2, 3, 4, 5, 50, 50]), jnp.array([1.0, 1, 50, 50, 50, 50, 50])], 1)
+    count = jnp.array([5, 2])
+    pooled_xs, pooled_dt = pool_events(xs, dt, stride=3, count=count)
+    np.testing.assert_allclose(pooled_xs[:2, 0, 0], [2.0, 4.0])  # column 0: windows end at rows 2 and 4
+    np.testing.assert_allclose(pooled_xs[:1, 1, 0], [11.0])  # column 1: its one window ends at row 1
+    np.testing.assert_allclose(pooled_dt[:2, 0], [6.0, 9.0])
+    np.testing.assert_allclose(pooled_dt[:, 1], [2.0, 0.0, 0.0])
+    mean_xs, _ = pool_events(xs, dt, stride=3, mode="mean", count=count)
+    np.testing.assert_allclose(mean_xs[:2, 0, 0], [1.0, 3.5])
+    np.testing.assert_allclose(mean_xs[:1, 1, 0], [10.5])
+    # a count of every row is the plain pooling
+    full = jnp.array([7, 7])
+    for mode in ("last", "mean"):
+        for got, expected in zip(pool_events(xs, dt, 3, mode, full), pool_events(xs, dt, 3, mode)):
+            np.testing.assert_allclose(got, expected)
+
+
 def test_pool_events_keeps_total_time_random():
     key_x, key_dt = jax.random.split(jax.random.key(7))
     xs = jax.random.normal(key_x, (37, 3, 4))
