@@ -115,7 +115,8 @@ class EventEncoder(nn.Module):
       backbones: constructor arguments besides ``features`` by backbone name; the chosen
         ``backbone``'s entry is used (so a config can switch backbones with one key).
       features: H, the backbone width. units: E, the embedding size.
-      readout: ``last`` (the output at the last real event) or ``mean`` (over the real events).
+      readout: ``last`` (the output at the last real event) or ``mean`` (over the real events; with
+        ``pool_stride`` > 1, over the second backbone's outputs).
       chunk_size: rows per chunk; chunks past the batch's largest count are skipped.
       time_scale: a step's duration in backbone time units (Delta is initialised in [1e-3, 1e-1]).
       pool_stride: 1, or S > 1 for long streams: a second backbone of the same kind reads the first
