@@ -30,6 +30,7 @@ import json
 import re
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 
 from configs.loader import load_config
@@ -37,6 +38,7 @@ from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchm
 from scripts.run_curves import evaluation_rows, mean_curve, plot
 from scripts.common import report_user_errors
 
+# Targets of the issue; other environments fall back to Gymnasium's registered reward threshold.
 TARGETS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 FINAL_EVALUATIONS = 4  # the final return is the mean of this many last evaluations
 # Scalars carried into each evaluation row: what a probe of a falling-back agent looks at first.
@@ -75,6 +77,16 @@ def seed_config(args: argparse.Namespace, seed: int) -> dict:
 
 
 HELD_TEXT = {True: "yes", False: "no", None: "not yet"}
+
+
+def default_target(env_id: str) -> float | None:
+    """The issue's target for ``env_id``, else its registered ``reward_threshold`` (None: neither)."""
+    if env_id in TARGETS:
+        return TARGETS[env_id]
+    try:
+        return gymnasium.spec(env_id).reward_threshold
+    except gymnasium.error.Error:  # prefixed ids (event:, dmc:) and module:Class are not registered
+        return None
 
 
 def summarise_seed(curve: list[dict], target: float | None, hold_from: int | None) -> dict:
@@ -138,7 +150,7 @@ def collect(args: argparse.Namespace) -> dict[int, list[dict]]:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     runs = collect(args)
-    target = args.target if args.target is not None else TARGETS.get(args.env)
+    target = args.target if args.target is not None else default_target(args.env)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env)
     prefix = Path(args.out or (Path(args.replot).with_suffix("") if args.replot else f"benchmarks/out/learning_{name}"))
     prefix.parent.mkdir(parents=True, exist_ok=True)

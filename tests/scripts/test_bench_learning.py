@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from scripts.bench_learning import main, summarise_seed
+from scripts.bench_learning import default_target, main, summarise_seed
 
 
 def _curve(returns, r2=0.9):
@@ -22,6 +22,12 @@ def test_final_is_the_mean_of_the_last_four_and_held_needs_the_target():
     assert (summary["last_step"], summary["seconds"]) == (6000, 60.0)
     fell_back = summarise_seed(_curve([10, 500, 500, 300, 400, 450]), target=475.0, hold_from=None)
     assert fell_back["held"] is False and fell_back["first_step_at_target"] == 2000
+
+
+def test_targets_are_the_issues_then_gymnasiums_registered_threshold():
+    assert default_target("CartPole-v1") == 475.0 and default_target("Pendulum-v1") == -200.0
+    assert default_target("Acrobot-v1") == -100.0  # not ours: Gymnasium's reward_threshold
+    assert default_target("event:CartPole-v1") is None and default_target("no.such:Env") is None
 
 
 def test_hold_from_requires_every_later_evaluation():
