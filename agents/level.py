@@ -206,12 +206,13 @@ class Level:
             described = (jax.lax.stop_gradient(state_features(posterior)), jnp.ones(batch["is_first"].shape))
         state, auxiliary_metrics = self._update_auxiliaries(state, batch, posterior, described, key)
         metrics.update(auxiliary_metrics)
-        error = self.world_model.open_loop_error(
+        error, r2 = self.world_model.open_loop(
             state.world_model.params, batch, jax.lax.stop_gradient(posterior), self.actor_critic.horizon,
             jax.random.fold_in(key, 1_000),
         )
         metrics["model/open_loop_error"] = error.mean()
         metrics[f"model/open_loop_error_step{error.shape[0]}"] = error[-1]
+        metrics.update({f"model/open_loop_r2_step{error.shape[0]}/{name}": value for name, value in r2.items()})
         if self.index > 0:  # does its model think its actions matter? (agents.controllability)
             metrics.update(model_controllability(self.world_model, state.world_model.params, posterior,
                                                  self.random_action, jax.random.fold_in(key, 3_000)))

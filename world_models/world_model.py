@@ -343,13 +343,15 @@ class WorldModel:
         next_state, _ = self.net.apply({"params": params}, state, action, key, method=WorldModelNet.img_step)
         return next_state
 
-    def open_loop_error(self, params, batch: Mapping[str, jax.Array], states: RSSMState, horizon: int,
-                        key: jax.Array) -> jax.Array:
-        """How well the model predicts ``1 .. horizon`` steps ahead: ``[horizon]``.
+    def open_loop(self, params, batch: Mapping[str, jax.Array], states: RSSMState, horizon: int,
+                  key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """How well the model predicts ``1 .. horizon`` steps ahead: the reconstruction loss at each
+        step ``[horizon]``, and each key's R^2 at the last step (``explained_variance``), which says
+        which inputs imagination still represents as far ahead as the actor looks.
 
         From the posterior state at the first step of each sequence, imagine with the actions really
-        taken, decode, and compare with what was observed (the reconstruction loss). Columns count
-        at step h only while the episode goes on (no ``is_first`` in ``1 .. h``, inside ``mask``).
+        taken, decode, and compare with what was observed. Columns count at step h only while the
+        episode goes on (no ``is_first`` in ``1 .. h``, inside ``mask``).
         """
         horizon = min(horizon, batch["is_first"].shape[0] - 1)
         start = jax.tree.map(lambda leaf: leaf[0], states)
@@ -368,7 +370,9 @@ class WorldModel:
         valid = jnp.cumprod(~batch["is_first"][1 : horizon + 1].astype(bool), 0).astype(jnp.float32)
         if "mask" in batch:
             valid = valid * batch["mask"][1 : horizon + 1]
-        return jnp.sum(error * valid, 1) / jnp.maximum(jnp.sum(valid, 1), 1.0)
+        per_step = jnp.sum(error * valid, 1) / jnp.maximum(jnp.sum(valid, 1), 1.0)
+        last = lambda tree: jax.tree.map(lambda leaf: leaf[-1:], tree)
+        return per_step, self.explained_variance(last(decoded), last(truth), valid[-1:])
 
     def imagine(
         self,

@@ -22,7 +22,7 @@ DOCUMENTED = [
     "level0/world_model/loss/representation", "level0/world_model/grad_norm", "level0/actor_critic/actor_loss",
     "level0/actor_critic/critic_loss", "level0/actor_critic/actor_grad_norm", "level0/actor_critic/critic_grad_norm",
     "level0/actor_critic/entropy", "level0/actor_critic/imagined_return", "throughput/env_steps_per_second",
-    "throughput/train_steps_per_second",
+    "throughput/train_steps_per_second", "level0/model/open_loop_r2_step5/obs",  # debug: horizon 5
 ]
 
 

@@ -86,6 +86,31 @@ def test_r2_is_one_for_a_perfect_prediction_and_zero_for_the_mean():
     np.testing.assert_allclose(model.explained_variance({"position": wrong_first}, batch, mask)["position"], 1.0)
 
 
+def test_open_loop_error_and_r2_equal_a_hand_loop_that_stops_at_episode_ends(trained_position_model):
+    model, params, _ = trained_position_model
+    batch = position_batch(np.random.default_rng(4), length=8, batch=6)
+    batch["is_first"][3, :2] = True  # two columns start a new episode at step 3: they count at steps 1-2 only
+    _, states, _, _ = model.observe(params, batch, jax.random.PRNGKey(2))
+    horizon, key = 5, jax.random.PRNGKey(7)
+    error, r2 = model.open_loop(params, batch, states, horizon, key)
+
+    state, predicted = jax.tree.map(lambda leaf: leaf[0], states), []
+    for step, step_key in enumerate(jax.random.split(key, horizon), start=1):
+        state = model.img_step(params, state, jnp.asarray(batch["prev_action"][step]), step_key)
+        predicted.append(np.asarray(model.decode(params, state_features(state))["position"]))
+    predicted = np.stack(predicted)  # [H, B, 2]
+    truth = np.asarray(symlog(jnp.asarray(batch["position"][1 : horizon + 1])))
+    valid = np.ones((horizon, 6), bool)
+    valid[2:, :2] = False
+    squared = ((predicted - truth) ** 2 / (truth.var((0, 1)) + 1e-3)).sum(-1)  # variance-scaled loss
+    expected = [squared[h][valid[h]].mean() for h in range(horizon)]
+    np.testing.assert_allclose(error, expected, rtol=1e-4, atol=1e-6)
+    last, seen = truth[-1][valid[-1]], predicted[-1][valid[-1]]
+    expected_r2 = 1.0 - ((seen - last) ** 2).sum() / ((last - last.mean(0)) ** 2).sum()
+    np.testing.assert_allclose(r2["position"], expected_r2, rtol=1e-4, atol=1e-6)
+    assert 0.5 < float(r2["position"]) <= 1.0  # the trained model follows the actions 5 steps ahead
+
+
 def event_camera_batch(representation: str, length: int = 3, batch: int = 2) -> dict:
     """A short batch of the event camera's observations on CartPole, ``[T, B, ...]``: the cart pushed
     right, recorded after a few steps of speeding up (a still cart fires no events)."""
