@@ -7,7 +7,7 @@
 
 Every input of an env (``state``: the env's own observation; ``pixels``: rendered frames;
 ``frame``, ``voxel``, ``events``: the event camera's representations of those frames) trains the
-env's preset (``cartpole``, ``pendulum``) with the same budget: ``--steps`` agent steps at
+``control`` preset with the same budget: ``--steps`` agent steps at
 ``--action-repeat``, frames of ``--image-size`` pixels, the same seeds. The camera's
 ``frame_interval`` is the simulated time of one agent step (the env's own time step times the
 repeat), so shot noise per step is physical. Prints one row per env and input: the final return
@@ -36,7 +36,7 @@ from scripts.side_by_side import run_side_by_side
 
 INPUTS = ("state", "pixels", "frame", "voxel", "events")
 EVENT_INPUTS = ("frame", "voxel", "events")
-PRESETS = {"CartPole-v1": "cartpole", "Pendulum-v1": "pendulum"}
+PRESET = "control"  # the classic-control family preset, for every env and input
 TARGETS = {"CartPole-v1": 400.0, "Pendulum-v1": -300.0}  # issue #18's targets from events
 ENV_TIME_STEP = {"CartPole-v1": 0.02, "Pendulum-v1": 0.05}  # seconds per env step (tau, dt)
 # Noise "on at realistic values": the order of magnitude of v2e's noisy sensor model.
@@ -45,7 +45,7 @@ NOISE = {"shot_noise_rate": 5.0, "threshold_sigma": 0.03}
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--envs", nargs="+", default=list(PRESETS))
+    parser.add_argument("--envs", nargs="+", default=list(TARGETS))
     parser.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=INPUTS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own single-threaded process")
@@ -91,7 +91,7 @@ def train_one(env: str, source: str, seed: int, args: argparse.Namespace, logdir
     # The replay holds the whole run: no more (event streams are 16 bytes a row), no less.
     overrides += [("seed", seed), ("steps", args.steps), ("replay.capacity", args.steps), ("run.eval_every", args.eval_every),
                   ("run.eval_episodes", args.eval_episodes), *args.overrides]
-    config = load_config([PRESETS[env]], overrides)
+    config = load_config([PRESET], overrides)
     env_parallel = run_sections(config).run.env_parallel
     make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, env_parallel)
     Trainer(config, logdir, make_envs, progress=False).run(config["steps"])
@@ -128,7 +128,7 @@ def events_per_step(env: str, image_size: int, action_repeat: int, noise: bool, 
     from envs import make_env
 
     overrides = run_overrides(env, "frame", image_size, action_repeat, 1, noise)
-    config = load_config([PRESETS.get(env, "debug")], overrides)
+    config = load_config([PRESET], overrides)
     camera_env = make_env(config["env_id"], config["env"], seed=seed)
     camera_env.reset(seed=seed)
     camera_env.action_space.seed(seed)

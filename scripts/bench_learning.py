@@ -1,8 +1,8 @@
 """Learning-curve benchmark: train a preset on several seeds side by side, evaluate on the way.
 
-    python -m scripts.bench_learning --env CartPole-v1 --config cartpole --seeds 0 1 2 --jobs 3
-    python -m scripts.bench_learning --env Pendulum-v1 --config pendulum --seeds 0 1 2 --jobs 3 --hold-from 20000
-    python -m scripts.bench_learning --env CartPole-v1 --config cartpole --seeds 0 1 2 --vmap   # one process
+    python -m scripts.bench_learning --env CartPole-v1 --config control --seeds 0 1 2 --jobs 3
+    python -m scripts.bench_learning --env Pendulum-v1 --config control --seeds 0 1 2 --jobs 3 --hold-from 20000
+    python -m scripts.bench_learning --env CartPole-v1 --config control --seeds 0 1 2 --vmap   # one process
     python -m scripts.bench_learning --env CartPole-v1 --runs runs/bench-learning-CartPole-v1-<time>-<pid>/seed*   # summarise
     python -m scripts.bench_learning --resume runs/bench-learning-CartPole-v1-<time>-<pid> --jobs 3   # continue
 
@@ -51,7 +51,7 @@ SETTINGS = ("env", "config", "steps", "seeds", "eval_every", "eval_episodes", "t
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("--config", default="cartpole", help="presets, comma-separated (as scripts.train)")
+    parser.add_argument("--config", default="control", help="presets, comma-separated (as scripts.train)")
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     add_run_flags(parser, together="all seeds")

@@ -3,7 +3,7 @@
     python -m scripts.bench_throughput           # matched size, 1-3 levels: ~13 min on the loaded 2-core CPU
     python -m scripts.bench_throughput --sizes tiny small matched --levels 1 2 3 --repeats 20
     python -m scripts.bench_throughput --sizes matched --levels 1 --set world_model.backbone=s5
-    python -m scripts.bench_throughput --sizes small --levels 1 --config cartpole --vmapped-seeds 3
+    python -m scripts.bench_throughput --sizes small --levels 1 --config control --vmapped-seeds 3
 
 How speed changes are judged. For every ``--sizes`` x ``--levels`` pair it builds the agent
 (``agents.hierarchical_agent``) for the ``--env`` spaces (default CartPole-v1) and feeds it one

@@ -1,4 +1,4 @@
-"""Train an agent: ``python -m scripts.train --env CartPole-v1 --config cartpole``.
+"""Train an agent: ``python -m scripts.train --env CartPole-v1 --config control``.
 
 Writes to the run directory: ``config.yaml`` (the resolved config), TensorBoard events,
 ``metrics.jsonl``, ``checkpoints/`` and, with ``replay.storage=disk``, ``replay/``; ``.lock`` keeps

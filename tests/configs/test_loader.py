@@ -11,7 +11,7 @@ def test_defaults_and_every_preset_load():
     assert load_config()["world_model"]["backbone"] == "gru"
     for preset in available_presets():
         assert isinstance(load_config([preset]), dict)
-    assert {"debug", "cartpole", "pendulum", "pixels"} <= set(available_presets())
+    assert {"debug", "control", "pixels"} <= set(available_presets())
 
 
 def test_override_parses_yaml_values_and_coerces_ints_to_floats():
@@ -23,10 +23,10 @@ def test_override_parses_yaml_values_and_coerces_ints_to_floats():
 
 
 def test_presets_merge_in_order_and_overrides_win():
-    config = load_config(["debug", "cartpole"], ["steps=7"])
-    cartpole_deter = load_config(["cartpole"])["world_model"]["deter"]
-    assert cartpole_deter != load_config(["debug"])["world_model"]["deter"]
-    assert config["world_model"]["deter"] == cartpole_deter  # cartpole after debug
+    config = load_config(["debug", "control"], ["steps=7"])
+    control_deter = load_config(["control"])["world_model"]["deter"]
+    assert control_deter != load_config(["debug"])["world_model"]["deter"]
+    assert config["world_model"]["deter"] == control_deter  # control after debug
     assert config["steps"] == 7
 
 

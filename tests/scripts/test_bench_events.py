@@ -14,7 +14,7 @@ from scripts.bench_events import encoder_throughput, events_per_step, main, run_
 @pytest.mark.parametrize("source, space", [("state", "(4,)"), ("pixels", "(16, 16, 3)"), ("frame", "(16, 16, 2)"),
                                            ("voxel", "(16, 16, 5)"), ("events", "(64, 4)")])
 def test_every_input_builds_its_observation(source, space):
-    config = load_config(["cartpole"], run_overrides("CartPole-v1", source, 16, 2, 64, noise=False))
+    config = load_config(["control"], run_overrides("CartPole-v1", source, 16, 2, 64, noise=False))
     env = make_env(config["env_id"], config["env"], seed=0)
     assert space in str(env.observation_space)
     env.close()
