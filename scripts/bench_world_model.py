@@ -1,6 +1,6 @@
 """Does the world model represent each observation entry? The level-0 model alone, per loss variant.
 
-    python -m scripts.bench_world_model --env CartPole-v1 --config cartpole
+    python -m scripts.bench_world_model --env CartPole-v1 --config control
     python -m scripts.bench_world_model --env hmbrl/PointFourRooms-v0 --config small --variants variance mse
     python -m scripts.bench_world_model --env hmbrl/GridFourRooms-v0 --config hierarchy2,small --updates 1000 2000 4000
 
@@ -35,6 +35,7 @@ from configs.loader import load_config
 from configs.sections import agent_sections, run_sections
 from envs import make_vector_env
 from envs.collector import Collector
+from scripts.probe_model import entry_r2
 from world_models.rssm import state_features
 from world_models.world_model import VECTOR_LOSSES, WorldModel
 
@@ -42,7 +43,7 @@ from world_models.world_model import VECTOR_LOSSES, WorldModel
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("--config", default="cartpole", help="presets, comma-separated (as scripts.train)")
+    parser.add_argument("--config", default="control", help="presets, comma-separated (as scripts.train)")
     parser.add_argument("--steps", type=int, default=20_000, help="random-policy steps to train on")
     parser.add_argument("--updates", type=int, nargs="+", default=[1_000],
                         help="update counts to measure after (one training run per variant)")
@@ -76,14 +77,6 @@ def random_policy_replay(config: dict, steps: int, seed: int):
     return replay, obs, actions.dim
 
 
-def entry_r2(prediction: jax.Array, target: jax.Array) -> jax.Array:
-    """R^2 of each entry on its own over ``[T, B, D]`` (a narrow entry cannot hide behind a wide one):
-    ``[D]``, NaN for an entry that does not vary (its R^2 is undefined, not hugely negative)."""
-    error = jnp.sum((prediction - target) ** 2, (0, 1))
-    spread = jnp.sum((target - target.mean((0, 1))) ** 2, (0, 1))
-    return jnp.where(spread > 1e-8, 1.0 - error / jnp.maximum(spread, 1e-8), jnp.nan)
-
-
 def train_and_probe(model: WorldModel, replay: Replay, marks: list[int], seed: int) -> list[dict]:
     """Train ``model`` on ``replay`` up to the largest of ``marks``; after each mark, the R^2 per vector
     entry (None where undefined in every probe) and the KL on fresh chunks."""
@@ -101,8 +94,8 @@ def train_and_probe(model: WorldModel, replay: Replay, marks: list[int], seed: i
         _, (metrics, states) = model.loss(params, batch, key)
         predictions = model.decode(params, state_features(states))
         targets = model.reconstruction_targets(batch)
-        per_entry = {name: entry_r2(predictions[name], targets[name]) for name in model.mlp_shapes}
-        return per_entry, metrics["world_model/loss/dynamics"]
+        pairs = {name: (predictions[name], targets[name]) for name in model.mlp_shapes}
+        return pairs, metrics["world_model/loss/dynamics"]
 
     key, start, done, results = jax.random.PRNGKey(seed + 1), time.time(), 0, []
     for mark in sorted(set(marks)):
@@ -113,11 +106,11 @@ def train_and_probe(model: WorldModel, replay: Replay, marks: list[int], seed: i
         held_out = np.random.default_rng(seed + 2)  # the same held-out chunks at every mark
         probes = [probe(params, replay.sample(held_out), jax.random.fold_in(key, i)) for i in range(8)]
         r2 = {}
-        for name in model.mlp_shapes:
-            values = np.stack([np.asarray(p[0][name]) for p in probes])  # [probes, D]
-            finite = np.isfinite(values)
-            sums, counts = np.where(finite, values, 0.0).sum(0), finite.sum(0)
-            r2[name] = [round(float(total / count), 4) if count else None for total, count in zip(sums, counts)]
+        for name, size in model.mlp_shapes.items():
+            flat = lambda leaf: np.asarray(leaf).reshape(-1, size[-1])
+            per_probe = [entry_r2(*map(flat, p[0][name])) for p in probes]  # [probes][D], None: no spread
+            defined = [[value for value in entry if value is not None] for entry in zip(*per_probe)]
+            r2[name] = [round(float(np.mean(values)), 4) if values else None for values in defined]
         results.append({"updates": mark, "r2_per_entry": r2, "kl": float(np.mean([p[1] for p in probes])),
                         "seconds": time.time() - start})
     return results

@@ -345,14 +345,22 @@ class WorldModel:
 
     def open_loop(self, params, batch: Mapping[str, jax.Array], states: RSSMState, horizon: int,
                   key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """How well the model predicts ``1 .. horizon`` steps ahead: the reconstruction loss at each
-        step ``[horizon]``, and each key's R^2 at the last step (``explained_variance``), which says
-        which inputs imagination still represents as far ahead as the actor looks.
+        """How well the model predicts ``1 .. horizon`` steps ahead (``open_loop_predictions``): the
+        reconstruction loss at each step ``[horizon]``, and each key's R^2 at the last step
+        (``explained_variance``), which says which inputs imagination still represents as far ahead
+        as the actor looks."""
+        decoded, truth, valid = self.open_loop_predictions(params, batch, states, horizon, key)
+        error = self.reconstruction_loss(decoded, truth)  # [horizon, B]
+        per_step = jnp.sum(error * valid, 1) / jnp.maximum(jnp.sum(valid, 1), 1.0)
+        last = lambda tree: jax.tree.map(lambda leaf: leaf[-1:], tree)
+        return per_step, self.explained_variance(last(decoded), last(truth), valid[-1:])
 
-        From the posterior state at the first step of each sequence, imagine with the actions really
-        taken, decode, and compare with what was observed. Columns count at step h only while the
-        episode goes on (no ``is_first`` in ``1 .. h``, inside ``mask``).
-        """
+    def open_loop_predictions(self, params, batch: Mapping[str, jax.Array], states: RSSMState, horizon: int,
+                              key: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array], jax.Array]:
+        """From the posterior state at the first step of each sequence, imagine ``1 .. horizon`` steps
+        with the actions really taken and decode. Returns what was decoded (``reconstruction_targets``'
+        space) and what was observed (as in the batch), ``[H, B, ...]`` per key, and ``valid [H, B]``: 1 while the episode goes
+        on (no ``is_first`` in ``1 .. h``) inside ``mask``. ``horizon`` is cut to the batch's length."""
         horizon = min(horizon, batch["is_first"].shape[0] - 1)
         start = jax.tree.map(lambda leaf: leaf[0], states)
 
@@ -366,13 +374,10 @@ class WorldModel:
         )
         decoded = self.decode(params, state_features(predicted))
         truth = {k: batch[k][1 : horizon + 1] for k in self.obs_keys}
-        error = self.reconstruction_loss(decoded, truth)  # [horizon, B]
         valid = jnp.cumprod(~batch["is_first"][1 : horizon + 1].astype(bool), 0).astype(jnp.float32)
         if "mask" in batch:
             valid = valid * batch["mask"][1 : horizon + 1]
-        per_step = jnp.sum(error * valid, 1) / jnp.maximum(jnp.sum(valid, 1), 1.0)
-        last = lambda tree: jax.tree.map(lambda leaf: leaf[-1:], tree)
-        return per_step, self.explained_variance(last(decoded), last(truth), valid[-1:])
+        return decoded, truth, valid
 
     def imagine(
         self,

@@ -14,7 +14,7 @@ from agents.evaluation import load_train_state
 from agents.logging import read_metrics
 from configs.loader import read_config
 from envs import make_vector_env
-from scripts import evaluate, train
+from scripts import evaluate, probe_model, train
 
 DOCUMENTED = [
     "episode/return", "episode/length", "level0/world_model/loss", "level0/world_model/loss/reconstruction",
@@ -68,6 +68,27 @@ def test_evaluation_with_a_seed_is_reproducible_and_logged(debug_run):
     assert json.loads((debug_run / "eval.json").read_text())["return_mean"] == pytest.approx(second["return_mean"])
     assert (debug_run / "eval.gif").stat().st_size > 0
     assert any("eval/return_mean" in row for row in read_metrics(debug_run))
+
+
+def test_probe_model_reports_every_entry_at_every_distance_from_the_saved_replay(debug_run, tmp_path):
+    out = tmp_path / "probe.json"
+    result = probe_model.main(["--logdir", str(debug_run), "--horizon", "3", "--stride", "5", "--out", str(out)])
+    assert result["step"] == 400 and result["horizon"] == 3
+    obs = result["keys"]["obs"]  # CartPole's 4 entries, posterior and 1..3 steps ahead
+    assert len(obs["posterior"]) == 4 and sorted(obs["open_loop"]) == [1, 2, 3]
+    values = obs["posterior"] + [v for row in obs["open_loop"].values() for v in row]
+    assert all(v is None or (np.isfinite(v) and v <= 1.0) for v in values)
+    assert json.loads(out.read_text())["keys"]["obs"]["posterior"] == obs["posterior"]
+    with pytest.raises(SystemExit) as error:
+        probe_model.main(["--logdir", str(tmp_path)])
+    assert error.value.code == 2  # not a run directory: one paragraph, exit status 2
+
+
+def test_probe_model_cuts_the_replay_into_chunks_that_start_episodes():  # entry_r2: test_bench_world_model
+    steps = {"x": np.arange(10)[:, None], "is_first": np.zeros((10, 1), bool)}
+    batch = probe_model.chunks(steps, 4)  # two whole chunks of one column; the last 2 records dropped
+    np.testing.assert_array_equal(batch["x"], [[0, 4], [1, 5], [2, 6], [3, 7]])
+    assert batch["is_first"][0].all() and not batch["is_first"][1:].any()
 
 
 def test_resume_continues_the_run_and_reproduces_the_uninterrupted_parameters(tmp_path):
