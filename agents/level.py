@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from agents.actor_critic import ActorCritic, ActorCriticState, Trajectory
+from agents.actor_critic import ActorCritic, ActorCriticState, Replayed, Trajectory
 from agents.auxiliaries import init_auxiliaries, update_auxiliaries
 from agents.controllability import model_controllability
 from agents.goals import Ensemble, GoalAutoencoder, goal_diversity, goal_similarity
@@ -261,6 +261,15 @@ class Level:
             weight = weight * governed
         return weight.reshape(-1)
 
+    def replayed(self, book: dict, posterior: RSSMState, goal: jax.Array | None) -> Replayed | None:
+        """The replayed sequences for the critic's replayed value loss: at the level that earns the task
+        reward (no goal from above), where ``agent.replay_value`` turns it on."""
+        if goal is not None or not self.actor_critic.replay_value:
+            return None
+        weights = book["mask"] if "mask" in book else jnp.ones(book["is_first"].shape)
+        return Replayed(jax.lax.stop_gradient(state_features(posterior)), book["reward"], book["is_terminal"],
+                        book["is_first"], weights)
+
     def update_behaviour(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
                          governed: jax.Array | None, rewarded: jax.Array, key: jax.Array
                          ) -> tuple[LevelState, dict[str, jax.Array]]:
@@ -298,6 +307,7 @@ class Level:
                 start_continue=start_continue,
             )
 
-        actor_critic, metrics, _ = self.actor_critic.update(state.actor_critic, rollout, key)
+        actor_critic, metrics, _ = self.actor_critic.update(state.actor_critic, rollout, key,
+                                                            self.replayed(book, posterior, goal))
         metrics.update(extra)
         return state.replace(actor_critic=actor_critic), metrics

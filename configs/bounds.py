@@ -50,7 +50,7 @@ BOUNDS: dict[str, Bound] = {
     "agent.entropy": NON_NEGATIVE, "agent.units": POSITIVE_INT, "agent.layers": NON_NEGATIVE,
     "agent.bins": Bound(minimum=2), "agent.unimix": Bound(minimum=0, below=1), "agent.min_std": POSITIVE,
     "agent.max_std": POSITIVE, "agent.slow_critic_fraction": Bound(above=0, maximum=1),
-    "agent.slow_critic_reg": NON_NEGATIVE, "agent.return_norm_decay": Bound(minimum=0, below=1),
+    "agent.slow_critic_reg": NON_NEGATIVE, "agent.replay_value": NON_NEGATIVE, "agent.return_norm_decay": Bound(minimum=0, below=1),
     "agent.return_norm_percentiles": Bound(minimum=0, maximum=100), "agent.actor_lr": POSITIVE,
     "agent.critic_lr": POSITIVE, "agent.eps": POSITIVE, "agent.grad_clip": POSITIVE,
     "hierarchy.abstract_horizon": NON_NEGATIVE, "hierarchy.ensemble": NON_NEGATIVE,

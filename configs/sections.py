@@ -63,6 +63,7 @@ class ActorCriticConfig:
     critic_lr: float
     eps: float
     grad_clip: float
+    replay_value: float
 
 
 @dataclasses.dataclass(frozen=True)

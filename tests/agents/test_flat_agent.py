@@ -102,3 +102,53 @@ def test_world_model_losses_are_exactly_the_keys_of_the_scale_table(agent_and_st
     _, (metrics, _) = model.loss(state.levels[0].world_model.params, random_batch(agent), jax.random.PRNGKey(2))
     losses = {name.removeprefix("world_model/loss/") for name in metrics if name.startswith("world_model/loss/")}
     assert losses == set(model.loss_scales) == set(load_config(["debug"])["world_model"]["loss_scales"])
+
+
+def test_replayed_value_loss_is_the_first_terms_loss_on_replayed_returns_by_hand():
+    from agents.actor_critic import ActorCritic, Replayed, Trajectory
+    from agents.returns import lambda_returns, replayed_lambda_returns
+    from world_models.distributions import TwoHotSymlog
+
+    settings = {**load_config(["debug"])["agent"], "replay_value": 0.5}
+    actor_critic = ActorCritic(3, True, reward_terms=(("task", 1.0), ("novelty", 0.1)), **settings)
+    length, batch, features, horizon = 6, 2, 4, settings["horizon"]
+    state = actor_critic.init(jax.random.PRNGKey(0), features)
+    rng = np.random.default_rng(0)
+    starts = jnp.asarray(rng.normal(size=(length * batch, features)), jnp.float32)  # time-major, as Level
+    imagined = jnp.asarray(rng.normal(size=(horizon, length * batch, features)), jnp.float32)
+    rewards = jnp.asarray(rng.normal(size=(horizon, length * batch, 2)), jnp.float32)
+
+    def rollout(policy, key):
+        actions = jnp.stack([policy(f, k) for f, k in zip(jnp.concatenate([starts[None], imagined[:-1]]),
+                                                          jax.random.split(key, horizon))])
+        return Trajectory(jnp.concatenate([starts[None], imagined]), actions, rewards,
+                          jnp.full((horizon, length * batch), 0.9), jnp.ones(length * batch))
+
+    sequence = Replayed(features=starts.reshape(length, batch, features),
+                        rewards=jnp.asarray(rng.normal(size=(length, batch)), jnp.float32),
+                        terminal=jnp.zeros((length, batch), bool).at[2, 1].set(True),
+                        first=jnp.zeros((length, batch), bool).at[0].set(True).at[3, 1].set(True),
+                        weights=jnp.ones((length, batch)).at[4, 0].set(0.0))
+    update = jax.jit(lambda state, replayed: actor_critic.update(state, rollout, jax.random.PRNGKey(1), replayed))
+    _, metrics, trajectory = update(state, sequence)
+
+    # by hand: the imagined lambda-returns of the first term from each start are the bootstrap
+    values = actor_critic.value(state.critic.params, trajectory.features)
+    discounts = settings["discount"] * trajectory.continues
+    imagined_returns = lambda_returns(trajectory.rewards, jnp.broadcast_to(discounts[..., None], rewards.shape),
+                                      values, settings["lambda_"])
+    boot = imagined_returns[0, :, 0].reshape(length, batch)
+    targets, same_episode = replayed_lambda_returns(sequence.rewards, sequence.terminal, sequence.first, boot,
+                                                    settings["discount"], settings["lambda_"])
+    logits = actor_critic.critic_net.apply({"params": state.critic.params}, sequence.features[:-1])[..., 0, :]
+    head = TwoHotSymlog(logits, actor_critic.bins)
+    slow = actor_critic.value(state.slow_critic, sequence.features[:-1])[..., 0]
+    expected = -head.log_prob(targets) - settings["slow_critic_reg"] * head.log_prob(slow)
+    weights = same_episode * sequence.weights[:-1]
+    np.testing.assert_allclose(metrics["actor_critic/replay_value_loss"], jnp.mean(weights * expected), rtol=1e-5)
+    assert weights[2, 1] == 0.0 and weights[3, 0] == 1.0  # 2 -> 3 ends column 1's episode; the mask counts
+    # off: the same step without the replayed sequences has no such loss
+    _, plain, _ = update(state, None)
+    assert "actor_critic/replay_value_loss" not in plain
+    np.testing.assert_allclose(metrics["actor_critic/critic_loss"] - plain["actor_critic/critic_loss"],
+                               0.5 * metrics["actor_critic/replay_value_loss"], rtol=1e-4, atol=1e-6)

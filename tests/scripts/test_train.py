@@ -300,9 +300,11 @@ def test_two_levels_with_the_top_imagining_through_level_zero_train_end_to_end(t
 def test_three_levels_with_direct_goals_and_s5_above_train_end_to_end(tmp_path):
     logdir = tmp_path / "three"
     flags = ["--steps", "200", "--set", "hierarchy.levels=3", "hierarchy.k=[2,2]", "goal.space=direct",
-             "hierarchy.backbones=[gru,s5,s5]", "run.eval_every=200"]
+             "hierarchy.backbones=[gru,s5,s5]", "run.eval_every=200", "agent.replay_value=0.3"]
     assert run_train(logdir, *flags) == 0
     finite_level_metrics(logdir, 3)
+    logged = set().union(*(row.keys() for row in read_metrics(logdir)))
+    assert {name for name in logged if "replay_value" in name} == {"level2/actor_critic/replay_value_loss"}  # the top
 
 
 def test_a_resumed_run_continues_its_coverage_total(tmp_path):
