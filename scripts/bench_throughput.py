@@ -172,7 +172,7 @@ class RolloutOnly:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def update(self, state, rollout, key: jax.Array):
+    def update(self, state, rollout, key: jax.Array, replayed: Any = None):  # nothing trains: replayed unused
         def policy(features: jax.Array, policy_key: jax.Array) -> jax.Array:
             return jax.lax.stop_gradient(self.inner.policy(state.actor.params, features).sample(policy_key))
 
