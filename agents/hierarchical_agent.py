@@ -18,8 +18,10 @@ top-down) is ``agents.hierarchical_policy``, and what each level expects to earn
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
-from typing import Any, Mapping
+from typing import Any, Hashable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +40,8 @@ from world_models.rssm import state_features
 from world_models.world_model import count_parameters
 
 Batch = Mapping[str, jax.Array]
+
+KEEP_BUILT_AGENTS = 4  # agents from_config keeps for reuse, with their compiled programs; least recent go first
 
 
 @struct.dataclass
@@ -71,10 +75,23 @@ class HierarchicalAgent:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], observation_space, action_space) -> "HierarchicalAgent":
-        """The agent a resolved config describes, for an environment's (single) spaces."""
+        """The agent a resolved config describes, for an environment's (single) spaces.
+
+        An agent is a pure function of its layouts and sections, so asking again for one equal to an
+        agent built recently returns that agent, and with it the programs it has traced and compiled:
+        a run resumed or evaluated in the process that trained it, or the next run of a sweep, does
+        not pay the tens of seconds of tracing and compiling again."""
         sections = agent_sections(config)
         obs = observation_layout(observation_space, sections.encoder.mlp_keys, sections.encoder.cnn_keys)
-        return cls(obs, action_layout(action_space), sections)
+        actions = action_layout(action_space)
+        key = _identity((cls, obs, actions, sections))
+        agent = _BUILT_AGENTS.pop(key, None)
+        if agent is None:
+            agent = cls(obs, actions, sections)
+        _BUILT_AGENTS[key] = agent  # most recent last
+        while len(_BUILT_AGENTS) > KEEP_BUILT_AGENTS:
+            _BUILT_AGENTS.popitem(last=False)
+        return agent
 
     @functools.partial(jax.jit, static_argnums=0)
     def init(self, key: jax.Array) -> HierarchicalTrainState:
@@ -203,3 +220,27 @@ class HierarchicalAgent:
 
 def _prefixed(level: int, metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return {f"level{level}/{name}": value for name, value in metrics.items()}
+
+
+_BUILT_AGENTS: "collections.OrderedDict[Hashable, HierarchicalAgent]" = collections.OrderedDict()
+
+
+def _identity(value: Any) -> Hashable:
+    """A hashable value equal for equal layouts and sections and only for them: dataclasses, named
+    tuples and mappings field by field, arrays by dtype, shape and bytes (their repr elides), and every
+    leaf with its type (so that ``1``, ``1.0`` and ``True`` stay apart)."""
+    if isinstance(value, type):
+        return ("type", value.__module__, value.__qualname__)
+    if dataclasses.is_dataclass(value):
+        fields = tuple(_identity(getattr(value, field.name)) for field in dataclasses.fields(value))
+        return (type(value).__qualname__, fields)
+    if isinstance(value, Mapping):
+        return ("mapping", tuple((_identity(key), _identity(item)) for key, item in value.items()))
+    if isinstance(value, (tuple, list)):
+        return (type(value).__qualname__, tuple(_identity(item) for item in value))
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, np.dtype):
+        return ("dtype", value.str)
+    hash(value)  # anything else must compare by value; an unhashable leaf is a bug to hear about
+    return (type(value).__qualname__, value)

@@ -145,3 +145,30 @@ def test_level_settings_are_checked_with_clear_messages():
     assert resolve_backbones(2, [], "gru") == ["gru", "gru"]
     with pytest.raises(ValueError, match="one backbone per level"):
         resolve_backbones(3, ["gru", "s5"], "gru")
+
+
+def test_from_config_returns_the_agent_built_for_equal_inputs_and_only_for_those():
+    """Equal configs and spaces (new objects each time) give the agent built before, with its compiled
+    programs; any difference, even one an array's repr would elide, builds another."""
+    import agents.hierarchical_agent as module
+
+    def build(config=None, observations=OBS, actions=ACTIONS):
+        return HierarchicalAgent.from_config(config or load_config(["debug"]), observations, actions)
+
+    first = build()
+    assert build(load_config(["debug"]), gym.spaces.Box(-1.0, 1.0, (3,), np.float32), gym.spaces.Discrete(2)) is first
+    assert build(load_config(["debug"], ["agent.actor_lr=0.001"])) is not first
+    assert build(actions=gym.spaces.Discrete(3)) is not first
+    def box(high_at_1000):  # repr of the bounds prints "1., 1., 1., ..., 1., 1., 1." for every value here
+        high = np.ones(2000, np.float32)
+        high[1000] = high_at_1000
+        return gym.spaces.Box(-high, high)
+
+    assert build(actions=box(2.0)) is not build(actions=box(1.0))
+    assert build(actions=box(2.0)) is build(actions=box(2.0))
+    assert len({module._identity(1), module._identity(1.0), module._identity(True)}) == 3
+
+    for lr in range(module.KEEP_BUILT_AGENTS):  # pushes the first out: memory stays bounded
+        build(load_config(["debug"], [f"agent.actor_lr={lr + 2}e-3"]))
+    assert len(module._BUILT_AGENTS) == module.KEEP_BUILT_AGENTS
+    assert build() is not first

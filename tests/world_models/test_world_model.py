@@ -231,9 +231,9 @@ def test_egru_activity_regulariser_enters_the_loss_with_its_weight(posterior):
     weight = 0.5
     batch, key = position_batch(np.random.default_rng(4), length=5, batch=3), jax.random.PRNGKey(6)
     unweighted, weighted = (tiny_model(backbone="egru", posterior=posterior, activity_weight=w) for w in (0.0, weight))
-    params = unweighted.init(jax.random.PRNGKey(0))
-    (loss, (metrics, _)), grads = jax.value_and_grad(unweighted.loss, has_aux=True)(params, batch, key)
-    (loss_w, (metrics_w, _)), grads_w = jax.value_and_grad(weighted.loss, has_aux=True)(params, batch, key)
+    params = jax.jit(unweighted.init)(jax.random.PRNGKey(0))  # jitted: run op by op, the test took 15-27 s
+    (loss, (metrics, _)), grads = jax.jit(jax.value_and_grad(unweighted.loss, has_aux=True))(params, batch, key)
+    (loss_w, (metrics_w, _)), grads_w = jax.jit(jax.value_and_grad(weighted.loss, has_aux=True))(params, batch, key)
     activity, sparsity = metrics["world_model/loss/activity"], metrics["world_model/sparsity"]
     assert 0.0 < activity < 1.0
     np.testing.assert_allclose(activity, 1.0 - sparsity, rtol=1e-5)  # an output is zero without an event
@@ -244,7 +244,7 @@ def test_egru_activity_regulariser_enters_the_loss_with_its_weight(posterior):
     assert metrics_w["world_model/loss"] == loss_w
     # the regulariser's gradient reaches the thresholds through the pseudo-derivative
     threshold = lambda tree: tree["rssm"]["core"]["threshold_logit"]
-    activity_grad = threshold(jax.grad(lambda p: weighted.loss(p, batch, key)[1][0]["world_model/loss/activity"])(params))
+    activity_grad = threshold(jax.jit(jax.grad(lambda p: weighted.loss(p, batch, key)[1][0]["world_model/loss/activity"]))(params))
     assert np.all(np.isfinite(activity_grad)) and np.any(activity_grad != 0)
     np.testing.assert_allclose(threshold(grads_w) - threshold(grads), weight * activity_grad, rtol=1e-4, atol=1e-7)
 
