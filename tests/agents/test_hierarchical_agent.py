@@ -159,6 +159,7 @@ def test_from_config_returns_the_agent_built_for_equal_inputs_and_only_for_those
     assert build(load_config(["debug"]), gym.spaces.Box(-1.0, 1.0, (3,), np.float32), gym.spaces.Discrete(2)) is first
     assert build(load_config(["debug"], ["agent.actor_lr=0.001"])) is not first
     assert build(actions=gym.spaces.Discrete(3)) is not first
+
     def box(high_at_1000):  # repr of the bounds prints "1., 1., 1., ..., 1., 1., 1." for every value here
         high = np.ones(2000, np.float32)
         high[1000] = high_at_1000

@@ -231,7 +231,7 @@ def test_egru_activity_regulariser_enters_the_loss_with_its_weight(posterior):
     weight = 0.5
     batch, key = position_batch(np.random.default_rng(4), length=5, batch=3), jax.random.PRNGKey(6)
     unweighted, weighted = (tiny_model(backbone="egru", posterior=posterior, activity_weight=w) for w in (0.0, weight))
-    params = jax.jit(unweighted.init)(jax.random.PRNGKey(0))  # jitted: run op by op, the test took 15-27 s
+    params = jax.jit(unweighted.init)(jax.random.PRNGKey(0))  # jitted: op by op, this test took 15-27 s
     (loss, (metrics, _)), grads = jax.jit(jax.value_and_grad(unweighted.loss, has_aux=True))(params, batch, key)
     (loss_w, (metrics_w, _)), grads_w = jax.jit(jax.value_and_grad(weighted.loss, has_aux=True))(params, batch, key)
     activity, sparsity = metrics["world_model/loss/activity"], metrics["world_model/sparsity"]
