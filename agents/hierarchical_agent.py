@@ -69,6 +69,9 @@ class HierarchicalAgent:
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
         self.policy_step = jax.jit(self._policy_step, static_argnames="greedy")
         self.prefill_step = jax.jit(self.policy.prefill_step)
+        # jitted so that the carry is committed to the params' device, as every later carry returned by
+        # policy_step is: an uncommitted first carry costs policy_step a second compile
+        self._initial_policy_state = jax.jit(self.policy.initial_state, static_argnums=1)
         self.reconstruction_images = jax.jit(self._reconstruction_images, static_argnames="frames")
         self.imagined_returns = jax.jit(self._imagined_returns)
         self.top_task_value = jax.jit(self._top_task_value)
@@ -200,7 +203,7 @@ class HierarchicalAgent:
     # --------------------------------------------------------------------------------- acting
     def initial_policy_state(self, state: HierarchicalTrainState, batch_size: int) -> HierarchicalPolicyState:
         """Acting's carry at every environment's episode start (``agents.hierarchical_policy``)."""
-        return self.policy.initial_state(state.levels, batch_size)
+        return self._initial_policy_state(state.levels, batch_size)
 
     def _policy_step(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
                      obs: Mapping[str, jax.Array], is_first: jax.Array, key: jax.Array, greedy: bool = False):

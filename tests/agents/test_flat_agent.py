@@ -80,6 +80,19 @@ def test_policy_step_gives_one_hot_actions_and_resets_its_state(agent_and_state)
     np.testing.assert_allclose(after_reset, from_initial, atol=1e-6)
 
 
+def test_the_first_policy_step_of_an_episode_reuses_the_program_of_every_later_one(agent_and_state):
+    # Training places the state on a device (committed); an initial carry that was not would make the
+    # first call of every evaluation compile policy_step a second time.
+    agent, state = agent_and_state
+    state = jax.device_put(fresh(state), jax.devices()[0])
+    policy_step = jax.jit(agent._policy_step)  # a fresh cache, whatever other tests compiled
+    policy_state = agent.initial_policy_state(state, 2)
+    obs = {"obs": np.ones((2, 5), np.float32)}
+    for step in range(3):
+        _, policy_state = policy_step(state, policy_state, obs, np.array([step == 0] * 2), jax.random.PRNGKey(step))
+    assert policy_step._cache_size() == 1
+
+
 def test_continuous_actions_are_bounded():
     config = load_config(["debug"])
     agent = HierarchicalAgent.from_config(config, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-2, 2, (2,), np.float32))
