@@ -129,8 +129,8 @@ def pooled_reference(encoder: EventEncoder, params: dict, stream: np.ndarray, co
         return encoder.apply(params, params["params"]["empty"], method=EventEncoder.project)
     kwargs = BACKBONE_KWARGS["event_s5"]
     first, second = (BACKBONES["event_s5"](features=encoder.features, **kwargs) for _ in range(2))
-    features, dt = event_features(jnp.asarray(stream[:count]), jnp.array(count), STREAM._replace(max_events=count),
-                                  encoder.time_scale)
+    kept = np.array([min(end, count) - 1 for end in range(encoder.pool_stride, count + encoder.pool_stride,
+                                                          encoder.pool_stride)])
 
     def scan(core, name, xs, intervals):
         core_params = {"params": params["params"][name]}
@@ -138,12 +138,16 @@ def pooled_reference(encoder: EventEncoder, params: dict, stream: np.ndarray, co
         resets = jnp.zeros((xs.shape[0], 1), bool)
         return core.apply(core_params, carry, xs[:, None], resets, intervals[:, None], method="scan")[1][:, 0]
 
-    ys = scan(first, "core", features, dt)
-    kept = [min(end, count) - 1 for end in range(encoder.pool_stride, count + encoder.pool_stride, encoder.pool_stride)]
-    times = np.concatenate([[0.0], np.cumsum(np.asarray(dt))])
-    kept_dt = np.diff(np.concatenate([[0.0], times[np.array(kept) + 1]]))
-    pooled = scan(second, "pooled_core", ys[np.array(kept)], jnp.asarray(kept_dt, jnp.float32))
-    return encoder.apply(params, pooled[-1], method=EventEncoder.project)
+    @jax.jit
+    def run(stream):  # jitted whole: one compile per count instead of one per operation
+        features, dt = event_features(stream, jnp.array(count), STREAM._replace(max_events=count), encoder.time_scale)
+        ys = scan(first, "core", features, dt)
+        times = jnp.concatenate([jnp.zeros(1), jnp.cumsum(dt)])
+        kept_dt = jnp.diff(jnp.concatenate([jnp.zeros(1), times[kept + 1]]))
+        pooled = scan(second, "pooled_core", ys[kept], kept_dt)
+        return encoder.apply(params, pooled[-1], method=EventEncoder.project)
+
+    return run(jnp.asarray(stream[:count]))
 
 
 def test_pooled_encoder_equals_both_backbones_by_hand_and_ignores_the_padding():
