@@ -85,6 +85,20 @@ def test_one_hot_sample_is_straight_through():
     assert jnp.all(jnp.isfinite(grad)) and jnp.abs(grad).sum() > 0
 
 
+def test_one_hot_samples_follow_the_probabilities_and_never_pick_an_impossible_class():
+    probs = np.array([[0.5, 0.0, 0.2, 0.3], [0.0, 0.0, 0.0, 1.0], [0.97, 0.01, 0.01, 0.01]], np.float32)
+    with np.errstate(divide="ignore"):
+        dist = OneHotCategorical(jnp.log(jnp.asarray(probs)))
+    draws = 20_000
+    samples = jax.jit(jax.vmap(dist.sample))(jax.random.split(jax.random.PRNGKey(3), draws))  # [draws, 3, 4]
+    assert samples.shape == (draws, 3, 4)
+    np.testing.assert_array_equal(np.asarray(samples).sum(-1), 1.0)  # one-hot, every draw
+    frequencies = np.asarray(samples).mean(0)
+    assert np.all(frequencies[probs == 0.0] == 0.0)
+    # within 5 standard errors of the binomial frequency of each class
+    np.testing.assert_array_less(np.abs(frequencies - probs), 5 * np.sqrt(probs * (1 - probs) / draws) + 1e-6)
+
+
 def test_bounded_normal_samples_stay_in_bounds_and_log_prob_matches_formula():
     dist = BoundedNormal.from_outputs(jnp.array([[3.0, -3.0, 0.0, 0.0]]), 0.1, 1.0)
     samples = jax.vmap(lambda k: dist.sample(k))(jax.random.split(jax.random.PRNGKey(0), 100))
