@@ -4,13 +4,15 @@
     python -m scripts.bench_throughput --sizes tiny small matched --levels 1 2 3 --repeats 20
     python -m scripts.bench_throughput --sizes matched --levels 1 --set world_model.backbone=s5
     python -m scripts.bench_throughput --sizes small --levels 1 --config control --vmapped-seeds 3
+    python -m scripts.bench_throughput --sizes control --levels 1 --config control   # what CartPole trains
 
 How speed changes are judged. For every ``--sizes`` x ``--levels`` pair it builds the agent
 (``agents.hierarchical_agent``) for the ``--env`` spaces (default CartPole-v1) and feeds it one
 synthetic random batch of the replay's shape (``synthetic_batch``), already on the device. Sizes:
 ``tiny`` (the debug preset's sizes, batch 4 x 16, horizon 5), ``small`` (``configs/small.yaml``,
-batch 8 x 64) and ``matched`` (DreamerV3's smallest size, batch 16 x 64, horizon 15: the peer in
-``DESIGN.md``). An agent of L > 1 levels takes its structure (K, backbones, ensemble, abstract
+batch 8 x 64), ``control`` (``configs/control.yaml``, batch 16 x 32: what the classic-control runs
+train; with ``--config control`` for the rest of that preset) and ``matched`` (DreamerV3's smallest
+size, batch 16 x 64, horizon 15: the peer in ``DESIGN.md``). An agent of L > 1 levels takes its structure (K, backbones, ensemble, abstract
 horizon) from the ``hierarchy<L>`` preset and the same model sizes as the flat one; ``--config``
 presets are layered after that, ``--set`` overrides last.
 
@@ -66,6 +68,7 @@ from scripts.flop_count import count_flops
 SIZES: dict[str, tuple[list[str], list[tuple[str, Any]]]] = {
     "tiny": (["debug"], []),
     "small": (["small"], []),
+    "control": (["control"], []),
     "matched": ([], [("world_model.deter", 320), ("world_model.units", 64), ("world_model.stoch", 32),
                      ("world_model.classes", 4), ("world_model.layers", 2), ("agent.units", 64), ("agent.layers", 3),
                      ("replay.batch_size", 16), ("replay.batch_length", 64), ("agent.horizon", 15)]),

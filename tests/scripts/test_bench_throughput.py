@@ -120,6 +120,9 @@ def test_every_number_of_levels_gets_the_same_model_sizes():
     assert configs[2]["hierarchy"]["k"] == [4, 4]  # structure from the hierarchy3 preset
     overridden = build_config("tiny", 1, parse_args(["--set", "world_model.deter=48"]))
     assert overridden["world_model"]["deter"] == 48 and overridden["world_model"]["units"] == 32
+    control = build_config("control", 1, parse_args(["--config", "control"]))
+    assert (control["world_model"]["deter"], control["replay"]["batch_length"], control["agent"]["discount"]) == (
+        128, 32, 0.997)  # the preset's sizes and, through --config, the rest of it
 
 
 def test_main_writes_json_with_positive_numbers(tmp_path):
