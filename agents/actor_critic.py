@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from agents.optimization import TrainState, gradient_step, make_optimizer
+from agents.optimization import GradientStep, TrainState, apply_gradients, gradient_step, make_optimizer
 from agents.returns import ReturnScale, lambda_returns, replayed_lambda_returns, update_return_scale
 from world_models.distributions import (
     BoundedNormal,
@@ -57,6 +57,16 @@ class Replayed(NamedTuple):
     terminal: jax.Array  # [T, B]
     first: jax.Array  # [T, B]
     weights: jax.Array  # [T, B]: 1 where a state counts (a level's mask)
+
+
+class Targets(NamedTuple):
+    """What the actor and the critic learn from on one imagined trajectory."""
+
+    returns: jax.Array  # [H, N, K]: λ-returns of every reward term
+    values: jax.Array  # [H + 1, N, K]: the critic's values they bootstrap from
+    weights: jax.Array  # [H, N]: discounted probability that s_i is still in the episode
+    return_scale: ReturnScale  # updated with these returns
+    divisor: jax.Array  # [K]: the return normalisation's scale of each term
 
 
 class ActorNet(nn.Module):
@@ -185,21 +195,31 @@ class ActorCritic:
     ) -> tuple[ActorCriticState, dict[str, jax.Array], Trajectory]:
         """One actor and one critic step on a freshly imagined trajectory (and, with ``replay_value``,
         on the ``replayed`` sequences its starts come from)."""
-        actor = gradient_step(self._actor_loss, self.actor_optimizer, state.actor, state, rollout, key)
-        trajectory, returns, weights, return_scale, metrics = actor.aux
-        replay = () if replayed is None or not self.replay_value else self._replayed_targets(replayed, returns)
-        critic = gradient_step(self._critic_loss, self.critic_optimizer, state.critic,
-                               state.slow_critic, trajectory.features[:-1], returns, weights, *replay)
+        if self.actor_grad == "reinforce":
+            # the trajectory does not depend on the actor's parameters here, so the critic's forward pass
+            # over it serves both the returns' values and the critic's own gradient
+            trajectory = jax.tree.map(jax.lax.stop_gradient, rollout(self._imagining_policy(state.actor.params), key))
+            logits, critic_pullback = self._critic_forward(state.critic.params, trajectory.features[:-1])
+            values = jnp.concatenate([TwoHotSymlog(logits, self.bins).mean(),
+                                      self.value(state.critic.params, trajectory.features[-1:])])
+            targets = self._targets(state, trajectory, values)
+            actor = gradient_step(self._reinforce_loss, self.actor_optimizer, state.actor, trajectory, targets)
+        else:
+            actor = gradient_step(self._dynamics_loss, self.actor_optimizer, state.actor, state, rollout, key)
+            trajectory, targets = actor.aux[:2]
+            logits, critic_pullback = self._critic_forward(state.critic.params, trajectory.features[:-1])
+        replay = () if replayed is None or not self.replay_value else self._replayed_targets(replayed, targets.returns)
+        critic = self._critic_step(state, trajectory.features[:-1], logits, critic_pullback, targets, replay)
         slow_critic = optax.incremental_update(critic.state.params, state.slow_critic, self.slow_critic_fraction)
-        metrics.update(
-            {
-                "actor_critic/critic_loss": critic.loss,
-                "actor_critic/actor_grad_norm": actor.grad_norm,
-                "actor_critic/critic_grad_norm": critic.grad_norm,
-                **critic.aux,
-            }
-        )
-        new_state = ActorCriticState(actor.state, critic.state, slow_critic, return_scale)
+        metrics = {
+            **actor.aux[-1],
+            **self._term_metrics(targets.returns, trajectory.rewards, targets.values, targets.divisor),
+            "actor_critic/critic_loss": critic.loss,
+            "actor_critic/actor_grad_norm": actor.grad_norm,
+            "actor_critic/critic_grad_norm": critic.grad_norm,
+            **critic.aux,
+        }
+        new_state = ActorCriticState(actor.state, critic.state, slow_critic, targets.return_scale)
         return new_state, metrics, trajectory
 
     def _replayed_targets(self, replayed: Replayed, returns: jax.Array) -> tuple[jax.Array, ...]:
@@ -210,40 +230,53 @@ class ActorCritic:
                                                         self.discount, self.lambda_)
         return replayed.features[:-1], targets, same_episode * replayed.weights[:-1]
 
-    def _actor_loss(self, actor_params, state: ActorCriticState, rollout: Rollout, key: jax.Array):
+    def _imagining_policy(self, actor_params) -> Policy:
+        """The policy the rollout samples from; under REINFORCE, no gradient flows through its
+        inputs or its samples."""
         stop = jax.lax.stop_gradient
         reinforce = self.actor_grad == "reinforce"
 
         def policy(features, policy_key):
-            dist = self.policy(actor_params, stop(features) if reinforce else features)
-            action = dist.sample(policy_key)
+            action = self.policy(actor_params, stop(features) if reinforce else features).sample(policy_key)
             return stop(action) if reinforce else action
 
-        trajectory = rollout(policy, key)
-        if reinforce:
-            trajectory = jax.tree.map(stop, trajectory)
-        values = self.value(state.critic.params, trajectory.features)  # [H + 1, N, K]
+        return policy
+
+    def _targets(self, state: ActorCriticState, trajectory: Trajectory, values: jax.Array) -> Targets:
+        """λ-returns of every term from the values ``[H + 1, N, K]``, the states' weights (discounted
+        continuation) and the updated return normalisation."""
         discounts = self.discount * trajectory.continues
         returns = lambda_returns(trajectory.rewards, jnp.broadcast_to(discounts[..., None], trajectory.rewards.shape),
                                  values, self.lambda_)
-        weights = stop(
+        weights = jax.lax.stop_gradient(
             jnp.cumprod(jnp.concatenate([trajectory.start_continue[None], discounts[:-1]]), 0)
         )
         return_scale, divisor = update_return_scale(
-            state.return_scale, stop(returns), self.return_norm_decay, self.return_norm_percentiles
+            state.return_scale, jax.lax.stop_gradient(returns), self.return_norm_decay, self.return_norm_percentiles
         )
+        return Targets(returns, values, weights, return_scale, divisor)
+
+    def _reinforce_loss(self, actor_params, trajectory: Trajectory, targets: Targets):
+        """Log-probability of the imagined actions times their normalised advantage, plus entropy."""
+        dist = self.policy(actor_params, trajectory.features[:-1])
+        advantage = jnp.sum(self.term_weights * (targets.returns - targets.values[:-1]) / targets.divisor, -1)
+        return self._policy_loss(dist, dist.log_prob(trajectory.actions) * advantage, targets.weights)
+
+    def _dynamics_loss(self, actor_params, state: ActorCriticState, rollout: Rollout, key: jax.Array):
+        """The normalised returns themselves, differentiated through the world model, plus entropy;
+        also returns the (stopped) trajectory and targets."""
+        stop = jax.lax.stop_gradient
+        trajectory = rollout(self._imagining_policy(actor_params), key)
+        targets = self._targets(state, trajectory, self.value(state.critic.params, trajectory.features))
         dist = self.policy(actor_params, stop(trajectory.features[:-1]))
-        if reinforce:
-            advantage = stop(jnp.sum(self.term_weights * (returns - values[:-1]) / divisor, -1))
-            objective = dist.log_prob(trajectory.actions) * advantage
-        else:
-            objective = jnp.sum(self.term_weights * returns / divisor, -1)
+        objective = jnp.sum(self.term_weights * targets.returns / targets.divisor, -1)
+        loss, (metrics,) = self._policy_loss(dist, objective, targets.weights)
+        return loss, (stop(trajectory), stop(targets), metrics)
+
+    def _policy_loss(self, dist, objective: jax.Array, weights: jax.Array):
         entropy = dist.entropy()
         loss = -jnp.mean(weights * (objective + self.entropy * entropy))
-        metrics = {"actor_critic/actor_loss": loss, "actor_critic/entropy": entropy.mean(),
-                   **self._term_metrics(returns, trajectory.rewards, values, divisor)}
-        aux = (stop(trajectory), stop(returns), weights, return_scale, metrics)
-        return loss, aux
+        return loss, ({"actor_critic/actor_loss": loss, "actor_critic/entropy": entropy.mean()},)
 
     def _term_metrics(self, returns: jax.Array, rewards: jax.Array, values: jax.Array, divisor: jax.Array
                       ) -> dict[str, jax.Array]:
@@ -258,23 +291,40 @@ class ActorCritic:
             metrics[f"actor_critic/return_scale{suffix}"] = divisor[index]
         return metrics
 
-    def _critic_loss(self, critic_params, slow_critic_params, features, returns, weights, *replayed):
-        """Imagined returns of every term (``[H, N, K]``); with ``replayed`` (``_replayed_targets``),
-        plus ``replay_value`` times the first term's loss on the replayed λ-returns."""
-        loss = self._value_loss(critic_params, slow_critic_params, features, returns)  # [H, N, K]
-        total = jnp.mean(weights * jnp.sum(loss, -1))
-        if not replayed:
-            return total, {}
-        features, targets, weights = replayed
-        replay_loss = jnp.mean(weights * self._value_loss(critic_params, slow_critic_params, features, targets[..., None],
-                                                           terms=1)[..., 0])
-        return total + self.replay_value * replay_loss, {"actor_critic/replay_value_loss": replay_loss}
+    def _critic_forward(self, critic_params, features: jax.Array) -> tuple[jax.Array, Callable]:
+        """The critic's logits ``[..., K, bins]`` and the pull-back of their cotangent to its parameters."""
+        return jax.vjp(lambda params: self.critic_net.apply({"params": params}, features), critic_params)
 
-    def _value_loss(self, critic_params, slow_critic_params, features, returns, terms: int | None = None):
-        """Two-hot loss of the value heads (the first ``terms``) against ``returns [..., terms]``, plus
-        the pull towards the slow critic."""
+    def _critic_step(self, state: ActorCriticState, features: jax.Array, logits: jax.Array, pullback: Callable,
+                     targets: Targets, replayed: tuple[jax.Array, ...]) -> GradientStep:
+        """One critic step: the two-hot loss of every term's head on the imagined ``targets`` (from its
+        ``logits`` on ``features [H, N, F]``, already computed) plus, with ``replayed``
+        (``_replayed_targets``), ``replay_value`` times the first head's loss on the replayed λ-returns."""
+        slow_values = self.value(state.slow_critic, features)
+
+        def imagined_loss(logits):
+            loss = self._value_loss(TwoHotSymlog(logits, self.bins), slow_values, targets.returns)  # [H, N, K]
+            return jnp.mean(targets.weights * jnp.sum(loss, -1))
+
+        loss, logits_grad = jax.value_and_grad(imagined_loss)(logits)
+        (grads,) = pullback(logits_grad)
+        aux = {}
+        if replayed:
+            replay_loss, replay_grads = jax.value_and_grad(self._replay_value_loss)(
+                state.critic.params, state.slow_critic, *replayed)
+            loss = loss + self.replay_value * replay_loss
+            grads = jax.tree.map(lambda imagined, replay: imagined + self.replay_value * replay, grads, replay_grads)
+            aux["actor_critic/replay_value_loss"] = replay_loss
+        params, opt_state = apply_gradients(self.critic_optimizer, grads, state.critic.params, state.critic.opt_state)
+        return GradientStep(TrainState(params, opt_state), loss, aux, grads)
+
+    def _replay_value_loss(self, critic_params, slow_critic_params, features, targets, weights) -> jax.Array:
+        """The first head's loss on the replayed λ-returns ``targets [T - 1, B]``."""
         dist = self.value_dist(critic_params, features)
-        slow_values = self.value(slow_critic_params, features)
-        if terms is not None:
-            dist, slow_values = TwoHotSymlog(dist.logits[..., :terms, :], dist.bins), slow_values[..., :terms]
+        head = TwoHotSymlog(dist.logits[..., :1, :], dist.bins)
+        slow_values = self.value(slow_critic_params, features)[..., :1]
+        return jnp.mean(weights * self._value_loss(head, slow_values, targets[..., None])[..., 0])
+
+    def _value_loss(self, dist: TwoHotSymlog, slow_values: jax.Array, returns: jax.Array) -> jax.Array:
+        """Two-hot loss of the value heads against ``returns``, plus the pull towards the slow critic."""
         return -dist.log_prob(returns) - self.slow_critic_reg * dist.log_prob(slow_values)

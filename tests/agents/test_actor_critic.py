@@ -1,0 +1,141 @@
+"""The actor-critic's update against its losses written out plainly and differentiated by ``jax.grad``.
+
+The update shares one critic forward pass between the returns' values and the critic's gradient
+(REINFORCE) and pulls the critic's gradient back from its logits; the reference here differentiates
+the textbook losses directly. With plain SGD of rate 1 the parameters move by exactly minus the
+gradient, so the update's gradients are read off its parameters.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from agents.actor_critic import ActorCritic, Replayed, Trajectory
+from agents.returns import lambda_returns, replayed_lambda_returns, update_return_scale
+from configs.loader import load_config
+
+LENGTH, BATCH, FEATURES, ACTIONS = 4, 3, 5, 3
+
+
+def _actor_critic(discrete: bool, replay_value: float) -> ActorCritic:
+    settings = {**load_config(["debug"])["agent"], "replay_value": replay_value, "actor_grad": "auto"}
+    actor_critic = ActorCritic(ACTIONS, discrete, reward_terms=(("task", 1.0), ("novelty", 0.5)), **settings)
+    actor_critic.actor_optimizer = actor_critic.critic_optimizer = optax.sgd(1.0)
+    return actor_critic
+
+
+def _perturbed(tree, key: jax.Array, scale: float = 0.3):
+    """Random parameters of the same structure: the critic's zero-initialised head would otherwise
+    value every state alike."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten([leaf + scale * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)])
+
+
+def _rollout(horizon: int):
+    """A small differentiable model: the next features depend on the action, rewards on the features."""
+    rng = np.random.default_rng(0)
+    starts = jnp.asarray(rng.normal(size=(LENGTH * BATCH, FEATURES)), jnp.float32)
+    transition = jnp.asarray(rng.normal(size=(FEATURES + ACTIONS, FEATURES)) / 2, jnp.float32)
+    reward_weights = jnp.asarray(rng.normal(size=(FEATURES, 2)), jnp.float32)
+
+    def rollout(policy, key):
+        features, actions = [starts], []
+        for step_key in jax.random.split(key, horizon):
+            actions.append(policy(features[-1], step_key))
+            features.append(jnp.tanh(jnp.concatenate([features[-1], actions[-1]], -1) @ transition))
+        features = jnp.stack(features)
+        continues = jax.nn.sigmoid(3.0 + features[1:, :, 0])
+        return Trajectory(features, jnp.stack(actions), features[1:] @ reward_weights, continues,
+                          jnp.ones(LENGTH * BATCH).at[0].set(0.0))
+
+    return rollout, starts
+
+
+def _reference_gradients(actor_critic: ActorCritic, state, rollout, key, replayed):
+    """Actor and critic gradients of the losses as written in DreamerV3, each net run where it is used."""
+    stop = jax.lax.stop_gradient
+    reinforce = actor_critic.actor_grad == "reinforce"
+    value = lambda params, features: actor_critic.value(params, features)
+
+    def imagine(actor_params):
+        def policy(features, policy_key):
+            action = actor_critic.policy(actor_params, features).sample(policy_key)
+            return stop(action) if reinforce else action
+        trajectory = rollout(policy, key)
+        return jax.tree.map(stop, trajectory) if reinforce else trajectory
+
+    def returns_of(trajectory):
+        values = value(state.critic.params, trajectory.features)
+        discounts = actor_critic.discount * trajectory.continues
+        returns = lambda_returns(trajectory.rewards, jnp.broadcast_to(discounts[..., None], trajectory.rewards.shape),
+                                 values, actor_critic.lambda_)
+        weights = jnp.cumprod(jnp.concatenate([trajectory.start_continue[None], discounts[:-1]]), 0)
+        _, divisor = update_return_scale(state.return_scale, stop(returns), actor_critic.return_norm_decay,
+                                         actor_critic.return_norm_percentiles)
+        return values, returns, stop(weights), divisor
+
+    def actor_loss(actor_params):
+        trajectory = imagine(actor_params)
+        values, returns, weights, divisor = returns_of(trajectory)
+        dist = actor_critic.policy(actor_params, stop(trajectory.features[:-1]))
+        if reinforce:
+            advantage = stop(jnp.sum(actor_critic.term_weights * (returns - values[:-1]) / divisor, -1))
+            objective = dist.log_prob(trajectory.actions) * advantage
+        else:
+            objective = jnp.sum(actor_critic.term_weights * returns / divisor, -1)
+        return -jnp.mean(weights * (objective + actor_critic.entropy * dist.entropy()))
+
+    trajectory = jax.tree.map(stop, imagine(state.actor.params))
+    _, returns, weights, _ = returns_of(trajectory)
+
+    def two_hot_loss(critic_params, features, targets):
+        dist = actor_critic.value_dist(critic_params, features)
+        slow = value(state.slow_critic, features)
+        return -dist.log_prob(targets) - actor_critic.slow_critic_reg * dist.log_prob(slow)
+
+    def critic_loss(critic_params):
+        loss = jnp.mean(weights * jnp.sum(two_hot_loss(critic_params, trajectory.features[:-1], returns), -1))
+        if replayed is None:
+            return loss
+        boot = returns[0, :, 0].reshape(LENGTH, BATCH)
+        targets, same_episode = replayed_lambda_returns(replayed.rewards, replayed.terminal, replayed.first, boot,
+                                                        actor_critic.discount, actor_critic.lambda_)
+        # every head sees the replayed target; only the first head's loss counts
+        per_head = two_hot_loss(critic_params, replayed.features[:-1], jnp.repeat(targets[..., None], 2, -1))
+        replay = jnp.mean(same_episode * replayed.weights[:-1] * per_head[..., 0])
+        return loss + actor_critic.replay_value * replay
+
+    return jax.grad(actor_loss)(state.actor.params), jax.grad(critic_loss)(state.critic.params)
+
+
+@pytest.mark.parametrize("discrete, replay_value", [(True, 0.0), (True, 0.3), (False, 0.3)],
+                         ids=["reinforce", "reinforce-replayed", "dynamics-replayed"])
+def test_one_update_moves_actor_and_critic_by_the_plain_losses_gradients(discrete, replay_value):
+    actor_critic = _actor_critic(discrete, replay_value)
+    rollout, starts = _rollout(actor_critic.horizon)
+    state = actor_critic.init(jax.random.PRNGKey(0), FEATURES)
+    state = state.replace(critic=state.critic.replace(params=_perturbed(state.critic.params, jax.random.PRNGKey(1))),
+                          slow_critic=_perturbed(state.slow_critic, jax.random.PRNGKey(2)))
+    rng = np.random.default_rng(1)
+    replayed = None if not replay_value else Replayed(
+        features=starts.reshape(LENGTH, BATCH, FEATURES),
+        rewards=jnp.asarray(rng.normal(size=(LENGTH, BATCH)), jnp.float32),
+        terminal=jnp.zeros((LENGTH, BATCH), bool).at[1, 2].set(True),
+        first=jnp.zeros((LENGTH, BATCH), bool).at[0].set(True).at[2, 2].set(True),
+        weights=jnp.ones((LENGTH, BATCH)).at[2, 0].set(0.0))
+    key = jax.random.PRNGKey(3)
+
+    new_state, metrics, _ = jax.jit(lambda state: actor_critic.update(state, rollout, key, replayed))(state)
+    actor_grads, critic_grads = jax.jit(lambda: _reference_gradients(actor_critic, state, rollout, key, replayed))()
+
+    for old, new, expected in ((state.actor.params, new_state.actor.params, actor_grads),
+                               (state.critic.params, new_state.critic.params, critic_grads)):
+        moved = jax.tree.map(lambda before, after: before - after, old, new)
+        assert optax.tree.norm(expected) > 1e-4  # a test that could fail
+        for got, want in zip(jax.tree.leaves(moved), jax.tree.leaves(expected)):
+            np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+    assert np.isfinite(metrics["actor_critic/critic_loss"])
+    assert ("actor_critic/replay_value_loss" in metrics) == bool(replay_value)
