@@ -20,7 +20,8 @@ first trains. Stop the benchmark at any time (Ctrl-C or SIGTERM: every run keeps
 continue it with ``--resume <that directory>`` (``--steps`` to train longer; also run directories
 of earlier benchmarks): finished runs are not trained again, the others continue from their last
 checkpoint (or start), and the summary covers every seed. ``--runs DIR ...`` summarises run
-directories, finished or not, without training; ``--replot JSON`` redoes table and plot from a saved JSON.
+directories, finished or not, without training (each under its run's seed, with the presets and
+overrides its benchmark kept); ``--replot JSON`` redoes table and plot from a saved JSON.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 
-from configs.loader import load_config
-from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchmark
+from configs.loader import load_config, read_config
+from scripts.benchmarking import BENCHMARK_FILE, Run, add_run_flags, benchmark_home, check_run_flags, run_benchmark
 from scripts.run_curves import evaluation_rows, mean_curve, plot
-from scripts.common import report_user_errors
+from scripts.common import UserError, report_user_errors
 
 # Targets of the issue; other environments fall back to Gymnasium's registered reward threshold.
 TARGETS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
@@ -133,8 +134,7 @@ def collect(args: argparse.Namespace) -> dict[int, list[dict]]:
             setattr(args, key, saved.get(key, getattr(args, key)))
         return {int(seed): curve for seed, curve in saved["curves"].items()}
     if args.runs:
-        rows = {Path(run): evaluation_rows(Path(run), PROBES) for run in args.runs}
-        return {index: curve for index, curve in enumerate(rows.values()) if curve}
+        return summarised_runs(args)
 
     def report(run: Run) -> None:
         rows = evaluation_rows(run.logdir, PROBES)
@@ -143,6 +143,24 @@ def collect(args: argparse.Namespace) -> dict[int, list[dict]]:
     new_configs = lambda: {f"seed{seed}": seed_config(args, seed) for seed in args.seeds}
     runs, = run_benchmark(args, "bench_learning", new_configs, lambda run: "the benchmark", SETTINGS, report).values()
     curves = {run.config["seed"]: evaluation_rows(run.logdir, PROBES) for run in runs}
+    return {seed: curve for seed, curve in curves.items() if curve}
+
+
+def summarised_runs(args: argparse.Namespace) -> dict[int, list[dict]]:
+    """``--runs``: each directory's evaluations under its run's seed (from its ``config.yaml``; its
+    position in ``--runs`` where it has none). The settings its benchmark kept (``benchmark.json``:
+    presets, overrides, episodes per evaluation ...) come back into ``args`` but for the flags given."""
+    curves, settings = {}, {}
+    for index, run in enumerate(map(Path, args.runs)):
+        seed = read_config(run / "config.yaml")["seed"] if (run / "config.yaml").is_file() else index
+        if seed in curves:
+            raise UserError(f"--runs: two of the directories are runs of seed {seed}; give one run per seed")
+        home = benchmark_home(run)
+        if home is not None and not settings:
+            settings = json.loads((home / BENCHMARK_FILE).read_text())
+        curves[seed] = evaluation_rows(run, PROBES)
+    for key in set(SETTINGS) - {"seeds"} - args.given:
+        setattr(args, key, settings.get(key, getattr(args, key)))
     return {seed: curve for seed, curve in curves.items() if curve}
 
 

@@ -128,7 +128,7 @@ def resumed_benchmark(directories: Sequence[str | Path], steps: int | None) -> t
             (path.parent for path in directory.rglob("config.yaml")), key=_natural_order)
         if not found:
             raise UserError(f"--resume {directory}: no run there or below it (no config.yaml)")
-        home = next((path for path in (directory, *directory.parents) if (path / BENCHMARK_FILE).is_file()), None)
+        home = benchmark_home(directory)
         if home is not None and not settings:
             settings = json.loads((home / BENCHMARK_FILE).read_text())
         for logdir in found:
@@ -137,6 +137,11 @@ def resumed_benchmark(directories: Sequence[str | Path], steps: int | None) -> t
             name = str(logdir.relative_to(home)) if home is not None else str(logdir)
             runs.setdefault(logdir, Run(logdir, name, config, latest_checkpoint_step(logdir / "checkpoints") or 0))
     return list(runs.values()), settings
+
+
+def benchmark_home(directory: Path) -> Path | None:
+    """The benchmark directory that ``directory`` is (or lies in): the nearest with a ``benchmark.json``."""
+    return next((path for path in (directory, *directory.parents) if (path / BENCHMARK_FILE).is_file()), None)
 
 
 def _natural_order(path: Path) -> list:

@@ -3,7 +3,9 @@
 import json
 
 import pytest
+import yaml
 
+from configs.loader import load_config
 from scripts.bench_learning import default_target, main, summarise_seed
 
 
@@ -114,3 +116,19 @@ def test_vmap_trains_the_seeds_together_in_their_own_directories_and_refuses_job
     with pytest.raises(SystemExit):
         main(["--seeds", "0", "1", "--vmap", "--jobs", "2"])
     assert "leave out --jobs" in capsys.readouterr().err
+def test_runs_of_a_benchmark_are_summarised_under_their_seeds_with_its_settings(tmp_path):
+    benchmark = tmp_path / "bench"
+    settings = {"env": "CartPole-v1", "config": "control", "steps": 50000, "eval_episodes": 3,
+                "overrides": ["agent.replay_value=0.3"]}
+    (benchmark / "seed2").mkdir(parents=True)
+    (benchmark / "benchmark.json").write_text(json.dumps(settings))
+    (benchmark / "seed2" / "config.yaml").write_text(yaml.safe_dump({**load_config(["debug"]), "seed": 2}))
+    rows = [{"step": 1000, "eval/return_mean": 20.0, "eval/elapsed_seconds": 5.0}]
+    (benchmark / "seed2" / "metrics.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    result = main(["--runs", str(benchmark / "seed2"), "--out", str(tmp_path / "out")])
+    assert list(result["curves"]) == ["2"]
+    assert (result["config"], result["overrides"], result["eval_episodes"]) == ("control", ["agent.replay_value=0.3"], 3)
+    given = main(["--runs", str(benchmark / "seed2"), "--config", "small", "--out", str(tmp_path / "out")])
+    assert given["config"] == "small"  # a flag given now wins
+    with pytest.raises(SystemExit, match="seed 2"):
+        main(["--runs", str(benchmark / "seed2"), str(benchmark / "seed2"), "--out", str(tmp_path / "out")])
