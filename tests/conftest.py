@@ -43,6 +43,16 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "hmbrl-test-jax-cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+# The pytest-xdist workers (pyproject's addopts) share this cache. JAX writes an entry in place, so
+# a worker could read one that another is still writing; a size limit turns on its file lock around
+# every read and write (and never evicts at this size).
+jax.config.update("jax_compilation_cache_max_size", 8 * 2**30)
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core, at most four (each holds a JAX runtime and its programs)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, 4)
 
 
 def _memory_mappings() -> tuple[int, int]:
