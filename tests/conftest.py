@@ -10,6 +10,7 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+_CACHE_MAX_BYTES = 8 * 2**30  # the persistent compilation cache's limit (see below)
 
 
 def _xla_accepts(flags: str) -> bool:
@@ -43,10 +44,12 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "hmbrl-test-jax-cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-# The pytest-xdist workers (pyproject's addopts) share this cache. JAX writes an entry in place, so
-# a worker could read one that another is still writing; a size limit turns on its file lock around
-# every read and write (and never evicts at this size).
-jax.config.update("jax_compilation_cache_max_size", 8 * 2**30)
+# The pytest-xdist workers (pyproject's addopts), and the training processes some tests start with
+# this cache, share it. JAX writes an entry in place, so a process could read one that another is
+# still writing; a size limit turns on its file lock around every read and write (and never evicts at
+# this size). Also in the environment, so that every child process takes the lock too.
+os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(_CACHE_MAX_BYTES)
+jax.config.update("jax_compilation_cache_max_size", _CACHE_MAX_BYTES)
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
