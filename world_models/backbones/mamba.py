@@ -11,11 +11,11 @@ selective SSM ``h_t = exp(Delta_t A) h_{t-1} + Delta_t B_t x_t``, ``y_t = C_t h_
 
 Training (``scan``) runs the convolution as one windowed op over time and the SSM through
 ``mamba_scan.chunked_selective_scan``: chunks of ``chunk_size`` steps, each solved step by step
-in a ``lax.scan`` or with the associative scan (``scan_impl``) and rematerialised in the backward
-pass, so the ``[T, B, E, N]`` terms are never held whole; acting (``step``) carries the
-last ``W - 1`` convolution inputs and the SSM state per layer. At an episode start the window is
-cleared (zeros, as the causal padding of a fresh sequence) and the SSM restarts from a learned
-state.
+in a ``lax.scan`` (its gradient written out) or with the associative scan (``scan_impl``, then
+rematerialised in the backward pass), so the ``[T, B, N, E]`` terms are never held whole; acting
+(``step``) carries the last ``W - 1`` convolution inputs and the SSM state per layer. At an episode
+start the window is cleared (zeros, as the causal padding of a fresh sequence) and the SSM restarts
+from a learned state.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from world_models.backbones.scan import ScanImpl, where_reset
 
 
 class MambaLayerState(NamedTuple):
-    """Carry of one mixer: ``conv_window [B, W-1, E]`` (oldest first) and ``ssm [B, E, N]``."""
+    """Carry of one mixer: ``conv_window [B, W-1, E]`` (oldest first) and ``ssm [B, N, E]``."""
 
     conv_window: jax.Array
     ssm: jax.Array
@@ -106,7 +106,7 @@ class MambaMixer(nn.Module):
       features: F. state_size: N. expand: E / F. conv_width: W. dt_rank: R (or "auto").
       dt_min, dt_max: range of the initial Delta. scan_impl: see ``scan.linear_recurrence``.
       chunk_size: steps per chunk of the selective scan in ``scan``; 0 (or at least T) solves the
-        whole sequence at once, holding ``[T, B, E, N]`` terms (see ``chunked_selective_scan``).
+        whole sequence at once, holding ``[T, B, N, E]`` terms (see ``chunked_selective_scan``).
       depth: blocks in the stack; the output projection's init variance is divided by it, the
         reference's rescaling of pre-norm residual branches.
     """
@@ -147,7 +147,7 @@ class MambaMixer(nn.Module):
         """Empty convolution window and the learned SSM state, both with leading axis B."""
         inner = self.expand * self.features
         window = jnp.zeros((batch_size, self.conv_width - 1, inner), self.conv_kernel.dtype)
-        ssm = jnp.broadcast_to(self.initial_ssm, (batch_size, inner, self.state_size))
+        ssm = jnp.broadcast_to(self.initial_ssm.T, (batch_size, self.state_size, inner))
         return MambaLayerState(window, ssm)
 
     def _selection(self, x: jax.Array) -> SelectionTerms:
@@ -161,8 +161,8 @@ class MambaMixer(nn.Module):
         return SelectionTerms(dt, x, b_input, c_output)
 
     def _a(self) -> jax.Array:
-        """``A = -exp(A_log)`` ``[E, N]``, negative so the state decays."""
-        return -jnp.exp(self.A_log)
+        """``A = -exp(A_log)`` as ``[N, E]``, the states' layout; negative so the state decays."""
+        return -jnp.exp(self.A_log).T
 
     def step(
         self, state: MambaLayerState, u: jax.Array, reset: jax.Array
@@ -184,7 +184,7 @@ class MambaMixer(nn.Module):
         """Whole sequence: ``us [T, B, F]``, ``resets [T, B]`` -> ``(state, [T, B, F])``.
 
         With ``return_carries`` the state after every step is returned (leaves ``[T, B, ...]``);
-        its SSM states ``[T, B, E, N]`` are then an output and materialise, chunked or not.
+        its SSM states ``[T, B, N, E]`` are then an output and materialise, chunked or not.
         """
         xs, gates = jnp.split(self.in_proj(us), 2, axis=-1)
         xs, windows = causal_conv_sequence(

@@ -177,8 +177,8 @@ def test_selective_scan_solvers_agree(impl, return_states):
         b_input=jax.random.normal(keys[2], (length, batch, state)),
         c_output=jax.random.normal(keys[3], (length, batch, state)),
     )
-    h0, h_init = jax.random.normal(keys[4], (2, batch, inner, state))
-    a, d = -jnp.arange(1.0, 1.0 + inner * state).reshape(inner, state) / 4, jnp.ones(inner)
+    h0, h_init = jax.random.normal(keys[4], (2, batch, state, inner))
+    a, d = -jnp.arange(1.0, 1.0 + inner * state).reshape(state, inner) / 4, jnp.ones(inner)
     resets = jnp.zeros((length, batch), bool).at[4, 0].set(True).at[2, 1].set(True)
 
     def whole(*args):
@@ -207,18 +207,19 @@ def test_selective_scan_solvers_agree(impl, return_states):
         chex.assert_trees_all_close(got, expected, rtol=1e-5, atol=1e-6, custom_message=name)
 
 
-def test_chunk_size_reaches_every_layer():
-    """The chunked path is taken (one rematerialised chunk scan per layer) only when the chunk is
-    shorter than the sequence."""
+@pytest.mark.parametrize("impl, marker", [("sequential", "custom_vjp"), ("associative", "remat")])
+def test_chunk_size_reaches_every_layer(impl, marker):
+    """The chunked path is taken (per layer, one chunk scan with the written-out gradient, or
+    rematerialised for the associative scan) only when the chunk is shorter than the sequence."""
     xs, resets, params, carry = setup_case(jnp.float32)
 
-    def remat_count(chunk_size):
-        model = make_model("sequential", chunk_size)
+    def chunked_scans(chunk_size):
+        model = make_model(impl, chunk_size)
         apply_scan = lambda carry, xs: model.apply(params, carry, xs, resets, method=Mamba.scan)
-        return str(jax.make_jaxpr(apply_scan)(carry, xs)).count("remat")
+        return str(jax.make_jaxpr(apply_scan)(carry, xs)).count(marker)
 
-    assert remat_count(4) == 2
-    assert remat_count(0) == remat_count(LENGTH) == 0
+    assert chunked_scans(4) == 2
+    assert chunked_scans(0) == chunked_scans(LENGTH) == 0
 
 
 @pytest.mark.parametrize("impl", ["sequential", "associative"])
@@ -284,7 +285,7 @@ def test_jit_and_vmap_shapes():
     chex.assert_shape(ys, (LENGTH, BATCH, FEATURES))
     for state in final:
         chex.assert_shape(state.conv_window, (BATCH, 3, 2 * FEATURES))
-        chex.assert_shape(state.ssm, (BATCH, 2 * FEATURES, STATE))
+        chex.assert_shape(state.ssm, (BATCH, STATE, 2 * FEATURES))
 
     # vmap over an extra leading axis (for example ensemble members) equals separate calls
     stacked = lambda tree: jax.tree.map(lambda leaf: jnp.stack([leaf, 2.0 * leaf]), tree)
