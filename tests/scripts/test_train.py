@@ -14,7 +14,7 @@ from agents.evaluation import load_train_state
 from agents.logging import read_metrics
 from configs.loader import read_config
 from envs import make_vector_env
-from scripts import evaluate, probe_model, train
+from scripts import evaluate, probe_episodes, probe_model, train
 
 DOCUMENTED = [
     "episode/return", "episode/length", "level0/world_model/loss", "level0/world_model/loss/reconstruction",
@@ -82,6 +82,27 @@ def test_probe_model_reports_every_entry_at_every_distance_from_the_saved_replay
     with pytest.raises(SystemExit) as error:
         probe_model.main(["--logdir", str(tmp_path)])
     assert error.value.code == 2  # not a run directory: one paragraph, exit status 2
+
+
+def test_probe_episodes_says_how_each_episode_ended_and_what_the_critic_expected(debug_run, tmp_path):
+    out = tmp_path / "episodes.json"
+    result = probe_episodes.main(["--logdir", str(debug_run), "--episodes", "3", "--bins", "3", "--out", str(out)])
+    assert result["step"] == 400 and len(result["episodes"]) == 3
+    for episode in result["episodes"]:
+        assert episode["return"] == episode["length"]  # CartPole pays 1 a step
+        x, _, angle, _ = episode["final"]["obs"]
+        if episode["ended"] == "terminated":  # CartPole's own bounds: the cart off the track or the pole down
+            assert abs(x) > 2.4 or abs(angle) > 0.2094
+        else:
+            assert episode["length"] == 500
+    steps = sum(episode["length"] for episode in result["episodes"])
+    assert len(result["entries"]["obs"]) == 4
+    for entry in result["entries"]["obs"]:
+        assert sum(row["steps"] for row in entry["value_by_bins"]) == steps
+        assert -1.0 <= entry["correlation_with_value"] <= 1.0
+    ended = [episode["length"] for episode in result["episodes"] if episode["ended"] == "terminated"]
+    assert result["value_vs_return"] is None if not ended else result["value_vs_return"]["steps"] == sum(ended)
+    assert json.loads(out.read_text()) == result
 
 
 def test_probe_model_cuts_the_replay_into_chunks_that_start_episodes():  # entry_r2: test_bench_world_model
