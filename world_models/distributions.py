@@ -59,7 +59,9 @@ class TwoHotSymlog(NamedTuple):
     bins: jax.Array  # [K]
 
     def mean(self) -> jax.Array:
-        return symexp(jnp.sum(jax.nn.softmax(self.logits, -1) * self.bins, -1))
+        # a dot product rather than multiply-and-sum: XLA:CPU otherwise fuses the sum into the head's
+        # last layer as one slower kernel (the control preset's train step: 4-8% faster this way)
+        return symexp(jnp.dot(jax.nn.softmax(self.logits, -1), self.bins))
 
     def log_prob(self, target: jax.Array) -> jax.Array:
         """Cross-entropy against the two-hot encoding of ``symlog(target)`` (negated). Only two bins
