@@ -241,7 +241,34 @@ def removed_unless_resumable(logdir: Path) -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
+def trained_vector_run(logdir: Path, step: int | None, probe: str) -> Iterator[tuple[dict, Any, Any, int, Any]]:
+    """``(config, agent, train state, step, one-environment vector env)`` of a run's checkpoint (the
+    latest, or ``step``), for a probe of its vector observations, with the run directory locked (not
+    while a training run rewrites its checkpoints); the env is closed on leaving. ``probe`` names the
+    probe in the error for a run without vector keys."""
+    from agents.evaluation import load_train_state
+    from agents.hierarchical_agent import HierarchicalAgent
+    from agents.run_lock import RunLock
+    from envs.vector import make_vector_env
+
+    if not (logdir / "config.yaml").exists():
+        raise UserError(f"{logdir} is not a run directory (no config.yaml)")
+    config = read_config(logdir / "config.yaml")
+    with RunLock(logdir):
+        envs = make_vector_env(config["env_id"], config["env"], 1, "sync")
+        try:
+            agent = HierarchicalAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
+            if not agent.obs_layout.mlp_shapes:
+                raise UserError(f"{logdir}: the run observes no vector keys (only {sorted(agent.obs_layout.keys)}); "
+                                f"{probe} reports vector entries")
+            state, step = load_train_state(agent, config, logdir, step)
+            yield config, agent, state, step, envs
+        finally:
+            envs.close()
+
+
 __all__ = [
     "ConfigError", "UserError", "add_config_flags", "default_logdir", "import_modules", "report_user_errors",
-    "removed_unless_resumable", "resolve_config", "resume_config", "write_config",
+    "removed_unless_resumable", "resolve_config", "resume_config", "trained_vector_run", "write_config",
 ]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.common import UserError, report_user_errors
+from scripts.common import report_user_errors, trained_vector_run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -175,27 +175,9 @@ def print_report(logdir: Path, step: int, greedy: bool, report: dict) -> None:
 @report_user_errors
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from agents.evaluation import load_train_state
-    from agents.hierarchical_agent import HierarchicalAgent
-    from agents.run_lock import RunLock
-    from configs.loader import read_config
-    from envs.vector import make_vector_env
-
     logdir = Path(args.logdir)
-    if not (logdir / "config.yaml").exists():
-        raise UserError(f"{logdir} is not a run directory (no config.yaml)")
-    config = read_config(logdir / "config.yaml")
-    with RunLock(logdir):  # not while a training run rewrites its checkpoints
-        envs = make_vector_env(config["env_id"], config["env"], 1, "sync")
-        try:
-            agent = HierarchicalAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
-            if not agent.obs_layout.mlp_shapes:
-                raise UserError(f"{logdir}: the run observes no vector keys (only {sorted(agent.obs_layout.keys)}); "
-                                "this probe reports vector entries")
-            state, step = load_train_state(agent, config, logdir, args.step)
-            episodes = run_probe(agent, state, envs, args.episodes, args.seed, greedy=not args.sample)
-        finally:
-            envs.close()
+    with trained_vector_run(logdir, args.step, "this probe") as (config, agent, state, step, envs):
+        episodes = run_probe(agent, state, envs, args.episodes, args.seed, greedy=not args.sample)
     flat = int(config["hierarchy"]["levels"]) == 1
     report = summarise(episodes, args.bins, float(config["agent"]["discount"]) if flat else None)
     report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, **report}

@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from scripts.common import UserError, report_user_errors
+from scripts.common import UserError, report_user_errors, trained_vector_run
 from world_models.rssm import state_features
 
 
@@ -109,27 +109,12 @@ def print_table(logdir: Path, step: int, horizon: int, result: dict[str, dict]) 
 @report_user_errors
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from agents.evaluation import load_train_state
-    from agents.hierarchical_agent import HierarchicalAgent
     from agents.run_data import load_replay
-    from agents.run_lock import RunLock
-    from configs.loader import read_config
-    from envs.vector import make_vector_env
 
     logdir = Path(args.logdir)
-    if not (logdir / "config.yaml").exists():
-        raise UserError(f"{logdir} is not a run directory (no config.yaml)")
-    config = read_config(logdir / "config.yaml")
-    horizon = args.horizon or int(config["agent"]["horizon"])
-    with RunLock(logdir):  # not while a training run rewrites its checkpoints
-        envs = make_vector_env(config["env_id"], config["env"], 1, "sync")
-        agent = HierarchicalAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
-        envs.close()
-        if not agent.obs_layout.mlp_shapes:
-            raise UserError(f"{logdir}: the run observes no vector keys (only images {sorted(agent.obs_layout.cnn_shapes)}); "
-                            "this probe reports vector entries")
-        state, step = load_train_state(agent, config, logdir, args.step)
+    with trained_vector_run(logdir, args.step, "this probe") as (config, agent, state, step, _):
         steps = load_replay(agent, config, logdir, args.steps, step)
+    horizon = args.horizon or int(config["agent"]["horizon"])
     if steps is None:
         raise UserError(f"{logdir}: no replay was saved with checkpoint {step} (disk replay missing or empty)")
     length = max(int(config["replay"]["batch_length"]), horizon + 1)
