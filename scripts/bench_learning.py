@@ -21,7 +21,10 @@ continue it with ``--resume <that directory>`` (``--steps`` to train longer; als
 of earlier benchmarks): finished runs are not trained again, the others continue from their last
 checkpoint (or start), and the summary covers every seed. ``--runs DIR ...`` summarises run
 directories, finished or not, without training (each under its run's seed, with the presets and
-overrides its benchmark kept); ``--replot JSON`` redoes table and plot from a saved JSON.
+overrides its benchmark kept); ``--replot JSON`` redoes table and plot from a saved JSON, and
+``--replot A.json B.json ... --out P`` merges the seeds of several saved JSONs (seeds run at different
+times, say) into one table, JSON and plot: one environment, each seed in one file; where their presets,
+overrides or episodes per evaluation differ, the merged JSON keeps each seed's under ``sources``.
 """
 
 from __future__ import annotations
@@ -63,10 +66,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", help="output prefix (default benchmarks/out/learning_<env>)")
     parser.add_argument("--runs", nargs="+", metavar="DIR", help="no training: summarise these run directories")
-    parser.add_argument("--replot", metavar="JSON", help="no training: the table and plot again from a saved JSON")
+    parser.add_argument("--replot", nargs="+", metavar="JSON",
+                        help="no training: the table and plot again from a saved JSON; several (with --out): merged")
     args = parser.parse_args(argv)
     # --env and --config only name runs of earlier benchmarks, which kept no settings.
     check_run_flags(parser, args, argv, also_with_resume=("target", "hold_from", "env", "config"))
+    if args.replot and len(args.replot) > 1 and not args.out:
+        parser.error("--replot with several JSONs merges them: give --out, the merged result's prefix")
+    args.sources = None  # where each seed's curve came from, when --replot merges differing files
     return args
 
 
@@ -129,10 +136,7 @@ def collect(args: argparse.Namespace) -> dict[int, list[dict]]:
     """Evaluation rows per seed: trained now (or continued, ``--resume``), read from ``--runs``
     directories, or from ``--replot``."""
     if args.replot:
-        saved = json.loads(Path(args.replot).read_text())
-        for key in ("env", "config", "steps", "hold_from", "overrides", "eval_episodes"):
-            setattr(args, key, saved.get(key, getattr(args, key)))
-        return {int(seed): curve for seed, curve in saved["curves"].items()}
+        return replotted(args)
     if args.runs:
         return summarised_runs(args)
 
@@ -144,6 +148,36 @@ def collect(args: argparse.Namespace) -> dict[int, list[dict]]:
     runs, = run_benchmark(args, "bench_learning", new_configs, lambda run: "the benchmark", SETTINGS, report).values()
     curves = {run.config["seed"]: evaluation_rows(run.logdir, PROBES) for run in runs}
     return {seed: curve for seed, curve in curves.items() if curve}
+
+
+REPLOT_SETTINGS = ("env", "config", "steps", "hold_from", "overrides", "eval_episodes")
+SOURCE_SETTINGS = ("config", "overrides", "eval_episodes")  # may differ between merged files, kept per seed
+
+
+def replotted(args: argparse.Namespace) -> dict[int, list[dict]]:
+    """``--replot``: the curves of one saved JSON, or the seeds of several merged. Settings come from
+    the first file; merged files must share the environment and hold no seed twice."""
+    curves, sources = {}, {}
+    saved = [(path, json.loads(Path(path).read_text())) for path in args.replot]
+    for path, result in saved:
+        if result["env"] != saved[0][1]["env"]:
+            raise UserError(f"--replot: {path} is a benchmark of {result['env']}, {args.replot[0]} of "
+                            f"{saved[0][1]['env']}; merge the JSONs of one environment")
+        for seed, curve in result["curves"].items():
+            if int(seed) in curves:
+                raise UserError(f"--replot: seed {seed} is in {sources[int(seed)]['file']} and in {path}; "
+                                "give each seed in one file")
+            curves[int(seed)] = curve
+            sources[int(seed)] = {"file": str(path), **{key: result.get(key) for key in SOURCE_SETTINGS}}
+    for key in REPLOT_SETTINGS:
+        setattr(args, key, saved[0][1].get(key, getattr(args, key)))
+    differing = [key for key in SOURCE_SETTINGS if len({json.dumps(s[key]) for s in sources.values()}) > 1]
+    args.sources = saved[0][1].get("sources") if len(saved) == 1 else (sources if differing else None)
+    if differing:
+        print(f"note: the merged seeds differ in {', '.join(differing)}: "
+              + "; ".join(f"seed {seed}: " + ", ".join(f"{key} {source[key]}" for key in differing)
+                          for seed, source in sorted(sources.items())))
+    return curves
 
 
 def summarised_runs(args: argparse.Namespace) -> dict[int, list[dict]]:
@@ -170,7 +204,7 @@ def main(argv=None) -> dict:
     runs = collect(args)
     target = args.target if args.target is not None else default_target(args.env)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env)
-    prefix = Path(args.out or (Path(args.replot).with_suffix("") if args.replot else f"benchmarks/out/learning_{name}"))
+    prefix = Path(args.out or (Path(args.replot[0]).with_suffix("") if args.replot else f"benchmarks/out/learning_{name}"))
     prefix.parent.mkdir(parents=True, exist_ok=True)
     if not runs:
         raise SystemExit("no evaluations to summarise: the runs have not reached their first evaluation yet")
@@ -180,6 +214,8 @@ def main(argv=None) -> dict:
               "hold_from": args.hold_from, "overrides": args.overrides, "eval_episodes": args.eval_episodes,
               "curves": {str(seed): curve for seed, curve in runs.items()},
               "summary": {str(seed): summary for seed, summary in summaries.items()}}
+    if args.sources:
+        result["sources"] = {str(seed): source for seed, source in args.sources.items()}
     prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
     title = f"{args.env} ({args.config}): mean over {len(runs)} seeds, band min-max"
     plot({args.config: mean_curve(runs)}, prefix.with_suffix(".png"), title, target, label=str)

@@ -132,3 +132,39 @@ def test_runs_of_a_benchmark_are_summarised_under_their_seeds_with_its_settings(
     assert given["config"] == "small"  # a flag given now wins
     with pytest.raises(SystemExit, match="seed 2"):
         main(["--runs", str(benchmark / "seed2"), str(benchmark / "seed2"), "--out", str(tmp_path / "out")])
+
+
+def _saved(path, env, curves, **settings):
+    result = {"env": env, "config": "control", "steps": 6000, "target": 475.0, "hold_from": None, "overrides": [],
+              "eval_episodes": 5, "curves": {str(seed): curve for seed, curve in curves.items()}, **settings}
+    path.write_text(json.dumps(result))
+    return str(path)
+
+
+def test_replot_merges_the_seeds_of_several_saved_benchmarks(tmp_path, capsys):
+    first = _saved(tmp_path / "a.json", "CartPole-v1", {0: _curve([10, 500, 500, 500, 500])})
+    second = _saved(tmp_path / "b.json", "CartPole-v1", {2: _curve([10, 300, 400, 400, 420])},
+                    overrides=["agent.replay_value=0.3"])
+    result = main(["--replot", first, second, "--out", str(tmp_path / "merged")])
+    assert set(result["summary"]) == {"0", "2"}
+    assert result["summary"]["0"]["held"] is True and result["summary"]["2"]["held"] is False
+    assert result["sources"]["2"] == {"file": second, "config": "control", "overrides": ["agent.replay_value=0.3"],
+                                      "eval_episodes": 5}
+    out = capsys.readouterr().out
+    assert "differ in overrides" in out and "held on 1 of 2 seeds" in out
+    assert (tmp_path / "merged.png").exists()
+    # the merged JSON replots alone and keeps where its seeds came from
+    again = main(["--replot", str(tmp_path / "merged.json"), "--out", str(tmp_path / "again")])
+    assert again["sources"] == result["sources"] and again["summary"] == result["summary"]
+
+
+def test_replot_refuses_a_seed_twice_another_env_and_a_merge_without_out(tmp_path):
+    first = _saved(tmp_path / "a.json", "CartPole-v1", {0: _curve([10, 500])})
+    twice = _saved(tmp_path / "b.json", "CartPole-v1", {0: _curve([20, 400])})
+    other = _saved(tmp_path / "c.json", "Pendulum-v1", {1: _curve([-900, -150])})
+    with pytest.raises(SystemExit, match="seed 0 is in"):
+        main(["--replot", first, twice, "--out", str(tmp_path / "m")])
+    with pytest.raises(SystemExit, match="Pendulum-v1"):
+        main(["--replot", first, other, "--out", str(tmp_path / "m")])
+    with pytest.raises(SystemExit):
+        main(["--replot", first, twice])
