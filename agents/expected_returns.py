@@ -65,3 +65,40 @@ def top_task_value(top: Level, state: LevelState, features: jax.Array) -> jax.Ar
         raise ValueError(f"level {top.index} is not the top level: only the top's task value is defined")
     values = top.actor_critic.value(state.actor_critic.critic.params, top.policy_input(features, None))
     return values[..., 0] * top.actor_critic.term_weights[0]
+
+
+def first_action_values(level: Level, state: LevelState, latent: RSSMState, samples: int, key: jax.Array
+                        ) -> tuple[jax.Array, jax.Array]:
+    """``Q(s, a)`` of every action of a flat agent's discrete action space, by its own model and critic,
+    and the standard error of each estimate: ``[N, A]`` each, for the states ``latent`` (leaves ``[N, ...]``).
+
+    Each action is taken once in imagination, then the current policy acts for the rest of the
+    horizon; ``Q`` is the discounted sum of the weighted task reward over the horizon plus the critic's
+    value at its end (``top_task_value``), averaged over ``samples`` imaginations. It says what the
+    actor would choose if it followed its own model and critic one action ahead, the probe for an
+    actor that does not act on what the critic knows.
+    """
+    critic = level.actor_critic
+    if not (level.top and level.index == 0 and critic.discrete and critic.action_groups == 1):
+        raise ValueError("first-action values are defined for a flat agent with a discrete action space")
+    if samples < 2:
+        raise ValueError(f"first-action values need at least 2 samples for their standard error, got {samples}")
+    params, actions = state.world_model.params, critic.action_dim
+    count = latent.deter.shape[0]
+    # [N * A * samples] imaginations, state-major then action then sample
+    repeat = lambda leaf: jnp.repeat(leaf, actions * samples, axis=0)
+    starts = jax.tree.map(repeat, latent)
+    first = jnp.tile(jnp.repeat(jnp.eye(actions), samples, axis=0), (count, 1))
+    first_key, rest_key = jax.random.split(key)
+    after_first = level.world_model.img_step(params, starts, first, first_key)
+    states, _ = level.world_model.imagine(
+        params, after_first, lambda features, k: level.act(state, features, None, k), critic.horizon - 1, rest_key
+    )
+    features = state_features(states)  # s_1 .. s_H
+    rewards = level.weighted_reward(features, None, level.world_model.reward(params, features))
+    continues = level.world_model.continue_prob(params, features)
+    reached = jnp.prod(critic.discount * continues, 0)  # discount^H times the chance s_H is still in the episode
+    values = (discounted_sum(rewards, continues, critic.discount)
+              + reached * top_task_value(level, state, features[-1]))
+    values = values.reshape(count, actions, samples)
+    return values.mean(-1), values.std(-1, ddof=1) / jnp.sqrt(samples)

@@ -29,7 +29,7 @@ import numpy as np
 from flax import struct
 
 from agents.build_levels import build_levels, goal_action_dim
-from agents.expected_returns import imagined_returns, top_task_value
+from agents.expected_returns import first_action_values, imagined_returns, top_task_value
 from agents.hierarchical_policy import HierarchicalPolicy, HierarchicalPolicyState
 from agents.images import decode_to_observations, reconstruction_images
 from agents.level import Level, LevelState, level_key
@@ -75,6 +75,7 @@ class HierarchicalAgent:
         self.reconstruction_images = jax.jit(self._reconstruction_images, static_argnames="frames")
         self.imagined_returns = jax.jit(self._imagined_returns)
         self.top_task_value = jax.jit(self._top_task_value)
+        self.first_action_values = jax.jit(self._first_action_values, static_argnames="samples")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], observation_space, action_space) -> "HierarchicalAgent":
@@ -219,6 +220,12 @@ class HierarchicalAgent:
         """The top level's critic estimate of its task return from the current states: ``[N]``."""
         top = self.num_levels - 1
         return top_task_value(self.levels[top], state.levels[top], state_features(policy_state.latents[top]))
+
+    def _first_action_values(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
+                             key: jax.Array, samples: int) -> tuple[jax.Array, jax.Array]:
+        """A flat, discrete-action agent's ``Q(s, a)`` of every action from its acting states and their
+        standard errors: ``[N, A]`` each (``agents.expected_returns.first_action_values``)."""
+        return first_action_values(self.levels[0], state.levels[0], policy_state.latents[0], samples, key)
 
 
 def _prefixed(level: int, metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:

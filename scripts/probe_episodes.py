@@ -1,7 +1,7 @@
 """Why do a trained run's episodes end, and what does its critic expect along the way?
 
     python -m scripts.probe_episodes --logdir runs/X [--episodes 10] [--sample] [--seed S] [--bins 5]
-        [--step N] [--out F]
+        [--step N] [--action-values SAMPLES] [--out F]
 
 Runs the policy of the run's checkpoint (the latest, or ``--step``; greedy, or sampled with
 ``--sample``) for ``--episodes`` episodes in one environment and records at every step each entry
@@ -17,7 +17,17 @@ its estimate of the task return from the state just observed). Reports:
   the actor's, not the critic's ranking;
 - for a flat run, the correlation of the value with the discounted return (``agent.discount``) that
   really followed, over the steps of terminated episodes (a truncated episode's return is cut short,
-  where the critic bootstraps).
+  where the critic bootstraps);
+- with ``--action-values SAMPLES`` (a flat agent with discrete actions): at every step ``Q(s, a)`` of
+  every action by the agent's own model and critic (``agents.expected_returns.first_action_values``,
+  averaged over SAMPLES imaginations), and how the policy's actions relate to it: how often it takes
+  the action its model and critic rank first, over all steps and over the steps where that ranking is
+  clear (the best action ahead of the second by more than twice their combined standard error), the
+  mean regret of the action taken (also in units of
+  the actor's return scale, the size of the advantages it learns from) and, per observation entry,
+  each action's advantage ``Q(s, a) - mean_b Q(s, b)`` and how often the policy takes it, by bin. An
+  actor that does not act on what its critic knows shows here as a low agreement where the
+  advantages are large.
 
 Prints tables and writes JSON (default: ``probe_episodes.json`` in the run directory).
 """
@@ -30,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.common import report_user_errors, trained_vector_run
+from scripts.common import UserError, report_user_errors, trained_vector_run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,10 +51,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=123, help="seeds the environment and the policy's keys")
     parser.add_argument("--bins", type=int, default=5, help="quantile bins of each entry for the value table")
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    parser.add_argument("--action-values", type=int, default=0, metavar="SAMPLES",
+                        help="also Q(s, a) of every action at every step, averaged over SAMPLES imaginations "
+                             "(flat agents with discrete actions)")
     parser.add_argument("--out", help="JSON path (default: <logdir>/probe_episodes.json)")
     args = parser.parse_args(argv)
-    if args.episodes < 1 or args.bins < 1:
-        parser.error("--episodes and --bins must be at least 1")
+    if args.episodes < 1 or args.bins < 1 or args.action_values in (1,) or args.action_values < 0:
+        parser.error("--episodes and --bins must be at least 1, --action-values 0 (off) or at least 2")
     return args
 
 
@@ -81,12 +94,14 @@ def value_by_bins(entry: np.ndarray, values: np.ndarray, bins: int) -> list[dict
     return rows
 
 
-def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool) -> dict[str, list]:
+def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action_samples: int = 0
+              ) -> list[dict]:
     """Steps ``envs`` (one environment) with the agent's policy for ``episodes`` whole episodes.
 
     Returns per episode ``entries`` (``{key: [T, D]}``, what the agent observed before each action),
     ``values`` ``[T]``, ``rewards`` ``[T]``, ``ended`` and ``final`` (``{key: [D]}``, the observation
-    the last step returned).
+    the last step returned); with ``action_samples``, also ``actions`` ``[T]`` (the index taken),
+    ``action_values`` ``[T, A]`` and their standard errors ``action_errors`` ``[T, A]``.
     """
     import jax
 
@@ -97,13 +112,19 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool) -> dic
     policy_state = agent.initial_policy_state(state, 1)
     key, is_first = jax.random.PRNGKey(seed), np.ones(1, bool)
     finished: list[dict] = []
-    current = {"entries": [], "values": [], "rewards": []}
+    fresh = lambda: {"entries": [], "values": [], "rewards": [], "actions": [], "action_values": [], "action_errors": []}
+    current = fresh()
     while len(finished) < episodes:
-        key, step_key = jax.random.split(key)
+        key, step_key, values_key = jax.random.split(key, 3)
         action, policy_state = agent.policy_step(state, policy_state, layout.to_dict(obs), is_first, step_key,
                                                  greedy=greedy)
         current["entries"].append(vectors(obs))
         current["values"].append(float(np.asarray(agent.top_task_value(state, policy_state))[0]))
+        if action_samples:
+            current["actions"].append(int(np.argmax(np.asarray(action)[0])))
+            values, errors = agent.first_action_values(state, policy_state, values_key, samples=action_samples)
+            current["action_values"].append(np.asarray(values)[0])
+            current["action_errors"].append(np.asarray(errors)[0])
         obs, reward, terminated, truncated, _ = envs.step(actions.to_env(np.asarray(action)))
         current["rewards"].append(float(reward[0]))
         is_first = np.zeros(1, bool)
@@ -111,15 +132,47 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool) -> dic
             entries = {name: np.stack([row[name] for row in current["entries"]]) for name in keys}
             finished.append({"entries": entries, "values": np.asarray(current["values"]),
                              "rewards": np.asarray(current["rewards"]), "final": vectors(obs),
-                             "ended": "terminated" if terminated[0] else "truncated"})
-            current = {"entries": [], "values": [], "rewards": []}
+                             "ended": "terminated" if terminated[0] else "truncated",
+                             **({"actions": np.asarray(current["actions"]),
+                                 "action_values": np.stack(current["action_values"]),
+                                 "action_errors": np.stack(current["action_errors"])} if action_samples else {})})
+            current = fresh()
             obs, _ = envs.reset()
             is_first = np.ones(1, bool)
     return finished
 
 
-def summarise(episodes: list[dict], bins: int, discount: float | None) -> dict:
-    """The JSON report of ``run_probe``'s episodes (see the module docstring)."""
+def summarise_actions(episodes: list[dict], bins: int, return_scale: float) -> dict:
+    """How the actions taken relate to ``Q(s, a)`` (``run_probe`` with ``action_samples``): agreement
+    (also where the ranking is clear), regret (also over ``return_scale``) and, per observation entry,
+    each action's advantage and how often it was taken, by quantile bin of the entry."""
+    values = np.concatenate([episode["action_values"] for episode in episodes])  # [T, A]
+    errors = np.concatenate([episode["action_errors"] for episode in episodes])
+    taken = np.concatenate([episode["actions"] for episode in episodes])  # [T]
+    steps = np.arange(len(taken))
+    advantages = values - values.mean(-1, keepdims=True)
+    regret = values.max(-1) - values[steps, taken]
+    agrees = taken == values.argmax(-1)
+    best, second = np.argsort(values, -1)[:, -1], np.argsort(values, -1)[:, -2]
+    clear = values[steps, best] - values[steps, second] > 2.0 * np.hypot(errors[steps, best], errors[steps, second])
+    report = {"steps": len(taken), "agreement": float(np.mean(agrees)), "clear_steps": int(clear.sum()),
+              "agreement_where_clear": float(np.mean(agrees[clear])) if clear.any() else None,
+              "regret": float(regret.mean()), "return_scale": return_scale,
+              "regret_over_return_scale": float(regret.mean() / return_scale),
+              "mean_abs_advantage": float(np.abs(advantages).mean()), "entries": {}}
+    for name in episodes[0]["entries"]:
+        stacked = np.concatenate([episode["entries"][name] for episode in episodes])
+        report["entries"][name] = [
+            [{"advantage_by_bins": value_by_bins(stacked[:, i], advantages[:, a], bins),
+              "taken_by_bins": value_by_bins(stacked[:, i], (taken == a).astype(float), bins)}
+             for a in range(values.shape[1])]
+            for i in range(stacked.shape[1])]
+    return report
+
+
+def summarise(episodes: list[dict], bins: int, discount: float | None, return_scale: float | None = None) -> dict:
+    """The JSON report of ``run_probe``'s episodes (see the module docstring); ``return_scale`` (the
+    actor's divisor of advantages) with action values."""
     values = np.concatenate([episode["values"] for episode in episodes])
     report = {"episodes": [], "entries": {}, "value_vs_return": None}
     for episode in episodes:
@@ -139,6 +192,8 @@ def summarise(episodes: list[dict], bins: int, discount: float | None) -> dict:
         report["value_vs_return"] = {"discount": discount, "steps": len(realised),
                                      "correlation": correlation(predicted, realised),
                                      "mean_value": float(predicted.mean()), "mean_return": float(realised.mean())}
+    if "action_values" in episodes[0]:
+        report["actions"] = summarise_actions(episodes, bins, return_scale)
     return report
 
 
@@ -170,6 +225,27 @@ def print_report(logdir: Path, step: int, greedy: bool, report: dict) -> None:
         print(f"\nvalue against the discounted return that followed (discount {fit['discount']}, "
               f"{fit['steps']:,} steps of terminated episodes): r = {'-' if r is None else f'{r:.2f}'}, "
               f"mean value {fit['mean_value']:.3g}, mean return {fit['mean_return']:.3g}")
+    if "actions" in report:
+        print_actions(report["actions"])
+
+
+def print_actions(actions: dict) -> None:
+    clear = actions["agreement_where_clear"]
+    print(f"\nactions against Q(s, a) by the model and critic ({actions['steps']:,} steps): the action ranked "
+          f"first taken at {100 * actions['agreement']:.1f}% of steps, at "
+          f"{'-' if clear is None else f'{100 * clear:.1f}%'} of the {actions['clear_steps']:,} where it is ranked "
+          f"first clearly (by over 2 standard errors); regret of the action taken "
+          f"{actions['regret']:.3g} ({actions['regret_over_return_scale']:.3g} return scales of "
+          f"{actions['return_scale']:.3g}); mean |advantage| {actions['mean_abs_advantage']:.3g}")
+    print("per entry and action, by quantile bin of the entry (entry range: mean advantage, share of steps it was taken)")
+    for name, rows in actions["entries"].items():
+        for i, per_action in enumerate(rows):
+            for a, row in enumerate(per_action):
+                if row["advantage_by_bins"] is None:
+                    continue
+                cells = "; ".join(f"{b['low']:.2f}..{b['high']:.2f}: {b['mean_value']:+.3g}, {t['mean_value']:.2f}"
+                                  for b, t in zip(row["advantage_by_bins"], row["taken_by_bins"]))
+                print(f"  {name}[{i}] action {a}  {cells}")
 
 
 @report_user_errors
@@ -177,9 +253,15 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     logdir = Path(args.logdir)
     with trained_vector_run(logdir, args.step, "this probe") as (config, agent, state, step, envs):
-        episodes = run_probe(agent, state, envs, args.episodes, args.seed, greedy=not args.sample)
-    flat = int(config["hierarchy"]["levels"]) == 1
-    report = summarise(episodes, args.bins, float(config["agent"]["discount"]) if flat else None)
+        if args.action_values and not (agent.num_levels == 1 and agent.action_layout.discrete):
+            raise UserError("--action-values needs a flat agent (hierarchy.levels 1) with discrete actions; "
+                            f"{logdir} has {agent.num_levels} levels and "
+                            f"{'discrete' if agent.action_layout.discrete else 'continuous'} actions")
+        episodes = run_probe(agent, state, envs, args.episodes, args.seed, not args.sample, args.action_values)
+        scale = state.levels[0].actor_critic.return_scale
+        return_scale = float(np.maximum(1.0, np.asarray(scale.high - scale.low).reshape(-1)[0]))
+    flat = agent.num_levels == 1
+    report = summarise(episodes, args.bins, float(config["agent"]["discount"]) if flat else None, return_scale)
     report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, **report}
     print_report(logdir, step, not args.sample, report)
     out = Path(args.out) if args.out else logdir / "probe_episodes.json"

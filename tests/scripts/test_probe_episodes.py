@@ -40,3 +40,23 @@ def test_summary_fits_value_to_returns_of_terminated_episodes_only():
     assert fit["steps"] == 3 and fit["mean_return"] == pytest.approx((1.75 + 1.5 + 1.0) / 3)
     assert fit["correlation"] == pytest.approx(correlation(np.array([2.0, 1.5, 1.0]), np.array([1.75, 1.5, 1.0])))
     assert summarise(episodes, bins=2, discount=None)["value_vs_return"] is None  # a hierarchy: not fitted
+
+
+def test_actions_are_compared_with_the_values_of_every_action():
+    # entry 0..3; Q favours action 1 at the two high entries, action 0 at the two low ones
+    values = np.array([[1.0, 0.0], [3.0, 1.0], [0.0, 2.0], [0.0, 4.0]])
+    episode = {"entries": {"obs": np.arange(4.0)[:, None]}, "values": np.zeros(4), "rewards": np.ones(4),
+               "final": {"obs": np.array([3.0])}, "ended": "truncated", "actions": np.array([0, 1, 1, 1]),
+               "action_values": values, "action_errors": np.array([[0.1, 0.1], [1.0, 1.0], [0.1, 0.1], [0.1, 0.1]])}
+    actions = summarise([episode], bins=2, discount=0.9, return_scale=4.0)["actions"]
+    assert actions["steps"] == 4 and actions["agreement"] == 0.75  # step 1 took action 1, ranked second
+    # step 1's gap of 2 is within 2 x hypot(1, 1) = 2.83 of noise: the other three are clear, and agree
+    assert actions["clear_steps"] == 3 and actions["agreement_where_clear"] == 1.0
+    assert actions["regret"] == pytest.approx(0.5) and actions["regret_over_return_scale"] == pytest.approx(0.125)
+    assert actions["mean_abs_advantage"] == pytest.approx((0.5 + 1.0 + 1.0 + 2.0) / 4)
+    low, high = actions["entries"]["obs"][0][1]["advantage_by_bins"]  # action 1's advantage: -0.5, -1 | 1, 2
+    assert (low["mean_value"], high["mean_value"]) == (pytest.approx(-0.75), pytest.approx(1.5))
+    taken = actions["entries"]["obs"][0][1]["taken_by_bins"]
+    assert [row["mean_value"] for row in taken] == [0.5, 1.0]
+    assert "actions" not in summarise([{k: v for k, v in episode.items() if not k.startswith("action")}],
+                                      bins=2, discount=0.9)

@@ -105,6 +105,19 @@ def test_probe_episodes_says_how_each_episode_ended_and_what_the_critic_expected
     assert json.loads(out.read_text()) == result
 
 
+def test_probe_episodes_ranks_every_action_by_the_model_and_critic(debug_run, tmp_path, capsys):
+    result = probe_episodes.main(["--logdir", str(debug_run), "--episodes", "1", "--action-values", "4",
+                                  "--out", str(tmp_path / "episodes.json")])
+    actions = result["actions"]
+    assert actions["steps"] == result["episodes"][0]["length"] and 0.0 <= actions["agreement"] <= 1.0
+    assert actions["regret"] >= 0.0 and actions["return_scale"] >= 1.0
+    assert np.isfinite(actions["mean_abs_advantage"]) and actions["mean_abs_advantage"] > 0.0
+    for per_action in actions["entries"]["obs"]:  # CartPole's 4 entries, 2 actions, taken shares adding to 1
+        shares = [[row["mean_value"] for row in action["taken_by_bins"]] for action in per_action]
+        np.testing.assert_allclose(np.sum(shares, 0), 1.0)
+    assert "the action ranked first taken at" in capsys.readouterr().out
+
+
 def test_probe_model_cuts_the_replay_into_chunks_that_start_episodes():  # entry_r2: test_bench_world_model
     steps = {"x": np.arange(10)[:, None], "is_first": np.zeros((10, 1), bool)}
     batch = probe_model.chunks(steps, 4)  # two whole chunks of one column; the last 2 records dropped
