@@ -23,9 +23,8 @@ its estimate of the task return from the state just observed). Reports:
   averaged over SAMPLES imaginations), and how the policy's actions relate to it: how often it takes
   the action its model and critic rank first, over all steps and over the steps where that ranking is
   clear (the best action ahead of the second by more than twice their combined standard error), the
-  mean regret of the action taken (also in units of
-  the actor's return scale, the size of the advantages it learns from) and, per observation entry,
-  each action's advantage ``Q(s, a) - mean_b Q(s, b)`` and how often the policy takes it, by bin. An
+  mean regret of the action taken (also in units of the actor's return scale, the divisor of the
+  advantages it learns from) and, per observation entry, each action's advantage ``Q(s, a) - mean_b Q(s, b)`` and how often the policy takes it, by bin. An
   actor that does not act on what its critic knows shows here as a low agreement where the
   advantages are large.
 
@@ -56,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(flat agents with discrete actions)")
     parser.add_argument("--out", help="JSON path (default: <logdir>/probe_episodes.json)")
     args = parser.parse_args(argv)
-    if args.episodes < 1 or args.bins < 1 or args.action_values in (1,) or args.action_values < 0:
+    if args.episodes < 1 or args.bins < 1 or args.action_values == 1 or args.action_values < 0:
         parser.error("--episodes and --bins must be at least 1, --action-values 0 (off) or at least 2")
     return args
 
@@ -153,7 +152,8 @@ def summarise_actions(episodes: list[dict], bins: int, return_scale: float) -> d
     advantages = values - values.mean(-1, keepdims=True)
     regret = values.max(-1) - values[steps, taken]
     agrees = taken == values.argmax(-1)
-    best, second = np.argsort(values, -1)[:, -1], np.argsort(values, -1)[:, -2]
+    ranked = np.argsort(values, -1)
+    best, second = ranked[:, -1], ranked[:, -2]
     clear = values[steps, best] - values[steps, second] > 2.0 * np.hypot(errors[steps, best], errors[steps, second])
     report = {"steps": len(taken), "agreement": float(np.mean(agrees)), "clear_steps": int(clear.sum()),
               "agreement_where_clear": float(np.mean(agrees[clear])) if clear.any() else None,
