@@ -24,9 +24,9 @@ its estimate of the task return from the state just observed). Reports:
   the action its model and critic rank first, over all steps and over the steps where that ranking is
   clear (the best action ahead of the second by more than twice their combined standard error), the
   mean regret of the action taken (also in units of the actor's return scale, the divisor of the
-  advantages it learns from) and, per observation entry, each action's advantage ``Q(s, a) - mean_b Q(s, b)`` and how often the policy takes it, by bin. An
-  actor that does not act on what its critic knows shows here as a low agreement where the
-  advantages are large.
+  advantages it learns from) and, per observation entry, each action's advantage
+  ``Q(s, a) - mean_b Q(s, b)`` and how often the policy takes it, by bin. An actor that does not act
+  on what its critic knows shows here as a low agreement where the ranking is clear.
 
 Prints tables and writes JSON (default: ``probe_episodes.json`` in the run directory).
 """
