@@ -25,6 +25,7 @@ overrides its benchmark kept); ``--replot JSON`` redoes table and plot from a sa
 ``--replot A.json B.json ... --out P`` merges the seeds of several saved JSONs (seeds run at different
 times, say) into one table, JSON and plot: one environment, each seed in one file; where their presets,
 overrides or episodes per evaluation differ, the merged JSON keeps each seed's under ``sources``.
+``--seeds`` with ``--replot`` keeps only those seeds of the files.
 """
 
 from __future__ import annotations
@@ -155,20 +156,26 @@ SOURCE_SETTINGS = ("config", "overrides", "eval_episodes")  # may differ between
 
 
 def replotted(args: argparse.Namespace) -> dict[int, list[dict]]:
-    """``--replot``: the curves of one saved JSON, or the seeds of several merged. Settings come from
-    the first file; merged files must share the environment and hold no seed twice."""
+    """``--replot``: the curves of one saved JSON, or the seeds of several merged (only ``--seeds``
+    where given). Settings come from the first file; merged files must share the environment and hold
+    no (kept) seed twice."""
     curves, sources = {}, {}
     saved = [(path, json.loads(Path(path).read_text())) for path in args.replot]
+    wanted = set(args.seeds) if "seeds" in args.given else None
     for path, result in saved:
         if result["env"] != saved[0][1]["env"]:
             raise UserError(f"--replot: {path} is a benchmark of {result['env']}, {args.replot[0]} of "
                             f"{saved[0][1]['env']}; merge the JSONs of one environment")
         for seed, curve in result["curves"].items():
+            if wanted is not None and int(seed) not in wanted:
+                continue
             if int(seed) in curves:
                 raise UserError(f"--replot: seed {seed} is in {sources[int(seed)]['file']} and in {path}; "
                                 "give each seed in one file")
             curves[int(seed)] = curve
             sources[int(seed)] = {"file": str(path), **{key: result.get(key) for key in SOURCE_SETTINGS}}
+    if wanted is not None and wanted - set(curves):
+        raise UserError(f"--replot: seed(s) {sorted(wanted - set(curves))} are in none of {', '.join(args.replot)}")
     for key in REPLOT_SETTINGS:
         setattr(args, key, saved[0][1].get(key, getattr(args, key)))
     differing = [key for key in SOURCE_SETTINGS if len({json.dumps(s[key]) for s in sources.values()}) > 1]

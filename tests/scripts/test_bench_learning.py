@@ -168,3 +168,14 @@ def test_replot_refuses_a_seed_twice_another_env_and_a_merge_without_out(tmp_pat
         main(["--replot", first, other, "--out", str(tmp_path / "m")])
     with pytest.raises(SystemExit):
         main(["--replot", first, twice])
+    with pytest.raises(SystemExit, match=r"seed\(s\) \[3\] are in none"):
+        main(["--replot", first, "--seeds", "0", "3", "--out", str(tmp_path / "m")])
+
+
+def test_replot_keeps_only_the_seeds_asked_for(tmp_path):
+    both = _saved(tmp_path / "a.json", "CartPole-v1", {0: _curve([10, 500]), 2: _curve([10, 300])})
+    other = _saved(tmp_path / "b.json", "CartPole-v1", {0: _curve([20, 400])})
+    kept = main(["--replot", both, "--seeds", "2", "--out", str(tmp_path / "two")])
+    assert set(kept["curves"]) == {"2"}
+    merged = main(["--replot", other, str(tmp_path / "two.json"), "--out", str(tmp_path / "m")])
+    assert merged["summary"]["0"]["best"] == 400 and merged["summary"]["2"]["best"] == 300
