@@ -159,7 +159,8 @@ def summarise_actions(episodes: list[dict], bins: int, return_scale: float) -> d
               "agreement_where_clear": float(np.mean(agrees[clear])) if clear.any() else None,
               "regret": float(regret.mean()), "return_scale": return_scale,
               "regret_over_return_scale": float(regret.mean() / return_scale),
-              "mean_abs_advantage": float(np.abs(advantages).mean()), "entries": {}}
+              "mean_abs_advantage": float(np.abs(advantages).mean()),
+              "mean_standard_error": float(errors.mean()), "entries": {}}
     for name in episodes[0]["entries"]:
         stacked = np.concatenate([episode["entries"][name] for episode in episodes])
         report["entries"][name] = [
@@ -236,7 +237,8 @@ def print_actions(actions: dict) -> None:
           f"{'-' if clear is None else f'{100 * clear:.1f}%'} of the {actions['clear_steps']:,} where it is ranked "
           f"first clearly (by over 2 standard errors); regret of the action taken "
           f"{actions['regret']:.3g} ({actions['regret_over_return_scale']:.3g} return scales of "
-          f"{actions['return_scale']:.3g}); mean |advantage| {actions['mean_abs_advantage']:.3g}")
+          f"{actions['return_scale']:.3g}); mean |advantage| {actions['mean_abs_advantage']:.3g}, "
+          f"mean standard error of Q {actions['mean_standard_error']:.3g}")
     print("per entry and action, by quantile bin of the entry (entry range: mean advantage, share of steps it was taken)")
     for name, rows in actions["entries"].items():
         for i, per_action in enumerate(rows):

@@ -54,6 +54,7 @@ def test_actions_are_compared_with_the_values_of_every_action():
     assert actions["clear_steps"] == 3 and actions["agreement_where_clear"] == 1.0
     assert actions["regret"] == pytest.approx(0.5) and actions["regret_over_return_scale"] == pytest.approx(0.125)
     assert actions["mean_abs_advantage"] == pytest.approx((0.5 + 1.0 + 1.0 + 2.0) / 4)
+    assert actions["mean_standard_error"] == pytest.approx((0.1 + 1.0 + 0.1 + 0.1) / 4)
     low, high = actions["entries"]["obs"][0][1]["advantage_by_bins"]  # action 1's advantage: -0.5, -1 | 1, 2
     assert (low["mean_value"], high["mean_value"]) == (pytest.approx(-0.75), pytest.approx(1.5))
     taken = actions["entries"]["obs"][0][1]["taken_by_bins"]
