@@ -120,6 +120,15 @@ def read_yaml_file(path: Path) -> Any:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
 
 
+def run_config(logdir: Path) -> dict[str, Any]:
+    """The saved config of the run in ``logdir``; a clear error where there is none or it is not valid YAML."""
+    path = logdir / "config.yaml"
+    if not path.exists():
+        raise UserError(f"{logdir} is not a run directory (no config.yaml)")
+    read_yaml_file(path)
+    return read_config(path)
+
+
 def default_logdir(config: dict[str, Any], seeds: Sequence[int] | None = None) -> Path:
     """``runs/<env>-seed<S>-<time>``; with ``seeds`` (a multi-seed run's parent), ``-seeds<S1>-<S2>...``."""
     env = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(config["env_id"]))
@@ -252,9 +261,7 @@ def trained_vector_run(logdir: Path, step: int | None, probe: str) -> Iterator[t
     from agents.run_lock import RunLock
     from envs.vector import make_vector_env
 
-    if not (logdir / "config.yaml").exists():
-        raise UserError(f"{logdir} is not a run directory (no config.yaml)")
-    config = read_config(logdir / "config.yaml")
+    config = run_config(logdir)
     with RunLock(logdir):
         envs = make_vector_env(config["env_id"], config["env"], 1, "sync")
         try:
@@ -270,5 +277,5 @@ def trained_vector_run(logdir: Path, step: int | None, probe: str) -> Iterator[t
 
 __all__ = [
     "ConfigError", "UserError", "add_config_flags", "default_logdir", "import_modules", "report_user_errors",
-    "removed_unless_resumable", "resolve_config", "resume_config", "trained_vector_run", "write_config",
+    "removed_unless_resumable", "resolve_config", "resume_config", "run_config", "trained_vector_run", "write_config",
 ]

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from configs.loader import read_config
-from scripts.common import UserError, add_debug_flag, import_modules, read_yaml_file, report_user_errors
+from scripts.common import UserError, add_debug_flag, import_modules, report_user_errors, run_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,10 +69,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     import_modules(args.imports)
     logdir = Path(args.logdir)
-    if not (logdir / "config.yaml").exists():
-        raise UserError(f"{logdir} is not a run directory (no config.yaml)")
-    read_yaml_file(logdir / "config.yaml")
-    config = read_config(logdir / "config.yaml")
+    config = run_config(logdir)
 
     from agents.run_lock import RunLock
 

@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agents.probes import Gate
-from configs.loader import read_config
-from scripts.common import UserError, add_debug_flag, import_modules, read_yaml_file, report_user_errors
+from scripts.common import UserError, add_debug_flag, import_modules, report_user_errors, run_config
 from scripts.evaluate import positive_int
 
 
@@ -57,10 +56,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     import_modules(args.imports)
     logdir = Path(args.logdir)
-    if not (logdir / "config.yaml").exists():
-        raise UserError(f"{logdir} is not a run directory (no config.yaml)")
-    read_yaml_file(logdir / "config.yaml")
-    config = read_config(logdir / "config.yaml")
+    config = run_config(logdir)
     if config["hierarchy"]["levels"] < 2:
         raise UserError(f"{logdir} is a flat run (hierarchy.levels: 1): the gates probe level 0 under the goals of "
                         "level 1; train with --config hierarchy2 or --set hierarchy.levels=2")

@@ -19,7 +19,7 @@ from agents import checkpoint
 from agents.logging import read_metrics
 from agents.run_lock import RunLock
 from configs.loader import load_config, save_config
-from scripts import evaluate, train
+from scripts import evaluate, hierarchy_gates, probe_episodes, probe_model, train
 from scripts.common import user_error_message
 from test_train import final_params  # the latest checkpoint's train state and step
 
@@ -260,6 +260,15 @@ def test_evaluate_refuses_zero_episodes_and_video_without_renders(tmp_path, caps
     message = user_error(capsys, evaluate.main, ["--logdir", str(logdir), "--video"])
     assert "render_modes" in message and "rgb_array" in message
     assert not (logdir / "eval.json").exists()
+
+
+@pytest.mark.parametrize("script", [evaluate, hierarchy_gates, probe_episodes, probe_model])
+def test_every_reader_of_a_run_names_a_missing_or_broken_config(tmp_path, capsys, script):
+    message = user_error(capsys, script.main, ["--logdir", str(tmp_path)])
+    assert f"{tmp_path} is not a run directory (no config.yaml)" in message
+    (tmp_path / "config.yaml").write_text("world_model: {deter: [\n")
+    message = user_error(capsys, script.main, ["--logdir", str(tmp_path)])
+    assert "config.yaml is not valid YAML" in message
 
 
 def start_training(logdir, compilation_cache: bool):
