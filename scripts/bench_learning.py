@@ -173,7 +173,9 @@ def replotted(args: argparse.Namespace) -> dict[int, list[dict]]:
                 raise UserError(f"--replot: seed {seed} is in {sources[int(seed)]['file']} and in {path}; "
                                 "give each seed in one file")
             curves[int(seed)] = curve
-            sources[int(seed)] = {"file": str(path), **{key: result.get(key) for key in SOURCE_SETTINGS}}
+            # A file that is itself a merge knows where each of its seeds came from.
+            sources[int(seed)] = (result.get("sources") or {}).get(seed) or {
+                "file": str(path), **{key: result.get(key) for key in SOURCE_SETTINGS}}
     if wanted is not None and wanted - set(curves):
         raise UserError(f"--replot: seed(s) {sorted(wanted - set(curves))} are in none of {', '.join(args.replot)}")
     for key in REPLOT_SETTINGS:

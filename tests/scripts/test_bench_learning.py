@@ -156,6 +156,11 @@ def test_replot_merges_the_seeds_of_several_saved_benchmarks(tmp_path, capsys):
     # the merged JSON replots alone and keeps where its seeds came from
     again = main(["--replot", str(tmp_path / "merged.json"), "--out", str(tmp_path / "again")])
     assert again["sources"] == result["sources"] and again["summary"] == result["summary"]
+    # merged again with a third file, each earlier seed keeps its own source, not the merged file's
+    third = _saved(tmp_path / "c.json", "CartPole-v1", {3: _curve([10, 200, 300, 350, 360])})
+    grown = main(["--replot", str(tmp_path / "merged.json"), third, "--out", str(tmp_path / "grown")])
+    assert grown["sources"]["2"] == result["sources"]["2"] and grown["sources"]["0"] == result["sources"]["0"]
+    assert grown["sources"]["3"]["file"] == third and grown["sources"]["3"]["overrides"] == []
 
 
 def test_replot_refuses_a_seed_twice_another_env_and_a_merge_without_out(tmp_path):
