@@ -10,8 +10,8 @@ prefill) are left out; the rate is the updates of the remaining windows over the
   ``fps/policy`` (environment steps per second, all environments). A window's length is not logged; it
   is the window's environment steps over ``fps/policy``. The reference traces updates 100-120 with
   JAX's profiler (no flag turns it off); those windows are marked and a rate without them is given too.
-- hmbrl: every ``run.log_every`` environment steps ``throughput/train_steps_per_second`` and the
-  cumulative ``throughput/updates``; a window's length is its updates over its rate.
+- hmbrl: every ``run.log_every`` environment steps ``throughput/env_steps_per_second`` and the
+  cumulative ``throughput/updates``; a window's length is its environment steps over that rate.
 """
 
 from __future__ import annotations
@@ -47,14 +47,13 @@ def reference_windows(rows: Iterable[dict], elements_per_update: int = 16 * 64) 
 
 
 def hmbrl_windows(rows: Iterable[dict]) -> list[Window]:
-    windows, updates_before = [], 0.0
+    windows, previous_step, updates_before = [], 0, 0.0
     for row in rows:
-        rate = row.get("throughput/train_steps_per_second")
-        if rate is None or "throughput/updates" not in row:
+        if "throughput/env_steps_per_second" not in row or "throughput/updates" not in row:
             continue
-        updates = row["throughput/updates"] - updates_before
-        windows.append(Window(row["step"], updates / rate if rate > 0 else 0.0, updates))
-        updates_before = row["throughput/updates"]
+        seconds = (row["step"] - previous_step) / row["throughput/env_steps_per_second"]
+        windows.append(Window(row["step"], seconds, row["throughput/updates"] - updates_before))
+        previous_step, updates_before = row["step"], row["throughput/updates"]
     return windows
 
 
@@ -87,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     windows = (reference_windows if args.reference else hmbrl_windows)(read_rows(logdir))
     print("| step | seconds | updates | updates/s | |\n| ---: | ---: | ---: | ---: | --- |")
     for w in windows:
-        print(f"| {w.step} | {w.seconds:.1f} | {w.updates:.1f} | {w.updates / w.seconds:.3f} | "
+        print(f"| {w.step} | {w.seconds:.1f} | {w.updates:.1f} | {w.updates / w.seconds if w.seconds else float('nan'):.3f} | "
               f"{'profiled' if w.profiled else ''} |")
     try:
         steady = steady_windows(windows)

@@ -54,13 +54,15 @@ def test_reference_windows_take_their_length_from_the_policy_rate_and_skip_the_c
     assert [w.step for w in steady] == [6200, 7800] and rate(steady) == pytest.approx(150 / 100)
 
 
-def test_hmbrl_windows_take_their_length_from_the_update_rate():
-    rows = [{"step": 2000, "throughput/train_steps_per_second": 0.0, "throughput/updates": 0.0},
-            {"step": 4000, "throughput/train_steps_per_second": 1.0, "throughput/updates": 50.0},
-            {"step": 6000, "throughput/train_steps_per_second": 2.5, "throughput/updates": 112.5},
+def test_hmbrl_windows_take_their_length_from_the_environment_rate():
+    rows = [{"step": 2000, "throughput/env_steps_per_second": 400.0, "throughput/updates": 0.0},  # prefill
+            {"step": 4000, "throughput/env_steps_per_second": 40.0, "throughput/updates": 50.0},  # compiles
+            {"step": 6000, "throughput/env_steps_per_second": 80.0, "throughput/updates": 112.5},
             {"step": 6000, "eval/return_mean": 30.0},
-            {"step": 8000, "throughput/train_steps_per_second": 1.25, "throughput/updates": 175.0}]
-    steady = steady_windows(hmbrl_windows(rows))
+            {"step": 8000, "throughput/env_steps_per_second": 40.0, "throughput/updates": 175.0}]
+    windows = hmbrl_windows(rows)
+    assert [w.seconds for w in windows] == [5.0, 50.0, 25.0, 50.0]
+    steady = steady_windows(windows)
     assert [(w.seconds, w.updates) for w in steady] == [(25.0, 62.5), (50.0, 62.5)]
     assert rate(steady) == pytest.approx(125 / 75)  # not the mean of the two rates
     with pytest.raises(ValueError, match="run longer"):
