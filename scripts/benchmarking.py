@@ -15,12 +15,13 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from scripts.common import SIGNAL_EXIT_CODES, UserError
 from scripts.side_by_side import StopSignals, run_side_by_side
@@ -172,7 +173,7 @@ def train_benchmark(groups: Mapping[str, Sequence[Run]], jobs: int, vmap: bool, 
                     for run in group:
                         report(run)
         else:
-            runs = {run.logdir: run for group in todo.values() for run in group}
+            runs = {run.logdir: run for run in interleaved(groups.values()) if not run.finished}
 
             def ended(logdir: Path, stopped_by: str | None) -> None:
                 stop.request(stopped_by)
@@ -185,6 +186,12 @@ def train_benchmark(groups: Mapping[str, Sequence[Run]], jobs: int, vmap: bool, 
         print(f"stopped ({stop.requested}); every run that was training kept a checkpoint. Continue with\n"
               f"  {command}", flush=True)
         raise SystemExit(SIGNAL_EXIT_CODES[stop.requested])
+
+
+def interleaved(groups: Iterable[Sequence[Run]]) -> list[Run]:
+    """The groups' runs taken in turn, the first of every group before any second: a benchmark stopped
+    part way has every configuration on its first seeds, not all seeds of the first configurations."""
+    return [run for rank in itertools.zip_longest(*groups) for run in rank if run is not None]
 
 
 def run_benchmark(args: argparse.Namespace, script: str, new_configs: Callable[[], Mapping[str, Mapping]],

@@ -246,3 +246,18 @@ def test_vmap_trains_each_arms_seeds_together_and_refuses_what_it_cannot(stand_i
         main([*TINY, "--vmap"])
     assert refused.value.code == 2 and "parallel.devices=1" in str(refused.value)
     assert set(Path("runs").iterdir()) == before  # refused before anything was written
+
+
+def test_side_by_side_runs_start_seed_by_seed_across_the_arms(monkeypatch, tmp_path):
+    """A benchmark stopped part way has every arm on its first seeds, not all seeds of arm A."""
+    import scripts.benchmarking as benchmarking
+    from scripts.benchmarking import Run, train_benchmark
+
+    started = []
+    monkeypatch.setattr(benchmarking, "run_side_by_side",
+                        lambda function, calls, jobs, ended, stop: started.extend(name for _, _, name in calls.values()))
+    groups = {arm: [Run(tmp_path / arm / f"seed{seed}", f"{arm}/seed{seed}", {"steps": 10}) for seed in seeds]
+              for arm, seeds in (("A", [0, 1, 2]), ("B", [0]), ("C", [0, 1]))}
+    groups["A"][1] = Run(tmp_path / "A" / "seed1", "A/seed1", {"steps": 10}, start=10)  # finished: not run again
+    train_benchmark(groups, jobs=2, vmap=False, command="")
+    assert started == ["A/seed0", "B/seed0", "C/seed0", "C/seed1", "A/seed2"]
