@@ -19,6 +19,11 @@ over one of its steps adds the environment's rewards discounted per environment 
 model is trained to predict. Windows that a time limit cuts short are dropped; a terminal state ends
 a window early (nothing is collected after it, in the model and in reality).
 
+Where the top level has a novelty term, the same windows set the novelty it expects over its horizon
+against the novelty of the states it really reaches (``exploitation/novelty_gap``, unweighted): a
+policy that steers its model into states only the model finds new (a wall it imagines walking
+through) expects far more novelty than it meets, and explores less than one without the term.
+
 It also reports how often the level below reaches a goal within one step of the level above
 (``goal/reach_rate``), how often it would have "reached" a random goal of the same goal space that
 it never pursued (``goal/chance_reach_rate``), their difference (``goal/reach_lift``: what pursuing
@@ -128,6 +133,9 @@ class _LevelMeter:
         horizon, discount = level.actor_critic.horizon, level.actor_critic.discount
         self.trackers = [_LevelTracker(horizon, discount) for _ in range(num_envs)]
         self.calibrations = [_ValueCalibration(discount) for _ in range(num_envs)] if level.top else []
+        # the top's novelty term, imagined against met, in windows like the weighted reward's
+        novelty = level.top and level.novelty_scale > 0
+        self.novelty_trackers = [_LevelTracker(horizon, discount) for _ in range(num_envs)] if novelty else []
         self.collected = np.zeros(num_envs)  # discounted task reward since the level's last step
         self.elapsed = np.zeros(num_envs, np.int64)
         self.reached: list[float] = []
@@ -138,29 +146,31 @@ class _LevelMeter:
         self.one_step: list[float] = []
 
     def step(self, record: dict, ticks: np.ndarray, opens: np.ndarray, features: np.ndarray,
-             goal: np.ndarray | None, imagined: np.ndarray, value: np.ndarray | None = None) -> None:
+             goal: np.ndarray | None, imagined: np.ndarray, value: np.ndarray | None = None,
+             novelty: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Account for one environment step: ``ticks`` where this level took a step, ``opens`` where
         a window starts; ``goal`` is the one in effect up to this step (None at the top); ``value``
-        the top level's critic value of the current states (None below the top)."""
+        the top level's critic value of the current states (None below the top); ``novelty`` the
+        top's (imagined novelty return, novelty of the current states) where it has a novelty term."""
         first, last, terminal = record["is_first"], record["is_last"], record["is_terminal"]
         self.collected = np.where(first, 0.0, self.collected + self.env_discount**self.elapsed * record["reward"])
         self.elapsed = np.where(first, 0, self.elapsed + 1)
         step_done = (ticks | last) & ~first
         reward = np.asarray(self.level.weighted_reward(features, goal, self.collected))
         for env, tracker in enumerate(self.trackers):
-            calibration = [self.calibrations[env]] if self.calibrations else []
-            if step_done[env]:
-                tracker.add(float(reward[env]))
-                for c in calibration:
-                    c.add(float(reward[env]))
-            if last[env]:
-                tracker.end_episode(bool(terminal[env]))
-                for c in calibration:
-                    c.end_episode(bool(terminal[env]))
-            elif opens[env]:
-                tracker.open(float(imagined[env]))
-                for c in calibration:
-                    c.open(float(value[env]))
+            # (what collects, what it earns at this step, what it expects when a window opens)
+            streams = [(tracker, reward[env], imagined[env])]
+            if self.calibrations:
+                streams.append((self.calibrations[env], reward[env], value[env]))
+            if self.novelty_trackers and novelty is not None:
+                streams.append((self.novelty_trackers[env], novelty[1][env], novelty[0][env]))
+            for collecting, earned, expected in streams:
+                if step_done[env]:
+                    collecting.add(float(earned))
+                if last[env]:
+                    collecting.end_episode(bool(terminal[env]))
+                elif opens[env]:
+                    collecting.open(float(expected))
         self.collected = np.where(step_done, 0.0, self.collected)
         self.elapsed = np.where(step_done, 0, self.elapsed)
         if not self.level.top:
@@ -180,12 +190,13 @@ class _LevelMeter:
     def scalars(self, reach_threshold: float | None) -> dict[str, float]:
         prefix = f"level{self.level.index}"
         scalars = {}
-        pairs = np.array([pair for tracker in self.trackers for pair in tracker.pairs]).reshape(-1, 2)
-        if len(pairs):
-            imagined_mean, real_mean = pairs.mean(0)
-            scalars[f"{prefix}/exploitation/imagined_return"] = float(imagined_mean)
-            scalars[f"{prefix}/exploitation/real_return"] = float(real_mean)
-            scalars[f"{prefix}/exploitation/gap"] = float(imagined_mean - real_mean)
+        for trackers, name in ((self.trackers, ""), (self.novelty_trackers, "novelty_")):
+            pairs = np.array([pair for tracker in trackers for pair in tracker.pairs]).reshape(-1, 2)
+            if len(pairs):
+                imagined_mean, real_mean = pairs.mean(0)
+                scalars[f"{prefix}/exploitation/{name}imagined_return"] = float(imagined_mean)
+                scalars[f"{prefix}/exploitation/{name}real_return"] = float(real_mean)
+                scalars[f"{prefix}/exploitation/{name}gap"] = float(imagined_mean - real_mean)
         calibrated = [pair for calibration in self.calibrations for pair in calibration.pairs]
         scalars.update(calibration_scalars(np.array(calibrated).reshape(-1, 2), prefix))
         if self.reached and reach_threshold is not None:
@@ -229,7 +240,9 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
         key, imagine_key = jax.random.split(key)
         imagined = np.asarray(agent.imagined_returns(state, policy_state, imagine_key))  # [levels, N]
         top_value = np.asarray(agent.top_task_value(state, policy_state))  # [N]
-        _meter_step(meters, record, previous, policy_state, imagined, top_value)
+        novelty = ((np.asarray(agent.imagined_novelty_return(state, policy_state, imagine_key)),
+                    np.asarray(agent.top_novelty(state, policy_state))) if meters[-1].novelty_trackers else None)
+        _meter_step(meters, record, previous, policy_state, imagined, top_value, novelty)
         images.observe(state, policy_state, record)
         finished_episodes += len(finished)
     # the goals a level hands down are reached by the level below: its steps calibrate an "auto" threshold
@@ -240,17 +253,17 @@ def measure_levels(agent, state, envs: gym.vector.VectorEnv, episodes: int, seed
 
 
 def _meter_step(meters: list[_LevelMeter], record, previous, policy_state, imagined: np.ndarray,
-                top_value: np.ndarray) -> None:
+                top_value: np.ndarray, novelty: tuple[np.ndarray, np.ndarray] | None) -> None:
     """Every level's meter takes one environment step: ``previous``/``policy_state`` are the acting
     carry before and after it, ``imagined [levels, N]`` the levels' imagined returns, ``top_value [N]``
-    the top's value."""
+    the top's value, ``novelty`` its (imagined novelty return, current states' novelty), each ``[N]``."""
     ticks = [np.ones(len(top_value), bool)] + [np.asarray(tick) for tick in policy_state.ticks]
     for index, meter in enumerate(meters):
         goal = None if meter.level.top else np.asarray(previous.goals[index])
         features = np.asarray(state_features(policy_state.latents[index]))
         opens = ticks[index] if meter.level.top else ticks[index + 1]  # a new goal from above
         meter.step(record, ticks[index], opens, features, goal, imagined[index],
-                   top_value if meter.level.top else None)
+                   top_value if meter.level.top else None, novelty if meter.level.top else None)
         if not meter.level.top:
             for reached, similarity in ((meters[index + 1].reached, policy_state.finished[index]),
                                         (meters[index + 1].chance_reached, policy_state.chance_finished[index])):

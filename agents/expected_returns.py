@@ -20,17 +20,25 @@ from agents.returns import discounted_sum
 from world_models.rssm import RSSMState, state_features
 
 
-def imagined_return(level: Level, state: LevelState, latent: RSSMState, goal: jax.Array | None,
-                    key: jax.Array) -> jax.Array:
-    """``level``'s expectation from ``latent`` (leaves ``[N, ...]``) with ``goal [N, G]`` held (None
-    at the top): ``[N]``."""
+def _imagine_held(level: Level, state: LevelState, latent: RSSMState, goal: jax.Array | None, key: jax.Array
+                  ) -> tuple[jax.Array, jax.Array]:
+    """``level``'s imagination from ``latent`` (leaves ``[N, ...]``) under its policy with ``goal`` held:
+    the features of the states reached ``[H, N, F]`` and their continue probabilities ``[H, N]``."""
     params = state.world_model.params
     states, _ = level.world_model.imagine(
         params, latent, lambda features, k: level.act(state, features, goal, k), level.actor_critic.horizon, key
     )
     features = state_features(states)[1:]
-    rewards = level.weighted_reward(features, goal, level.world_model.reward(params, features))
-    return discounted_sum(rewards, level.world_model.continue_prob(params, features), level.actor_critic.discount)
+    return features, level.world_model.continue_prob(params, features)
+
+
+def imagined_return(level: Level, state: LevelState, latent: RSSMState, goal: jax.Array | None,
+                    key: jax.Array) -> jax.Array:
+    """``level``'s expectation from ``latent`` (leaves ``[N, ...]``) with ``goal [N, G]`` held (None
+    at the top): ``[N]``."""
+    features, continues = _imagine_held(level, state, latent, goal, key)
+    rewards = level.weighted_reward(features, goal, level.world_model.reward(state.world_model.params, features))
+    return discounted_sum(rewards, continues, level.actor_critic.discount)
 
 
 def imagined_return_through_below(top: ImaginedTop, state: LevelState, below: LevelState, latent: RSSMState,
@@ -56,6 +64,26 @@ def imagined_returns(levels: Sequence[Level], level_states: Sequence[LevelState]
             goal = None if index == len(levels) - 1 else goals[index]
             returns.append(imagined_return(level, level_states[index], latent, goal, index_key))
     return jnp.stack(returns)
+
+
+def imagined_novelty_return(levels: Sequence[Level], level_states: Sequence[LevelState], latent: RSSMState,
+                            key: jax.Array) -> jax.Array:
+    """The top level's expected discounted sum of its novelty term (unweighted) from its acting state
+    ``latent`` (leaves ``[N, ...]``) over its horizon: ``[N]``. With the ``key`` given to
+    ``imagined_returns`` it is summed along the same imagined states as the top's task expectation.
+    A policy that learned to steer its model into states that only the model finds novel expects far
+    more novelty than it meets (``agents.diagnostics``)."""
+    index = len(levels) - 1
+    top, state = levels[index], level_states[index]
+    if top.novelty_scale <= 0:
+        raise ValueError("the top level has no novelty term (hierarchy.novelty is 0)")
+    if top.imagines_below:
+        imagined = top.imagine(state, level_states[index - 1], latent,
+                               lambda features, k: top.act(state, features, None, k), level_key(key, index))
+        features, continues = imagined.features[1:], imagined.continues
+    else:
+        features, continues = _imagine_held(top, state, latent, None, level_key(key, index))
+    return discounted_sum(top.novelty(state, features), continues, top.actor_critic.discount)
 
 
 def top_task_value(top: Level, state: LevelState, features: jax.Array) -> jax.Array:

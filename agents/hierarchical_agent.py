@@ -29,7 +29,7 @@ import numpy as np
 from flax import struct
 
 from agents.build_levels import build_levels, goal_action_dim
-from agents.expected_returns import first_action_values, imagined_returns, top_task_value
+from agents.expected_returns import first_action_values, imagined_novelty_return, imagined_returns, top_task_value
 from agents.hierarchical_policy import HierarchicalPolicy, HierarchicalPolicyState
 from agents.images import decode_to_observations, reconstruction_images
 from agents.level import Level, LevelState, level_key
@@ -75,6 +75,8 @@ class HierarchicalAgent:
         self.reconstruction_images = jax.jit(self._reconstruction_images, static_argnames="frames")
         self.imagined_returns = jax.jit(self._imagined_returns)
         self.top_task_value = jax.jit(self._top_task_value)
+        self.imagined_novelty_return = jax.jit(self._imagined_novelty_return)
+        self.top_novelty = jax.jit(self._top_novelty)
         self.first_action_values = jax.jit(self._first_action_values, static_argnames="samples")
 
     @classmethod
@@ -215,6 +217,17 @@ class HierarchicalAgent:
                           key: jax.Array) -> jax.Array:
         """Each level's expected return from its acting state: ``[levels, N]`` (``agents.expected_returns``)."""
         return imagined_returns(self.levels, state.levels, policy_state.latents, policy_state.goals, key)
+
+    def _imagined_novelty_return(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
+                                 key: jax.Array) -> jax.Array:
+        """The top level's expected discounted novelty from its acting state: ``[N]``; with the key given
+        to ``imagined_returns``, along the same imagined states (``agents.expected_returns``)."""
+        return imagined_novelty_return(self.levels, state.levels, policy_state.latents[-1], key)
+
+    def _top_novelty(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState) -> jax.Array:
+        """The novelty of the top level's current (observed) states, as its novelty term measures it: ``[N]``."""
+        top = self.num_levels - 1
+        return self.levels[top].novelty(state.levels[top], state_features(policy_state.latents[top]))
 
     def _top_task_value(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState) -> jax.Array:
         """The top level's critic estimate of its task return from the current states: ``[N]``."""

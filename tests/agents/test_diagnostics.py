@@ -8,7 +8,7 @@ from agents.diagnostics import _LevelMeter, calibration_scalars
 
 
 def top_meter(discount: float) -> _LevelMeter:
-    level = types.SimpleNamespace(index=0, top=True, actor_critic=types.SimpleNamespace(horizon=2, discount=discount),
+    level = types.SimpleNamespace(index=0, top=True, novelty_scale=0.0, actor_critic=types.SimpleNamespace(horizon=2, discount=discount),
                                   weighted_reward=lambda features, goal, task: np.asarray(task, float))
     return _LevelMeter(level, num_envs=1, env_discount=discount)
 
@@ -53,7 +53,7 @@ def test_constant_values_give_an_error_but_no_correlation():
 def test_a_level_below_the_top_records_how_alike_its_consecutive_steps_are():
     """The "auto" reach threshold's data: similarity of each step's goal features to the step before,
     at the level's own ticks, never across an episode start; features ``[N=2, F=3]``, goal size 2."""
-    level = types.SimpleNamespace(index=0, top=False, goal_size=2,
+    level = types.SimpleNamespace(index=0, top=False, goal_size=2, novelty_scale=0.0,
                                   actor_critic=types.SimpleNamespace(horizon=2, discount=0.9),
                                   weighted_reward=lambda features, goal, task: np.zeros(len(task)))
     meter = _LevelMeter(level, num_envs=2, env_discount=0.9)
@@ -67,3 +67,24 @@ def test_a_level_below_the_top_records_how_alike_its_consecutive_steps_are():
         meter.step(record, ticks=tick, opens=tick, features=feature, goal=np.zeros((2, 2)), imagined=np.zeros(2))
     # env 0: (1, 0) -> (1, 1): 1 / 2; (1, 1) -> (2, 2): 4 / 8. env 1: no tick at step 1, episode start at 2
     np.testing.assert_allclose(meter.one_step, [0.5, 0.5], rtol=1e-6)  # float32, as the agent computes it
+
+
+def test_the_tops_novelty_expected_in_a_window_meets_the_novelty_of_the_states_reached():
+    """Horizon 2, discount 0.5: the window opened at step t expects ``imagined`` and meets the novelty
+    of the states at t + 1 and t + 2; a level without a novelty term keeps no such windows."""
+    level = types.SimpleNamespace(index=1, top=True, novelty_scale=0.1,
+                                  actor_critic=types.SimpleNamespace(horizon=2, discount=0.5),
+                                  weighted_reward=lambda features, goal, task: np.asarray(task, float))
+    meter = _LevelMeter(level, num_envs=1, env_discount=0.5)
+    expected, met = [9.0, 8.0, 7.0, 6.0], [0.0, 2.0, 4.0, 6.0]
+    for t in range(4):
+        record = {"is_first": np.array([t == 0]), "is_last": np.array([t == 3]), "is_terminal": np.array([False]),
+                  "reward": np.zeros(1)}
+        meter.step(record, ticks=np.array([True]), opens=np.array([True]), features=np.zeros((1, 1)), goal=None,
+                   imagined=np.zeros(1), value=np.zeros(1), novelty=(np.array([expected[t]]), np.array([met[t]])))
+    # windows from steps 0 and 1 close after two steps; the one from step 2 is cut by the episode's end
+    np.testing.assert_allclose(meter.novelty_trackers[0].pairs, [(9.0, 2.0 + 0.5 * 4.0), (8.0, 4.0 + 0.5 * 6.0)])
+    scalars = meter.scalars(reach_threshold=None)
+    np.testing.assert_allclose(scalars["level1/exploitation/novelty_gap"], np.mean([9.0 - 4.0, 8.0 - 7.0]))
+    np.testing.assert_allclose(scalars["level1/exploitation/novelty_real_return"], np.mean([4.0, 7.0]))
+    assert not top_meter(discount=0.5).novelty_trackers

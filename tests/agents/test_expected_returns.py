@@ -1,4 +1,5 @@
-"""``first_action_values`` against Q worked out by hand on a deterministic stand-in for a level."""
+"""``first_action_values`` against Q worked out by hand on a deterministic stand-in for a level, and the
+top's imagined novelty along the same imagined states as its task expectation."""
 
 from types import SimpleNamespace
 
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents.expected_returns import first_action_values
+from agents.expected_returns import first_action_values, imagined_novelty_return, imagined_returns
 from world_models.rssm import RSSMState, state_features
 
 STEP = jnp.array([[1.0], [10.0]])  # action 0 moves deter by 1, action 1 by 10
@@ -95,3 +96,61 @@ def test_only_a_flat_discrete_agent_has_first_action_values(top, discrete):
     latent = RSSMState(carry=None, deter=jnp.zeros((1, 1)), stoch=jnp.zeros((1, 1, 1)))
     with pytest.raises(ValueError, match="flat agent with a discrete action space"):
         first_action_values(level, state, latent, samples=1, key=jax.random.PRNGKey(0))
+
+
+class NoisyDynamics(Dynamics):
+    """Every imagined step adds N(0, 1) to deter: two imaginations agree only if their keys do."""
+
+    def imagine(self, params, start, policy, horizon, key):
+        states = [start]
+        for step_key in jax.random.split(key, horizon):
+            moved = self.img_step(params, states[-1], policy(state_features(states[-1]), step_key), None)
+            states.append(moved._replace(deter=moved.deter + jax.random.normal(step_key, moved.deter.shape)))
+        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states), None
+
+
+def squared(features):
+    return features[..., 0] ** 2
+
+
+def test_the_tops_novelty_is_summed_along_the_states_its_task_expectation_imagines():
+    """A stand-in whose task reward and novelty are the same function of the state: on a noisy model
+    both expectations agree only if they follow the same imagined states."""
+    level, state = stand_in()
+    level.world_model, level.imagines_below, level.novelty_scale = NoisyDynamics(), False, 0.1
+    level.weighted_reward = lambda features, goal, task: squared(features)
+    level.novelty = lambda level_state, features: squared(features)
+    latent = RSSMState(carry=None, deter=jnp.array([[0.0], [5.0]]), stoch=jnp.zeros((2, 1, 1)))
+    key = jax.random.PRNGKey(4)
+    novelty = imagined_novelty_return([level], [state], latent, key)
+    np.testing.assert_allclose(novelty, imagined_returns([level], [state], [latent], [], key)[0], rtol=1e-6)
+    factor = DISCOUNT * CONTINUE  # without the noise: deter d0 + 1, d0 + 2, d0 + 3
+    noiseless = [sum(factor ** i * (d0 + i + 1.0) ** 2 for i in range(HORIZON)) for d0 in (0.0, 5.0)]
+    assert np.all(np.abs(np.asarray(novelty) - noiseless) > 1e-3)  # the noise matters, so the agreement says something
+    level.novelty_scale = 0.0
+    with pytest.raises(ValueError, match="no novelty term"):
+        imagined_novelty_return([level], [state], latent, key)
+
+
+def test_a_top_imagining_through_level_zero_sums_novelty_along_its_own_rollout():
+    """Level 1 imagining through level 0: the novelty of the states its rollout reaches, discounted
+    and weighted by the rollout's continue probabilities, with the key ``imagined_returns`` gives it."""
+    below, below_state = stand_in(top=False)
+    top, state = stand_in()
+    top.index, top.imagines_below, top.novelty_scale = 1, True, 0.1
+    top.actor_critic.term_weights = jnp.array([1.0])
+
+    def imagine(level_state, below_level_state, latent, policy, key):
+        assert below_level_state is below_state
+        features = jax.random.normal(key, (HORIZON + 1,) + latent.deter.shape)
+        return SimpleNamespace(features=features, rewards=squared(features[1:]),
+                               continues=jnp.full(features.shape[1:-1], CONTINUE).repeat(HORIZON, 0).reshape(
+                                   HORIZON, -1))
+
+    top.imagine, top.novelty = imagine, lambda level_state, features: squared(features)
+    latent = RSSMState(carry=None, deter=jnp.zeros((2, 1)), stoch=jnp.zeros((2, 1, 1)))
+    key = jax.random.PRNGKey(5)
+    novelty = imagined_novelty_return([below, top], [below_state, state], latent, key)
+    features = imagine(state, below_state, latent, None, jax.random.fold_in(key, 1)).features[1:]
+    factor = DISCOUNT * CONTINUE
+    np.testing.assert_allclose(novelty, sum(factor ** i * squared(features[i]) for i in range(HORIZON)), rtol=1e-5)

@@ -308,10 +308,22 @@ def test_two_levels_train_end_to_end_resume_and_measure_every_level(tmp_path):
             "level1/goal/autoencoder_kl_weight", "level1/model/controllability",
             "level1/model/reward_controllability", "level1/imagined/disagreement",
             "level1/actor_critic/value/novelty", "level1/actor_critic/replayed_reward/novelty",
-            "level0/actor_critic/value/task", "replay/rewarded_fraction"} <= logged
+            "level1/exploitation/novelty_gap", "level0/actor_critic/value/task", "replay/rewarded_fraction"} <= logged
+    assert "level0/exploitation/novelty_gap" not in logged  # only the top has a novelty term
     state, step = final_params(logdir)
     assert step == 280 and len(state.levels) == 2
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
+
+
+def test_a_flat_agent_with_a_novelty_term_trains_and_measures_its_novelty_gap(tmp_path):
+    """Arm B of the hierarchy benchmark: one level, novelty from an autoencoder of its own states."""
+    logdir = tmp_path / "flat_novelty"
+    assert run_train(logdir, "--steps", "200", "--set", "hierarchy.novelty=0.1", "run.eval_every=200") == 0
+    logged = finite_level_metrics(logdir, 1)
+    assert {"level0/novelty/autoencoder_loss", "level0/actor_critic/value/novelty",
+            "level0/actor_critic/imagined_reward/novelty", "level0/actor_critic/replayed_reward/novelty",
+            "level0/exploitation/novelty_imagined_return", "level0/exploitation/novelty_real_return",
+            "level0/exploitation/novelty_gap"} <= logged
 
 
 def test_two_levels_with_the_top_imagining_through_level_zero_train_end_to_end(tmp_path):
@@ -323,7 +335,7 @@ def test_two_levels_with_the_top_imagining_through_level_zero_train_end_to_end(t
     logged = set().union(*(row.keys() for row in rows))
     assert {"level0/world_model/loss", "level1/actor_critic/actor_loss", "level1/goal/autoencoder_loss",
             "level1/model/controllability", "level1/exploitation/gap", "level1/goal/reach_rate",
-            "level1/actor_critic/replayed_reward/novelty"} <= logged
+            "level1/actor_critic/replayed_reward/novelty", "level1/exploitation/novelty_gap"} <= logged
     assert not any(name.startswith("level1/world_model") for name in logged)  # it has no model of its own
     assert np.all(np.isfinite([value for row in rows for name, value in row.items() if name.startswith("level")]))
     state, step = final_params(logdir)  # restores a checkpoint whose level 1 holds no model parameters
