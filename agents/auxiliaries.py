@@ -1,11 +1,12 @@
 """The parts beside a level's world model: what each learns from, and its one update.
 
 A level holds them by name (``goal_autoencoder``, ``novelty_autoencoder``: ``agents.goals.GoalAutoencoder``;
-``ensemble``: ``agents.goals.Ensemble``), their train states in ``LevelState.auxiliary``. The
-autoencoders learn the goal features of every state they describe (a level's own states at level 0,
-the level below's states above); the ensemble learns the level's own real transitions, from
-posterior features and action to the next stochastic state, so that its members' disagreement
-measures the model's doubt.
+``ensemble``: ``agents.goals.Ensemble``; ``novelty_predictor``: ``agents.goals.NoveltyPredictor``),
+their train states in ``LevelState.auxiliary``. The autoencoders learn the goal features of every
+state they describe (a level's own states at level 0, the level below's states above); the ensemble
+learns the level's own real transitions, from posterior features and action to the next stochastic
+state, so that its members' disagreement measures the model's doubt; the novelty predictor learns,
+from the level's real states, the novelty the autoencoder measures on what those states stand for.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from agents.optimization import TrainState
+from agents.optimization import TrainState, masked_mean
 from world_models.rssm import RSSMState, state_features
 
 # Folded, plus the level's index, into the agent's world-model key: each part of each level draws
 # its own initial parameters.
-KEY_OFFSETS = {"goal_autoencoder": 100, "ensemble": 200, "novelty_autoencoder": 300}
+KEY_OFFSETS = {"goal_autoencoder": 100, "ensemble": 200, "novelty_autoencoder": 300, "novelty_predictor": 400}
 AUTOENCODERS = ("goal_autoencoder", "novelty_autoencoder")
 
 
@@ -32,12 +33,16 @@ def init_auxiliaries(parts: Mapping[str, Any], world_model_key: jax.Array, index
 
 def update_auxiliaries(parts: Mapping[str, Any], states: Mapping[str, TrainState],
                        batch: Mapping[str, jax.Array], posterior: RSSMState | None,
-                       described: tuple[jax.Array, jax.Array], goal_size: int, key: jax.Array
+                       described: tuple[jax.Array, jax.Array], goal_size: int, key: jax.Array,
+                       novelty_examples: tuple[jax.Array, jax.Array, jax.Array] | None = None
                        ) -> tuple[dict[str, TrainState], dict[str, jax.Array]]:
     """One step of every part on a level's batch ``[T, B, ...]`` and posterior (None where the level
     has no model, and so no ensemble). ``described``: the features ``[T', B, F]`` and mask ``[T', B]``
-    of the states the autoencoders describe, whose first ``goal_size`` entries they learn. Returns
-    the new train states and the metrics (the novelty autoencoder's under ``novelty/``)."""
+    of the states the autoencoders describe, whose first ``goal_size`` entries they learn.
+    ``novelty_examples`` (with a novelty predictor): the level's real features ``[..., F]``, the goal
+    features ``[..., G]`` of the states they stand for, and a mask ``[...]``; the predictor learns the
+    autoencoder's novelty of the latter, measured after the autoencoder's step. Returns the new train
+    states and the metrics (the novelty autoencoder's and the predictor's under ``novelty/``)."""
     mask = batch.get("mask", jnp.ones(batch["is_first"].shape))  # level 0's batch has every step
     features, described_mask = described
     arguments = {}
@@ -56,4 +61,12 @@ def update_auxiliaries(parts: Mapping[str, Any], states: Mapping[str, TrainState
         if name == "novelty_autoencoder":
             part_metrics = {metric.replace("goal/", "novelty/"): value for metric, value in part_metrics.items()}
         metrics.update(part_metrics)
+    if "novelty_predictor" in parts:
+        inputs, goal_features, novelty_mask = jax.lax.stop_gradient(novelty_examples)
+        source = "goal_autoencoder" if "goal_autoencoder" in parts else "novelty_autoencoder"
+        targets = jax.lax.stop_gradient(parts[source].novelty(states[source].params, goal_features))
+        states["novelty_predictor"], part_metrics = parts["novelty_predictor"].update(
+            states["novelty_predictor"], inputs, targets, novelty_mask)
+        metrics.update(part_metrics)
+        metrics["novelty/measured"] = masked_mean(targets, novelty_mask)
     return states, metrics

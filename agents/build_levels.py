@@ -12,7 +12,7 @@ import dataclasses
 from typing import Sequence
 
 from agents.actor_critic import ActorCritic
-from agents.goals import GOAL_SPACES, Ensemble, GoalAutoencoder
+from agents.goals import GOAL_SPACES, Ensemble, GoalAutoencoder, NoveltyPredictor
 from agents.imagined_top import ImaginedTop
 from agents.level import Level
 from agents.spaces import ActionLayout, ObsLayout
@@ -22,6 +22,7 @@ from world_models.hierarchy import FEATURES
 from world_models.world_model import WorldModel
 
 TOP_MODELS = ("stacked", "imagined")  # hierarchy.top_model
+NOVELTY_REWARDS = ("measured", "predicted")  # hierarchy.novelty_reward (agents.goals.NoveltyPredictor)
 GOAL_FEATURES = ("deter", "full")  # goal.features: a level's deterministic state, or all its latent features
 
 
@@ -77,15 +78,20 @@ def _build_level(plan: _Plan, index: int, period: int, length: int, below: Seque
     # a top that needs novelty and has no goal autoencoder describes goal features with its own
     novelty_autoencoder = _autoencoder(lower_goal_size or goal_size, world_model, hierarchy, goal) if (
         novelty > 0 and goal_autoencoder is None) else None
+    # the novelty predictor reads what the novelty term is paid on: level 0's features for a top imagining through it
+    predictor = NoveltyPredictor(below[index - 1].world_model.feature_dim if imagined else model.feature_dim,
+                                 world_model.units, world_model.layers, hierarchy.lr, hierarchy.grad_clip) if (
+        novelty > 0 and hierarchy.novelty_reward == "predicted") else None
     if imagined:
         return ImaginedTop(below[index - 1], index, actor_critic, period, length, goal_size, lower_goal_size, novelty,
-                           goal_autoencoder, hierarchy.disagreement_penalty, hierarchy.exploration_bonus)
+                           goal_autoencoder, hierarchy.disagreement_penalty, hierarchy.exploration_bonus, predictor)
     return Level(
         index, top, model, actor_critic, period, length, goal_size, lower_goal_size, goal.reward_scale,
         task_scale, novelty, goal_autoencoder, novelty_autoencoder,
         _ensemble(index, top, model, world_model, hierarchy),
         hierarchy.disagreement_penalty if index > 0 else 0.0,
         hierarchy.exploration_bonus if top else 0.0,
+        predictor,
     )
 
 

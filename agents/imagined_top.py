@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from agents.actor_critic import ActorCritic, Policy, Trajectory
 from agents.auxiliaries import init_auxiliaries
 from agents.controllability import spread_ratio
-from agents.goals import Ensemble, GoalAutoencoder
+from agents.goals import Ensemble, GoalAutoencoder, NoveltyPredictor
 from agents.level import Level, LevelState, flatten_time, goal_view, level_key
 from agents.optimization import TrainState
 from world_models.rssm import RSSMState, state_features
@@ -65,19 +65,21 @@ class ImaginedTop(Level):
         disagreement_penalty, exploration_bonus: as for ``Level``; the doubt is measured by the
         ensemble of ``below`` (where it has one).
       goal_autoencoder: decodes codes into goals for ``below`` and measures novelty (required).
+      novelty_predictor: as for ``Level``.
     """
 
     imagines_below = True
 
     def __init__(self, below: Level, index: int, actor_critic: ActorCritic, period: int, sequence_length: int,
                  goal_size: int, lower_goal_size: int, novelty_scale: float, goal_autoencoder: GoalAutoencoder,
-                 disagreement_penalty: float, exploration_bonus: float):
+                 disagreement_penalty: float, exploration_bonus: float,
+                 novelty_predictor: NoveltyPredictor | None = None):
         if goal_autoencoder is None:
             raise ValueError("hierarchy.top_model=imagined needs goal.space=autoencoder: with direct goals "
                              "the top's own world model would decode them, and it has none")
         super().__init__(index, True, None, actor_critic, period, sequence_length, goal_size, lower_goal_size,
                          0.0, 0.0, novelty_scale, goal_autoencoder, None, None, disagreement_penalty,
-                         exploration_bonus)
+                         exploration_bonus, novelty_predictor)
         self.below = below
         self.segment_length = period // below.period  # steps of the level below per tick
 
@@ -100,8 +102,8 @@ class ImaginedTop(Level):
             auxiliary=init_auxiliaries(self.auxiliaries, world_model_key, self.index),
         )
 
-    def novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
-        """The novelty of level 0's states ``features [..., F]``: they are this level's features."""
+    def measured_novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
+        """The reconstruction error of level 0's states ``features [..., F]``: they are this level's features."""
         return self.goal_autoencoder.novelty(state.auxiliary["goal_autoencoder"].params,
                                              goal_view(features, self.lower_goal_size))
 

@@ -25,7 +25,7 @@ from flax import struct
 from agents.actor_critic import ActorCritic, ActorCriticState, Replayed, Trajectory
 from agents.auxiliaries import init_auxiliaries, update_auxiliaries
 from agents.controllability import model_controllability
-from agents.goals import Ensemble, GoalAutoencoder, goal_diversity, goal_similarity
+from agents.goals import Ensemble, GoalAutoencoder, NoveltyPredictor, goal_diversity, goal_similarity
 from agents.optimization import TrainState, gradient_step, masked_mean
 from world_models import hierarchy as stack
 from world_models.distributions import symexp
@@ -75,6 +75,8 @@ class Level:
     ensemble: measures its model's doubt, or None; disagreement_penalty, exploration_bonus: times
       that doubt, subtracted from / added to its imagined reward (the penalty only once a rewarded
       step has been replayed).
+    novelty_predictor: where the novelty term reads a head learned on real states
+      (``hierarchy.novelty_reward: predicted``), that head; None: the autoencoder measures it.
     """
 
     imagines_below = False  # True for a top that imagines through the level below (agents.imagined_top)
@@ -83,7 +85,8 @@ class Level:
                  sequence_length: int, goal_size: int, lower_goal_size: int, goal_reward_scale: float,
                  task_reward_scale: float, novelty_scale: float, goal_autoencoder: GoalAutoencoder | None,
                  novelty_autoencoder: GoalAutoencoder | None, ensemble: Ensemble | None,
-                 disagreement_penalty: float, exploration_bonus: float):
+                 disagreement_penalty: float, exploration_bonus: float,
+                 novelty_predictor: NoveltyPredictor | None = None):
         self.index, self.top = index, top
         self.world_model, self.actor_critic = world_model, actor_critic
         self.period, self.sequence_length = period, sequence_length
@@ -93,7 +96,7 @@ class Level:
         self.goal_autoencoder, self.ensemble = goal_autoencoder, ensemble
         self.disagreement_penalty, self.exploration_bonus = disagreement_penalty, exploration_bonus
         auxiliaries = {"goal_autoencoder": goal_autoencoder, "novelty_autoencoder": novelty_autoencoder,
-                       "ensemble": ensemble}
+                       "ensemble": ensemble, "novelty_predictor": novelty_predictor}
         self.auxiliaries = {name: part for name, part in auxiliaries.items() if part is not None}
         self.novelty_source = "goal_autoencoder" if goal_autoencoder is not None else "novelty_autoencoder"
         if novelty_scale > 0 and self.novelty_source not in self.auxiliaries:
@@ -146,8 +149,15 @@ class Level:
         return jnp.sum(self.reward(features, goal, task) * weights, -1)
 
     def novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
-        """The novelty of this level's states ``features [..., F]``: the reconstruction error of their
-        goal features (at level 0 its own, above the level below's as this level's model decodes them)."""
+        """The novelty term of this level's states ``features [..., F]``: the novelty predictor's
+        estimate where the level has one, else ``measured_novelty``."""
+        if "novelty_predictor" in self.auxiliaries:
+            return self.auxiliaries["novelty_predictor"].predict(state.auxiliary["novelty_predictor"].params, features)
+        return self.measured_novelty(state, features)
+
+    def measured_novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
+        """The reconstruction error of the goal features of ``features [..., F]`` (at level 0 its own,
+        above the level below's as this level's model decodes them)."""
         autoencoder = self.auxiliaries[self.novelty_source]
         if self.index == 0:
             described = goal_view(features, self.goal_size)
@@ -224,9 +234,21 @@ class Level:
         """The auxiliaries' step (``agents.auxiliaries``): the autoencoders learn the goal features of
         the states ``described`` (this level's own at level 0, the level below's above)."""
         goal_size = self.goal_size if self.index == 0 else self.lower_goal_size
+        examples = self.novelty_examples(batch, posterior) if "novelty_predictor" in self.auxiliaries else None
         auxiliary, metrics = update_auxiliaries(
-            self.auxiliaries, state.auxiliary, batch, posterior, described, goal_size, key)
+            self.auxiliaries, state.auxiliary, batch, posterior, described, goal_size, key, examples)
         return state.replace(auxiliary=auxiliary), metrics
+
+    def novelty_examples(self, batch: dict, posterior: RSSMState | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """What the novelty predictor learns from: the features this level's novelty term reads on its
+        real states ``[T, B, F]``, the goal features of the states they stand for ``[T, B, G]`` (at level 0
+        its own; above, the level below's state it observed there, not its model's decoding) and a mask."""
+        if self.index == 0:
+            own = state_features(posterior)
+            return own, goal_view(own, self.goal_size), jnp.ones(own.shape[:-1])
+        observed = batch[FEATURES]  # the level below's features at this level's steps
+        own = observed if self.imagines_below else state_features(posterior)
+        return own, goal_view(observed, self.lower_goal_size), batch["mask"]
 
     def hand_down_goals(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
                         governed: jax.Array | None, lower_book: dict, lower_features: jax.Array, key: jax.Array):

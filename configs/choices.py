@@ -29,6 +29,7 @@ REGISTRIES: dict[str, str] = {
     "goal.space": "agents.goals:GOAL_SPACES",
     "goal.features": "agents.build_levels:GOAL_FEATURES",
     "hierarchy.top_model": "agents.build_levels:TOP_MODELS",
+    "hierarchy.novelty_reward": "agents.build_levels:NOVELTY_REWARDS",
 }
 
 

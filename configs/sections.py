@@ -79,6 +79,7 @@ class HierarchyConfig:
     disagreement_penalty: float
     exploration_bonus: float
     novelty: float
+    novelty_reward: str  # measured | predicted (agents.goals.NoveltyPredictor)
     discount: tuple[float, ...]
     entropy: tuple[float, ...]
     lr: float

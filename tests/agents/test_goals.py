@@ -111,3 +111,63 @@ def test_reach_threshold_is_the_setting_or_the_median_one_step_similarity():
     assert reach_threshold("auto", [0.0, 0.5, 1.0]) == 0.5
     assert reach_threshold(0.9, [0.0]) == 0.9
     assert reach_threshold("auto", []) is None
+
+
+def test_the_novelty_predictor_learns_what_the_autoencoder_measures_after_its_step():
+    """``update_auxiliaries``: the autoencoder steps first; the predictor's targets are the updated
+    autoencoder's novelty of the goal features it is given, and it learns them."""
+    from agents.auxiliaries import update_auxiliaries
+    from agents.goals import NoveltyPredictor
+
+    rng = np.random.default_rng(1)
+    autoencoder = GoalAutoencoder(4, 2, 4, 32, 1, 1.0, 1e-3, 100.0)
+    predictor = NoveltyPredictor(6, 32, 1, 3e-3, 100.0)
+    parts = {"novelty_autoencoder": autoencoder, "novelty_predictor": predictor}
+    states = {"novelty_autoencoder": autoencoder.init(jax.random.PRNGKey(0)),
+              "novelty_predictor": predictor.init(jax.random.PRNGKey(1))}
+    own = jnp.asarray(rng.normal(size=(5, 3, 6)), jnp.float32)  # [T, B, F]; its first 4 entries are goal features
+    batch = {"is_first": jnp.zeros((5, 3), bool)}
+    examples = (own, own[..., :4], jnp.ones((5, 3)))
+    step = jax.jit(lambda states, key: update_auxiliaries(parts, states, batch, None, (own, jnp.ones((5, 3))), 4,
+                                                          key, examples))
+    first, metrics = step(states, jax.random.PRNGKey(2))
+    measured = autoencoder.novelty(first["novelty_autoencoder"].params, own[..., :4])
+    np.testing.assert_allclose(metrics["novelty/measured"], measured.mean(), rtol=1e-5)
+    for update in range(300):  # the autoencoder keeps learning, so the targets move; the predictor follows
+        states, metrics = step(states if update else first, jax.random.PRNGKey(3 + update))
+    measured = autoencoder.novelty(states["novelty_autoencoder"].params, own[..., :4])
+    predicted = predictor.predict(states["novelty_predictor"].params, own)
+    assert float(jnp.mean(jnp.abs(predicted - measured))) < 0.2 * float(jnp.mean(measured))
+
+
+@pytest.mark.parametrize("levels, top_model", [(1, "stacked"), (2, "stacked"), (2, "imagined")])
+def test_the_novelty_term_reads_the_predictor_trained_on_what_each_top_really_observed(levels, top_model):
+    """With ``novelty_reward: predicted`` the top's novelty term is its predictor's estimate; the
+    predictor learns from the top's own features, with targets from the state they stand for: at
+    level 0 the state itself, above it the level below's state it observed (not its model's decoding)."""
+    config = load_config(["debug"], [("hierarchy.levels", levels), ("hierarchy.top_model", top_model),
+                                     ("hierarchy.novelty", 0.1), ("hierarchy.novelty_reward", "predicted")])
+    agent = HierarchicalAgent.from_config(config, OBS, ACTIONS)
+    top = agent.levels[-1]
+    state = agent.init(jax.random.PRNGKey(0)).levels[-1]
+    width = agent.levels[0].world_model.feature_dim if top.imagines_below else top.world_model.feature_dim
+    features = jnp.asarray(np.random.default_rng(2).normal(size=(4, 2, width)), jnp.float32)
+    np.testing.assert_allclose(top.novelty(state, features), top.auxiliaries["novelty_predictor"].predict(
+        state.auxiliary["novelty_predictor"].params, features))
+    if levels == 1:
+        posterior = agent.levels[0].world_model.initial(state.world_model.params, 2)
+        posterior = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (4,) + leaf.shape), posterior)
+        own, goal_features, mask = top.novelty_examples({}, posterior)
+        np.testing.assert_array_equal(goal_features, own[..., :top.goal_size])
+    else:
+        observed = jnp.asarray(np.random.default_rng(3).normal(size=(4, 2, agent.levels[0].world_model.feature_dim)),
+                               jnp.float32)
+        batch = {"features": observed, "mask": jnp.ones((4, 2))}
+        posterior = None if top.imagines_below else top.world_model.initial(state.world_model.params, 2)
+        if posterior is not None:
+            posterior = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (4,) + leaf.shape), posterior)
+        own, goal_features, mask = top.novelty_examples(batch, posterior)
+        np.testing.assert_array_equal(goal_features, observed[..., :top.lower_goal_size])
+        assert own.shape[-1] == width
+        if top.imagines_below:
+            np.testing.assert_array_equal(own, observed)

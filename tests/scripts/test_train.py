@@ -299,7 +299,7 @@ def test_two_levels_train_end_to_end_resume_and_measure_every_level(tmp_path):
     logdir = tmp_path / "two"
     flags = ["--steps", "200", "--set", "hierarchy.levels=2", "hierarchy.k=[4]", "hierarchy.ensemble=2",
              "hierarchy.disagreement_penalty=0.1", "hierarchy.novelty=0.1", "goal.task_reward_scale=0.5",
-             "run.eval_every=200"]
+             "run.eval_every=200", "hierarchy.novelty_reward=predicted"]
     assert run_train(logdir, *flags) == 0
     assert run_train(logdir, "--resume", "--steps", "280") == 0
     logged = finite_level_metrics(logdir, 2)
@@ -308,18 +308,22 @@ def test_two_levels_train_end_to_end_resume_and_measure_every_level(tmp_path):
             "level1/goal/autoencoder_kl_weight", "level1/model/controllability",
             "level1/model/reward_controllability", "level1/imagined/disagreement",
             "level1/actor_critic/value/novelty", "level1/actor_critic/replayed_reward/novelty",
-            "level1/exploitation/novelty_gap", "level0/actor_critic/value/task", "replay/rewarded_fraction"} <= logged
+            "level1/exploitation/novelty_gap", "level1/novelty/predictor_loss", "level1/novelty/measured",
+            "level0/actor_critic/value/task", "replay/rewarded_fraction"} <= logged
     assert "level0/exploitation/novelty_gap" not in logged  # only the top has a novelty term
     state, step = final_params(logdir)
     assert step == 280 and len(state.levels) == 2
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
 
 
-def test_a_flat_agent_with_a_novelty_term_trains_and_measures_its_novelty_gap(tmp_path):
+@pytest.mark.parametrize("novelty_reward", ["measured", "predicted"])
+def test_a_flat_agent_with_a_novelty_term_trains_and_measures_its_novelty_gap(tmp_path, novelty_reward):
     """Arm B of the hierarchy benchmark: one level, novelty from an autoencoder of its own states."""
     logdir = tmp_path / "flat_novelty"
-    assert run_train(logdir, "--steps", "200", "--set", "hierarchy.novelty=0.1", "run.eval_every=200") == 0
+    assert run_train(logdir, "--steps", "200", "--set", "hierarchy.novelty=0.1", "run.eval_every=200",
+                     f"hierarchy.novelty_reward={novelty_reward}") == 0
     logged = finite_level_metrics(logdir, 1)
+    assert ("level0/novelty/predictor_loss" in logged) == (novelty_reward == "predicted")
     assert {"level0/novelty/autoencoder_loss", "level0/actor_critic/value/novelty",
             "level0/actor_critic/imagined_reward/novelty", "level0/actor_critic/replayed_reward/novelty",
             "level0/exploitation/novelty_imagined_return", "level0/exploitation/novelty_real_return",
