@@ -278,8 +278,9 @@ class NoveltyPredictor:
         return TrainState.create(self.optimizer, self.net.init(key, jnp.zeros((1, self.input_dim)))["params"])
 
     def predict(self, params, features: jax.Array) -> jax.Array:
-        """The predicted novelty ``[...]`` of the states ``features [..., input_dim]``."""
-        return symexp(self.net.apply({"params": params}, features)[..., 0])
+        """The predicted novelty ``[...]`` of the states ``features [..., input_dim]``, never below 0
+        (the loss reads the raw output, so the floor costs the head no gradient)."""
+        return jnp.maximum(symexp(self.net.apply({"params": params}, features)[..., 0]), 0.0)
 
     def loss(self, params, features: jax.Array, targets: jax.Array, mask: jax.Array):
         error = (self.net.apply({"params": params}, features)[..., 0] - symlog(targets)) ** 2

@@ -101,8 +101,9 @@ def test_goal_reward_peaks_when_the_state_equals_the_goal():
 
 
 def test_flat_agent_with_novelty_learns_an_autoencoder_of_its_states_and_a_second_critic():
-    """Arm B of the hierarchy benchmark: the flat agent with the top level's novelty term."""
-    config = load_config(["debug"], [("hierarchy.novelty", 0.1)])
+    """Arm B of the hierarchy benchmark: the flat agent with the top level's novelty term, measured
+    by the autoencoder on every state (``novelty_reward: measured``)."""
+    config = load_config(["debug"], [("hierarchy.novelty", 0.1), ("hierarchy.novelty_reward", "measured")])
     agent = HierarchicalAgent.from_config(config, OBS, ACTIONS)
     level = agent.levels[0]
     assert level.actor_critic.term_names == ("task", "novelty") and "novelty_autoencoder" in level.auxiliaries

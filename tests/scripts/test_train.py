@@ -333,7 +333,8 @@ def test_a_flat_agent_with_a_novelty_term_trains_and_measures_its_novelty_gap(tm
 def test_two_levels_with_the_top_imagining_through_level_zero_train_end_to_end(tmp_path):
     logdir = tmp_path / "imagined"
     flags = ["--steps", "200", "--set", "hierarchy.levels=2", "hierarchy.top_model=imagined", "hierarchy.k=[4]",
-             "hierarchy.abstract_horizon=2", "hierarchy.novelty=0.1", "run.eval_every=200"]
+             "hierarchy.abstract_horizon=2", "hierarchy.novelty=0.1", "run.eval_every=200",
+             "hierarchy.novelty_reward=measured"]
     assert run_train(logdir, *flags) == 0
     rows = read_metrics(logdir)
     logged = set().union(*(row.keys() for row in rows))
