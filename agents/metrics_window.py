@@ -19,9 +19,17 @@ class Counters:
     seconds: float = 0.0
 
 
+WEIGHT_SUFFIX = "#weight"  # a metric ``name`` with a ``name#weight`` beside it is a weighted mean
+
+
 class MetricsWindow:
     """Metrics accumulated between two log writes: their means, the throughput over the window and
-    the returns of the episodes that ended in it."""
+    the returns of the episodes that ended in it.
+
+    A metric defined over only some of a batch's steps (the reward head on rewarded steps) comes with
+    ``<name>#weight``, how many steps it averaged: its window mean weights every update by that, an
+    update without such steps counts for nothing, a window without any writes no value, and the
+    weight itself is not written."""
 
     def __init__(self, counters: Counters):
         self.last_return: float | None = None
@@ -38,12 +46,22 @@ class MetricsWindow:
 
     def add(self, metrics: Mapping[str, Any]) -> None:
         for name, value in metrics.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+            weight = metrics.get(name + WEIGHT_SUFFIX)
+            value = float(value) * (1.0 if weight is None else float(weight))
+            self.sums[name] = self.sums.get(name, 0.0) + value
         self.count += 1
 
     def summary(self, counters: Counters) -> dict[str, float]:
         seconds = max(time.time() - self.start[0], 1e-9)
-        scalars = {name: total / self.count for name, total in self.sums.items()} if self.count else {}
+        scalars = {}
+        for name, total in self.sums.items():
+            if name.endswith(WEIGHT_SUFFIX):
+                continue
+            weight = self.sums.get(name + WEIGHT_SUFFIX)
+            if weight is None:
+                scalars[name] = total / self.count
+            elif weight > 0:
+                scalars[name] = total / weight
         scalars["throughput/env_steps_per_second"] = (counters.env_steps - self.start[1]) / seconds
         scalars["throughput/train_steps_per_second"] = (counters.updates - self.start[2]) / seconds
         scalars["throughput/updates"] = counters.updates

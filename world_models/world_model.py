@@ -243,11 +243,10 @@ class WorldModel:
         features = state_features(states)
         apply = lambda method, *args: self.net.apply({"params": params}, *args, method=method)
         predictions = apply(WorldModelNet.decode, features)
+        reward = TwoHotSymlog(apply(WorldModelNet.reward_logits, features), self.bins)
         losses = {
             "reconstruction": self.reconstruction_loss(predictions, batch),
-            "reward": -TwoHotSymlog(apply(WorldModelNet.reward_logits, features), self.bins).log_prob(
-                batch["reward"]
-            ),
+            "reward": -reward.log_prob(batch["reward"]),
             "continue": optax.sigmoid_binary_cross_entropy(
                 apply(WorldModelNet.continue_logit, features), 1.0 - batch["is_terminal"].astype(jnp.float32)
             ),
@@ -265,6 +264,7 @@ class WorldModel:
         weights = batch["mask"] if "mask" in batch else jnp.ones(batch["is_first"].shape)
         for key, r2 in self.explained_variance(predictions, batch, weights).items():
             metrics[f"world_model/r2/{key}"] = r2
+        metrics.update(reward_head_metrics(reward.mean(), batch["reward"], weights))
         metrics["world_model/posterior_entropy"] = mean(_entropy(posterior))
         metrics["world_model/prior_entropy"] = mean(_entropy(prior))
         return total, (metrics, states)
@@ -415,6 +415,26 @@ def sown_means(intermediates: Mapping[str, Any]) -> dict[str, jax.Array]:
         name = path[-2].key  # the path ends in (name, index into the tuple sow appends to)
         values.setdefault(name, []).append(jnp.mean(value))
     return {name: jnp.mean(jnp.stack(means)) for name, means in values.items()}
+
+
+def reward_head_metrics(predicted: jax.Array, reward: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
+    """Does the reward head fire where reward was paid? ``world_model/reward_on_rewarded``: its mean
+    prediction ``[T, B]`` over the steps (where ``weights`` is 1) with a non-zero ``reward``, beside
+    ``world_model/reward_paid``, the reward paid there; ``world_model/reward_on_unrewarded``: its mean
+    absolute prediction elsewhere. Means over some steps only, they carry their step counts
+    (``agents.metrics_window``): with a sparse reward most batches hold no rewarded step."""
+    rewarded = weights * (reward != 0)
+    unrewarded = weights * (reward == 0)
+    count, others = jnp.sum(rewarded), jnp.sum(unrewarded)
+    share = lambda values, where, total: jnp.sum(values * where) / jnp.maximum(total, 1.0)
+    return {
+        "world_model/reward_on_rewarded": share(predicted, rewarded, count),
+        "world_model/reward_on_rewarded#weight": count,
+        "world_model/reward_paid": share(reward, rewarded, count),
+        "world_model/reward_paid#weight": count,
+        "world_model/reward_on_unrewarded": share(jnp.abs(predicted), unrewarded, others),
+        "world_model/reward_on_unrewarded#weight": others,
+    }
 
 
 def _mean(values: jax.Array) -> jax.Array:

@@ -269,3 +269,20 @@ def test_a_block_gru_world_model_trains():
                                 zip(jax.tree.leaves(core(before)), jax.tree.leaves(core(after)))):
         assert np.all(np.isfinite(new)) and np.any(new != old), path[0]
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(after))
+
+
+def test_reward_head_metrics_average_over_rewarded_and_unrewarded_steps_apart():
+    """The head's prediction where reward was paid, beside the reward paid, and elsewhere; masked
+    steps do not count, and each mean carries the number of steps it averaged."""
+    from world_models.world_model import reward_head_metrics
+
+    predicted = jnp.array([[0.5, -0.2], [0.1, 0.9], [3.0, 0.3]])
+    reward = jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+    weights = jnp.array([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0]])  # the last rewarded step is padding
+    metrics = {name: float(value) for name, value in reward_head_metrics(predicted, reward, weights).items()}
+    assert metrics == pytest.approx({
+        "world_model/reward_on_rewarded": (0.5 + 0.9) / 2, "world_model/reward_on_rewarded#weight": 2.0,
+        "world_model/reward_paid": (1.0 + 2.0) / 2, "world_model/reward_paid#weight": 2.0,
+        "world_model/reward_on_unrewarded": (0.2 + 0.1 + 0.3) / 3, "world_model/reward_on_unrewarded#weight": 3.0})
+    none = reward_head_metrics(predicted, jnp.zeros_like(reward), weights)
+    assert float(none["world_model/reward_on_rewarded"]) == 0.0 and float(none["world_model/reward_on_rewarded#weight"]) == 0.0
