@@ -161,7 +161,7 @@ class ImaginedTop(Level):
         (``posterior``, leaves ``[M, B, ...]``, and this level's ``book``)."""
         starts = jax.tree.map(flatten_time, posterior)
         start_continue = self.start_weights(book, None)
-        extra = self.replayed_novelty(state, starts, start_continue)
+        extra = {**self.replayed_novelty(state, starts, start_continue), **self.value_before_reward(state, posterior, book)}
 
         def rollout(policy: Policy, rollout_key: jax.Array) -> Trajectory:
             imagined = self.imagine(state, below, starts, policy, rollout_key)

@@ -176,6 +176,21 @@ class Level:
         novelty = self.novelty(state, state_features(starts))
         return {"actor_critic/replayed_reward/novelty": jax.lax.stop_gradient(masked_mean(novelty, weights))}
 
+    def value_before_reward(self, state: LevelState, posterior: RSSMState, book: dict) -> dict[str, jax.Array]:
+        """The top's ``actor_critic/value_before_reward``: its critic's task value at the replayed
+        states one step before a rewarded one (``posterior`` leaves ``[T, B, ...]``, ``book``'s reward,
+        ``is_first`` and mask), beside the reward paid there (``actor_critic/reward_after``). A model
+        whose reward head fires at the goal while this stays near 0 has a critic and actor that have
+        not learned to go there. Weighted means over those steps (``agents.metrics_window``)."""
+        features = jax.lax.stop_gradient(state_features(posterior))
+        values = self.actor_critic.value(state.actor_critic.critic.params, self.policy_input(features, None))[..., 0]
+        before = (book["reward"][1:] != 0) & ~book["is_first"][1:]  # the step after, in the same episode
+        weights = before * book["mask"][1:]
+        count = jnp.sum(weights)
+        mean = lambda values: jnp.sum(values * weights) / jnp.maximum(count, 1.0)
+        return {"actor_critic/value_before_reward": mean(values[:-1]), "actor_critic/value_before_reward#weight": count,
+                "actor_critic/reward_after": mean(book["reward"][1:]), "actor_critic/reward_after#weight": count}
+
     def act(self, state: LevelState, features: jax.Array, goal: jax.Array | None, key: jax.Array,
             greedy: bool = False) -> jax.Array:
         return self.actor_critic.act(state.actor_critic.actor.params, self.policy_input(features, goal), key, greedy)
@@ -302,6 +317,8 @@ class Level:
         start_continue = self.start_weights(book, governed)
         goal = None if goal is None else flatten_time(goal)
         extra = self.replayed_novelty(state, starts, start_continue)
+        if self.top:
+            extra.update(self.value_before_reward(state, posterior, book))
 
         def rollout(policy, rollout_key) -> Trajectory:
             params = state.world_model.params

@@ -174,3 +174,22 @@ def test_from_config_returns_the_agent_built_for_equal_inputs_and_only_for_those
         build(load_config(["debug"], [f"agent.actor_lr={lr + 2}e-3"]))
     assert len(module._BUILT_AGENTS) == module.KEEP_BUILT_AGENTS
     assert build() is not first
+
+
+def test_the_tops_value_before_a_reward_is_its_critic_at_the_step_before_each_rewarded_one():
+    """Rewards at (t=2, b=0) and (t=1, b=1); the second follows an episode start, so only the state
+    at (t=1, b=0) counts: the critic's task value there, and the reward paid after it."""
+    config = load_config(["debug"])
+    agent = HierarchicalAgent.from_config(config, OBS, ACTIONS)
+    level, state = agent.levels[0], agent.init(jax.random.PRNGKey(0)).levels[0]
+    posterior = level.world_model.initial(state.world_model.params, 2)
+    posterior = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (4,) + leaf.shape), posterior)
+    posterior = posterior._replace(deter=jax.random.normal(jax.random.PRNGKey(1), posterior.deter.shape))
+    book = {"reward": jnp.array([[0.0, 0.0], [0.0, 3.0], [2.0, 0.0], [0.0, 0.0]]),
+            "is_first": jnp.array([[True, True], [False, True], [False, False], [False, False]]),
+            "mask": jnp.ones((4, 2))}
+    metrics = level.value_before_reward(state, posterior, book)
+    values = level.actor_critic.value(state.actor_critic.critic.params, state_features(posterior))[..., 0]
+    np.testing.assert_allclose(metrics["actor_critic/value_before_reward"], values[1, 0], rtol=1e-6)
+    assert float(metrics["actor_critic/value_before_reward#weight"]) == 1.0
+    assert float(metrics["actor_critic/reward_after"]) == 2.0

@@ -327,7 +327,9 @@ def test_a_flat_agent_with_a_novelty_term_trains_and_measures_its_novelty_gap(tm
     assert {"level0/novelty/autoencoder_loss", "level0/actor_critic/value/novelty",
             "level0/actor_critic/imagined_reward/novelty", "level0/actor_critic/replayed_reward/novelty",
             "level0/exploitation/novelty_imagined_return", "level0/exploitation/novelty_real_return",
-            "level0/exploitation/novelty_gap"} <= logged
+            "level0/exploitation/novelty_gap", "level0/world_model/reward_on_rewarded",
+            "level0/actor_critic/value_before_reward"} <= logged
+    assert not any("#weight" in name for name in logged)
 
 
 def test_two_levels_with_the_top_imagining_through_level_zero_train_end_to_end(tmp_path):
