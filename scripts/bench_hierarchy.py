@@ -141,6 +141,7 @@ def run_all(args: argparse.Namespace) -> dict[str, dict[int, dict]]:
     new_configs = lambda: {f"{arm}/seed{seed}": run_config(args, arm, seed) for arm in args.arms for seed in args.seeds}
     groups = run_benchmark(args, "bench_hierarchy", new_configs, lambda run: f"arm {arm_of(run.config)}", SETTINGS, report)
     args.arms = [arm for arm in ARMS if f"arm {arm}" in groups]  # what was found is what is summarised
+    args.unfinished = [run.name for group in groups.values() for run in group if not run.finished]  # --report
     return {arm: {run.config["seed"]: run_record(run.logdir) for run in groups[f"arm {arm}"]} for arm in args.arms}
 
 
@@ -170,6 +171,7 @@ def main(argv=None) -> dict:
         for key in ("env", "arms", "novelty", "steps", "seeds", "presets", "overrides", "eval_episodes"):
             setattr(args, key, saved.get(key, getattr(args, key)))
         results = {arm: {int(seed): record for seed, record in runs.items()} for arm, runs in saved["runs"].items()}
+        args.unfinished = saved.get("unfinished", [])  # a report of a benchmark under way stays one
     else:
         results = run_all(args)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.env)
@@ -185,10 +187,17 @@ def main(argv=None) -> dict:
           f"greedy success over {args.eval_episodes} evaluation episodes")
     print_table(summaries, marks, {arm: describe(arm) for arm in summaries})
     print_diagnostics(summaries)
-    print("\n" + decision["line"])
+    unfinished = getattr(args, "unfinished", [])
+    if unfinished:  # --report on a benchmark still under way
+        total = sum(len(runs) for runs in results.values())
+        print(f"\nno verdict yet: {len(unfinished)} of {total} runs have not reached {args.steps:,} steps "
+              f"({', '.join(unfinished)}); the success columns are those runs' latest evaluations")
+    else:
+        print("\n" + decision["line"])
     result = {"env": args.env, "arms": args.arms, "novelty": args.novelty, "steps": args.steps, "seeds": args.seeds,
               "presets": args.presets, "overrides": args.overrides, "eval_episodes": args.eval_episodes,
-              "coverage_marks": list(marks), "verdict": decision, "summary": summaries,
+              "coverage_marks": list(marks), "verdict": None if unfinished else decision,
+              "unfinished": unfinished, "summary": summaries,
               "runs": {arm: {str(seed): record for seed, record in runs.items()} for arm, runs in results.items()}}
     prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
     write_plots(results, prefix, args.env, args.seeds)

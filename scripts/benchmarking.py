@@ -27,7 +27,7 @@ from scripts.common import SIGNAL_EXIT_CODES, UserError
 from scripts.side_by_side import StopSignals, run_side_by_side
 
 BENCHMARK_FILE = "benchmark.json"  # a benchmark directory's settings, beside its runs
-RUN_FLAGS = ("resume", "jobs", "vmap", "steps", "out")  # the flags --resume takes (the runs keep the rest)
+RUN_FLAGS = ("resume", "jobs", "vmap", "steps", "out", "report")  # the flags --resume takes (the runs keep the rest)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -40,6 +40,9 @@ def add_run_flags(parser: argparse.ArgumentParser, together: str) -> None:
     parser.add_argument("--resume", nargs="+", metavar="DIR",
                         help="continue a stopped benchmark: its directory (or single run directories); finished "
                         "runs are not trained again. Only --steps, --jobs, --vmap and --out may change")
+    parser.add_argument("--report", action="store_true",
+                        help="with --resume: summarise the runs as they stand (their evaluations so far), training "
+                        "nothing; a benchmark that runs over several sessions reports where it is")
 
 
 def check_run_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None,
@@ -53,6 +56,8 @@ def check_run_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, a
     args.given = set(vars(probe.parse_args(argv)))
     if args.vmap and args.jobs > 1:
         parser.error("--vmap trains the seeds in this one process: leave out --jobs")
+    if args.report and not args.resume:
+        parser.error("--report summarises a benchmark's runs as they stand: give its directory with --resume")
     refused = args.given - set(RUN_FLAGS) - set(also_with_resume) if args.resume else set()
     if refused:
         flags = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
@@ -90,6 +95,14 @@ class Run:
         if self.start:
             return f"{self.name}: resumes from step {self.start:,} to {steps:,}"
         return f"{self.name}: starts at step 0 (no checkpoint yet), to {steps:,}"
+
+    def standing(self) -> str:
+        """Where the run stands, for ``--report``."""
+        if self.finished:
+            return f"{self.name}: finished ({self.start:,} of {self.config['steps']:,} steps)"
+        if self.start:
+            return f"{self.name}: last checkpoint at step {self.start:,} of {self.config['steps']:,}"
+        return f"{self.name}: no checkpoint yet"
 
 
 def new_benchmark(kind: str, env: str, configs: Mapping[str, Mapping[str, Any]]) -> tuple[Path, list[Run]]:
@@ -228,7 +241,13 @@ def run_benchmark(args: argparse.Namespace, script: str, new_configs: Callable[[
         if args.vmap:
             check_seeds_together(groups)  # before anything is written
         write_benchmark(directories[0], {key: getattr(args, key) for key in settings}, runs, command)
-    train_benchmark(groups, args.jobs, args.vmap, command, report)
+    if args.report:
+        for run in runs:
+            print(run.standing(), flush=True)
+        print(f"--report: nothing trained; the summary below covers the runs as they stand. Continue them with\n"
+              f"  {command}", flush=True)
+    else:
+        train_benchmark(groups, args.jobs, args.vmap, command, report)
     return groups
 
 

@@ -261,3 +261,23 @@ def test_side_by_side_runs_start_seed_by_seed_across_the_arms(monkeypatch, tmp_p
     groups["A"][1] = Run(tmp_path / "A" / "seed1", "A/seed1", {"steps": 10}, start=10)  # finished: not run again
     train_benchmark(groups, jobs=2, vmap=False, command="")
     assert started == ["A/seed0", "B/seed0", "C/seed0", "C/seed1", "A/seed2"]
+
+
+def test_report_summarises_a_benchmark_under_way_without_training_or_a_verdict(stand_in, capsys):
+    stand_in.budget = 3  # A/seed0 to 30 of 40, then SIGTERM; the rest not started
+    with pytest.raises(SystemExit):
+        main([*TINY, "--out", "under_way"])
+    directory = _continue_command(capsys.readouterr().out)
+    stand_in.budget, stand_in.started = None, []
+    report = main(["--resume", directory, "--report", "--out", "report"])
+    out = capsys.readouterr().out
+    assert stand_in.started == []  # nothing trained
+    assert "A/seed0: last checkpoint at step 30 of 40" in out and "C/seed1: no checkpoint yet" in out
+    assert "no verdict yet: 4 of 4 runs have not reached 40 steps" in out and "does NOT win" not in out
+    assert report["verdict"] is None and report["unfinished"] == ["A/seed0", "A/seed1", "C/seed0", "C/seed1"]
+    assert [row["step"] for row in report["runs"]["A"]["0"]["evaluations"]] == [10, 20, 30]
+    replotted = main(["--replot", "report.json", "--out", "replotted"])  # a report stays one when redrawn
+    assert replotted["verdict"] is None and "no verdict yet" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main([*TINY, "--report"])
+    assert refused.value.code == 2 and "give its directory with --resume" in capsys.readouterr().err
