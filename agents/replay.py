@@ -7,6 +7,13 @@ wraps across the ring's write position (which would stitch the newest step to th
 first step of every sampled chunk is marked ``is_first`` because the model starts it from its
 initial state. Images are stored as uint8. ``storage="disk"`` keeps the arrays in memory-mapped
 ``.npy`` files in ``directory`` so that a buffer larger than RAM works.
+
+On a sparse-reward task the few rewarded steps are what the reward head and the critics most need,
+and uniform chunks rarely hold one (a hierarchy that reached the goal 4 times in 50k steps sampled a
+rewarded step in 1 of 25-45 batches of 8 x 64 steps). ``reward_share`` > 0 draws that share of the chunks (each chunk
+independently) to contain a rewarded step (``reward != 0``) picked uniformly from the buffer, at a
+uniform position in the chunk. Where every step is rewarded (a dense reward) such chunks are uniform
+again; where none is yet, every chunk is uniform.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ class Replay:
     batch_size, batch_length: shape of sampled batches, ``[batch_length, batch_size, ...]``.
     storage: ``memory`` or ``disk``; ``directory`` holds the files for ``disk``.
     seed: seed of the sampler.
+    reward_share: the share of sampled chunks drawn to contain a rewarded step (0: uniform chunks,
+    and the sampler's random stream is that of a replay without this option).
     """
 
     def __init__(
@@ -42,6 +51,7 @@ class Replay:
         storage: str = "memory",
         directory: str | Path | None = None,
         seed: int = 0,
+        reward_share: float = 0.0,
     ):
         self.length = capacity // num_envs
         if self.length < batch_length:
@@ -53,6 +63,11 @@ class Replay:
             raise ValueError(f"replay.storage must be one of {STORAGES}, got {storage!r}")
         if storage == "disk" and directory is None:
             raise ValueError("replay.storage=disk needs a directory for its files")
+        if not 0.0 <= reward_share <= 1.0:
+            raise ValueError(f"replay.reward_share must be in [0, 1], got {reward_share}")
+        if reward_share > 0 and "reward" not in spec:
+            raise ValueError("replay.reward_share > 0 needs a 'reward' field in the replay records")
+        self.reward_share = float(reward_share)
         self.spec = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in spec.items()}
         self.num_envs, self.batch_size, self.batch_length = num_envs, batch_size, batch_length
         self.storage = storage
@@ -110,10 +125,30 @@ class Replay:
         oldest = self.position if self.count == self.length else 0
         starts = rng.integers(0, self.count - self.batch_length + 1, self.batch_size)
         envs = rng.integers(0, self.num_envs, self.batch_size)
+        if self.reward_share > 0:
+            self._cover_rewarded_steps(rng, oldest, starts, envs)
         index = (oldest + starts[:, None] + np.arange(self.batch_length)) % self.length
         batch = {name: np.swapaxes(array[envs[:, None], index], 0, 1) for name, array in self.arrays.items()}
         batch["is_first"][0] = True
         return batch
+
+    def _cover_rewarded_steps(self, rng: np.random.Generator, oldest: int, starts: np.ndarray,
+                              envs: np.ndarray) -> None:
+        """Redraw ``reward_share`` of the chunks (``starts``, ``envs``, in place) around rewarded steps."""
+        chosen = np.flatnonzero(rng.random(self.batch_size) < self.reward_share)
+        env_of, physical = np.nonzero(self.arrays["reward"] != 0)
+        logical = (physical - oldest) % self.length  # steps since the oldest kept one
+        kept = logical < self.count
+        env_of, logical = env_of[kept], logical[kept]
+        if chosen.size == 0 or logical.size == 0:
+            return
+        pick = rng.integers(0, logical.size, chosen.size)
+        step = logical[pick]
+        # every chunk start whose chunk holds the step and stays inside the kept steps
+        low = np.maximum(0, step - self.batch_length + 1)
+        high = np.minimum(step, self.count - self.batch_length)
+        starts[chosen] = rng.integers(low, high + 1)
+        envs[chosen] = env_of[pick]
 
     def state_dict(self) -> dict[str, Any]:
         """Counters and sampler state (JSON-able); ``arrays()`` holds the data of memory storage."""

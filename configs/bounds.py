@@ -41,6 +41,7 @@ BOUNDS: dict[str, Bound] = {
     "run.video_every": NON_NEGATIVE,
     "env.action_repeat": POSITIVE_INT, "env.time_limit": NON_NEGATIVE, "env.image_size": Bound(minimum=8, maximum=1024),
     "replay.capacity": POSITIVE_INT, "replay.batch_size": POSITIVE_INT, "replay.batch_length": Bound(minimum=2),
+    "replay.reward_share": FRACTION,
     "world_model.deter": POSITIVE_INT, "world_model.stoch": POSITIVE_INT, "world_model.classes": Bound(minimum=2),
     "world_model.units": POSITIVE_INT, "world_model.layers": NON_NEGATIVE, "world_model.cnn_depth": POSITIVE_INT,
     "world_model.unimix": Bound(minimum=0, below=1), "world_model.free_bits": NON_NEGATIVE,

@@ -138,6 +138,7 @@ class ReplayConfig:
     storage: str  # memory | disk
     batch_size: int  # global: split over the devices and processes (agents.parallel)
     batch_length: int
+    reward_share: float  # share of chunks drawn to contain a rewarded step
 
 
 @dataclasses.dataclass(frozen=True)

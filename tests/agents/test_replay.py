@@ -91,3 +91,62 @@ def test_restoring_data_of_the_wrong_length_is_an_error():
     state["count"] = 11
     with pytest.raises(ValueError, match="expected"):
         Replay(SPEC, num_envs=2, capacity=400, batch_size=4, batch_length=5).load_state_dict(state, replay.data())
+
+
+REWARD_SPEC = {"reward": ((), np.float32), "step": ((), np.int64), "is_first": ((), bool)}
+
+
+def fill_rewarded(replay: Replay, steps: int, rewarded: dict[int, int]) -> None:
+    """Global step counters per environment (``1000 * env + t``); reward 1 at ``rewarded`` {t: env}."""
+    for t in range(steps):
+        reward = np.zeros(replay.num_envs, np.float32)
+        if t in rewarded:
+            reward[rewarded[t]] = 1.0
+        replay.add({"reward": reward, "is_first": np.zeros(replay.num_envs, bool),
+                    "step": np.full(replay.num_envs, t) + 1000 * np.arange(replay.num_envs)})
+
+
+def test_reward_share_one_puts_a_rewarded_step_in_every_chunk_inside_the_kept_steps():
+    replay = Replay(REWARD_SPEC, num_envs=2, capacity=200, batch_size=64, batch_length=8, seed=0, reward_share=1.0)
+    # the ring wrapped: steps 150..249 are kept; of the rewarded ones, t=120 was overwritten, t=152 sits
+    # two steps after the oldest (its chunks must not start earlier), t=247 near the write position
+    fill_rewarded(replay, 250, {120: 0, 152: 1, 247: 0})
+    seen = set()
+    for _ in range(10):
+        batch = replay.sample()
+        np.testing.assert_array_equal(np.diff(batch["step"], axis=0), 1)  # contiguous, never wrapped
+        assert (batch["step"] % 1000).min() >= 150 and (batch["step"] % 1000).max() <= 249
+        assert (batch["reward"] == 1).sum(axis=0).tolist() == [1] * 64
+        rewarded_steps = batch["step"][batch["reward"] == 1]
+        seen |= set(rewarded_steps.tolist())
+        positions = np.argmax(batch["reward"] == 1, axis=0)
+    assert seen == {1152, 247}  # env 1 at t=152, env 0 at t=247; never the overwritten t=120
+    assert len(set(positions.tolist())) > 1  # the rewarded step is not always at one chunk position
+
+
+def test_reward_share_draws_that_share_of_chunks_and_is_uniform_without_rewards():
+    replay = Replay(REWARD_SPEC, num_envs=1, capacity=1000, batch_size=256, batch_length=10, seed=1, reward_share=0.5)
+    fill_rewarded(replay, 1000, {})
+    assert (replay.sample()["reward"] == 0).all()  # nothing rewarded yet: uniform chunks, no error
+    replay = Replay(REWARD_SPEC, num_envs=1, capacity=1000, batch_size=256, batch_length=10, seed=1, reward_share=0.5)
+    fill_rewarded(replay, 1000, {500: 0})
+    holding = np.mean([(replay.sample()["reward"] == 1).any(axis=0).mean() for _ in range(20)])
+    # 0.5 drawn around the step, plus the uniform half that holds it by chance (10 of 991 starts)
+    assert abs(holding - (0.5 + 0.5 * 10 / 991)) < 0.03
+
+
+def test_reward_share_zero_keeps_the_uniform_sampler_stream():
+    """Runs resumed from checkpoints of a replay without the option sample the very same chunks."""
+    replay = Replay(REWARD_SPEC, num_envs=2, capacity=200, batch_size=8, batch_length=8, seed=3, reward_share=0.0)
+    fill_rewarded(replay, 150, {40: 0})
+    rng = np.random.default_rng(3)  # the uniform sampler: chunk starts, then environments
+    starts, envs = rng.integers(0, 100 - 8 + 1, 8), rng.integers(0, 2, 8)
+    expected = 50 + starts + 1000 * envs  # 100 steps kept per environment, the oldest is t=50
+    np.testing.assert_array_equal(replay.sample()["step"][0], expected)
+
+
+@pytest.mark.parametrize("share, spec, message", [(1.5, REWARD_SPEC, r"\[0, 1\]"),
+                                                  (0.5, SPEC, "'reward' field")])
+def test_bad_reward_share_is_a_clear_error(share, spec, message):
+    with pytest.raises(ValueError, match=message):
+        Replay(spec, num_envs=1, capacity=100, batch_size=2, batch_length=4, reward_share=share)
