@@ -57,7 +57,8 @@ ARM_KEYS = ("hierarchy.levels", "hierarchy.novelty", "hierarchy.top_model")
 # What a benchmark keeps in its benchmark.json and --resume restores (the runs keep their config.yaml).
 SETTINGS = ("env", "arms", "novelty", "steps", "seeds", "eval_every", "eval_episodes", "presets", "overrides")
 # Scalars carried into each evaluation row (the latest logged value): why an arm fails.
-PROBES = ("/goal/", "controllability", "replay/rewarded_fraction", "coverage/")
+PROBES = ("/goal/", "controllability", "replay/rewarded_fraction", "coverage/", "/novelty/measured",
+          "/reward_on_rewarded", "/value_before_reward")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -23,8 +23,13 @@ MIN_SUCCESS = 0.8
 BASELINES = ("A", "B")
 DECIDING = ("C", "D")  # stacked abstract model, and the top imagining through level 0
 # Scalars at the last evaluation that say why an arm fails: goal reach (and its chance baseline),
-# code perplexity, the abstract model's controllability, the exploitation gap, rewarded replay.
-DIAGNOSTIC = re.compile(r"^level\d+/(goal/|model/\w*controllability$|exploitation/gap$)|^replay/rewarded_fraction$")
+# code perplexity, the abstract model's controllability, the exploitation gap and the task return a
+# level expects from the real states it acts in, how novel those states still are (a hierarchy that
+# has seen everything stops exploring), whether the reward head and the critic know the rewarded
+# steps, and how often training batches hold one.
+DIAGNOSTIC = re.compile(r"^level\d+/(goal/|model/\w*controllability$|exploitation/(gap|imagined_return)$"
+                        r"|novelty/measured$|world_model/reward_on_rewarded$|actor_critic/value_before_reward$)"
+                        r"|^replay/rewarded_fraction$")
 
 
 def coverage_marks(steps: int) -> tuple[int, int]:

@@ -31,7 +31,10 @@ def test_summarise_arm_over_seeds():
                    last={"level1/goal/reach_rate": 0.6, "level1/model/controllability": 0.2,
                          "replay/rewarded_fraction": 0.01, "level0/world_model/loss": 3.0}),
         1: _record([0.0, 0.0], coverage=coverage[:1], seconds=70.0,
-                   last={"level1/goal/reach_rate": 0.2, "level1/goal/code_perplexity": 40.0}),
+                   last={"level1/goal/reach_rate": 0.2, "level1/goal/code_perplexity": 40.0,
+                         "level1/novelty/measured": 0.1, "level1/exploitation/imagined_return": 0.5,
+                         "level1/exploitation/real_return": 0.0, "level0/world_model/reward_on_rewarded": 0.9,
+                         "level1/actor_critic/value_before_reward": 0.3, "level1/novelty/predictor_loss": 1.0}),
         2: {"evaluations": [], "coverage": [], "first_success_step": None},  # died before evaluating: left out
     }
     summary = summarise_arm(runs, marks=(500, 1_000))
@@ -45,7 +48,11 @@ def test_summarise_arm_over_seeds():
                                    "1000": {"coverage/cells_per_1k_steps": 14.0, "coverage/cells_total": 20.0}}
     assert summary["diagnostics"] == pytest.approx({"level1/goal/reach_rate": 0.4, "level1/model/controllability": 0.2,
                                                     "replay/rewarded_fraction": 0.01,
-                                                    "level1/goal/code_perplexity": 40.0})
+                                                    "level1/goal/code_perplexity": 40.0,
+                                                    "level1/novelty/measured": 0.1,
+                                                    "level1/exploitation/imagined_return": 0.5,
+                                                    "level0/world_model/reward_on_rewarded": 0.9,
+                                                    "level1/actor_critic/value_before_reward": 0.3})
     assert summary["seconds_mean"] == 60.0
 
 
