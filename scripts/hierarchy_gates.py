@@ -61,15 +61,20 @@ def main(argv=None) -> dict:
         raise UserError(f"{logdir} is a flat run (hierarchy.levels: 1): the gates probe level 0 under the goals of "
                         "level 1; train with --config hierarchy2 or --set hierarchy.levels=2")
     agent, make, obs_key, groups = probe_target(config)
+    require_checkpoint(logdir)
+    from agents.run_lock import RunLock
+
+    with RunLock(logdir):  # it reads the checkpoint and writes gates.json: not while a run writes there
+        return probe(args, logdir, config, agent, make, obs_key, groups)
+
+
+def require_checkpoint(logdir: Path) -> None:
+    """`UserError` for a run without a checkpoint to probe."""
     from agents.checkpoint import latest_checkpoint_step
 
     if latest_checkpoint_step(logdir / "checkpoints") is None:
         raise UserError(f"no checkpoint in {logdir / 'checkpoints'}: train the run first (it checkpoints every "
                         "run.checkpoint_every steps and at its end)")
-    from agents.run_lock import RunLock
-
-    with RunLock(logdir):  # it reads the checkpoint and writes gates.json: not while a run writes there
-        return probe(args, logdir, config, agent, make, obs_key, groups)
 
 
 def probe_target(config: dict) -> tuple[Any, Callable[[], Any], str, tuple[int, ...]]:

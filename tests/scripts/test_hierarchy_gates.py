@@ -1,12 +1,14 @@
-"""``python -m scripts.hierarchy_gates`` end to end on a tiny two-level GridFourRooms run, and its
-refusals. The run is far too short to pass a gate: only the structure and ranges are checked."""
+"""``python -m scripts.hierarchy_gates`` and ``scripts.probe_value_map`` end to end on a tiny two-level
+GridFourRooms run (one training for both), and their refusals. The run is far too short to pass a gate
+or to know where the reward is: only the structure and ranges are checked."""
 
 import json
 
+import numpy as np
 import pytest
 
 from configs.loader import load_config, save_config
-from scripts import hierarchy_gates, train
+from scripts import hierarchy_gates, probe_value_map, train
 
 GATES = {"decoding", "reach", "perplexity", "coverage"}
 FAST = ["--pairs", "32", "--code-samples", "256"]
@@ -71,4 +73,28 @@ def test_runs_it_cannot_probe_are_refused_with_a_clear_message(tmp_path, overrid
     logdir = write_run(tmp_path / "run", *overrides)
     with pytest.raises(SystemExit, match=message) as error:
         hierarchy_gates.main(["--logdir", str(logdir)])
+    assert error.value.code == 2
+
+
+def test_the_value_map_covers_every_cell_of_the_grid(grid_run, capsys):
+    report = probe_value_map.main(["--logdir", str(grid_run)])
+    assert report["top_level"] == 1 and report["step"] == 200
+    assert report["cells"] == report["cells_reaching_reward"] == len(report["per_cell"]) == 228  # all free but the goal
+    assert report["start"]["distance"] == 30 and report["per_cell"][0]["cell"] == report["start"]["cell"]
+    assert sum(band["cells"] for band in report["bands"]) == 228
+    for name in ("value_rank_correlation", "imagined_rank_correlation"):
+        assert report[name] is None or -1.0 <= report[name] <= 1.0
+    assert all(np.isfinite([cell["value"], cell["imagined_return"]]).all() for cell in report["per_cell"])
+    assert json.loads((grid_run / "value_map.json").read_text()) == json.loads(json.dumps(report))
+    assert "| steps to the reward |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["env_id=CartPole-v1"], "has no one-hot cell observations"),
+    (["env_id=hmbrl/GridFourRooms-v0"], "no checkpoint in"),
+])
+def test_the_value_map_refuses_runs_it_cannot_probe(tmp_path, overrides, message):
+    logdir = write_run(tmp_path / "run", *overrides)
+    with pytest.raises(SystemExit, match=message) as error:
+        probe_value_map.main(["--logdir", str(logdir)])
     assert error.value.code == 2

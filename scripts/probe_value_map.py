@@ -1,0 +1,100 @@
+"""Does a trained run's top level see the way to the reward? Its value and imagined return per cell.
+
+    python -m scripts.probe_value_map --logdir runs/X [--step N] [--seed S] [--out JSON]
+
+For an environment whose cells can be enumerated (one-hot cell observations and
+``reset(options={"cell": ...})``, such as ``hmbrl/GridFourRooms-v0``; flat or hierarchical runs):
+steps every action from every cell reachable from the start to find each cell's distance to the
+reward, starts the agent of the run's checkpoint in every cell, and reports the top level's critic
+value and the task return it imagines over its horizon with its current policy (``agents.value_map``):
+their rank correlation with minus the distance, and per distance band their means and the share of
+cells from which the top imagines reaching the reward. Prints a table and writes JSON (default
+``<logdir>/value_map.json``); exit status 2 with one paragraph for a run it cannot probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from scripts.common import UserError, report_user_errors, run_config
+from scripts.hierarchy_gates import probe_target, require_checkpoint
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--logdir", required=True, help="the run directory")
+    parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the policy step and the imagination")
+    parser.add_argument("--out", help="JSON path (default: <logdir>/value_map.json)")
+    return parser.parse_args(argv)
+
+
+@report_user_errors
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logdir = Path(args.logdir)
+    config = run_config(logdir)
+    agent, make, obs_key, groups = probe_target(config)  # refuses an env without cells
+    require_checkpoint(logdir)
+    from agents.evaluation import load_train_state
+    from agents.run_lock import RunLock
+    from agents.value_map import cell_estimates, distances_to_reward, explore_cells, summarise
+
+    try:
+        graph = explore_cells(make, obs_key, groups, agent.obs_layout.to_dict)
+    except ValueError as error:
+        raise UserError(f"{config['env_id']}: {error}") from None
+    with RunLock(logdir):  # not while a training run rewrites its checkpoints
+        state, step = load_train_state(agent, config, logdir, args.step)
+    value, imagined = cell_estimates(agent, state, agent.obs_layout.to_dict(graph.observations),
+                                     jax.random.PRNGKey(args.seed))
+    distance = distances_to_reward(graph)
+    report = {"logdir": str(logdir), "step": step, "env_id": config["env_id"], "top_level": agent.num_levels - 1,
+              "seed": args.seed, **summarise(value, imagined, distance),
+              "start": {"cell": list(graph.cells[0]), "distance": _finite(distance[0]), "value": float(value[0]),
+                        "imagined_return": float(imagined[0])},
+              "per_cell": [{"cell": list(cell), "distance": _finite(d), "value": float(v), "imagined_return": float(i)}
+                           for cell, d, v, i in zip(graph.cells, distance, value, imagined)]}
+    print(format_report(report))
+    out = Path(args.out) if args.out else logdir / "value_map.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+    return report
+
+
+def _finite(distance: float) -> int | None:
+    return int(distance) if np.isfinite(distance) else None
+
+
+def _correlation(value: float | None) -> str:
+    return "n/a (constant)" if value is None else f"{value:+.2f}"
+
+
+def format_report(report: dict) -> str:
+    """The correlations, the start cell and one row per distance band."""
+    start = report["start"]
+    lines = [f"{report['logdir']} at step {report['step']:,}: level {report['top_level']}'s estimates in "
+             f"{report['cells']} cells ({report['cells_reaching_reward']} can reach a reward)",
+             f"rank correlation with nearness to the reward (5-95% spread): value "
+             f"{_correlation(report['value_rank_correlation'])} ({report['value_spread']:.3f}), imagined return "
+             f"{_correlation(report['imagined_rank_correlation'])} ({report['imagined_spread']:.3f})",
+             f"start {tuple(start['cell'])}: distance {start['distance']}, value {start['value']:.3f}, "
+             f"imagined return {start['imagined_return']:.3f}",
+             "| steps to the reward | cells | value | imagined return | imagines the reward |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for band in report["bands"]:
+        last = None if band["below"] is None else band["below"] - 1
+        steps = f"{band['from']}+" if last is None else str(last) if last == band["from"] else f"{band['from']}-{last}"
+        lines.append(f"| {steps} | {band['cells']} | {band['value']:.3f} | {band['imagined_return']:.3f} | "
+                     f"{band['imagines_reward']:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
