@@ -10,10 +10,10 @@ initial state. Images are stored as uint8. ``storage="disk"`` keeps the arrays i
 
 On a sparse-reward task the few rewarded steps are what the reward head and the critics most need,
 and uniform chunks rarely hold one (a hierarchy that reached the goal 4 times in 50k steps sampled a
-rewarded step in 1 of 25-45 batches of 8 x 64 steps). ``reward_share`` > 0 draws that share of the chunks (each chunk
-independently) to contain a rewarded step (``reward != 0``) picked uniformly from the buffer, at a
-uniform position in the chunk. Where every step is rewarded (a dense reward) such chunks are uniform
-again; where none is yet, every chunk is uniform.
+rewarded step in 1 of 25-45 batches of 8 x 64 steps). ``reward_share`` > 0 draws that share of the
+chunks (each chunk independently) to contain a rewarded step (``reward != 0``) picked uniformly from
+the buffer, at a uniform position in the chunk. Where every step is rewarded (a dense reward) such
+chunks are uniform again; where none is yet, every chunk is uniform.
 """
 
 from __future__ import annotations
@@ -136,11 +136,13 @@ class Replay:
                               envs: np.ndarray) -> None:
         """Redraw ``reward_share`` of the chunks (``starts``, ``envs``, in place) around rewarded steps."""
         chosen = np.flatnonzero(rng.random(self.batch_size) < self.reward_share)
+        if chosen.size == 0:
+            return
         env_of, physical = np.nonzero(self.arrays["reward"] != 0)
         logical = (physical - oldest) % self.length  # steps since the oldest kept one
         kept = logical < self.count
         env_of, logical = env_of[kept], logical[kept]
-        if chosen.size == 0 or logical.size == 0:
+        if logical.size == 0:
             return
         pick = rng.integers(0, logical.size, chosen.size)
         step = logical[pick]

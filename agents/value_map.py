@@ -49,10 +49,11 @@ class CellGraph(NamedTuple):
     rewards: np.ndarray
 
 
-def explore_cells(make_env: Callable[[], gym.Env], obs_key: str, groups: tuple[int, ...], to_dict,
-                  max_cells: int = 100_000) -> CellGraph:
+def explore_cells(make_env: Callable[[], gym.Env], obs_key: str, groups: tuple[int, ...],
+                  to_dict: Callable[[np.ndarray], dict[str, np.ndarray]], max_cells: int = 100_000) -> CellGraph:
     """Breadth-first over the cells reachable from the env's start by its discrete actions: every
-    action is stepped once from each cell (the env must be deterministic given its cell)."""
+    action is stepped once from each cell (the env must be deterministic given its cell). ``to_dict``
+    turns stacked observations into the agent's keys (``ObsLayout.to_dict``)."""
     env = make_env()
     try:
         if not isinstance(env.action_space, gym.spaces.Discrete):
@@ -103,8 +104,9 @@ def distances_to_reward(graph: CellGraph) -> np.ndarray:
     for cell, row in enumerate(graph.successors):
         for successor in row[row >= 0]:
             predecessors[successor].append(cell)
-    frontier = deque(np.flatnonzero((graph.rewards > 0).any(1)).tolist())
-    distance[frontier] = 1
+    paying = np.flatnonzero((graph.rewards > 0).any(1))
+    distance[paying] = 1
+    frontier = deque(paying.tolist())
     while frontier:
         cell = frontier.popleft()
         for predecessor in predecessors[cell]:
