@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -38,7 +39,11 @@ class Logger:
         if resume_step is not None:
             truncate_metrics(self.logdir, resume_step)
             purge_step = resume_step + 1  # rows at the checkpoint's own step were written before it
-        self.writer = SummaryWriter(str(self.logdir), purge_step=purge_step, flush_secs=10)
+        # The event file is named by the second it was opened in: a run resumed within that second
+        # (a crash at start-up, a quick test) would reopen the same name and overwrite its events.
+        # A nanosecond suffix keeps the names apart and sorted in order of opening, as TensorBoard reads them.
+        self.writer = SummaryWriter(str(self.logdir), purge_step=purge_step, flush_secs=10,
+                                    filename_suffix=f".{time.time_ns()}")
         self.jsonl = open(self.logdir / "metrics.jsonl", "a")
 
     def scalars(self, metrics: Mapping[str, float], step: int) -> None:
