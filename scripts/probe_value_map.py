@@ -43,14 +43,21 @@ def main(argv=None) -> dict:
     require_checkpoint(logdir)
     from agents.evaluation import load_train_state
     from agents.run_lock import RunLock
-    from agents.value_map import cell_estimates, distances_to_reward, explore_cells, summarise
+    from agents.value_map import explore_cells
 
     try:
         graph = explore_cells(make, obs_key, groups, agent.obs_layout.to_dict)
     except ValueError as error:
         raise UserError(f"{config['env_id']}: {error}") from None
-    with RunLock(logdir):  # not while a training run rewrites its checkpoints
+    with RunLock(logdir):  # it reads the checkpoint and writes value_map.json: not while a run writes there
         state, step = load_train_state(agent, config, logdir, args.step)
+        return _report(args, logdir, config, agent, state, step, graph)
+
+
+def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, step: int, graph) -> dict:
+    """The estimates in every cell of ``graph``, summarised, printed and written as JSON."""
+    from agents.value_map import cell_estimates, distances_to_reward, summarise
+
     value, imagined = cell_estimates(agent, state, agent.obs_layout.to_dict(graph.observations),
                                      jax.random.PRNGKey(args.seed))
     distance = distances_to_reward(graph)
