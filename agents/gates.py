@@ -191,14 +191,16 @@ def goal_space_gates(agent: HierarchicalAgent, state: HierarchicalTrainState, go
 
 
 def run_gates(agent: HierarchicalAgent, state: HierarchicalTrainState, steps: dict[str, np.ndarray],
-              make_env: Callable[[], gym.Env], obs_key: str, groups: tuple[int, ...], pairs: int = 256,
-              greedy: bool = True, code_samples: int = 4096, seed: int = 0) -> list[Gate]:
-    """Every gate on real ``steps [T, B, ...]`` (``agents.run_data``) of a run with two or more levels."""
+              filtered: tuple[RSSMState, np.ndarray, dict[str, np.ndarray]], make_env: Callable[[], gym.Env],
+              obs_key: str, groups: tuple[int, ...], pairs: int = 256, greedy: bool = True, code_samples: int = 4096,
+              seed: int = 0) -> list[Gate]:
+    """Every gate on real ``steps [T, B, ...]`` (``agents.run_data``) of a run with two or more levels,
+    ``filtered`` by ``filter_level0``."""
     if agent.num_levels < 2:
         raise ValueError("the gates probe level 0 under level 1: this agent has one level")
     rng, key = np.random.default_rng(seed), jax.random.PRNGKey(seed)
-    filter_key, reach_key = jax.random.split(key)
-    posterior, features, decoded = filter_level0(agent, state, steps, filter_key)
+    _, reach_key = jax.random.split(key)
+    posterior, features, decoded = filtered
     observed = steps[obs_key]
     gates = [decoding_gate(observed, decoded[obs_key], groups)]
     gates.append(reach_gate(agent, state, make_env, steps, posterior, features, obs_key, groups, pairs, greedy,

@@ -21,7 +21,7 @@ from agents.spaces import replay_spec
 from configs.sections import run_sections
 from envs.collector import Collector
 
-STEP_FIELDS = ("prev_action", "is_first", "is_terminal")
+STEP_FIELDS = ("prev_action", "reward", "is_first", "is_terminal")
 
 
 def replay_window(arrays: dict[str, np.ndarray], position: int, count: int, length: int, steps: int

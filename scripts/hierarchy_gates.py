@@ -14,6 +14,11 @@ measures (``agents.gates``):
 3. codebook perplexity of level 1's goal codes over the visited states, > 30, and the share of
    visited cells its decoded goals land on, >= 0.5.
 
+Beside the gates, not a gate: the reward reach (``agents.reward_reach``), how often the worker enters
+the rewarded cell when handed the rewarded state as its goal, through the codebook, or a random goal,
+from each of the K steps before a rewarded step of the probed data. Probe the whole replay
+(``--replay-steps`` as large as the run) to find the rewards of a run that rarely collects them.
+
 Prints a table and writes JSON (default ``<logdir>/gates.json``). Exit status 0 when every gate
 passes, 1 when one fails, 2 with one paragraph for a run it cannot probe (no checkpoint, one level,
 an environment without one-hot cell observations such as ``hmbrl/GridFourRooms-v0`` has).
@@ -99,8 +104,12 @@ def probe_target(config: dict) -> tuple[Any, Callable[[], Any], str, tuple[int, 
 def probe(args: argparse.Namespace, logdir: Path, config: dict, agent: Any, make: Callable[[], Any],
           obs_key: str, groups: tuple[int, ...]) -> dict:
     """Load the state and the steps, run the gates, print the table and write the JSON."""
+    import jax
+    import numpy as np
+
     from agents.evaluation import load_train_state
-    from agents.gates import run_gates
+    from agents.gates import filter_level0, run_gates
+    from agents.reward_reach import reward_reach
     from agents.run_data import collect_episodes, load_replay
     from configs.sections import run_sections
     from envs import make_vector_env
@@ -113,17 +122,23 @@ def probe(args: argparse.Namespace, logdir: Path, config: dict, agent: Any, make
         envs = make_vector_env(config["env_id"], config["env"], run_sections(config).run.num_envs)
         steps = collect_episodes(agent, state, envs, args.episodes, args.seed)
         envs.close()
-    gates = run_gates(agent, state, steps, make, obs_key, groups, args.pairs, not args.sample,
+    key = jax.random.PRNGKey(args.seed)
+    filter_key, reward_key = jax.random.split(key)[0], jax.random.fold_in(key, 1)  # the gates' keys as before
+    filtered = filter_level0(agent, state, steps, filter_key)
+    gates = run_gates(agent, state, steps, filtered, make, obs_key, groups, args.pairs, not args.sample,
                       args.code_samples, args.seed)
+    reward = reward_reach(agent, state, make, steps, *filtered[:2], obs_key, groups, args.pairs, not args.sample,
+                          np.random.default_rng(args.seed), reward_key)
     result = {"logdir": str(logdir), "step": step, "env_id": config["env_id"], "source": source,
               "probed_steps": int(steps["is_first"].size), "seed": args.seed,
               "passed": all(gate.passed for gate in gates),
-              "gates": {gate.key: gate._asdict() for gate in gates}}
+              "gates": {gate.key: gate._asdict() for gate in gates}, "reward_reach": reward}
     out = Path(args.out) if args.out else logdir / "gates.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"step {step:,}, {result['probed_steps']:,} {source} steps of {config['env_id']}")
     print(format_table(gates))
+    print(format_reward_reach(reward))
     print(f"wrote {out}")
     return result
 
@@ -146,6 +161,21 @@ def format_table(gates: list[Gate]) -> str:
     if coverage:  # the share is of the cells visited: a run that stays in one room covers them easily
         lines.append(f"  coverage: {coverage['cells_covered']} of {coverage['cells_visited']} visited cells, "
                      f"{coverage['codes_decoded']} codes decoded")
+    return "\n".join(lines)
+
+
+def format_reward_reach(reward: dict) -> str:
+    """The reward-reach diagnostic in two lines (or why it could not be measured)."""
+    head = f"reward reach ({reward['rewarded_steps']} rewarded steps probed"
+    if not reward["pairs"]:
+        return f"{head}): n/a ({reward['note']})"
+    shares = ", ".join(f"{kind} goal {share:.3f}" for kind, share in reward["reach"].items())
+    lines = [f"{head}, {reward['pairs']} pairs, K {reward['K']}, {reward['policy']} worker): enters the rewarded "
+             f"cell with the {shares}"]
+    if "code_similarity" in reward:
+        similarity = reward["code_similarity"]
+        lines.append(f"  codebook similarity to the state it codes: rewarded {similarity['rewarded']:.3f}, visited "
+                     f"{similarity['visited']:.3f}")
     return "\n".join(lines)
 
 
