@@ -92,6 +92,7 @@ def _build_level(plan: _Plan, index: int, period: int, length: int, below: Seque
         hierarchy.disagreement_penalty if index > 0 else 0.0,
         hierarchy.exploration_bonus if top else 0.0,
         predictor,
+        goal.terminal,
     )
 
 

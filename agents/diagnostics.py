@@ -156,7 +156,7 @@ class _LevelMeter:
         self.collected = np.where(first, 0.0, self.collected + self.env_discount**self.elapsed * record["reward"])
         self.elapsed = np.where(first, 0, self.elapsed + 1)
         step_done = (ticks | last) & ~first
-        reward = np.asarray(self.level.weighted_reward(features, goal, self.collected))
+        reward = np.asarray(self.level.weighted_reward(features, goal, self.collected, 1.0 - terminal))
         for env, tracker in enumerate(self.trackers):
             # (what collects, what it earns at this step, what it expects when a window opens)
             streams = [(tracker, reward[env], imagined[env])]

@@ -37,7 +37,8 @@ def imagined_return(level: Level, state: LevelState, latent: RSSMState, goal: ja
     """``level``'s expectation from ``latent`` (leaves ``[N, ...]``) with ``goal [N, G]`` held (None
     at the top): ``[N]``."""
     features, continues = _imagine_held(level, state, latent, goal, key)
-    rewards = level.weighted_reward(features, goal, level.world_model.reward(state.world_model.params, features))
+    rewards = level.weighted_reward(features, goal, level.world_model.reward(state.world_model.params, features),
+                                    continues)
     return discounted_sum(rewards, continues, level.actor_critic.discount)
 
 

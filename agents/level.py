@@ -57,6 +57,10 @@ def flatten_time(leaf: jax.Array) -> jax.Array:
     return jax.lax.stop_gradient(leaf.reshape((-1,) + leaf.shape[2:]))
 
 
+# goal.terminal: what a level below the top is paid for reaching its goal in a terminal state
+TERMINAL_GOAL_REWARDS = ("once", "held")
+
+
 class Level:
     """One level with a world model of its own (see ``agents.imagined_top`` for a top without one).
 
@@ -77,6 +81,9 @@ class Level:
       step has been replayed).
     novelty_predictor: where the novelty term reads a head learned on real states
       (``hierarchy.novelty_reward: predicted``), that head; None: the autoencoder measures it.
+    terminal_goal: what a level below the top is paid for a step into a terminal state
+      (``goal.terminal``, ``TERMINAL_GOAL_REWARDS``): ``once``, its goal similarity for that step and
+      nothing after, or ``held``, that similarity for good, as if it stayed there (``r / (1 - discount)``).
     """
 
     imagines_below = False  # True for a top that imagines through the level below (agents.imagined_top)
@@ -86,7 +93,10 @@ class Level:
                  task_reward_scale: float, novelty_scale: float, goal_autoencoder: GoalAutoencoder | None,
                  novelty_autoencoder: GoalAutoencoder | None, ensemble: Ensemble | None,
                  disagreement_penalty: float, exploration_bonus: float,
-                 novelty_predictor: NoveltyPredictor | None = None):
+                 novelty_predictor: NoveltyPredictor | None = None, terminal_goal: str = "once"):
+        if terminal_goal not in TERMINAL_GOAL_REWARDS:
+            raise ValueError(f"goal.terminal must be one of {TERMINAL_GOAL_REWARDS}, got {terminal_goal!r}")
+        self.terminal_goal = terminal_goal
         self.index, self.top = index, top
         self.world_model, self.actor_critic = world_model, actor_critic
         self.period, self.sequence_length = period, sequence_length
@@ -132,21 +142,30 @@ class Level:
             return features
         return jnp.concatenate([features, jnp.broadcast_to(goal, features.shape[:-1] + goal.shape[-1:])], -1)
 
-    def reward(self, features: jax.Array, goal: jax.Array | None, task: jax.Array) -> jax.Array:
+    def reward(self, features: jax.Array, goal: jax.Array | None, task: jax.Array,
+               continues: jax.Array | None = None) -> jax.Array:
         """The reward terms ``[..., K]`` of arriving in ``features`` with task reward ``task`` that reality
         can measure too (all but novelty): ``task`` at the top; below it ``goal`` (similarity of the goal
-        features to the goal) and, if weighted, ``task``."""
+        features to the goal) and, if weighted, ``task``. ``continues [...]``: whether the episode goes
+        on in ``features``, for ``terminal_goal: held`` (None: it goes on)."""
         if self.top:
             return task[..., None]
-        terms = [goal_similarity(goal_view(features, self.goal_size), goal)]
+        similarity = goal_similarity(goal_view(features, self.goal_size), goal)
+        if self.terminal_goal == "held" and continues is not None:
+            # A terminal state ends imagination, so a goal reached there would pay one step where a goal
+            # beside it pays every step: the worker would hover next to a rewarded terminal state. Held,
+            # it pays what staying there for good would.
+            similarity = similarity * (continues + (1.0 - continues) / (1.0 - self.actor_critic.discount))
+        terms = [similarity]
         if self.task_reward_scale > 0:
             terms.append(task)
         return jnp.stack(terms, -1)
 
-    def weighted_reward(self, features: jax.Array, goal: jax.Array | None, task: jax.Array) -> jax.Array:
+    def weighted_reward(self, features: jax.Array, goal: jax.Array | None, task: jax.Array,
+                        continues: jax.Array | None = None) -> jax.Array:
         """The weighted sum of ``reward``'s terms ``[...]``: what the level is paid, for diagnostics."""
         weights = self.actor_critic.term_weights[: 1 if self.top else None]
-        return jnp.sum(self.reward(features, goal, task) * weights, -1)
+        return jnp.sum(self.reward(features, goal, task, continues) * weights, -1)
 
     def novelty(self, state: LevelState, features: jax.Array) -> jax.Array:
         """The novelty term of this level's states ``features [..., F]``: the novelty predictor's
@@ -328,7 +347,8 @@ class Level:
             )
             features = state_features(states)
             task = self.world_model.reward(params, features[1:])
-            rewards = self.reward(features[1:], goal, task)
+            continues = self.world_model.continue_prob(params, features[1:])
+            rewards = self.reward(features[1:], goal, task, continues)
             if self.ensemble is not None and (self.disagreement_penalty or self.exploration_bonus):
                 doubt = self.ensemble.disagreement(state.auxiliary["ensemble"].params,
                                                    jnp.concatenate([features[:-1], actions], -1))
@@ -342,7 +362,7 @@ class Level:
                 features=self.policy_input(features, goal),
                 actions=actions,
                 rewards=rewards,
-                continues=self.world_model.continue_prob(params, features[1:]),
+                continues=continues,
                 start_continue=start_continue,
             )
 

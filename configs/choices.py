@@ -28,6 +28,7 @@ REGISTRIES: dict[str, str] = {
     "parallel.acting": "agents.parallel:ACTING_CHOICES",
     "goal.space": "agents.goals:GOAL_SPACES",
     "goal.features": "agents.build_levels:GOAL_FEATURES",
+    "goal.terminal": "agents.level:TERMINAL_GOAL_REWARDS",
     "hierarchy.top_model": "agents.build_levels:TOP_MODELS",
     "hierarchy.novelty_reward": "agents.build_levels:NOVELTY_REWARDS",
 }

@@ -85,12 +85,41 @@ def test_worker_reward_on_the_deterministic_state_ranks_cells_and_ignores_the_sa
             assert np.mean(reward != reward_resampled) > 0.5  # a resample repeats some one-hots
 
 
+def test_a_held_terminal_goal_is_worth_entering_where_one_paid_once_is_worth_hovering_beside():
+    """A worker next to its goal, which is a terminal state (the rewarded cell of a maze that ends the
+    episode): entering pays the goal's similarity 1 and ends the trajectory; staying beside it pays
+    0.9 at every step. Paid once (``goal.terminal: once``), hovering returns more; held, entering does,
+    as it would for a goal the worker could stay in."""
+    returns = {}
+    for terminal in ("once", "held"):
+        config = load_config(["debug"], [("hierarchy.levels", 2), ("goal.terminal", terminal)])
+        worker = HierarchicalAgent.from_config(config, OBS, ACTIONS).levels[0]
+        discount, horizon = worker.actor_critic.discount, 15
+        goal = jnp.ones(worker.goal_size)
+        beside = jnp.concatenate([0.9 * goal, jnp.zeros(worker.world_model.feature_dim - worker.goal_size)])
+        at_goal = beside.at[: worker.goal_size].set(goal)
+        paths = {"enter": (jnp.stack([at_goal] * horizon), jnp.zeros(horizon)),  # terminal at once: nothing after
+                 "hover": (jnp.stack([beside] * horizon), jnp.ones(horizon))}
+        for name, (features, continues) in paths.items():
+            reward = worker.reward(features, goal, jnp.zeros(horizon), continues)[:, 0]
+            # the discounted return, bootstrapped with the value of staying beside the goal for good
+            alive = jnp.cumprod(jnp.concatenate([jnp.ones(1), continues[:-1]]))
+            bootstrap = continues[-1] * discount**horizon * 0.9 / (1 - discount)
+            returns[terminal, name] = float(jnp.sum(alive * discount ** jnp.arange(horizon) * reward) + bootstrap)
+        np.testing.assert_allclose(worker.reward(at_goal[None], goal, jnp.zeros(1), jnp.ones(1))[0, 0], 1.0, rtol=1e-6)
+    assert returns["once", "enter"] == pytest.approx(1.0)
+    assert returns["once", "hover"] > 10 * returns["once", "enter"]
+    assert returns["held", "enter"] == pytest.approx(1 / (1 - discount), rel=1e-5)
+    assert returns["held", "enter"] > returns["held", "hover"]
+    assert returns["held", "hover"] == pytest.approx(returns["once", "hover"])
+
+
 def test_exploitation_windows_below_the_top_open_only_with_a_new_goal():
     """Level 0 under a goal held for 4 steps: its windows start at the level above's ticks, so each
     compares one goal's imagined return with the same goal's real return."""
     level = types.SimpleNamespace(index=0, top=False, goal_size=1,
                                   actor_critic=types.SimpleNamespace(horizon=4, discount=1.0),
-                                  weighted_reward=lambda features, goal, task: np.asarray(task, float))
+                                  weighted_reward=lambda features, goal, task, continues: np.asarray(task, float))
     meter = _LevelMeter(level, num_envs=1, env_discount=1.0)
     for t in range(13):
         record = {"is_first": np.array([t == 0]), "is_last": np.array([False]), "is_terminal": np.array([False]),
