@@ -107,6 +107,9 @@ def test_a_held_terminal_goal_is_worth_entering_where_one_paid_once_is_worth_hov
             bootstrap = continues[-1] * discount**horizon * 0.9 / (1 - discount)
             returns[terminal, name] = float(jnp.sum(alive * discount ** jnp.arange(horizon) * reward) + bootstrap)
         np.testing.assert_allclose(worker.reward(at_goal[None], goal, jnp.zeros(1), jnp.ones(1))[0, 0], 1.0, rtol=1e-6)
+        # the continue head's doubt about a state that goes on does not scale its reward
+        doubted = worker.reward(jnp.stack([beside] * 3), goal, jnp.zeros(3), jnp.array([0.99, 0.9, 0.6]))[:, 0]
+        np.testing.assert_allclose(doubted, 0.9, rtol=1e-5)
     assert returns["once", "enter"] == pytest.approx(1.0)
     assert returns["once", "hover"] > 10 * returns["once", "enter"]
     assert returns["held", "enter"] == pytest.approx(1 / (1 - discount), rel=1e-5)
