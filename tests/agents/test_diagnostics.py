@@ -9,7 +9,7 @@ from agents.diagnostics import _LevelMeter, calibration_scalars
 
 def top_meter(discount: float) -> _LevelMeter:
     level = types.SimpleNamespace(index=0, top=True, novelty_scale=0.0, actor_critic=types.SimpleNamespace(horizon=2, discount=discount),
-                                  weighted_reward=lambda features, goal, task: np.asarray(task, float))
+                                  weighted_reward=lambda features, goal, task, continues=None: np.asarray(task, float))
     return _LevelMeter(level, num_envs=1, env_discount=discount)
 
 
@@ -55,7 +55,7 @@ def test_a_level_below_the_top_records_how_alike_its_consecutive_steps_are():
     at the level's own ticks, never across an episode start; features ``[N=2, F=3]``, goal size 2."""
     level = types.SimpleNamespace(index=0, top=False, goal_size=2, novelty_scale=0.0,
                                   actor_critic=types.SimpleNamespace(horizon=2, discount=0.9),
-                                  weighted_reward=lambda features, goal, task: np.zeros(len(task)))
+                                  weighted_reward=lambda features, goal, task, continues=None: np.zeros(len(task)))
     meter = _LevelMeter(level, num_envs=2, env_discount=0.9)
     features = [np.array([[1.0, 0.0, 9.0], [1.0, 0.0, 9.0]]), np.array([[1.0, 1.0, 9.0], [0.0, 2.0, 9.0]]),
                 np.array([[2.0, 2.0, 9.0], [5.0, 5.0, 9.0]])]
@@ -74,7 +74,7 @@ def test_the_tops_novelty_expected_in_a_window_meets_the_novelty_of_the_states_r
     of the states at t + 1 and t + 2; a level without a novelty term keeps no such windows."""
     level = types.SimpleNamespace(index=1, top=True, novelty_scale=0.1,
                                   actor_critic=types.SimpleNamespace(horizon=2, discount=0.5),
-                                  weighted_reward=lambda features, goal, task: np.asarray(task, float))
+                                  weighted_reward=lambda features, goal, task, continues=None: np.asarray(task, float))
     meter = _LevelMeter(level, num_envs=1, env_discount=0.5)
     expected, met = [9.0, 8.0, 7.0, 6.0], [0.0, 2.0, 4.0, 6.0]
     for t in range(4):

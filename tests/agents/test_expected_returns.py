@@ -49,7 +49,7 @@ def stand_in(top=True, discrete=True):
     policy = lambda state, features, goal, key: jnp.broadcast_to(jnp.array([1.0, 0.0]), features.shape[:-1] + (2,))
     level = SimpleNamespace(top=top, index=0, actor_critic=critic, world_model=Dynamics(), act=policy,
                             policy_input=lambda features, goal: features,
-                            weighted_reward=lambda features, goal, task: WEIGHT * task)
+                            weighted_reward=lambda features, goal, task, continues=None: WEIGHT * task)
     state = SimpleNamespace(world_model=SimpleNamespace(params=None),
                             actor_critic=SimpleNamespace(critic=SimpleNamespace(params=None)))
     return level, state
@@ -118,7 +118,7 @@ def test_the_tops_novelty_is_summed_along_the_states_its_task_expectation_imagin
     both expectations agree only if they follow the same imagined states."""
     level, state = stand_in()
     level.world_model, level.imagines_below, level.novelty_scale = NoisyDynamics(), False, 0.1
-    level.weighted_reward = lambda features, goal, task: squared(features)
+    level.weighted_reward = lambda features, goal, task, continues=None: squared(features)
     level.novelty = lambda level_state, features: squared(features)
     latent = RSSMState(carry=None, deter=jnp.array([[0.0], [5.0]]), stoch=jnp.zeros((2, 1, 1)))
     key = jax.random.PRNGKey(4)

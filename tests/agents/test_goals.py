@@ -122,7 +122,7 @@ def test_exploitation_windows_below_the_top_open_only_with_a_new_goal():
     compares one goal's imagined return with the same goal's real return."""
     level = types.SimpleNamespace(index=0, top=False, goal_size=1,
                                   actor_critic=types.SimpleNamespace(horizon=4, discount=1.0),
-                                  weighted_reward=lambda features, goal, task, continues: np.asarray(task, float))
+                                  weighted_reward=lambda features, goal, task, continues=None: np.asarray(task, float))
     meter = _LevelMeter(level, num_envs=1, env_discount=1.0)
     for t in range(13):
         record = {"is_first": np.array([t == 0]), "is_last": np.array([False]), "is_terminal": np.array([False]),
