@@ -291,3 +291,26 @@ class NoveltyPredictor:
         """One optimiser step towards the measured novelty ``targets [...]`` of real states ``features``."""
         step = gradient_step(self.loss, self.optimizer, state, features, targets, mask)
         return step.state, {**step.aux, "novelty/predictor_grad_norm": step.grad_norm}
+
+
+def hindsight_goals(goals: jax.Array, features: jax.Array, is_first: jax.Array, share: float, horizon: int,
+                    key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Hindsight goals for a level below the top: ``share`` of its steps get, instead of the goal
+    ``goals [T, B, G]`` handed down from above, the goal features (``features [T, B, >= G]``, first
+    ``G``) of its own state ``k`` steps later, ``k`` uniform in ``1..horizon``, where that state is in
+    the same episode (``is_first [T, B]``) and inside the sequence. So the level practises reaching
+    states it did reach, the rare ones among them (a rewarded state that ends the episode), which the
+    policy above may seldom propose. Returns the goals and a mask ``[T, B]`` of those replaced."""
+    length = goals.shape[0]
+    choose_key, offset_key = jax.random.split(key)
+    chosen = jax.random.uniform(choose_key, goals.shape[:2]) < share
+    offset = jax.random.randint(offset_key, goals.shape[:2], 1, horizon + 1)
+    times = jnp.arange(length)[:, None]
+    target = times + offset
+    # the latest episode start at or before each step: a later one inside (t, t + k] means another episode
+    started = jax.lax.cummax(jnp.where(is_first, times, 0), axis=0)
+    clipped = jnp.minimum(target, length - 1)
+    same_episode = jnp.take_along_axis(started, clipped, 0) <= times
+    replaced = chosen & (target < length) & same_episode
+    later = jnp.take_along_axis(features[..., : goals.shape[-1]], clipped[..., None], 0)
+    return jnp.where(replaced[..., None], later, goals), replaced

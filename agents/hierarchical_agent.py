@@ -30,6 +30,7 @@ from flax import struct
 
 from agents.build_levels import build_levels, goal_action_dim
 from agents.expected_returns import first_action_values, imagined_novelty_return, imagined_returns, top_task_value
+from agents.goals import hindsight_goals
 from agents.hierarchical_policy import HierarchicalPolicy, HierarchicalPolicyState
 from agents.images import decode_to_observations, reconstruction_images
 from agents.level import Level, LevelState, level_key
@@ -65,6 +66,7 @@ class HierarchicalAgent:
         self.discount = sections.agent.discount
         self.goal_action_dim = goal_action_dim(sections.goal)
         self.reach_threshold = sections.goal.reach_threshold
+        self.hindsight = sections.goal.hindsight
         self.policy = HierarchicalPolicy(self.levels, action_layout.dim, self.goal_action_dim)
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
         self.policy_step = jax.jit(self._policy_step, static_argnames="greedy")
@@ -180,7 +182,15 @@ class HierarchicalAgent:
                 handed_down, goal_metrics = level.hand_down_goals(
                     state.levels[index], book, posterior, goal, governed, lower_book,
                     jax.lax.stop_gradient(state_features(lower_posterior)), jax.random.fold_in(index_key, 1_000))
-                metrics.update(_prefixed(index, goal_metrics))
+                if self.hindsight > 0:
+                    lower_goal, lower_governed = handed_down
+                    horizon = level.period // self.levels[index - 1].period
+                    lower_goal, replaced = hindsight_goals(
+                        lower_goal, jax.lax.stop_gradient(state_features(lower_posterior)), lower_book["is_first"],
+                        self.hindsight, horizon, jax.random.fold_in(index_key, 2_000))
+                    handed_down = (lower_goal, lower_governed)
+                    goal_metrics = {"goal/hindsight_fraction": jnp.mean(replaced & lower_governed)}
+                    metrics.update(_prefixed(index, goal_metrics))
             if level.imagines_below:  # through level 0's updated model, with its actor before this step
                 levels[index], level_metrics = level.update_behaviour_through_below(
                     levels[index], levels[index - 1], book, posterior, rewarded, index_key)

@@ -99,6 +99,7 @@ class GoalConfig:
     kl_target: float
     reward_scale: float
     task_reward_scale: float
+    hindsight: float  # share of hindsight goals below the top (agents.goals.hindsight_goals)
     terminal: str  # once | held: the goal reward of a step into a terminal state (agents.level)
     reach_threshold: float | str  # a similarity, or "auto" (agents.goals.reach_threshold)
 

@@ -12,7 +12,7 @@ from agents.diagnostics import _LevelMeter
 from agents.goals import GoalAutoencoder, code_perplexity, goal_diversity, one_step_similarities, reach_threshold
 from agents.hierarchical_agent import HierarchicalAgent
 from configs.loader import load_config
-from test_hierarchical_agent import ACTIONS, OBS
+from test_hierarchical_agent import ACTIONS, OBS, synthetic_batch
 
 
 def test_goal_autoencoder_codes_cover_the_states_it_describes():
@@ -203,3 +203,43 @@ def test_the_novelty_term_reads_the_predictor_trained_on_what_each_top_really_ob
         assert own.shape[-1] == width
         if top.imagines_below:
             np.testing.assert_array_equal(own, observed)
+
+
+def test_hindsight_goals_are_the_levels_own_later_states_within_the_episode():
+    """Each replaced goal is the goal features of the same column's state 1..K steps later in the same
+    episode (checked by a loop over the steps); the others keep the goal from above; about ``share``
+    of the steps whose K-step future is inside the sequence and the episode are replaced."""
+    from agents.goals import hindsight_goals
+
+    length, columns, goal_size, horizon, share = 40, 6, 3, 4, 0.5
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(length, columns, goal_size + 2)).astype(np.float32)
+    is_first = rng.random((length, columns)) < 0.1
+    is_first[0] = True
+    from_above = rng.normal(size=(length, columns, goal_size)).astype(np.float32)
+    goals, replaced = (np.asarray(value) for value in hindsight_goals(
+        jnp.asarray(from_above), jnp.asarray(features), jnp.asarray(is_first), share, horizon, jax.random.PRNGKey(3)))
+    assert goals.shape == from_above.shape
+    expected = 0.0
+    for t in range(length):
+        for b in range(columns):
+            future = [t + k for k in range(1, horizon + 1) if t + k < length and not is_first[t + 1:t + k + 1, b].any()]
+            expected += share * len(future) / horizon
+            if replaced[t, b]:
+                assert any(np.array_equal(goals[t, b], features[later, b, :goal_size]) for later in future), (t, b)
+            else:
+                np.testing.assert_array_equal(goals[t, b], from_above[t, b])
+    assert abs(replaced.sum() - expected) < 4 * np.sqrt(expected)  # share x the chance that k is usable
+
+
+@pytest.mark.parametrize("top_model", ["stacked", "imagined"])
+def test_a_hierarchy_with_hindsight_goals_trains_and_reports_their_share(top_model):
+    from test_imagined_top import K, with_ticks
+
+    config = load_config(["debug"], [("hierarchy.levels", 2), ("hierarchy.k", [K]), ("hierarchy.top_model", top_model),
+                                     ("goal.hindsight", 0.5)])
+    agent = HierarchicalAgent.from_config(config, OBS, ACTIONS)
+    state = agent.init(jax.random.PRNGKey(0))
+    state, metrics = agent.train_step(state, with_ticks(synthetic_batch(np.random.default_rng(0)), agent.goal_action_dim))
+    assert 0.1 < float(metrics["level1/goal/hindsight_fraction"]) < 0.6
+    assert all(np.isfinite(float(value)) for value in jax.tree.leaves(metrics))
