@@ -189,8 +189,8 @@ class HierarchicalAgent:
                         lower_goal, jax.lax.stop_gradient(state_features(lower_posterior)), lower_book["is_first"],
                         self.hindsight, horizon, jax.random.fold_in(index_key, 2_000))
                     handed_down = (lower_goal, lower_governed)
-                    goal_metrics = {"goal/hindsight_fraction": jnp.mean(replaced & lower_governed)}
-                    metrics.update(_prefixed(index, goal_metrics))
+                    goal_metrics["goal/hindsight_fraction"] = jnp.mean(replaced & lower_governed)
+                metrics.update(_prefixed(index, goal_metrics))
             if level.imagines_below:  # through level 0's updated model, with its actor before this step
                 levels[index], level_metrics = level.update_behaviour_through_below(
                     levels[index], levels[index - 1], book, posterior, rewarded, index_key)

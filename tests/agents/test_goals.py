@@ -242,4 +242,5 @@ def test_a_hierarchy_with_hindsight_goals_trains_and_reports_their_share(top_mod
     state = agent.init(jax.random.PRNGKey(0))
     state, metrics = agent.train_step(state, with_ticks(synthetic_batch(np.random.default_rng(0)), agent.goal_action_dim))
     assert 0.1 < float(metrics["level1/goal/hindsight_fraction"]) < 0.6
+    assert {"level1/goal/diversity", "level1/goal/spread_ratio", "level1/goal/governed_fraction"} <= set(metrics)
     assert all(np.isfinite(float(value)) for value in jax.tree.leaves(metrics))

@@ -68,6 +68,9 @@ def test_a_train_step_updates_the_top_through_level_zero_with_finite_non_zero_gr
     for name in ("actor_grad_norm", "critic_grad_norm"):
         value = metrics[f"level1/actor_critic/{name}"]
         assert np.isfinite(value) and value > 0, name
+    # the goals it hands down are described (goal.hindsight is 0: none replaced)
+    assert {"level1/goal/diversity", "level1/goal/spread_ratio"} <= set(metrics)
+    assert "level1/goal/hindsight_fraction" not in metrics
     for name in ("level1/goal/autoencoder_loss", "level1/model/controllability", "level1/imagined/disagreement",
                  "level1/actor_critic/value/novelty", "level0/actor_critic/actor_loss", "level0/ensemble/grad_norm"):
         assert np.isfinite(metrics[name]), name
