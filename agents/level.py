@@ -84,8 +84,8 @@ class Level:
     terminal_goal: what a level below the top is paid for a step into a terminal state
       (``goal.terminal``, ``TERMINAL_GOAL_REWARDS``): ``once``, its goal similarity for that step and
       nothing after, or ``held``, that similarity for good, as if it stayed there (``r / (1 - discount)``).
-      ``once`` keeps the worker out of terminal states, a rewarded goal among them; ``held`` draws it into
-      any terminal state its goal resembles, which suits episodes that end at success, not at failure.
+      ``once`` keeps the worker out of terminal states, a rewarded goal among them; ``held`` can draw it into
+      a terminal state its goal resembles, which suits episodes that end at success, not at failure.
     """
 
     imagines_below = False  # True for a top that imagines through the level below (agents.imagined_top)
