@@ -77,14 +77,19 @@ def reach_gate_passes(own: float, shuffled: float, ratio: float = REACH_RATIO) -
     return own > 0 and own >= ratio * shuffled
 
 
+def episode_starts(is_first: np.ndarray) -> np.ndarray:
+    """``[T, B]``: the step at which the episode holding each step of ``is_first [T, B]`` started (a
+    later step ``t + k`` is in the same episode as ``t`` when its start is at or before ``t``)."""
+    return np.maximum.accumulate(np.where(is_first, np.arange(is_first.shape[0])[:, None], 0), 0)
+
+
 def sample_pairs(is_first: np.ndarray, horizon: int, count: int, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Up to ``count`` distinct (start time, column, offset k in ``1..horizon``) of ``is_first [T, B]``
     whose goal step ``t + k`` lies in the same episode: ``(time [P], column [P], offset [P])``."""
     length, columns = is_first.shape
     offsets = rng.integers(1, horizon + 1, (length, columns))
-    # steps since the episode started, to test that no episode starts in (t, t + k]
-    started = np.maximum.accumulate(np.where(is_first, np.arange(length)[:, None], 0), 0)
+    started = episode_starts(is_first)  # no episode may start in (t, t + k]
     time, column = np.nonzero(np.arange(length)[:, None] + offsets < length)
     goal_time = time + offsets[time, column]
     same_episode = started[goal_time, column] <= time

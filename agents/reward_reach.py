@@ -42,8 +42,7 @@ def pairs_before_rewards(reward: np.ndarray, is_first: np.ndarray, horizon: int
     """Every (start time, column, offset k in ``1..horizon``) of ``reward``, ``is_first`` ``[T, B]``
     whose step ``t + k`` paid a positive reward in the episode that step ``t`` is in:
     ``(time [P], column [P], offset [P])``, ordered by rewarded step, then offset."""
-    length = reward.shape[0]
-    started = np.maximum.accumulate(np.where(is_first, np.arange(length)[:, None], 0), 0)
+    started = probes.episode_starts(is_first)
     times, columns, offsets = [], [], []
     for goal_time, column in zip(*np.nonzero(reward > 0)):
         for offset in range(1, horizon + 1):
