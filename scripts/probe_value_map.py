@@ -96,11 +96,15 @@ def format_report(report: dict) -> str:
              "| steps to the reward | cells | value | imagined return | imagines the reward |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for band in report["bands"]:
-        last = None if band["below"] is None else band["below"] - 1
-        steps = f"{band['from']}+" if last is None else str(last) if last == band["from"] else f"{band['from']}-{last}"
-        lines.append(f"| {steps} | {band['cells']} | {band['value']:.3f} | {band['imagined_return']:.3f} | "
+        lines.append(f"| {band_label(band)} | {band['cells']} | {band['value']:.3f} | {band['imagined_return']:.3f} | "
                      f"{band['imagines_reward']:.2f} |")
     return "\n".join(lines)
+
+
+def band_label(band: dict) -> str:
+    """A distance band's steps: ``1``, ``5-9``, ``40+``."""
+    last = None if band["below"] is None else band["below"] - 1
+    return f"{band['from']}+" if last is None else str(last) if last == band["from"] else f"{band['from']}-{last}"
 
 
 if __name__ == "__main__":

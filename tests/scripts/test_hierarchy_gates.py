@@ -1,5 +1,5 @@
-"""``python -m scripts.hierarchy_gates`` and ``scripts.probe_value_map`` end to end on a tiny two-level
-GridFourRooms run (one training for both), and their refusals. The run is far too short to pass a gate
+"""``python -m scripts.hierarchy_gates``, ``scripts.probe_value_map`` and ``scripts.probe_benchmark`` end
+to end on a tiny two-level GridFourRooms run (one training for all), and their refusals. The run is far too short to pass a gate
 or to know where the reward is: only the structure and ranges are checked."""
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs.loader import load_config, save_config
-from scripts import hierarchy_gates, probe_value_map, train
+from scripts import hierarchy_gates, probe_benchmark, probe_value_map, train
 
 GATES = {"decoding", "reach", "perplexity", "coverage"}
 FAST = ["--pairs", "32", "--code-samples", "256"]
@@ -97,4 +97,37 @@ def test_the_value_map_refuses_runs_it_cannot_probe(tmp_path, overrides, message
     logdir = write_run(tmp_path / "run", *overrides)
     with pytest.raises(SystemExit, match=message) as error:
         probe_value_map.main(["--logdir", str(logdir)])
+    assert error.value.code == 2
+
+
+def test_probe_benchmark_runs_both_probes_on_every_run_below_a_directory(grid_run, tmp_path, capsys):
+    out = tmp_path / "probes.json"
+    results = probe_benchmark.main([str(grid_run.parent), "--pairs", "32", "--out", str(out)])
+    assert [result["logdir"] for result in results] == [str(grid_run)]
+    result = results[0]
+    assert result["step"] == 200 and result["levels"] == 2 and "per_cell" not in result["value_map"]
+    assert result["value_map"]["cells"] == 228 and result["value_map"]["start"]["distance"] == 30
+    assert result["gates"]["probed_steps"] == 200  # the whole replay
+    check_result(result["gates"])
+    assert result["gates"] == json.loads((grid_run / "gates.json").read_text())
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    table = capsys.readouterr().out.split("probing")[-1]
+    assert "| steps to the reward |" not in table  # the probes' own tables only with --verbose
+    rows = [line for line in table.splitlines() if line.startswith(f"| {grid_run} | 200 |")]
+    assert len(rows) == 1 and rows[0].count("|") == 10
+
+
+def test_probe_benchmark_refuses_directories_without_a_checkpoint(tmp_path):
+    (tmp_path / "bench" / "C").mkdir(parents=True)
+    write_run(tmp_path / "bench" / "C" / "seed0", "env_id=hmbrl/GridFourRooms-v0", "hierarchy.levels=2")
+    with pytest.raises(SystemExit, match="has a checkpoint to probe") as error:
+        probe_benchmark.main([str(tmp_path / "bench")])
+    assert error.value.code == 2
+
+
+def test_probe_benchmark_skips_a_run_that_is_training_and_says_why(grid_run):
+    from agents.run_lock import RunLock
+
+    with RunLock(grid_run), pytest.raises(SystemExit, match="no run could be probed: .* is in use by process") as error:
+        probe_benchmark.main([str(grid_run)])
     assert error.value.code == 2
