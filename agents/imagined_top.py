@@ -158,7 +158,8 @@ class ImaginedTop(Level):
                                        rewarded: jax.Array, key: jax.Array) -> tuple[LevelState, dict[str, jax.Array]]:
         """One actor-critic step on rollouts imagined through level 0 (``below``: its state, world
         model already updated), from level 0's posterior states at this level's replayed steps
-        (``posterior``, leaves ``[M, B, ...]``, and this level's ``book``)."""
+        (``posterior``, leaves ``[M, B, ...]``, and this level's ``book``); with ``agent.replay_value``
+        its critic also learns the real returns along those steps, as a stacked top's does."""
         starts = jax.tree.map(flatten_time, posterior)
         start_continue = self.start_weights(book, None)
         extra = {**self.replayed_novelty(state, starts, start_continue), **self.value_before_reward(state, posterior, book)}
@@ -175,7 +176,8 @@ class ImaginedTop(Level):
             return Trajectory(features=imagined.features, actions=imagined.codes, rewards=rewards,
                               continues=imagined.continues, start_continue=start_continue)
 
-        actor_critic, metrics, _ = self.actor_critic.update(state.actor_critic, rollout, key)
+        actor_critic, metrics, _ = self.actor_critic.update(state.actor_critic, rollout, key,
+                                                            self.replayed(book, posterior, None))
         metrics.update(extra)
         metrics.update(self.segment_controllability(state, below, starts, jax.random.fold_in(key, 3_000)))
         return state.replace(actor_critic=actor_critic), metrics

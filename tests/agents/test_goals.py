@@ -233,14 +233,18 @@ def test_hindsight_goals_are_the_levels_own_later_states_within_the_episode():
 
 
 @pytest.mark.parametrize("top_model", ["stacked", "imagined"])
-def test_a_hierarchy_with_hindsight_goals_trains_and_reports_their_share(top_model):
+def test_both_tops_train_with_hindsight_goals_and_the_replayed_value_loss(top_model):
+    """One train step each (compiling is the cost): the share of hindsight goals is reported, and
+    ``agent.replay_value`` reaches the top's critic, which earns the task reward, and not level 0's."""
     from test_imagined_top import K, with_ticks
 
     config = load_config(["debug"], [("hierarchy.levels", 2), ("hierarchy.k", [K]), ("hierarchy.top_model", top_model),
-                                     ("goal.hindsight", 0.5)])
+                                     ("goal.hindsight", 0.5), ("agent.replay_value", 0.3)])
     agent = HierarchicalAgent.from_config(config, OBS, ACTIONS)
     state = agent.init(jax.random.PRNGKey(0))
     state, metrics = agent.train_step(state, with_ticks(synthetic_batch(np.random.default_rng(0)), agent.goal_action_dim))
     assert 0.1 < float(metrics["level1/goal/hindsight_fraction"]) < 0.6
     assert {"level1/goal/diversity", "level1/goal/spread_ratio", "level1/goal/governed_fraction"} <= set(metrics)
+    assert float(metrics["level1/actor_critic/replay_value_loss"]) > 0
+    assert "level0/actor_critic/replay_value_loss" not in metrics
     assert all(np.isfinite(float(value)) for value in jax.tree.leaves(metrics))
