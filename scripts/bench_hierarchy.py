@@ -42,7 +42,7 @@ from pathlib import Path
 from agents.logging import read_metrics
 from configs.loader import load_config, parse_override
 from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchmark
-from scripts.run_curves import evaluation_rows, first_success_step, mean_curve, plot, scalar_rows
+from scripts.run_curves import evaluation_rows, mean_curve, plot, scalar_rows, successful_episodes
 from scripts.common import UserError, report_user_errors
 from scripts.hierarchy_verdict import (MIN_SUCCESS, coverage_marks, print_diagnostics, print_table,
                                        summarise_arm, verdicts)
@@ -104,13 +104,14 @@ def describe(arm: str) -> str:
 
 def run_record(logdir: Path) -> dict:
     """What the benchmark keeps of one run: its evaluation rows (each with ``success_rate``), its
-    ``coverage/`` rows and the step of its first successful training episode."""
+    ``coverage/`` rows, the step of its first successful training episode and how many succeeded."""
     rows = read_metrics(logdir)
     evaluations = evaluation_rows(logdir, PROBES)
     # Before eval/success_rate was logged: with a terminal reward of 1 and no other, the mean return is the rate.
     evaluations = [{**row, "success_rate": row.get("success_rate", row["return"])} for row in evaluations]
+    successes = successful_episodes(rows)
     return {"evaluations": evaluations, "coverage": scalar_rows(rows, "coverage/"),
-            "first_success_step": first_success_step(rows)}
+            "first_success_step": successes[0]["step"] if successes else None, "training_successes": len(successes)}
 
 
 def arm_of(config: dict) -> str:

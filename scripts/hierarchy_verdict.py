@@ -1,6 +1,7 @@
 """The hierarchy benchmark's numbers and decision (``scripts.bench_hierarchy``), from run records alone.
 
-A run record is ``{"evaluations": [...], "coverage": [...], "first_success_step": int | None}``
+A run record is ``{"evaluations": [...], "coverage": [...], "first_success_step": int | None,
+"training_successes": int}`` (the last missing from records saved before it existed)
 (``bench_hierarchy.run_record``). The decision (issue 15): an arm that plays the hierarchy (C or D) wins
 when its final success rate beats both flat arms (A, and B with the same novelty term) in a one-sided
 Mann-Whitney U test over seeds, p < ``ALPHA`` for each, and its mean is at least ``MIN_SUCCESS``.
@@ -64,6 +65,7 @@ def summarise_arm(runs: Mapping[int, dict], marks: tuple[int, ...]) -> dict:
     return {"seeds": list(runs), "finals": finals, "final_mean": float(np.mean(finals)),
             "final_std": float(np.std(finals)), "final_min": float(np.min(finals)), "final_max": float(np.max(finals)),
             "first_success_steps": firsts, "first_success_mean": float(np.mean(reached)) if reached else None,
+            "training_successes": [record.get("training_successes") for record in runs.values()],
             "coverage": coverage, "diagnostics": diagnostics,
             "seconds_mean": float(np.mean([row["seconds"] for row in last]))}
 
@@ -119,20 +121,23 @@ def print_table(summaries: Mapping[str, dict], marks: tuple[int, ...], names: Ma
     """A markdown table, one row per arm."""
     keys = sorted({key for s in summaries.values() for at_mark in s["coverage"].values() for key in at_mark})
     at = " / ".join(f"{mark:,}" for mark in marks)
-    print("| arm | final success: mean ± std [min, max] | first success (seeds, mean step) | "
+    print("| arm | final success: mean ± std [min, max] | final success per seed | first success (seeds, mean step) "
+          "| successful training episodes per seed | "
           + "".join(f"{key.split('/')[-1]} at {at} | " for key in keys)
           + "L1 reach / chance / lift | L1 controllability | wall-clock (s) |")
-    print("| --- | --- | --- | " + "---: | " * len(keys) + "--- | ---: | ---: |")
+    print("| --- | --- | --- | --- | --- | " + "---: | " * len(keys) + "--- | ---: | ---: |")
     for arm, s in summaries.items():
         reached = [step for step in s["first_success_steps"] if step is not None]
         first = f"{len(reached)}/{len(s['seeds'])}" + (f", {s['first_success_mean']:,.0f}" if reached else "")
+        per_seed = ", ".join(f"{final:.2f}" for final in s["finals"])
+        successes = ", ".join(_number(count, "d") for count in s.get("training_successes", [None] * len(s["seeds"])))
         coverage = "".join(" / ".join(_number(s["coverage"][str(mark)].get(key)) for mark in marks) + " | "
                            for key in keys)
         diagnostics = s["diagnostics"]
         reach = " / ".join(_number(diagnostics.get(f"level1/goal/{name}"), ".2f")
                            for name in ("reach_rate", "chance_reach_rate", "reach_lift"))
         print(f"| {arm} {names.get(arm, '')} | {s['final_mean']:.3f} ± {s['final_std']:.3f} "
-              f"[{s['final_min']:.3f}, {s['final_max']:.3f}] | {first} | {coverage}{reach} | "
+              f"[{s['final_min']:.3f}, {s['final_max']:.3f}] | {per_seed} | {first} | {successes} | {coverage}{reach} | "
               f"{_number(diagnostics.get('level1/model/controllability'), '.3f')} | {s['seconds_mean']:.0f} |")
 
 

@@ -34,15 +34,15 @@ def evaluation_rows(logdir: Path, probes: Iterable[str] = ()) -> list[dict]:
     return rows
 
 
-def first_success_step(rows: Iterable[Mapping[str, Any]]) -> int | None:
-    """The environment step at which the first successful training episode ended (``episode/success``,
-    logged where the environment reports success, ``envs.success``); None if none did. Runs logged
-    before ``episode/success`` existed: the first episode with a positive return (on a sparse task that
-    pays only for reaching the goal, the first success)."""
+def successful_episodes(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows of the training episodes that succeeded (one row per episode, in step order), by
+    ``episode/success`` (logged where the environment reports success, ``envs.success``) or, in runs
+    logged before it existed, a positive return (on a sparse task that pays only for reaching the
+    goal, a success)."""
     rows = list(rows)
     key, above = (("episode/success", 0.5) if any("episode/success" in row for row in rows)
                    else ("episode/return", 0.0))
-    return next((row["step"] for row in rows if row.get(key, 0.0) > above), None)
+    return [row for row in rows if row.get(key, 0.0) > above]
 
 
 def scalar_rows(rows: Iterable[Mapping[str, Any]], prefix: str) -> list[dict]:

@@ -8,7 +8,7 @@ import pytest
 
 from agents.logging import read_metrics
 from scripts.bench_hierarchy import arm_config, describe, main, parse_args, run_record
-from scripts.run_curves import evaluation_rows, first_success_step, value_at
+from scripts.run_curves import evaluation_rows, successful_episodes, value_at
 
 
 def test_defaults_are_the_issue_15_benchmark():
@@ -77,11 +77,12 @@ def test_run_record_reads_success_first_success_coverage_and_diagnostics(tmp_pat
          "level1/goal/code_perplexity": 31.0, "level1/model/controllability": 0.4, "replay/rewarded_fraction": 0.0},
         {"step": 300, "eval/return_mean": 0.25, "eval/elapsed_seconds": 9.0},  # logged before eval/success_rate
         {"step": 350, "episode/return": 1.0},
+        {"step": 380, "episode/return": 1.0},
         {"step": 400, "coverage/cells_total": 20.0, "coverage/cells_per_1k_steps": 15.0},
         {"step": 500, "eval/return_mean": 0.5, "eval/success_rate": 0.4, "eval/elapsed_seconds": 12.0,
          "level1/goal/reach_rate": 0.3}])
     record = run_record(tmp_path)
-    assert record["first_success_step"] == 350
+    assert record["first_success_step"] == 350 and record["training_successes"] == 2
     assert record["coverage"] == [{"step": 200, "coverage/cells_total": 12.0, "coverage/cells_per_1k_steps": 12.0},
                                   {"step": 400, "coverage/cells_total": 20.0, "coverage/cells_per_1k_steps": 15.0}]
     first, last = record["evaluations"]
@@ -92,18 +93,21 @@ def test_run_record_reads_success_first_success_coverage_and_diagnostics(tmp_pat
 
 
 
-def test_first_success_is_the_reported_success_where_the_run_logged_it():
+def test_successes_are_the_reported_ones_where_the_run_logged_them():
     rows = [{"step": 100, "episode/return": 0.5, "episode/success": 0.0},  # a reward short of the goal
-            {"step": 200, "episode/return": 0.9, "episode/success": 1.0}]
-    assert first_success_step(rows) == 200
-    assert first_success_step([{"step": 100, "episode/return": 0.5}]) == 100  # logged before episode/success
+            {"step": 200, "episode/return": 0.9, "episode/success": 1.0},
+            {"step": 200, "episode/return": 0.0, "episode/success": 0.0},  # another environment's episode
+            {"step": 300, "episode/return": 0.9, "episode/success": 1.0}]
+    assert [row["step"] for row in successful_episodes(rows)] == [200, 300]
+    old_run = [{"step": 100, "episode/return": 0.5}, {"step": 150, "episode/return": 0.0}]  # before episode/success
+    assert [row["step"] for row in successful_episodes(old_run)] == [100]
 
 
 def test_replot_prints_the_table_and_verdict_and_writes_json_and_plots(tmp_path, capsys):
     def record(rate):
         return {"evaluations": [{"step": s, "seconds": 1.0, "return": rate, "success_rate": rate} for s in (500, 1000)],
                 "coverage": [{"step": 1000, "coverage/cells_total": 40.0 * (1 + rate)}],
-                "first_success_step": 300 if rate else None}
+                "first_success_step": 300 if rate else None, "training_successes": 7 if rate else 0}
     saved = {"env": "hmbrl/GridFourRooms-v0", "arms": ["A", "B", "C"], "novelty": 0.1, "steps": 1000,
              "seeds": [0, 1, 2, 3, 4], "runs": {"A": {str(s): record(0.0) for s in range(5)},
                                                 "B": {str(s): record(0.0) for s in range(5)},
@@ -112,7 +116,8 @@ def test_replot_prints_the_table_and_verdict_and_writes_json_and_plots(tmp_path,
     result = main(["--replot", str(tmp_path / "saved.json"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert result["verdict"]["hierarchy_wins"] is True and "the hierarchy WINS" in out
-    assert "| C 2 levels + novelty | 0.900 ± 0.000 [0.900, 0.900] | 5/5, 300 | n/a / 76 |" in out  # no coverage row by step 500
+    assert ("| C 2 levels + novelty | 0.900 ± 0.000 [0.900, 0.900] | 0.90, 0.90, 0.90, 0.90, 0.90 | 5/5, 300 | "
+            "7, 7, 7, 7, 7 | n/a / 76 |") in out  # no coverage row by step 500
     assert result["coverage_marks"] == [500, 1000]
     assert all((tmp_path / name).exists() for name in ("out.json", "out.png", "out_cells_total.png"))
 

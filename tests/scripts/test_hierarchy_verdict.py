@@ -6,11 +6,14 @@ from scripts.hierarchy_verdict import (coverage_marks, final_success, greater_p_
                                        verdicts)
 
 
-def _record(successes, first=None, coverage=(), last=None, seconds=100.0):
+def _record(successes, first=None, coverage=(), last=None, seconds=100.0, training_successes=None):
     evaluations = [{"step": 1000 * (i + 1), "seconds": seconds, "return": rate, "success_rate": rate}
                    for i, rate in enumerate(successes)]
     evaluations[-1].update(last or {})
-    return {"evaluations": evaluations, "coverage": list(coverage), "first_success_step": first}
+    record = {"evaluations": evaluations, "coverage": list(coverage), "first_success_step": first}
+    if training_successes is not None:  # records saved before the count existed lack it
+        record["training_successes"] = training_successes
+    return record
 
 
 def test_final_success_is_the_mean_of_the_last_four_evaluations():
@@ -27,7 +30,7 @@ def test_summarise_arm_over_seeds():
     coverage = [{"step": 400, "coverage/cells_total": 10.0, "coverage/cells_per_1k_steps": 8.0},
                 {"step": 800, "coverage/cells_total": 30.0, "coverage/cells_per_1k_steps": 20.0}]
     runs = {
-        0: _record([0.0, 1.0], first=700, coverage=coverage, seconds=50.0,
+        0: _record([0.0, 1.0], first=700, coverage=coverage, seconds=50.0, training_successes=12,
                    last={"level1/goal/reach_rate": 0.6, "level1/model/controllability": 0.2,
                          "replay/rewarded_fraction": 0.01, "level0/world_model/loss": 3.0}),
         1: _record([0.0, 0.0], coverage=coverage[:1], seconds=70.0,
@@ -43,6 +46,7 @@ def test_summarise_arm_over_seeds():
     assert (summary["final_mean"], summary["final_std"]) == pytest.approx((0.25, 0.25))
     assert (summary["final_min"], summary["final_max"]) == (0.0, 0.5)
     assert summary["first_success_steps"] == [700, None] and summary["first_success_mean"] == 700
+    assert summary["training_successes"] == [12, None]  # seed 1's record predates the count
     # at 500 both seeds have their step-400 row; at 1,000 seed 0 has 30 (step 800), seed 1 still 10
     assert summary["coverage"] == {"500": {"coverage/cells_per_1k_steps": 8.0, "coverage/cells_total": 10.0},
                                    "1000": {"coverage/cells_per_1k_steps": 14.0, "coverage/cells_total": 20.0}}
