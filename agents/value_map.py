@@ -10,11 +10,15 @@ reward gets nearer. On an environment whose cells can be enumerated (one-hot cel
 2. starts the agent in every reachable cell and reads the top level's critic value
    (``HierarchicalAgent.top_task_value``) and the task return it imagines over its horizon with its
    current policy (``imagined_returns``, no bootstrap) (``cell_estimates``);
-3. summarises (``summarise``) how the estimates follow the distance: their rank correlation with
+3. for two or more levels, reads where level 1 sends level 0 from every cell: the cell whose goal
+   features (level 0's, on stepping into it) are nearest its greedy goal, and the same for a random
+   code (``goal_cells``);
+4. summarises (``summarise``) how the estimates follow the distance: their rank correlation with
    minus the distance (1: they rise all the way to the reward) and their spread (a correlation over
    estimates that differ by a thousandth is noise), and per distance band the mean
    value, the mean imagined return and the share of cells from which the top imagines reaching the
-   reward at all (imagined return above ``IMAGINES_REWARD``).
+   reward at all (imagined return above ``IMAGINES_REWARD``); with goal cells, how many steps nearer
+   the reward the goals lie than the cells they are set in (``goal_progress``), against random codes.
 
 A critic that gives every cell the same value, or a model that imagines reward far from it, shows as
 a correlation near 0 (measured on the hierarchy benchmark's arms C and D, README).
@@ -31,7 +35,10 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from agents import probes
+from agents.goals import goal_similarity
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
+from agents.level import goal_view
+from world_models.rssm import state_features
 
 # Distance bands, in environment steps to the nearest reward: [1, 2), [2, 5), [5, 10), ...
 BAND_EDGES = (1, 2, 5, 10, 20, 40)
@@ -129,6 +136,68 @@ def cell_estimates(agent: HierarchicalAgent, state: HierarchicalTrainState, obse
     return value, imagined
 
 
+def goal_cells(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: CellGraph,
+               observations: dict[str, np.ndarray], key: jax.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where level 1 sends level 0 from an episode start in each cell of ``graph`` (``observations``
+    its cells' observations in the agent's keys): per cell the index of the cell whose goal features
+    (``entered_features``) are most similar to level 1's greedy goal, and the same for the random code
+    drawn beside it (the reach statistics' chance goal); ``[N]`` each. None for a flat agent."""
+    if agent.num_levels < 2:
+        return None
+    goals_key, entered_key = jax.random.split(key)
+    count = len(graph.cells)
+    policy_state = agent.initial_policy_state(state, count)
+    _, policy_state = agent.policy_step(state, policy_state, observations, np.ones(count, bool), goals_key, greedy=True)
+    in_cells = entered_features(agent, state, graph, observations, entered_key)
+    return nearest_cells(policy_state.goals[0], in_cells), nearest_cells(policy_state.chance_goals[0], in_cells)
+
+
+def entered_features(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: CellGraph,
+                     observations: dict[str, np.ndarray], key: jax.Array) -> jax.Array:
+    """Level 0's goal features in each cell ``[N, G]`` as it has them on stepping in from a neighbour
+    (``entries``): at an episode's first step the deterministic state, the default goal features, is
+    the same in every cell, so one real step is needed for them to say where the agent is."""
+    predecessor, action = entries(graph)
+    count = len(graph.cells)
+    first_key, second_key = jax.random.split(key)
+    policy_state = agent.initial_policy_state(state, count)
+    before = {name: value[predecessor] for name, value in observations.items()}
+    _, policy_state = agent.policy_step(state, policy_state, before, np.ones(count, bool), first_key, greedy=True)
+    taken = jax.nn.one_hot(action, graph.successors.shape[1], dtype=policy_state.actions[0].dtype)
+    policy_state = policy_state._replace(actions=(taken, *policy_state.actions[1:]))
+    _, policy_state = agent.policy_step(state, policy_state, observations, np.zeros(count, bool), second_key, greedy=True)
+    return goal_view(state_features(policy_state.latents[0]), agent.levels[0].goal_size)
+
+
+def entries(graph: CellGraph) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell a neighbour and the action that steps from it into the cell ``[N]`` each (the first
+    found); a cell no step enters (the start can be one) is entered from itself by action 0."""
+    predecessor, action = np.arange(len(graph.cells)), np.zeros(len(graph.cells), int)
+    found = np.zeros(len(graph.cells), bool)
+    for cell, row in enumerate(graph.successors):
+        for taken, successor in enumerate(row):
+            if successor >= 0 and not found[successor]:
+                predecessor[successor], action[successor], found[successor] = cell, taken, True
+    return predecessor, action
+
+
+def nearest_cells(goals: jax.Array, in_cells: jax.Array) -> np.ndarray:
+    """Per goal ``[N, G]`` the index of the most similar of the cells' goal features ``[M, G]``
+    (``goal_similarity``, the worker's own reward)."""
+    return np.asarray(jax.numpy.argmax(goal_similarity(in_cells[None], goals[:, None]), -1))
+
+
+def goal_progress(distance: np.ndarray, targets: np.ndarray, cells: np.ndarray) -> dict[str, float] | None:
+    """Over ``cells`` (a mask) whose goal cell ``targets`` can reach the reward: how many steps nearer
+    the reward the goal cell lies than the cell (``progress``, mean; negative: farther) and the share
+    of cells whose goal is nearer (``nearer``); None where no cell counts."""
+    counted = cells & np.isfinite(distance[targets])
+    if not counted.any():
+        return None
+    gained = distance[counted] - distance[targets[counted]]
+    return {"progress": float(gained.mean()), "nearer": float((gained > 0).mean())}
+
+
 def _rank_correlation(estimates: np.ndarray, distance: np.ndarray) -> float | None:
     """Spearman's rho of the estimates with minus the distance; None where either is constant."""
     if len(estimates) < 3 or np.ptp(estimates) == 0 or np.ptp(distance) == 0:
@@ -136,9 +205,12 @@ def _rank_correlation(estimates: np.ndarray, distance: np.ndarray) -> float | No
     return float(spearmanr(estimates, -distance).statistic)
 
 
-def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray) -> dict:
+def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
+              goals: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Rank correlations with minus the distance, and per distance band the cells, mean value, mean
-    imagined return and share of cells whose imagined return exceeds ``IMAGINES_REWARD``."""
+    imagined return and share of cells whose imagined return exceeds ``IMAGINES_REWARD``; with
+    ``goals`` (``goal_cells``: level 1's goal cell and a random code's, per cell) the ``goal_progress``
+    of each, overall and per band, and how many distinct cells level 1's goals name."""
     reachable = np.isfinite(distance)
     bands = []
     edges = [*BAND_EDGES, np.inf]
@@ -148,11 +220,18 @@ def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray) -> 
             bands.append({"from": int(low), "below": None if high == np.inf else int(high), "cells": int(in_band.sum()),
                           "value": float(value[in_band].mean()), "imagined_return": float(imagined[in_band].mean()),
                           "imagines_reward": float((imagined[in_band] > IMAGINES_REWARD).mean())})
-    return {"cells": int(len(distance)), "cells_reaching_reward": int(reachable.sum()),
-            "value_rank_correlation": _rank_correlation(value[reachable], distance[reachable]),
-            "imagined_rank_correlation": _rank_correlation(imagined[reachable], distance[reachable]),
-            "value_spread": _spread(value[reachable]), "imagined_spread": _spread(imagined[reachable]),
-            "bands": bands}
+            if goals is not None:
+                bands[-1]["goal_progress"] = goal_progress(distance, goals[0], in_band)
+    summary = {"cells": int(len(distance)), "cells_reaching_reward": int(reachable.sum()),
+               "value_rank_correlation": _rank_correlation(value[reachable], distance[reachable]),
+               "imagined_rank_correlation": _rank_correlation(imagined[reachable], distance[reachable]),
+               "value_spread": _spread(value[reachable]), "imagined_spread": _spread(imagined[reachable]),
+               "bands": bands}
+    if goals is not None:
+        summary["goals"] = {"level1": goal_progress(distance, goals[0], reachable),
+                            "random_code": goal_progress(distance, goals[1], reachable),
+                            "distinct_goal_cells": int(len(np.unique(goals[0])))}
+    return summary
 
 
 def _spread(estimates: np.ndarray) -> float:

@@ -85,17 +85,25 @@ def format_table(results: list[dict[str, Any]]) -> str:
     bands = results[0]["value_map"]["bands"]  # one environment: the same bands in every run
     band_names = " / ".join(probe_value_map.band_label(band) for band in bands)
     lines = ["| run | step | value corr. | imagined corr. | value at the start | imagines the reward "
-             f"({band_names} steps away) | reward reach: state / code / random goal (pairs) | worker reach by "
-             "cell: own / shuffled goal | code perplexity |",
-             "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |"]
+             f"({band_names} steps away) | level 1's goals: steps nearer the reward, own / random code | reward "
+             "reach: state / code / random goal (pairs) | worker reach by cell: own / shuffled goal | code perplexity |",
+             "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: |"]
     for result in results:
         value_map = result["value_map"]
         shares = {band["from"]: band["imagines_reward"] for band in value_map["bands"]}
         seen = " / ".join(_number(shares.get(band["from"]), ".2f") for band in bands)
         lines.append(f"| {result['run']} | {result['step']:,} | {_number(value_map['value_rank_correlation'], '+.2f')} "
                      f"| {_number(value_map['imagined_rank_correlation'], '+.2f')} | "
-                     f"{value_map['start']['value']:.3f} | {seen} | {_gates_cells(result['gates'])} |")
+                     f"{value_map['start']['value']:.3f} | {seen} | {_goal_progress(value_map.get('goals'))} | "
+                     f"{_gates_cells(result['gates'])} |")
     return "\n".join(lines)
+
+
+def _goal_progress(goals: dict[str, Any] | None) -> str:
+    if goals is None:
+        return "n/a (one level)"
+    return " / ".join(_number(None if progress is None else progress["progress"], "+.1f")
+                      for progress in (goals["level1"], goals["random_code"]))
 
 
 def _gates_cells(gates: dict[str, Any] | None) -> str:

@@ -8,7 +8,9 @@ steps every action from every cell reachable from the start to find each cell's 
 reward, starts the agent of the run's checkpoint in every cell, and reports the top level's critic
 value and the task return it imagines over its horizon with its current policy (``agents.value_map``):
 their rank correlation with minus the distance, and per distance band their means and the share of
-cells from which the top imagines reaching the reward. Prints a table and writes JSON (default
+cells from which the top imagines reaching the reward. For two or more levels, also where level 1's
+greedy goal sends level 0 from each cell (the cell its goal features are nearest): how many steps
+nearer the reward that is, against a random code's. Prints a table and writes JSON (default
 ``<logdir>/value_map.json``); exit status 2 with one paragraph for a run it cannot probe.
 """
 
@@ -56,17 +58,21 @@ def main(argv=None) -> dict:
 
 def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, step: int, graph) -> dict:
     """The estimates in every cell of ``graph``, summarised, printed and written as JSON."""
-    from agents.value_map import cell_estimates, distances_to_reward, summarise
+    from agents.value_map import cell_estimates, distances_to_reward, goal_cells, summarise
 
-    value, imagined = cell_estimates(agent, state, agent.obs_layout.to_dict(graph.observations),
-                                     jax.random.PRNGKey(args.seed))
+    observations = agent.obs_layout.to_dict(graph.observations)
+    key = jax.random.PRNGKey(args.seed)
+    value, imagined = cell_estimates(agent, state, observations, key)
+    goals = goal_cells(agent, state, graph, observations, jax.random.fold_in(key, 1))
     distance = distances_to_reward(graph)
+    per_cell = [{"cell": list(cell), "distance": _finite(d), "value": float(v), "imagined_return": float(i)}
+                for cell, d, v, i in zip(graph.cells, distance, value, imagined)]
+    if goals is not None:
+        for row, target in zip(per_cell, goals[0]):
+            row["goal_cell"] = list(graph.cells[target])
     report = {"logdir": str(logdir), "step": step, "env_id": config["env_id"], "top_level": agent.num_levels - 1,
-              "seed": args.seed, **summarise(value, imagined, distance),
-              "start": {"cell": list(graph.cells[0]), "distance": _finite(distance[0]), "value": float(value[0]),
-                        "imagined_return": float(imagined[0])},
-              "per_cell": [{"cell": list(cell), "distance": _finite(d), "value": float(v), "imagined_return": float(i)}
-                           for cell, d, v, i in zip(graph.cells, distance, value, imagined)]}
+              "seed": args.seed, **summarise(value, imagined, distance, goals),
+              "start": dict(per_cell[0]), "per_cell": per_cell}
     print(format_report(report))
     out = Path(args.out) if args.out else logdir / "value_map.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,13 +98,29 @@ def format_report(report: dict) -> str:
              f"{_correlation(report['value_rank_correlation'])} ({report['value_spread']:.3f}), imagined return "
              f"{_correlation(report['imagined_rank_correlation'])} ({report['imagined_spread']:.3f})",
              f"start {tuple(start['cell'])}: distance {start['distance']}, value {start['value']:.3f}, "
-             f"imagined return {start['imagined_return']:.3f}",
-             "| steps to the reward | cells | value | imagined return | imagines the reward |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             f"imagined return {start['imagined_return']:.3f}"
+             + (f", level 1's goal {tuple(start['goal_cell'])}" if "goal_cell" in start else ""),
+             "| steps to the reward | cells | value | imagined return | imagines the reward | level 1's goals: steps "
+             "nearer the reward (share nearer) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    goals = report.get("goals")
+    if goals is not None:
+        lines.insert(3, f"level 1's greedy goals name {goals['distinct_goal_cells']} cells and lie "
+                        f"{format_progress(goals['level1'])} the reward than the cells they are set in; a random "
+                        f"code's {format_progress(goals['random_code'])}")
     for band in report["bands"]:
         lines.append(f"| {band_label(band)} | {band['cells']} | {band['value']:.3f} | {band['imagined_return']:.3f} | "
-                     f"{band['imagines_reward']:.2f} |")
+                     f"{band['imagines_reward']:.2f} | {format_progress(band.get('goal_progress'), short=True)} |")
     return "\n".join(lines)
+
+
+def format_progress(progress: dict | None, short: bool = False) -> str:
+    """``goal_progress`` in words: ``+3.2 steps nearer (61% of cells)``, or ``+3.2 (0.61)`` short."""
+    if progress is None:
+        return "n/a"
+    if short:
+        return f"{progress['progress']:+.1f} ({progress['nearer']:.2f})"
+    return f"{progress['progress']:+.1f} steps nearer ({progress['nearer']:.0%} of cells)"
 
 
 def band_label(band: dict) -> str:

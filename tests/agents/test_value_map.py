@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers hmbrl/GridFourRooms-v0)
-from agents.value_map import BAND_EDGES, distances_to_reward, explore_cells, summarise
+from agents.value_map import (BAND_EDGES, CellGraph, distances_to_reward, entries, explore_cells, goal_progress,
+                              nearest_cells, summarise)
 from envs.grid_rooms import MOVES, shortest_path_length
 
 
@@ -39,11 +40,12 @@ def test_cells_and_distances_match_a_search_over_the_grid(kwargs):
     assert {cell: int(d) for cell, d in zip(graph.cells, distance)} == {cell: expected[cell] for cell in graph.cells}
     assert distance[0] == shortest_path_length(env)
     assert graph.rewards.sum() == 2  # the goal's two free neighbours, one move each
+    predecessor, action = entries(graph)  # every cell, the start included, is entered by a real step
+    np.testing.assert_array_equal(graph.successors[predecessor, action], np.arange(len(graph.cells)))
 
 
 def test_a_cell_that_cannot_reach_the_reward_is_infinitely_far():
     # two cells and a rewarded step from cell 0; cell 1 only loops on itself
-    from agents.value_map import CellGraph
     graph = CellGraph([(0,), (1,)], np.zeros((2, 1)), np.array([[-1, 1], [1, 1]]), np.array([[1.0, 0.0], [0.0, 0.0]]))
     np.testing.assert_array_equal(distances_to_reward(graph), [1, np.inf])
 
@@ -64,3 +66,39 @@ def test_summary_correlations_spreads_and_bands():
     assert bands[2]["imagines_reward"] == pytest.approx(0.5) and bands[40]["below"] is None
     flat = summarise(np.zeros(6), np.zeros(6), distance[:6])
     assert flat["value_rank_correlation"] is None and flat["value_spread"] == 0.0
+
+
+def test_goals_are_matched_to_the_most_similar_cell_and_their_progress_counted_in_steps():
+    in_cells = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    # a cell's own features name it; a scaled copy names the cell of that length (the similarity
+    # penalises length), a mixture the nearer direction
+    goals = np.array([[0.0, 1.0], [2.0, 0.0], [1.1, 0.0], [0.3, 0.9]])
+    np.testing.assert_array_equal(nearest_cells(goals, in_cells), [1, 2, 0, 1])
+    distance = np.array([4.0, 9.0, 1.0, 6.0, np.inf])
+    targets = np.array([2, 3, 2, 4, 0])  # cell 3's goal cannot reach the reward: not counted
+    counted = np.isfinite(distance)
+    assert goal_progress(distance, targets, counted) == pytest.approx({"progress": (3 + 3 + 0) / 3, "nearer": 2 / 3})
+    assert goal_progress(distance, targets, np.array([False, False, False, True, False])) is None
+
+
+def test_summary_with_goals_reports_both_kinds_overall_and_per_band():
+    distance = np.array([1.0, 3.0, 7.0, 8.0])
+    own, random_code = np.array([0, 0, 1, 0]), np.array([3, 2, 3, 3])
+    summary = summarise(np.zeros(4), np.zeros(4), distance, (own, random_code))
+    assert summary["goals"]["level1"] == pytest.approx({"progress": (0 + 2 + 4 + 7) / 4, "nearer": 0.75})
+    assert summary["goals"]["random_code"] == pytest.approx({"progress": (-7 - 4 - 1 + 0) / 4, "nearer": 0.0})
+    assert summary["goals"]["distinct_goal_cells"] == 2
+    bands = {band["from"]: band for band in summary["bands"]}
+    assert bands[5]["goal_progress"] == pytest.approx({"progress": 5.5, "nearer": 1.0})
+    assert "goals" not in summarise(np.zeros(4), np.zeros(4), distance)
+
+
+
+def test_each_cell_is_entered_from_a_neighbour_by_the_step_that_leads_there():
+    # 0 -> 1 by action 1, 1 -> 2 by action 0, 2 -> 1 by action 1; nothing enters 0
+    graph = CellGraph([(0,), (1,), (2,)], np.zeros((3, 1)), np.array([[-1, 1], [2, 1], [-1, 1]]), np.zeros((3, 2)))
+    predecessor, action = entries(graph)
+    np.testing.assert_array_equal(predecessor, [0, 0, 1])
+    np.testing.assert_array_equal(action, [0, 1, 0])
+    for cell in (1, 2):
+        assert graph.successors[predecessor[cell], action[cell]] == cell

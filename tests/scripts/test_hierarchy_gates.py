@@ -86,7 +86,15 @@ def test_the_value_map_covers_every_cell_of_the_grid(grid_run, capsys):
         assert report[name] is None or -1.0 <= report[name] <= 1.0
     assert all(np.isfinite([cell["value"], cell["imagined_return"]]).all() for cell in report["per_cell"])
     assert json.loads((grid_run / "value_map.json").read_text()) == json.loads(json.dumps(report))
-    assert "| steps to the reward |" in capsys.readouterr().out
+    # where level 1 sends level 0: a cell of the grid, nearer or farther by at most the grid's span
+    cells = {tuple(cell["cell"]) for cell in report["per_cell"]}
+    assert all(tuple(cell["goal_cell"]) in cells for cell in report["per_cell"])
+    goals = report["goals"]
+    assert 1 <= goals["distinct_goal_cells"] <= 228
+    for progress in (goals["level1"], goals["random_code"]):
+        assert abs(progress["progress"]) < 60 and 0.0 <= progress["nearer"] <= 1.0
+    out = capsys.readouterr().out
+    assert "| steps to the reward |" in out and "level 1's greedy goals name" in out
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -114,7 +122,7 @@ def test_probe_benchmark_runs_both_probes_on_every_run_below_a_directory(grid_ru
     table = capsys.readouterr().out.split("probing")[-1]
     assert "| steps to the reward |" not in table  # the probes' own tables only with --verbose
     rows = [line for line in table.splitlines() if line.startswith(f"| {grid_run} | 200 |")]
-    assert len(rows) == 1 and rows[0].count("|") == 10
+    assert len(rows) == 1 and rows[0].count("|") == 11
 
 
 def test_probe_benchmark_refuses_directories_without_a_checkpoint(tmp_path):
