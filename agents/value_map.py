@@ -13,12 +13,15 @@ reward gets nearer. On an environment whose cells can be enumerated (one-hot cel
 3. for two or more levels, reads where level 1 sends level 0 from every cell: the cell whose goal
    features (level 0's, on stepping into it) are nearest its greedy goal, and the same for a random
    code (``goal_cells``);
-4. summarises (``summarise``) how the estimates follow the distance: their rank correlation with
+4. runs the agent's greedy policy from every cell until its episode ends (``greedy_success``): the
+   ground truth the estimates are about;
+5. summarises (``summarise``) how the estimates follow the distance: their rank correlation with
    minus the distance (1: they rise all the way to the reward) and their spread (a correlation over
    estimates that differ by a thousandth is noise), and per distance band the mean
    value, the mean imagined return and the share of cells from which the top imagines reaching the
    reward at all (imagined return above ``IMAGINES_REWARD``); with goal cells, how many steps nearer
-   the reward the goals lie than the cells they are set in (``goal_progress``), against random codes.
+   the reward the goals lie than the cells they are set in (``goal_progress``), against random codes,
+   and the share of cells from which the greedy agent earned the reward.
 
 A critic that gives every cell the same value, or a model that imagines reward far from it, shows as
 a correlation near 0 (measured on the hierarchy benchmark's arms C and D, README).
@@ -136,6 +139,37 @@ def cell_estimates(agent: HierarchicalAgent, state: HierarchicalTrainState, obse
     return value, imagined
 
 
+def greedy_success(agent: HierarchicalAgent, state: HierarchicalTrainState, make_env: Callable[[], gym.Env],
+                   graph: CellGraph, key: jax.Array) -> np.ndarray:
+    """Does the agent's greedy policy, started in each cell of ``graph`` (an episode start there),
+    earn a reward before its episode ends? ``[N]``: the steps it took, NaN where it did not. All
+    cells step together, one batched policy step per environment step."""
+    count = len(graph.cells)
+    envs = [make_env() for _ in range(count)]
+    try:
+        observations = [env.reset(seed=0, options={"cell": cell})[0] for env, cell in zip(envs, graph.cells)]
+        steps, running = np.full(count, np.nan), np.ones(count, bool)
+        policy_state = agent.initial_policy_state(state, count)
+        is_first, step = np.ones(count, bool), 0
+        while running.any():
+            key, step_key = jax.random.split(key)
+            action, policy_state = agent.policy_step(state, policy_state, agent.obs_layout.to_dict(np.stack(observations)),
+                                                     is_first, step_key, greedy=True)
+            env_actions = agent.action_layout.to_env(np.asarray(action))
+            is_first[:], step = False, step + 1
+            for index in np.flatnonzero(running):
+                observation, reward, terminated, truncated, _ = envs[index].step(env_actions[index])
+                if reward > 0:
+                    steps[index] = step
+                running[index] = not (reward > 0 or terminated or truncated)
+                if running[index]:  # a finished cell keeps feeding its last state, whose actions are ignored
+                    observations[index] = observation
+    finally:
+        for env in envs:
+            env.close()
+    return steps
+
+
 def goal_cells(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: CellGraph,
                observations: dict[str, np.ndarray], key: jax.Array) -> tuple[np.ndarray, np.ndarray] | None:
     """Where level 1 sends level 0 from an episode start in each cell of ``graph`` (``observations``
@@ -206,11 +240,13 @@ def _rank_correlation(estimates: np.ndarray, distance: np.ndarray) -> float | No
 
 
 def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
-              goals: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+              goals: tuple[np.ndarray, np.ndarray] | None = None, success_steps: np.ndarray | None = None) -> dict:
     """Rank correlations with minus the distance, and per distance band the cells, mean value, mean
     imagined return and share of cells whose imagined return exceeds ``IMAGINES_REWARD``; with
     ``goals`` (``goal_cells``: level 1's goal cell and a random code's, per cell) the ``goal_progress``
-    of each, overall and per band, and how many distinct cells level 1's goals name."""
+    of each, overall and per band, and how many distinct cells level 1's goals name; with
+    ``success_steps`` (``greedy_success``) the share of cells from which the greedy agent earned the
+    reward, overall and per band."""
     reachable = np.isfinite(distance)
     bands = []
     edges = [*BAND_EDGES, np.inf]
@@ -222,6 +258,8 @@ def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
                           "imagines_reward": float((imagined[in_band] > IMAGINES_REWARD).mean())})
             if goals is not None:
                 bands[-1]["goal_progress"] = goal_progress(distance, goals[0], in_band)
+            if success_steps is not None:
+                bands[-1]["greedy_success"] = float(np.isfinite(success_steps[in_band]).mean())
     summary = {"cells": int(len(distance)), "cells_reaching_reward": int(reachable.sum()),
                "value_rank_correlation": _rank_correlation(value[reachable], distance[reachable]),
                "imagined_rank_correlation": _rank_correlation(imagined[reachable], distance[reachable]),
@@ -231,6 +269,8 @@ def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
         summary["goals"] = {"level1": goal_progress(distance, goals[0], reachable),
                             "random_code": goal_progress(distance, goals[1], reachable),
                             "distinct_goal_cells": int(len(np.unique(goals[0])))}
+    if success_steps is not None:
+        summary["greedy_success"] = float(np.isfinite(success_steps[reachable]).mean()) if reachable.any() else 0.0
     return summary
 
 

@@ -4,7 +4,7 @@
 
 For every run below the directories (benchmark directories, arm directories or run directories)
 that has a checkpoint, at its latest one: ``scripts.probe_value_map`` (does the top level value
-and imagine the reward where it is?) and, for runs of two or more levels, ``scripts.hierarchy_gates``
+and imagine the reward where it is, from which cells does its greedy policy earn it?) and, for runs of two or more levels, ``scripts.hierarchy_gates``
 on the run's whole replay (does the worker reach its goals, enter the rewarded cell when asked, do
 the codes name the rewarded states?). Each probe writes its JSON into the run directory as when run
 alone; this prints one row per run and writes every result to ``--out`` (default
@@ -84,15 +84,18 @@ def format_table(results: list[dict[str, Any]]) -> str:
     """One markdown row per run: what its top sees, and for a hierarchy what its worker does."""
     bands = results[0]["value_map"]["bands"]  # one environment: the same bands in every run
     band_names = " / ".join(probe_value_map.band_label(band) for band in bands)
-    lines = ["| run | step | value corr. | imagined corr. | value at the start | imagines the reward "
-             f"({band_names} steps away) | level 1's goals: steps nearer the reward, own / random code | reward "
-             "reach: state / code / random goal (pairs) | worker reach by cell: own / shuffled goal | code perplexity |",
-             "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: |"]
+    lines = ["| run | step | greedy success from the cells " f"({band_names} steps away) | value corr. | imagined "
+             f"corr. | value at the start | imagines the reward ({band_names}) | level 1's goals: steps nearer the "
+             "reward, own / random code | reward reach: state / code / random goal (pairs) | worker reach by cell: "
+             "own / shuffled goal | code perplexity |",
+             "| --- | ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | ---: |"]
     for result in results:
         value_map = result["value_map"]
-        shares = {band["from"]: band["imagines_reward"] for band in value_map["bands"]}
-        seen = " / ".join(_number(shares.get(band["from"]), ".2f") for band in bands)
-        lines.append(f"| {result['run']} | {result['step']:,} | {_number(value_map['value_rank_correlation'], '+.2f')} "
+        by_band = {band["from"]: band for band in value_map["bands"]}
+        seen, succeeded = (" / ".join(_number(by_band.get(band["from"], {}).get(name), ".2f") for band in bands)
+                           for name in ("imagines_reward", "greedy_success"))
+        lines.append(f"| {result['run']} | {result['step']:,} | {succeeded} | "
+                     f"{_number(value_map['value_rank_correlation'], '+.2f')} "
                      f"| {_number(value_map['imagined_rank_correlation'], '+.2f')} | "
                      f"{value_map['start']['value']:.3f} | {seen} | {_goal_progress(value_map.get('goals'))} | "
                      f"{_gates_cells(result['gates'])} |")

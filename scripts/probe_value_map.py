@@ -10,7 +10,8 @@ value and the task return it imagines over its horizon with its current policy (
 their rank correlation with minus the distance, and per distance band their means and the share of
 cells from which the top imagines reaching the reward. For two or more levels, also where level 1's
 greedy goal sends level 0 from each cell (the cell its goal features are nearest): how many steps
-nearer the reward that is, against a random code's. Prints a table and writes JSON (default
+nearer the reward that is, against a random code's. And the ground truth: from which cells the
+agent's greedy policy, started there, earns the reward before its episode ends. Prints a table and writes JSON (default
 ``<logdir>/value_map.json``); exit status 2 with one paragraph for a run it cannot probe.
 """
 
@@ -53,25 +54,28 @@ def main(argv=None) -> dict:
         raise UserError(f"{config['env_id']}: {error}") from None
     with RunLock(logdir):  # it reads the checkpoint and writes value_map.json: not while a run writes there
         state, step = load_train_state(agent, config, logdir, args.step)
-        return _report(args, logdir, config, agent, state, step, graph)
+        return _report(args, logdir, config, agent, state, step, graph, make)
 
 
-def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, step: int, graph) -> dict:
-    """The estimates in every cell of ``graph``, summarised, printed and written as JSON."""
-    from agents.value_map import cell_estimates, distances_to_reward, goal_cells, summarise
+def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, step: int, graph, make) -> dict:
+    """The estimates in every cell of ``graph`` and the greedy agent's success from each (in
+    environments from ``make``), summarised, printed and written as JSON."""
+    from agents.value_map import cell_estimates, distances_to_reward, goal_cells, greedy_success, summarise
 
     observations = agent.obs_layout.to_dict(graph.observations)
     key = jax.random.PRNGKey(args.seed)
     value, imagined = cell_estimates(agent, state, observations, key)
     goals = goal_cells(agent, state, graph, observations, jax.random.fold_in(key, 1))
+    success_steps = greedy_success(agent, state, make, graph, jax.random.fold_in(key, 2))
     distance = distances_to_reward(graph)
-    per_cell = [{"cell": list(cell), "distance": _finite(d), "value": float(v), "imagined_return": float(i)}
-                for cell, d, v, i in zip(graph.cells, distance, value, imagined)]
+    per_cell = [{"cell": list(cell), "distance": _finite(d), "value": float(v), "imagined_return": float(i),
+                 "greedy_success_steps": _finite(s)}
+                for cell, d, v, i, s in zip(graph.cells, distance, value, imagined, success_steps)]
     if goals is not None:
         for row, target in zip(per_cell, goals[0]):
             row["goal_cell"] = list(graph.cells[target])
     report = {"logdir": str(logdir), "step": step, "env_id": config["env_id"], "top_level": agent.num_levels - 1,
-              "seed": args.seed, **summarise(value, imagined, distance, goals),
+              "seed": args.seed, **summarise(value, imagined, distance, goals, success_steps),
               "start": dict(per_cell[0]), "per_cell": per_cell}
     print(format_report(report))
     out = Path(args.out) if args.out else logdir / "value_map.json"
@@ -85,12 +89,17 @@ def _finite(distance: float) -> int | None:
     return int(distance) if np.isfinite(distance) else None
 
 
+def _success(steps: int | None) -> str:
+    return "never earns the reward" if steps is None else f"earns the reward in {steps} steps"
+
+
 def _correlation(value: float | None) -> str:
     return "n/a (constant)" if value is None else f"{value:+.2f}"
 
 
 def format_report(report: dict) -> str:
-    """The correlations, the start cell and one row per distance band."""
+    """The correlations, the start cell, where level 1's goals point (two or more levels) and one row
+    per distance band."""
     start = report["start"]
     lines = [f"{report['logdir']} at step {report['step']:,}: level {report['top_level']}'s estimates in "
              f"{report['cells']} cells ({report['cells_reaching_reward']} can reach a reward)",
@@ -99,18 +108,21 @@ def format_report(report: dict) -> str:
              f"{_correlation(report['imagined_rank_correlation'])} ({report['imagined_spread']:.3f})",
              f"start {tuple(start['cell'])}: distance {start['distance']}, value {start['value']:.3f}, "
              f"imagined return {start['imagined_return']:.3f}"
-             + (f", level 1's goal {tuple(start['goal_cell'])}" if "goal_cell" in start else ""),
-             "| steps to the reward | cells | value | imagined return | imagines the reward | level 1's goals: steps "
-             "nearer the reward (share nearer) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             + (f", level 1's goal {tuple(start['goal_cell'])}" if "goal_cell" in start else "")
+             + f", greedy agent {_success(start['greedy_success_steps'])}",
+             f"the greedy agent earns the reward from {report['greedy_success']:.0%} of the cells"]
     goals = report.get("goals")
     if goals is not None:
-        lines.insert(3, f"level 1's greedy goals name {goals['distinct_goal_cells']} cells and lie "
-                        f"{format_progress(goals['level1'])} the reward than the cells they are set in; a random "
-                        f"code's {format_progress(goals['random_code'])}")
+        lines.append(f"level 1's greedy goals name {goals['distinct_goal_cells']} cells and lie "
+                     f"{format_progress(goals['level1'])} the reward than the cells they are set in; a random "
+                     f"code's {format_progress(goals['random_code'])}")
+    goal_column = " level 1's goals: steps nearer the reward (share nearer) |" if goals is not None else ""
+    lines += ["| steps to the reward | cells | value | imagined return | imagines the reward | greedy success |" + goal_column,
+              "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if goals is not None else "")]
     for band in report["bands"]:
+        progress = f" {format_progress(band['goal_progress'], short=True)} |" if goals is not None else ""
         lines.append(f"| {band_label(band)} | {band['cells']} | {band['value']:.3f} | {band['imagined_return']:.3f} | "
-                     f"{band['imagines_reward']:.2f} | {format_progress(band.get('goal_progress'), short=True)} |")
+                     f"{band['imagines_reward']:.2f} | {band['greedy_success']:.2f} |" + progress)
     return "\n".join(lines)
 
 

@@ -4,12 +4,14 @@ the grid's free cells, and its summary on hand-made estimates."""
 from collections import deque
 
 import gymnasium as gym
+import jax
 import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers hmbrl/GridFourRooms-v0)
+from agents.spaces import ActionLayout
 from agents.value_map import (BAND_EDGES, CellGraph, distances_to_reward, entries, explore_cells, goal_progress,
-                              nearest_cells, summarise)
+                              greedy_success, nearest_cells, summarise)
 from envs.grid_rooms import MOVES, shortest_path_length
 
 
@@ -102,3 +104,52 @@ def test_each_cell_is_entered_from_a_neighbour_by_the_step_that_leads_there():
     np.testing.assert_array_equal(action, [0, 1, 0])
     for cell in (1, 2):
         assert graph.successors[predecessor[cell], action[cell]] == cell
+
+
+class ShortestPathAgent:
+    """Stands in for a trained agent: its greedy action steps to the neighbour nearest the reward
+    (the rewarded step where there is one), looked up in the map by the observation; ``lazy`` cells
+    take action 0 instead."""
+
+    def __init__(self, graph, distance, lazy=()):
+        self.graph, self.distance, self.lazy = graph, distance, set(lazy)
+        self.action_layout = ActionLayout(dim=graph.successors.shape[1], discrete=True)
+        self.obs_layout = type("Layout", (), {"to_dict": staticmethod(lambda obs: {"obs": obs})})()
+
+    def initial_policy_state(self, state, count):
+        return None
+
+    def policy_step(self, state, policy_state, obs, is_first, key, greedy=False):
+        assert greedy
+        cells = [int(np.flatnonzero((self.graph.observations == row).all(1))[0]) for row in obs["obs"]]
+        actions = []
+        for cell in cells:
+            after = np.where(self.graph.successors[cell] >= 0, self.distance[self.graph.successors[cell]], np.inf)
+            after[self.graph.rewards[cell] > 0] = 0
+            actions.append(0 if cell in self.lazy else int(np.argmin(after)))
+        return np.eye(self.action_layout.dim)[actions], policy_state
+
+
+def test_greedy_success_follows_the_policy_from_every_cell_until_its_episode_ends():
+    make = lambda: gym.make("hmbrl/GridFourRooms-v0", size=9, doors=(1, 6, 2, 5), max_episode_steps=8)  # noqa: E731
+    env = make().unwrapped
+    interior = env.size - 2
+    graph = explore_cells(make, "obs", (interior, interior), lambda observation: {"obs": observation})
+    distance = distances_to_reward(graph)
+    key = jax.random.PRNGKey(0)
+    steps = greedy_success(ShortestPathAgent(graph, distance), None, make, graph, key)
+    # the shortest way from every cell within the 8-step limit, and no success beyond it
+    expected = np.where(distance <= 8, distance, np.nan)
+    np.testing.assert_array_equal(steps, expected)
+    assert np.isnan(steps).any() and np.isfinite(steps).any()
+    lazy = greedy_success(ShortestPathAgent(graph, distance, lazy=range(len(graph.cells))), None, make, graph, key)
+    expected = np.full(len(graph.cells), np.nan)  # action 0 over and over, walked along the map
+    for start in range(len(graph.cells)):
+        cell = start
+        for step in range(1, 9):
+            if graph.rewards[cell, 0] > 0:
+                expected[start] = step
+                break
+            cell = graph.successors[cell, 0]
+    assert np.isfinite(expected).any() and np.isnan(expected).any()
+    np.testing.assert_array_equal(lazy, expected)

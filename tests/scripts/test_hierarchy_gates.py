@@ -93,6 +93,9 @@ def test_the_value_map_covers_every_cell_of_the_grid(grid_run, capsys):
     assert 1 <= goals["distinct_goal_cells"] <= 228
     for progress in (goals["level1"], goals["random_code"]):
         assert abs(progress["progress"]) < 60 and 0.0 <= progress["nearer"] <= 1.0
+    steps = [cell["greedy_success_steps"] for cell in report["per_cell"]]
+    assert all(s is None or cell["distance"] <= s <= 25 for s, cell in zip(steps, report["per_cell"]))  # time limit 25
+    assert report["greedy_success"] == pytest.approx(np.mean([s is not None for s in steps]))
     out = capsys.readouterr().out
     assert "| steps to the reward |" in out and "level 1's greedy goals name" in out
 
@@ -122,7 +125,7 @@ def test_probe_benchmark_runs_both_probes_on_every_run_below_a_directory(grid_ru
     table = capsys.readouterr().out.split("probing")[-1]
     assert "| steps to the reward |" not in table  # the probes' own tables only with --verbose
     rows = [line for line in table.splitlines() if line.startswith(f"| {grid_run} | 200 |")]
-    assert len(rows) == 1 and rows[0].count("|") == 11
+    assert len(rows) == 1 and rows[0].count("|") == 12
 
 
 def test_probe_benchmark_refuses_directories_without_a_checkpoint(tmp_path):
