@@ -131,26 +131,15 @@ def reach_gate(agent: HierarchicalAgent, state: HierarchicalTrainState, make_env
     name, rule = "worker reach (own vs shuffled goals)", f">= {probes.REACH_RATIO:g} x shuffled, > 0"
     if len(time) < 2:
         return Gate("reach", name, None, rule, None, {"pairs": len(time)}, "fewer than 2 (start, goal) pairs in one episode")
-    indices = probes.group_indices(steps[obs_key], groups)  # [T, B, G]
-    goal_time = time + offset
-    goals = goal_view(features[goal_time, column], agent.levels[0].goal_size)
     threshold = reach_threshold(agent.reach_threshold, one_step_similarities(
         goal_view(features, agent.levels[0].goal_size), steps["is_first"]))
-    goal_cells = probes.cell_ids(indices[goal_time, column], groups)
-    envs = [make_env() for _ in time]  # one per pair: all pairs step together through one batched policy
-    start_cells = [envs[0].unwrapped.cell_of_groups(cell) for cell in indices[time, column]]
-    starts = jax.tree.map(lambda leaf: leaf[time, column], posterior)
-    shuffle = probes.derangement(len(time), rng)
     results = {}
-    for kind, kind_goals, kind_cells in (("own", goals, goal_cells), ("shuffled", goals[shuffle], goal_cells[shuffle])):
-        key, rollout_key = jax.random.split(key)
-        similarity, cells, alive = worker_rollouts(agent, state, envs, starts, start_cells, kind_goals, horizon,
-                                                   obs_key, groups, greedy, rollout_key)
+    rollouts = own_and_shuffled_rollouts(agent, state, make_env, steps, posterior, features, obs_key, groups,
+                                         (time, column, offset), horizon, greedy, rng, key)
+    for kind, (similarity, cells, alive, kind_cells) in rollouts.items():
         results[f"reach_{kind}"] = probes.reach_rate(similarity, threshold, alive)
         results[f"cell_reach_{kind}"] = probes.cell_reach_rate(cells, kind_cells, alive)
         results[f"best_similarity_{kind}"] = float(np.mean(np.where(alive, similarity, -np.inf).max(0)))
-    for env in envs:
-        env.close()
     own, shuffled = results["reach_own"], results["reach_shuffled"]
     details = {**results, "pairs": len(time), "K": horizon, "reach_threshold": threshold,
                "policy": "greedy" if greedy else "sampling", "mean_offset": float(np.mean(offset))}
@@ -160,6 +149,65 @@ def reach_gate(agent: HierarchicalAgent, state: HierarchicalTrainState, make_env
         results["cell_reach_own"], results["cell_reach_shuffled"])
     return Gate("reach", name, own, f"{rule} ({probes.REACH_RATIO * shuffled:.3f}), and the same by cell", passed,
                 details)
+
+
+REACH_MULTIPLES = (1, 2, 4)  # goals up to K, 2K and 4K steps ahead in replay (reach_by_distance)
+
+
+def reach_by_distance(agent: HierarchicalAgent, state: HierarchicalTrainState, make_env: Callable[[], gym.Env],
+                      steps: dict[str, np.ndarray], posterior: RSSMState, features: np.ndarray, obs_key: str,
+                      groups: tuple[int, ...], pairs: int, greedy: bool, rng: np.random.Generator, key: jax.Array,
+                      multiples: tuple[int, ...] = REACH_MULTIPLES) -> list[dict[str, Any]]:
+    """Can the worker reach goals farther ahead than one period ``K`` of level 1, given the time? Per
+    band of offsets (``1..K``, ``K+1..2K``, ``2K+1..4K`` for multiples 1, 2, 4): up to ``pairs``
+    (start, later state) pairs of one episode in ``steps [T, B]``, the later state's goal features
+    held for the band's longest offset; the share of pairs that entered the goal's cell, with their
+    own goals and with another pair's. A top whose goals lie farther than the worker can go fails
+    however well it values them."""
+    horizon_k = agent.levels[1].period
+    rows, nearest = [], 0
+    for multiple in multiples:
+        horizon = multiple * horizon_k
+        time, column, offset = probes.sample_pairs_beyond(steps["is_first"], nearest, horizon, pairs, rng)
+        row: dict[str, Any] = {"from": nearest + 1, "to": horizon, "pairs": len(time)}
+        rows.append(row)
+        nearest = horizon
+        if len(time) < 2:
+            continue
+        key, band_key = jax.random.split(key)
+        rollouts = own_and_shuffled_rollouts(agent, state, make_env, steps, posterior, features, obs_key, groups,
+                                             (time, column, offset), horizon, greedy, rng, band_key)
+        for kind, (_, cells, alive, kind_cells) in rollouts.items():
+            row[f"cell_reach_{kind}"] = probes.cell_reach_rate(cells, kind_cells, alive)
+    return rows
+
+
+def own_and_shuffled_rollouts(agent: HierarchicalAgent, state: HierarchicalTrainState,
+                              make_env: Callable[[], gym.Env], steps: dict[str, np.ndarray], posterior: RSSMState,
+                              features: np.ndarray, obs_key: str, groups: tuple[int, ...],
+                              pairs: tuple[np.ndarray, np.ndarray, np.ndarray], horizon: int, greedy: bool,
+                              rng: np.random.Generator, key: jax.Array) -> dict[str, tuple[np.ndarray, ...]]:
+    """Level 0 from the start of each (time, column, offset) pair of ``steps [T, B]`` with the goal
+    features of its later state held for ``horizon`` steps (``own``), and with another pair's
+    (``shuffled``): per kind ``worker_rollouts``' ``(similarity, cell, alive)`` and the goals' cells."""
+    time, column, offset = pairs
+    indices = probes.group_indices(steps[obs_key], groups)  # [T, B, G]
+    goals = goal_view(features[time + offset, column], agent.levels[0].goal_size)
+    goal_cells = probes.cell_ids(indices[time + offset, column], groups)
+    envs = [make_env() for _ in time]  # one per pair: all pairs step together through one batched policy
+    try:
+        start_cells = [envs[0].unwrapped.cell_of_groups(cell) for cell in indices[time, column]]
+        starts = jax.tree.map(lambda leaf: leaf[time, column], posterior)
+        shuffle = probes.derangement(len(time), rng)
+        rollouts = {}
+        for kind, order in (("own", np.arange(len(time))), ("shuffled", shuffle)):
+            key, rollout_key = jax.random.split(key)
+            rollouts[kind] = (*worker_rollouts(agent, state, envs, starts, start_cells, goals[order], horizon,
+                                               obs_key, groups, greedy, rollout_key), goal_cells[order])
+    finally:
+        for env in envs:
+            env.close()
+    return rollouts
 
 
 def goal_space_gates(agent: HierarchicalAgent, state: HierarchicalTrainState, goal_features: np.ndarray,

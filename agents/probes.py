@@ -98,6 +98,15 @@ def sample_pairs(is_first: np.ndarray, horizon: int, count: int, rng: np.random.
     return time[chosen], column[chosen], offsets[time[chosen], column[chosen]]
 
 
+def sample_pairs_beyond(is_first: np.ndarray, nearest: int, horizon: int, count: int, rng: np.random.Generator
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As ``sample_pairs``, with offsets in ``nearest + 1 .. horizon`` only: pairs whose goal lies
+    farther ahead than ``nearest`` steps."""
+    time, column, offset = sample_pairs(is_first, horizon, len(is_first) * is_first.shape[1], rng)
+    beyond = offset > nearest
+    return time[beyond][:count], column[beyond][:count], offset[beyond][:count]
+
+
 def derangement(count: int, rng: np.random.Generator) -> np.ndarray:
     """A random permutation ``[count]`` that moves every index (count >= 2): each pair gets another
     pair's goal."""

@@ -14,9 +14,11 @@ measures (``agents.gates``):
 3. codebook perplexity of level 1's goal codes over the visited states, > 30, and the share of
    visited cells its decoded goals land on, >= 0.5.
 
-Beside the gates, not a gate: the reward reach (``agents.reward_reach``), how often the worker enters
+Beside the gates, not gates: the reward reach (``agents.reward_reach``), how often the worker enters
 the rewarded cell when handed the rewarded state as its goal, through the codebook, or a random goal,
-from each of the K steps before a rewarded step of the probed data. Probe the whole replay
+from each of the K steps before a rewarded step of the probed data; and the worker's reach of goals
+farther ahead than K (``agents.gates.reach_by_distance``: 1-K, K+1-2K and 2K+1-4K steps ahead in
+replay, as many steps to get there, own against shuffled goals). Probe the whole replay
 (``--replay-steps`` as large as the run) to find the rewards of a run that rarely collects them.
 
 Prints a table and writes JSON (default ``<logdir>/gates.json``). Exit status 0 when every gate
@@ -108,7 +110,7 @@ def probe(args: argparse.Namespace, logdir: Path, config: dict, agent: Any, make
     import numpy as np
 
     from agents.evaluation import load_train_state
-    from agents.gates import filter_level0, run_gates
+    from agents.gates import filter_level0, reach_by_distance, run_gates
     from agents.reward_reach import reward_reach
     from agents.run_data import collect_episodes, load_replay
     from configs.sections import run_sections
@@ -129,16 +131,20 @@ def probe(args: argparse.Namespace, logdir: Path, config: dict, agent: Any, make
                       args.code_samples, args.seed)
     reward = reward_reach(agent, state, make, steps, *filtered[:2], obs_key, groups, args.pairs, not args.sample,
                           np.random.default_rng(args.seed), reward_key)
+    by_distance = reach_by_distance(agent, state, make, steps, *filtered[:2], obs_key, groups, args.pairs,
+                                    not args.sample, np.random.default_rng(args.seed), jax.random.fold_in(key, 2))
     result = {"logdir": str(logdir), "step": step, "env_id": config["env_id"], "source": source,
               "probed_steps": int(steps["is_first"].size), "seed": args.seed,
               "passed": all(gate.passed for gate in gates),
-              "gates": {gate.key: gate._asdict() for gate in gates}, "reward_reach": reward}
+              "gates": {gate.key: gate._asdict() for gate in gates}, "reward_reach": reward,
+              "reach_by_distance": by_distance}
     out = Path(args.out) if args.out else logdir / "gates.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"step {step:,}, {result['probed_steps']:,} {source} steps of {config['env_id']}")
     print(format_table(gates))
     print(format_reward_reach(reward))
+    print(format_reach_by_distance(by_distance))
     print(f"wrote {out}")
     return result
 
@@ -177,6 +183,19 @@ def format_reward_reach(reward: dict) -> str:
         lines.append(f"  codebook similarity to the state it codes: rewarded {similarity['rewarded']:.3f}, visited "
                      f"{similarity['visited']:.3f}")
     return "\n".join(lines)
+
+
+def format_reach_by_distance(rows: list[dict]) -> str:
+    """The worker's reach of goals farther ahead, in one line."""
+    return "worker reach by cell with goals farther ahead (own / shuffled, as many steps to get there): " + "; ".join(
+        f"{row['from']}-{row['to']} steps {format_band_reach(row)}" for row in rows)
+
+
+def format_band_reach(row: dict) -> str:
+    """One band of ``reach_by_distance``: ``0.52 / 0.10 (256 pairs)``, n/a where too few pairs."""
+    if "cell_reach_own" not in row:
+        return f"n/a ({row['pairs']} pairs)"
+    return f"{row['cell_reach_own']:.2f} / {row['cell_reach_shuffled']:.2f} ({row['pairs']} pairs)"
 
 
 if __name__ == "__main__":

@@ -87,8 +87,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
     lines = ["| run | step | greedy success from the cells " f"({band_names} steps away) | value corr. | imagined "
              f"corr. | value at the start | imagines the reward ({band_names}) | level 1's goals: steps nearer the "
              "reward, own / random code | reward reach: state / code / random goal (pairs) | worker reach by cell: "
-             "own / shuffled goal | code perplexity |",
-             "| --- | ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | ---: |"]
+             "own / shuffled goal | worker reach by cell of goals farther ahead: own / shuffled | code perplexity |",
+             "| --- | ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | ---: |"]
     for result in results:
         value_map = result["value_map"]
         by_band = {band["from"]: band for band in value_map["bands"]}
@@ -111,7 +111,7 @@ def _goal_progress(goals: dict[str, Any] | None) -> str:
 
 def _gates_cells(gates: dict[str, Any] | None) -> str:
     if gates is None:
-        return "n/a (one level) | n/a | n/a"
+        return "n/a (one level) | n/a | n/a | n/a"
     reward = gates["reward_reach"]
     if reward["pairs"]:
         reach = reward["reach"]
@@ -122,7 +122,9 @@ def _gates_cells(gates: dict[str, Any] | None) -> str:
     details = gates["gates"]["reach"]["details"]
     worker = (f"{details['cell_reach_own']:.2f} / {details['cell_reach_shuffled']:.2f}" if "cell_reach_own" in details
               else "n/a")
-    return f"{entered} | {worker} | {gates['gates']['perplexity']['value']:.0f}"
+    farther = "; ".join(f"{row['from']}-{row['to']}: {hierarchy_gates.format_band_reach(row)}"
+                        for row in gates.get("reach_by_distance", []))
+    return f"{entered} | {worker} | {farther or 'n/a'} | {gates['gates']['perplexity']['value']:.0f}"
 
 
 def _number(value: float | None, spec: str) -> str:

@@ -76,6 +76,17 @@ def test_pairs_stay_inside_one_episode_and_at_most_k_steps_apart():
     assert len(probes.sample_pairs(is_first, 4, 10, np.random.default_rng(0))[0]) == 10
 
 
+def test_pairs_beyond_a_distance_have_offsets_in_their_band_within_one_episode():
+    is_first = np.zeros((40, 3), bool)
+    is_first[0] = is_first[25, 1] = True
+    time, column, offset = probes.sample_pairs_beyond(is_first, 8, 16, 500, np.random.default_rng(0))
+    assert 0 < len(time) <= 500 and len(time) == len(set(zip(time, column)))
+    assert np.all((offset > 8) & (offset <= 16)) and np.all(time + offset < 40)
+    for start, col, k in zip(time, column, offset):
+        assert not is_first[start + 1: start + k + 1, col].any()
+    assert len(probes.sample_pairs_beyond(is_first, 8, 16, 5, np.random.default_rng(0))[0]) == 5
+
+
 def test_a_derangement_gives_every_pair_another_pairs_goal():
     for count in (2, 3, 50):
         shuffled = probes.derangement(count, np.random.default_rng(count))

@@ -48,6 +48,14 @@ def test_the_gates_probe_the_saved_replay_print_a_table_and_write_json(grid_run,
     table = capsys.readouterr().out
     for gate in result["gates"].values():
         assert gate["name"] in table
+    # goals farther ahead: bands 1-4, 5-8, 9-16 steps (K = 4), each own and shuffled where it has pairs
+    bands = result["reach_by_distance"]
+    assert [(row["from"], row["to"]) for row in bands] == [(1, 4), (5, 8), (9, 16)]
+    for row in bands:
+        assert 0 <= row["pairs"] <= 32
+        if row["pairs"] >= 2:
+            assert 0.0 <= row["cell_reach_own"] <= 1.0 and 0.0 <= row["cell_reach_shuffled"] <= 1.0
+    assert "worker reach by cell with goals farther ahead" in table
     assert table.count("PASS") + table.count("FAIL") == 4
 
 
@@ -125,7 +133,7 @@ def test_probe_benchmark_runs_both_probes_on_every_run_below_a_directory(grid_ru
     table = capsys.readouterr().out.split("probing")[-1]
     assert "| steps to the reward |" not in table  # the probes' own tables only with --verbose
     rows = [line for line in table.splitlines() if line.startswith(f"| {grid_run} | 200 |")]
-    assert len(rows) == 1 and rows[0].count("|") == 12
+    assert len(rows) == 1 and rows[0].count("|") == 13
 
 
 def test_probe_benchmark_refuses_directories_without_a_checkpoint(tmp_path):
