@@ -139,12 +139,22 @@ def cell_estimates(agent: HierarchicalAgent, state: HierarchicalTrainState, obse
     return value, imagined
 
 
+class GreedyRuns(NamedTuple):
+    """The greedy agent from an episode start in every cell (``greedy_success``), ``[N]`` each: the
+    steps to its reward (NaN where the episode ended without one) and the index of the cell it was
+    last in (where a failed run ended up: stuck at a wall, in a corner)."""
+
+    steps: np.ndarray
+    last_cells: np.ndarray
+
+
 def greedy_success(agent: HierarchicalAgent, state: HierarchicalTrainState, make_env: Callable[[], gym.Env],
-                   graph: CellGraph, key: jax.Array) -> np.ndarray:
+                   graph: CellGraph, key: jax.Array) -> GreedyRuns:
     """Does the agent's greedy policy, started in each cell of ``graph`` (an episode start there),
-    earn a reward before its episode ends? ``[N]``: the steps it took, NaN where it did not. All
-    cells step together, one batched policy step per environment step."""
+    earn a reward before its episode ends? All cells step together, one batched policy step per
+    environment step."""
     count = len(graph.cells)
+    cell_of = {observation.tobytes(): index for index, observation in enumerate(graph.observations)}
     envs = [make_env() for _ in range(count)]
     try:
         observations = [env.reset(seed=0, options={"cell": cell})[0] for env, cell in zip(envs, graph.cells)]
@@ -167,7 +177,7 @@ def greedy_success(agent: HierarchicalAgent, state: HierarchicalTrainState, make
     finally:
         for env in envs:
             env.close()
-    return steps
+    return GreedyRuns(steps, np.array([cell_of[np.asarray(observation).tobytes()] for observation in observations]))
 
 
 def goal_cells(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: CellGraph,

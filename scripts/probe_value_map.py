@@ -18,6 +18,7 @@ agent's greedy policy, started there, earns the reward before its episode ends. 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 from pathlib import Path
 
@@ -66,16 +67,17 @@ def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, 
     key = jax.random.PRNGKey(args.seed)
     value, imagined = cell_estimates(agent, state, observations, key)
     goals = goal_cells(agent, state, graph, observations, jax.random.fold_in(key, 1))
-    success_steps = greedy_success(agent, state, make, graph, jax.random.fold_in(key, 2))
+    runs = greedy_success(agent, state, make, graph, jax.random.fold_in(key, 2))
     distance = distances_to_reward(graph)
     per_cell = [{"cell": list(cell), "distance": _finite(d), "value": float(v), "imagined_return": float(i),
-                 "greedy_success_steps": _finite(s)}
-                for cell, d, v, i, s in zip(graph.cells, distance, value, imagined, success_steps)]
+                 "greedy_success_steps": _finite(s), "greedy_last_cell": list(graph.cells[last])}
+                for cell, d, v, i, s, last in zip(graph.cells, distance, value, imagined, runs.steps, runs.last_cells)]
     if goals is not None:
         for row, target in zip(per_cell, goals[0]):
             row["goal_cell"] = list(graph.cells[target])
     report = {"logdir": str(logdir), "step": step, "env_id": config["env_id"], "top_level": agent.num_levels - 1,
-              "seed": args.seed, **summarise(value, imagined, distance, goals, success_steps),
+              "seed": args.seed, **summarise(value, imagined, distance, goals, runs.steps),
+              "failures_end_in": stuck_cells(per_cell),
               "start": dict(per_cell[0]), "per_cell": per_cell}
     print(format_report(report))
     out = Path(args.out) if args.out else logdir / "value_map.json"
@@ -87,6 +89,13 @@ def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, 
 
 def _finite(distance: float) -> int | None:
     return int(distance) if np.isfinite(distance) else None
+
+
+def stuck_cells(per_cell: list[dict], most: int = 5) -> list[dict]:
+    """The cells the greedy agent's failed runs most often ended in, with how many: where it gets stuck."""
+    ends = collections.Counter(tuple(row["greedy_last_cell"]) for row in per_cell
+                               if row["greedy_success_steps"] is None and row["distance"] is not None)
+    return [{"cell": list(cell), "runs": runs} for cell, runs in ends.most_common(most)]
 
 
 def _success(steps: int | None) -> str:
@@ -110,7 +119,10 @@ def format_report(report: dict) -> str:
              f"imagined return {start['imagined_return']:.3f}"
              + (f", level 1's goal {tuple(start['goal_cell'])}" if "goal_cell" in start else "")
              + f", greedy agent {_success(start['greedy_success_steps'])}",
-             f"the greedy agent earns the reward from {report['greedy_success']:.0%} of the cells"]
+             f"the greedy agent earns the reward from {report['greedy_success']:.0%} of the cells"
+             + ("; the runs that fail end in " + ", ".join(f"{tuple(end['cell'])} x{end['runs']}"
+                                                          for end in report["failures_end_in"])
+                if report["failures_end_in"] else "")]
     goals = report.get("goals")
     if goals is not None:
         lines.append(f"level 1's greedy goals name {goals['distinct_goal_cells']} cells and lie "

@@ -137,19 +137,22 @@ def test_greedy_success_follows_the_policy_from_every_cell_until_its_episode_end
     graph = explore_cells(make, "obs", (interior, interior), lambda observation: {"obs": observation})
     distance = distances_to_reward(graph)
     key = jax.random.PRNGKey(0)
-    steps = greedy_success(ShortestPathAgent(graph, distance), None, make, graph, key)
+    runs = greedy_success(ShortestPathAgent(graph, distance), None, make, graph, key)
     # the shortest way from every cell within the 8-step limit, and no success beyond it
     expected = np.where(distance <= 8, distance, np.nan)
-    np.testing.assert_array_equal(steps, expected)
-    assert np.isnan(steps).any() and np.isfinite(steps).any()
+    np.testing.assert_array_equal(runs.steps, expected)
+    assert np.isnan(runs.steps).any() and np.isfinite(runs.steps).any()
+    assert (distance[runs.last_cells[np.isfinite(runs.steps)]] == 1).all()  # the last cell before the reward
     lazy = greedy_success(ShortestPathAgent(graph, distance, lazy=range(len(graph.cells))), None, make, graph, key)
-    expected = np.full(len(graph.cells), np.nan)  # action 0 over and over, walked along the map
-    for start in range(len(graph.cells)):
+    expected, last = np.full(len(graph.cells), np.nan), np.zeros(len(graph.cells), int)
+    for start in range(len(graph.cells)):  # action 0 over and over, walked along the map
         cell = start
         for step in range(1, 9):
             if graph.rewards[cell, 0] > 0:
                 expected[start] = step
                 break
-            cell = graph.successors[cell, 0]
+            cell = graph.successors[cell, 0] if step < 8 else cell  # the eighth step ends the episode
+        last[start] = cell
     assert np.isfinite(expected).any() and np.isnan(expected).any()
-    np.testing.assert_array_equal(lazy, expected)
+    np.testing.assert_array_equal(lazy.steps, expected)
+    np.testing.assert_array_equal(lazy.last_cells, last)

@@ -104,6 +104,10 @@ def test_the_value_map_covers_every_cell_of_the_grid(grid_run, capsys):
     steps = [cell["greedy_success_steps"] for cell in report["per_cell"]]
     assert all(s is None or cell["distance"] <= s <= 25 for s, cell in zip(steps, report["per_cell"]))  # time limit 25
     assert report["greedy_success"] == pytest.approx(np.mean([s is not None for s in steps]))
+    failed = [tuple(cell["greedy_last_cell"]) for cell in report["per_cell"] if cell["greedy_success_steps"] is None]
+    assert sum(end["runs"] for end in report["failures_end_in"]) == min(len(failed), sum(
+        sorted((failed.count(c) for c in set(failed)), reverse=True)[:5]))
+    assert all(tuple(end["cell"]) in cells for end in report["failures_end_in"])
     out = capsys.readouterr().out
     assert "| steps to the reward |" in out and "level 1's greedy goals name" in out
 
