@@ -66,7 +66,7 @@ class HierarchicalAgent:
         self.discount = sections.agent.discount
         self.goal_action_dim = goal_action_dim(sections.goal)
         self.reach_threshold = sections.goal.reach_threshold
-        self.hindsight = sections.goal.hindsight
+        self.hindsight, self.hindsight_reach = sections.goal.hindsight, sections.goal.hindsight_reach
         self.policy = HierarchicalPolicy(self.levels, action_layout.dim, self.goal_action_dim)
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
         self.policy_step = jax.jit(self._policy_step, static_argnames="greedy")
@@ -184,10 +184,9 @@ class HierarchicalAgent:
                     jax.lax.stop_gradient(state_features(lower_posterior)), jax.random.fold_in(index_key, 1_000))
                 if self.hindsight > 0:
                     lower_goal, lower_governed = handed_down
-                    horizon = level.period // self.levels[index - 1].period
                     lower_goal, replaced = hindsight_goals(
                         lower_goal, jax.lax.stop_gradient(state_features(lower_posterior)), lower_book["is_first"],
-                        self.hindsight, horizon, jax.random.fold_in(index_key, 2_000))
+                        self.hindsight, self.hindsight_horizon(index), jax.random.fold_in(index_key, 2_000))
                     handed_down = (lower_goal, lower_governed)
                     goal_metrics["goal/hindsight_fraction"] = jnp.mean(replaced & lower_governed)
                 metrics.update(_prefixed(index, goal_metrics))
@@ -214,6 +213,11 @@ class HierarchicalAgent:
                                       [level_state.world_model.params for level_state in state.levels], features, level)
 
     # --------------------------------------------------------------------------------- acting
+    def hindsight_horizon(self, index: int) -> int:
+        """How many steps of level ``index - 1`` ahead its hindsight goals may lie: ``goal.hindsight_reach``
+        periods of level ``index``."""
+        return self.hindsight_reach * (self.levels[index].period // self.levels[index - 1].period)
+
     def initial_policy_state(self, state: HierarchicalTrainState, batch_size: int) -> HierarchicalPolicyState:
         """Acting's carry at every environment's episode start (``agents.hierarchical_policy``)."""
         return self._initial_policy_state(state.levels, batch_size)

@@ -61,7 +61,7 @@ BOUNDS: dict[str, Bound] = {
     "goal.dim": POSITIVE_INT, "goal.codes": POSITIVE_INT, "goal.classes": Bound(minimum=2), "goal.kl": POSITIVE,
     "goal.kl_target": NON_NEGATIVE,
     "goal.reward_scale": NON_NEGATIVE, "goal.task_reward_scale": NON_NEGATIVE,
-    "goal.hindsight": FRACTION,
+    "goal.hindsight": FRACTION, "goal.hindsight_reach": POSITIVE_INT,
     "goal.reach_threshold": Bound(minimum=-1, maximum=1),
     "backbones.mamba.chunk_size": NON_NEGATIVE,
     "world_model.event_encoder.backbones.mamba.chunk_size": NON_NEGATIVE,

@@ -100,6 +100,7 @@ class GoalConfig:
     reward_scale: float
     task_reward_scale: float
     hindsight: float  # share of hindsight goals below the top (agents.goals.hindsight_goals)
+    hindsight_reach: int  # hindsight goals lie up to this many periods of the level above ahead
     terminal: str  # once | held: the goal reward of a step into a terminal state (agents.level)
     reach_threshold: float | str  # a similarity, or "auto" (agents.goals.reach_threshold)
 

@@ -11,6 +11,7 @@ import pytest
 from agents.diagnostics import _LevelMeter
 from agents.goals import GoalAutoencoder, code_perplexity, goal_diversity, one_step_similarities, reach_threshold
 from agents.hierarchical_agent import HierarchicalAgent
+from configs.bounds import BoundsError
 from configs.loader import load_config
 from test_hierarchical_agent import ACTIONS, OBS, synthetic_batch
 
@@ -230,6 +231,18 @@ def test_hindsight_goals_are_the_levels_own_later_states_within_the_episode():
             else:
                 np.testing.assert_array_equal(goals[t, b], from_above[t, b])
     assert abs(replaced.sum() - expected) < 4 * np.sqrt(expected)  # share x the chance that k is usable
+
+
+def test_hindsight_goals_lie_up_to_hindsight_reach_periods_of_the_level_above_ahead():
+    def horizons(*overrides):
+        config = load_config(["debug"], [("hierarchy.levels", 3), ("hierarchy.k", [2, 3]), *overrides])
+        agent = HierarchicalAgent.from_config(config, OBS, ACTIONS)
+        return [agent.hindsight_horizon(index) for index in (1, 2)]
+
+    assert horizons() == [2, 3]  # one period of the level above, in steps of the level below
+    assert horizons(("goal.hindsight_reach", 4)) == [8, 12]
+    with pytest.raises(BoundsError, match="goal.hindsight_reach"):
+        horizons(("goal.hindsight_reach", 0))
 
 
 @pytest.mark.parametrize("top_model", ["stacked", "imagined"])
