@@ -38,7 +38,6 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from agents import probes
-from agents.goals import goal_similarity
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from agents.level import goal_view
 from world_models.rssm import state_features
@@ -185,7 +184,8 @@ def goal_cells(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: C
     """Where level 1 sends level 0 from an episode start in each cell of ``graph`` (``observations``
     its cells' observations in the agent's keys): per cell the index of the cell whose goal features
     (``entered_features``) are most similar to level 1's greedy goal, and the same for the random code
-    drawn beside it (the reach statistics' chance goal); ``[N]`` each. None for a flat agent."""
+    drawn beside it (the reach statistics' chance goal), by the worker's own goal similarity
+(``probes.nearest_states``); ``[N]`` each. None for a flat agent."""
     if agent.num_levels < 2:
         return None
     goals_key, entered_key = jax.random.split(key)
@@ -193,11 +193,12 @@ def goal_cells(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: C
     policy_state = agent.initial_policy_state(state, count)
     _, policy_state = agent.policy_step(state, policy_state, observations, np.ones(count, bool), goals_key, greedy=True)
     in_cells = entered_features(agent, state, graph, observations, entered_key)
-    return nearest_cells(policy_state.goals[0], in_cells), nearest_cells(policy_state.chance_goals[0], in_cells)
+    return tuple(probes.nearest_states(np.asarray(goals), in_cells)
+                 for goals in (policy_state.goals[0], policy_state.chance_goals[0]))
 
 
 def entered_features(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: CellGraph,
-                     observations: dict[str, np.ndarray], key: jax.Array) -> jax.Array:
+                     observations: dict[str, np.ndarray], key: jax.Array) -> np.ndarray:
     """Level 0's goal features in each cell ``[N, G]`` as it has them on stepping in from a neighbour
     (``entries``): at an episode's first step the deterministic state, the default goal features, is
     the same in every cell, so one real step is needed for them to say where the agent is."""
@@ -210,7 +211,7 @@ def entered_features(agent: HierarchicalAgent, state: HierarchicalTrainState, gr
     taken = jax.nn.one_hot(action, graph.successors.shape[1], dtype=policy_state.actions[0].dtype)
     policy_state = policy_state._replace(actions=(taken, *policy_state.actions[1:]))
     _, policy_state = agent.policy_step(state, policy_state, observations, np.zeros(count, bool), second_key, greedy=True)
-    return goal_view(state_features(policy_state.latents[0]), agent.levels[0].goal_size)
+    return np.asarray(goal_view(state_features(policy_state.latents[0]), agent.levels[0].goal_size))
 
 
 def entries(graph: CellGraph) -> tuple[np.ndarray, np.ndarray]:
@@ -223,12 +224,6 @@ def entries(graph: CellGraph) -> tuple[np.ndarray, np.ndarray]:
             if successor >= 0 and not found[successor]:
                 predecessor[successor], action[successor], found[successor] = cell, taken, True
     return predecessor, action
-
-
-def nearest_cells(goals: jax.Array, in_cells: jax.Array) -> np.ndarray:
-    """Per goal ``[N, G]`` the index of the most similar of the cells' goal features ``[M, G]``
-    (``goal_similarity``, the worker's own reward)."""
-    return np.asarray(jax.numpy.argmax(goal_similarity(in_cells[None], goals[:, None]), -1))
 
 
 def goal_progress(distance: np.ndarray, targets: np.ndarray, cells: np.ndarray) -> dict[str, float] | None:
