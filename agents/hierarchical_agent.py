@@ -212,12 +212,12 @@ class HierarchicalAgent:
         return decode_to_observations([spec.world_model for spec in self.levels],
                                       [level_state.world_model.params for level_state in state.levels], features, level)
 
-    # --------------------------------------------------------------------------------- acting
     def hindsight_horizon(self, index: int) -> int:
         """How many steps of level ``index - 1`` ahead its hindsight goals may lie: ``goal.hindsight_reach``
         periods of level ``index``."""
         return self.hindsight_reach * (self.levels[index].period // self.levels[index - 1].period)
 
+    # --------------------------------------------------------------------------------- acting
     def initial_policy_state(self, state: HierarchicalTrainState, batch_size: int) -> HierarchicalPolicyState:
         """Acting's carry at every environment's episode start (``agents.hierarchical_policy``)."""
         return self._initial_policy_state(state.levels, batch_size)
