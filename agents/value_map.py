@@ -13,15 +13,15 @@ reward gets nearer. On an environment whose cells can be enumerated (one-hot cel
 3. for two or more levels, reads where level 1 sends level 0 from every cell: the cell whose goal
    features (level 0's, on stepping into it) are nearest its greedy goal, and the same for a random
    code (``goal_cells``);
-4. runs the agent's greedy policy from every cell until its episode ends (``greedy_success``): the
-   ground truth the estimates are about;
+4. runs the agent's greedy and its sampling policy from every cell until its episode ends
+   (``success_from_cells``): the ground truth the estimates are about;
 5. summarises (``summarise``) how the estimates follow the distance: their rank correlation with
    minus the distance (1: they rise all the way to the reward) and their spread (a correlation over
    estimates that differ by a thousandth is noise), and per distance band the mean
    value, the mean imagined return and the share of cells from which the top imagines reaching the
    reward at all (imagined return above ``IMAGINES_REWARD``); with goal cells, how many steps nearer
    the reward the goals lie than the cells they are set in (``goal_progress``), against random codes,
-   and the share of cells from which the greedy agent earned the reward.
+   and the share of cells from which the greedy and the sampling agent earned the reward.
 
 A critic that gives every cell the same value, or a model that imagines reward far from it, shows as
 a correlation near 0 (measured on the hierarchy benchmark's arms C and D, README).
@@ -138,8 +138,8 @@ def cell_estimates(agent: HierarchicalAgent, state: HierarchicalTrainState, obse
     return value, imagined
 
 
-class GreedyRuns(NamedTuple):
-    """The greedy agent from an episode start in every cell (``greedy_success``), ``[N]`` each: the
+class CellRuns(NamedTuple):
+    """The agent from an episode start in every cell (``success_from_cells``), ``[N]`` each: the
     steps to its reward (NaN where the episode ended without one) and the index of the cell it was
     last in (where a failed run ended up: stuck at a wall, in a corner)."""
 
@@ -147,11 +147,11 @@ class GreedyRuns(NamedTuple):
     last_cells: np.ndarray
 
 
-def greedy_success(agent: HierarchicalAgent, state: HierarchicalTrainState, make_env: Callable[[], gym.Env],
-                   graph: CellGraph, key: jax.Array) -> GreedyRuns:
-    """Does the agent's greedy policy, started in each cell of ``graph`` (an episode start there),
-    earn a reward before its episode ends? All cells step together, one batched policy step per
-    environment step."""
+def success_from_cells(agent: HierarchicalAgent, state: HierarchicalTrainState, make_env: Callable[[], gym.Env],
+                       graph: CellGraph, key: jax.Array, greedy: bool = True) -> CellRuns:
+    """Does the agent's policy (greedy: every level's most likely action; else sampled), started in
+    each cell of ``graph`` (an episode start there), earn a reward before its episode ends? All cells
+    step together, one batched policy step per environment step."""
     count = len(graph.cells)
     cell_of = {observation.tobytes(): index for index, observation in enumerate(graph.observations)}
     envs = [make_env() for _ in range(count)]
@@ -163,7 +163,7 @@ def greedy_success(agent: HierarchicalAgent, state: HierarchicalTrainState, make
         while running.any():
             key, step_key = jax.random.split(key)
             action, policy_state = agent.policy_step(state, policy_state, agent.obs_layout.to_dict(np.stack(observations)),
-                                                     is_first, step_key, greedy=True)
+                                                     is_first, step_key, greedy=greedy)
             env_actions = agent.action_layout.to_env(np.asarray(action))
             is_first[:], step = False, step + 1
             for index in np.flatnonzero(running):
@@ -176,7 +176,7 @@ def greedy_success(agent: HierarchicalAgent, state: HierarchicalTrainState, make
     finally:
         for env in envs:
             env.close()
-    return GreedyRuns(steps, np.array([cell_of[np.asarray(observation).tobytes()] for observation in observations]))
+    return CellRuns(steps, np.array([cell_of[np.asarray(observation).tobytes()] for observation in observations]))
 
 
 def goal_cells(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: CellGraph,
@@ -245,13 +245,15 @@ def _rank_correlation(estimates: np.ndarray, distance: np.ndarray) -> float | No
 
 
 def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
-              goals: tuple[np.ndarray, np.ndarray] | None = None, success_steps: np.ndarray | None = None) -> dict:
+              goals: tuple[np.ndarray, np.ndarray] | None = None,
+              success_steps: dict[str, np.ndarray] | None = None) -> dict:
     """Rank correlations with minus the distance, and per distance band the cells, mean value, mean
     imagined return and share of cells whose imagined return exceeds ``IMAGINES_REWARD``; with
     ``goals`` (``goal_cells``: level 1's goal cell and a random code's, per cell) the ``goal_progress``
     of each, overall and per band, and how many distinct cells level 1's goals name; with
-    ``success_steps`` (``greedy_success``) the share of cells from which the greedy agent earned the
-    reward, overall and per band."""
+    ``success_steps`` (per policy, e.g. ``greedy`` and ``sampled``: ``success_from_cells``' steps)
+    the share of cells from which that policy earned the reward (``<policy>_success``), overall and
+    per band."""
     reachable = np.isfinite(distance)
     bands = []
     edges = [*BAND_EDGES, np.inf]
@@ -263,8 +265,8 @@ def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
                           "imagines_reward": float((imagined[in_band] > IMAGINES_REWARD).mean())})
             if goals is not None:
                 bands[-1]["goal_progress"] = goal_progress(distance, goals[0], in_band)
-            if success_steps is not None:
-                bands[-1]["greedy_success"] = float(np.isfinite(success_steps[in_band]).mean())
+            for policy, steps in (success_steps or {}).items():
+                bands[-1][f"{policy}_success"] = float(np.isfinite(steps[in_band]).mean())
     summary = {"cells": int(len(distance)), "cells_reaching_reward": int(reachable.sum()),
                "value_rank_correlation": _rank_correlation(value[reachable], distance[reachable]),
                "imagined_rank_correlation": _rank_correlation(imagined[reachable], distance[reachable]),
@@ -274,8 +276,8 @@ def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
         summary["goals"] = {"level1": goal_progress(distance, goals[0], reachable),
                             "random_code": goal_progress(distance, goals[1], reachable),
                             "distinct_goal_cells": int(len(np.unique(goals[0])))}
-    if success_steps is not None:
-        summary["greedy_success"] = float(np.isfinite(success_steps[reachable]).mean()) if reachable.any() else 0.0
+    for policy, steps in (success_steps or {}).items():
+        summary[f"{policy}_success"] = float(np.isfinite(steps[reachable]).mean()) if reachable.any() else 0.0
     return summary
 
 

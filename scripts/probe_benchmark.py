@@ -84,17 +84,19 @@ def format_table(results: list[dict[str, Any]]) -> str:
     """One markdown row per run: what its top sees, and for a hierarchy what its worker does."""
     bands = results[0]["value_map"]["bands"]  # one environment: the same bands in every run
     band_names = " / ".join(probe_value_map.band_label(band) for band in bands)
-    lines = ["| run | step | greedy success from the cells " f"({band_names} steps away) | value corr. | imagined "
+    lines = ["| run | step | greedy success from the cells " f"({band_names} steps away) | sampled success | "
+             "value corr. | imagined "
              f"corr. | value at the start | imagines the reward ({band_names}) | level 1's goals: steps nearer the "
              "reward, own / random code | reward reach: state / code / random goal (pairs) | worker reach by cell: "
              "own / shuffled goal | worker reach by cell of goals farther ahead: own / shuffled | code perplexity |",
-             "| --- | ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | ---: |"]
+             "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | ---: |"]
     for result in results:
         value_map = result["value_map"]
         by_band = {band["from"]: band for band in value_map["bands"]}
-        seen, succeeded = (" / ".join(_number(by_band.get(band["from"], {}).get(name), ".2f") for band in bands)
-                           for name in ("imagines_reward", "greedy_success"))
-        lines.append(f"| {result['run']} | {result['step']:,} | {succeeded} | "
+        seen, succeeded, sampled = (" / ".join(_number(by_band.get(band["from"], {}).get(name), ".2f")
+                                               for band in bands)
+                                    for name in ("imagines_reward", "greedy_success", "sampled_success"))
+        lines.append(f"| {result['run']} | {result['step']:,} | {succeeded} | {sampled} | "
                      f"{_number(value_map['value_rank_correlation'], '+.2f')} "
                      f"| {_number(value_map['imagined_rank_correlation'], '+.2f')} | "
                      f"{value_map['start']['value']:.3f} | {seen} | {_goal_progress(value_map.get('goals'))} | "

@@ -11,7 +11,7 @@ their rank correlation with minus the distance, and per distance band their mean
 cells from which the top imagines reaching the reward. For two or more levels, also where level 1's
 greedy goal sends level 0 from each cell (the cell its goal features are nearest): how many steps
 nearer the reward that is, against a random code's. And the ground truth: from which cells the
-agent's greedy policy, started there, earns the reward before its episode ends. Prints a table and writes JSON (default
+agent's greedy policy, and its sampling policy, started there, earn the reward before the episode ends. Prints a table and writes JSON (default
 ``<logdir>/value_map.json``); exit status 2 with one paragraph for a run it cannot probe.
 """
 
@@ -61,22 +61,25 @@ def main(argv=None) -> dict:
 def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, step: int, graph, make) -> dict:
     """The estimates in every cell of ``graph`` and the greedy agent's success from each (in
     environments from ``make``), summarised, printed and written as JSON."""
-    from agents.value_map import cell_estimates, distances_to_reward, goal_cells, greedy_success, summarise
+    from agents.value_map import cell_estimates, distances_to_reward, goal_cells, success_from_cells, summarise
 
     observations = agent.obs_layout.to_dict(graph.observations)
     key = jax.random.PRNGKey(args.seed)
     value, imagined = cell_estimates(agent, state, observations, key)
     goals = goal_cells(agent, state, graph, observations, jax.random.fold_in(key, 1))
-    runs = greedy_success(agent, state, make, graph, jax.random.fold_in(key, 2))
+    runs = success_from_cells(agent, state, make, graph, jax.random.fold_in(key, 2))
+    sampled = success_from_cells(agent, state, make, graph, jax.random.fold_in(key, 3), greedy=False)
     distance = distances_to_reward(graph)
     per_cell = [{"cell": list(cell), "distance": _finite(d), "value": float(v), "imagined_return": float(i),
-                 "greedy_success_steps": _finite(s), "greedy_last_cell": list(graph.cells[last])}
-                for cell, d, v, i, s, last in zip(graph.cells, distance, value, imagined, runs.steps, runs.last_cells)]
+                 "greedy_success_steps": _finite(s), "greedy_last_cell": list(graph.cells[last]),
+                 "sampled_success_steps": _finite(sampled_steps)}
+                for cell, d, v, i, s, last, sampled_steps in zip(graph.cells, distance, value, imagined, runs.steps,
+                                                                 runs.last_cells, sampled.steps)]
     if goals is not None:
         for row, target in zip(per_cell, goals[0]):
             row["goal_cell"] = list(graph.cells[target])
     report = {"logdir": str(logdir), "step": step, "env_id": config["env_id"], "top_level": agent.num_levels - 1,
-              "seed": args.seed, **summarise(value, imagined, distance, goals, runs.steps),
+              "seed": args.seed, **summarise(value, imagined, distance, goals, {"greedy": runs.steps, "sampled": sampled.steps}),
               "failures_end_in": stuck_cells(per_cell),
               "start": dict(per_cell[0]), "per_cell": per_cell}
     print(format_report(report))
@@ -119,7 +122,8 @@ def format_report(report: dict) -> str:
              f"imagined return {start['imagined_return']:.3f}"
              + (f", level 1's goal {tuple(start['goal_cell'])}" if "goal_cell" in start else "")
              + f", greedy agent {_success(start['greedy_success_steps'])}",
-             f"the greedy agent earns the reward from {report['greedy_success']:.0%} of the cells"
+             f"the greedy agent earns the reward from {report['greedy_success']:.0%} of the cells (sampling its "
+             f"actions: {report['sampled_success']:.0%})"
              + ("; the runs that fail end in " + ", ".join(f"{tuple(end['cell'])} x{end['runs']}"
                                                           for end in report["failures_end_in"])
                 if report["failures_end_in"] else "")]
@@ -129,12 +133,14 @@ def format_report(report: dict) -> str:
                      f"{format_progress(goals['level1'])} the reward than the cells they are set in; a random "
                      f"code's {format_progress(goals['random_code'])}")
     goal_column = " level 1's goals: steps nearer the reward (share nearer) |" if goals is not None else ""
-    lines += ["| steps to the reward | cells | value | imagined return | imagines the reward | greedy success |" + goal_column,
+    lines += ["| steps to the reward | cells | value | imagined return | imagines the reward | success: greedy / "
+              "sampled |" + goal_column,
               "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if goals is not None else "")]
     for band in report["bands"]:
         progress = f" {format_progress(band['goal_progress'], short=True)} |" if goals is not None else ""
         lines.append(f"| {band_label(band)} | {band['cells']} | {band['value']:.3f} | {band['imagined_return']:.3f} | "
-                     f"{band['imagines_reward']:.2f} | {band['greedy_success']:.2f} |" + progress)
+                     f"{band['imagines_reward']:.2f} | {band['greedy_success']:.2f} / {band['sampled_success']:.2f} |"
+                     + progress)
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ import pytest
 import envs  # noqa: F401  (registers hmbrl/GridFourRooms-v0)
 from agents.spaces import ActionLayout
 from agents.value_map import (BAND_EDGES, CellGraph, distances_to_reward, entries, explore_cells, goal_progress,
-                              greedy_success, summarise)
+                              success_from_cells, summarise)
 from envs.grid_rooms import MOVES, shortest_path_length
 
 
@@ -107,7 +107,7 @@ class ShortestPathAgent:
     take action 0 instead."""
 
     def __init__(self, graph, distance, lazy=()):
-        self.graph, self.distance, self.lazy = graph, distance, set(lazy)
+        self.graph, self.distance, self.lazy, self.greedy_seen = graph, distance, set(lazy), set()
         self.action_layout = ActionLayout(dim=graph.successors.shape[1], discrete=True)
         self.obs_layout = type("Layout", (), {"to_dict": staticmethod(lambda obs: {"obs": obs})})()
 
@@ -115,7 +115,7 @@ class ShortestPathAgent:
         return None
 
     def policy_step(self, state, policy_state, obs, is_first, key, greedy=False):
-        assert greedy
+        self.greedy_seen.add(greedy)
         cells = [int(np.flatnonzero((self.graph.observations == row).all(1))[0]) for row in obs["obs"]]
         actions = []
         for cell in cells:
@@ -125,20 +125,24 @@ class ShortestPathAgent:
         return np.eye(self.action_layout.dim)[actions], policy_state
 
 
-def test_greedy_success_follows_the_policy_from_every_cell_until_its_episode_ends():
+def test_success_from_cells_follows_the_policy_from_every_cell_until_its_episode_ends():
     make = lambda: gym.make("hmbrl/GridFourRooms-v0", size=9, doors=(1, 6, 2, 5), max_episode_steps=8)  # noqa: E731
     env = make().unwrapped
     interior = env.size - 2
     graph = explore_cells(make, "obs", (interior, interior), lambda observation: {"obs": observation})
     distance = distances_to_reward(graph)
     key = jax.random.PRNGKey(0)
-    runs = greedy_success(ShortestPathAgent(graph, distance), None, make, graph, key)
+    shortest = ShortestPathAgent(graph, distance)
+    runs = success_from_cells(shortest, None, make, graph, key)
+    assert shortest.greedy_seen == {True}
     # the shortest way from every cell within the 8-step limit, and no success beyond it
     expected = np.where(distance <= 8, distance, np.nan)
     np.testing.assert_array_equal(runs.steps, expected)
     assert np.isnan(runs.steps).any() and np.isfinite(runs.steps).any()
     assert (distance[runs.last_cells[np.isfinite(runs.steps)]] == 1).all()  # the last cell before the reward
-    lazy = greedy_success(ShortestPathAgent(graph, distance, lazy=range(len(graph.cells))), None, make, graph, key)
+    stuck = ShortestPathAgent(graph, distance, lazy=range(len(graph.cells)))
+    lazy = success_from_cells(stuck, None, make, graph, key, greedy=False)
+    assert stuck.greedy_seen == {False}
     expected, last = np.full(len(graph.cells), np.nan), np.zeros(len(graph.cells), int)
     for start in range(len(graph.cells)):  # action 0 over and over, walked along the map
         cell = start

@@ -104,6 +104,9 @@ def test_the_value_map_covers_every_cell_of_the_grid(grid_run, capsys):
     steps = [cell["greedy_success_steps"] for cell in report["per_cell"]]
     assert all(s is None or cell["distance"] <= s <= 25 for s, cell in zip(steps, report["per_cell"]))  # time limit 25
     assert report["greedy_success"] == pytest.approx(np.mean([s is not None for s in steps]))
+    sampled = [cell["sampled_success_steps"] for cell in report["per_cell"]]
+    assert report["sampled_success"] == pytest.approx(np.mean([s is not None for s in sampled]))
+    assert all(0.0 <= band["sampled_success"] <= 1.0 for band in report["bands"])
     failed = [tuple(cell["greedy_last_cell"]) for cell in report["per_cell"] if cell["greedy_success_steps"] is None]
     assert sum(end["runs"] for end in report["failures_end_in"]) == min(len(failed), sum(
         sorted((failed.count(c) for c in set(failed)), reverse=True)[:5]))
@@ -137,7 +140,7 @@ def test_probe_benchmark_runs_both_probes_on_every_run_below_a_directory(grid_ru
     table = capsys.readouterr().out.split("probing")[-1]
     assert "| steps to the reward |" not in table  # the probes' own tables only with --verbose
     rows = [line for line in table.splitlines() if line.startswith(f"| {grid_run} | 200 |")]
-    assert len(rows) == 1 and rows[0].count("|") == 13
+    assert len(rows) == 1 and rows[0].count("|") == 14
 
 
 def test_probe_benchmark_refuses_directories_without_a_checkpoint(tmp_path):
