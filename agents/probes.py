@@ -67,8 +67,14 @@ def reach_rate(similarities: np.ndarray, threshold: float, alive: np.ndarray | N
 def cell_reach_rate(cells: np.ndarray, goal_cells: np.ndarray, alive: np.ndarray | None = None) -> float:
     """Share of pairs whose cell ``[K, P]`` equals the goal's cell ``[P]`` at some alive step: reach
     by the ground truth, whatever the similarity threshold."""
+    return float(np.mean(entered_cells(cells, goal_cells, alive)))
+
+
+def entered_cells(cells: np.ndarray, goal_cells: np.ndarray, alive: np.ndarray | None = None) -> np.ndarray:
+    """``[P]``: whether each pair's cell ``[K, P]`` equalled its goal's cell ``[P]`` at some step
+    where its episode still ran (``alive [K, P]``)."""
     alive = np.ones(cells.shape, bool) if alive is None else np.asarray(alive, bool)
-    return float(np.mean(np.any((cells == goal_cells[None]) & alive, 0)))
+    return np.any((cells == goal_cells[None]) & alive, 0)
 
 
 def reach_gate_passes(own: float, shuffled: float, ratio: float = REACH_RATIO) -> bool:

@@ -99,7 +99,7 @@ def reward_reach(agent: HierarchicalAgent, state: HierarchicalTrainState, make_e
             key, rollout_key = jax.random.split(key)
             _, cells, alive = worker_rollouts(agent, state, envs, starts, start_cells, goals[kind], horizon,
                                               obs_key, groups, greedy, rollout_key)
-            entered = np.any((cells == goal_cells[None]) & alive, 0)
+            entered = probes.entered_cells(cells, goal_cells, alive)
             reach[kind] = float(entered.mean())
             by_offset[kind] = {int(k): float(entered[offset == k].mean()) for k in np.unique(offset)}
     finally:

@@ -38,6 +38,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from agents import probes
+from agents.gates import worker_rollouts
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from agents.level import goal_view
 from world_models.rssm import state_features
@@ -179,22 +180,49 @@ def success_from_cells(agent: HierarchicalAgent, state: HierarchicalTrainState, 
     return CellRuns(steps, np.array([cell_of[np.asarray(observation).tobytes()] for observation in observations]))
 
 
+class TopGoals(NamedTuple):
+    """Level 1's greedy goal at an episode start in every cell (``goal_cells``), ``[N]`` each: the
+    index of the cell it names and of the cell a random code names, and whether level 0, holding the
+    goal, entered the cell it names (``reached``)."""
+
+    own: np.ndarray
+    random_code: np.ndarray
+    reached: np.ndarray
+
+
+HOLD_PERIODS = 4  # goal_cells: level 0 holds level 1's goal this many of level 1's periods
+
+
 def goal_cells(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: CellGraph,
-               observations: dict[str, np.ndarray], key: jax.Array) -> tuple[np.ndarray, np.ndarray] | None:
+               observations: dict[str, np.ndarray], make_env: Callable[[], gym.Env], obs_key: str,
+               groups: tuple[int, ...], key: jax.Array) -> TopGoals | None:
     """Where level 1 sends level 0 from an episode start in each cell of ``graph`` (``observations``
-    its cells' observations in the agent's keys): per cell the index of the cell whose goal features
-    (``entered_features``) are most similar to level 1's greedy goal, and the same for the random code
-    drawn beside it (the reach statistics' chance goal), by the worker's own goal similarity
-(``probes.nearest_states``); ``[N]`` each. None for a flat agent."""
+    its cells' observations in the agent's keys): the cell whose goal features (``entered_features``)
+    are most similar to level 1's greedy goal by the worker's own similarity
+    (``probes.nearest_states``), the same for the random code drawn beside it (the reach statistics'
+    chance goal), and whether level 0, holding the goal for ``HOLD_PERIODS`` of level 1's periods with
+    no new goal at the ticks, gets there: a top that asks for the wrong place and a worker that cannot
+    reach the right one fail alike in the agent's own runs. None for a flat agent."""
     if agent.num_levels < 2:
         return None
-    goals_key, entered_key = jax.random.split(key)
+    goals_key, entered_key, worker_key = jax.random.split(key, 3)
     count = len(graph.cells)
     policy_state = agent.initial_policy_state(state, count)
     _, policy_state = agent.policy_step(state, policy_state, observations, np.ones(count, bool), goals_key, greedy=True)
     in_cells = entered_features(agent, state, graph, observations, entered_key)
-    return tuple(probes.nearest_states(np.asarray(goals), in_cells)
-                 for goals in (policy_state.goals[0], policy_state.chance_goals[0]))
+    own, random_code = (probes.nearest_states(np.asarray(goals), in_cells)
+                        for goals in (policy_state.goals[0], policy_state.chance_goals[0]))
+    cell_ids = probes.cell_ids(probes.group_indices(np.asarray(observations[obs_key]), groups), groups)
+    envs = [make_env() for _ in range(count)]
+    try:
+        _, cells, alive = worker_rollouts(agent, state, envs, policy_state.latents[0], graph.cells,
+                                          np.asarray(policy_state.goals[0]), HOLD_PERIODS * agent.levels[1].period,
+                                          obs_key, groups, True, worker_key)
+    finally:
+        for env in envs:
+            env.close()
+    reached = probes.entered_cells(cells, cell_ids[own], alive) | (own == np.arange(count))  # or already there
+    return TopGoals(own, random_code, reached)
 
 
 def entered_features(agent: HierarchicalAgent, state: HierarchicalTrainState, graph: CellGraph,
@@ -245,12 +273,13 @@ def _rank_correlation(estimates: np.ndarray, distance: np.ndarray) -> float | No
 
 
 def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
-              goals: tuple[np.ndarray, np.ndarray] | None = None,
+              goals: TopGoals | None = None,
               success_steps: dict[str, np.ndarray] | None = None) -> dict:
     """Rank correlations with minus the distance, and per distance band the cells, mean value, mean
     imagined return and share of cells whose imagined return exceeds ``IMAGINES_REWARD``; with
-    ``goals`` (``goal_cells``: level 1's goal cell and a random code's, per cell) the ``goal_progress``
-    of each, overall and per band, and how many distinct cells level 1's goals name; with
+    ``goals`` (``goal_cells``) the ``goal_progress`` of level 1's goals and of random codes, overall
+    and per band, the share of cells whose goal level 0 reached (``worker_reached``), and how many
+    distinct cells level 1's goals name; with
     ``success_steps`` (per policy, e.g. ``greedy`` and ``sampled``: ``success_from_cells``' steps)
     the share of cells from which that policy earned the reward (``<policy>_success``), overall and
     per band."""
@@ -264,7 +293,8 @@ def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
                           "value": float(value[in_band].mean()), "imagined_return": float(imagined[in_band].mean()),
                           "imagines_reward": float((imagined[in_band] > IMAGINES_REWARD).mean())})
             if goals is not None:
-                bands[-1]["goal_progress"] = goal_progress(distance, goals[0], in_band)
+                bands[-1]["goal_progress"] = goal_progress(distance, goals.own, in_band)
+                bands[-1]["worker_reached"] = float(goals.reached[in_band].mean())
             for policy, steps in (success_steps or {}).items():
                 bands[-1][f"{policy}_success"] = float(np.isfinite(steps[in_band]).mean())
     summary = {"cells": int(len(distance)), "cells_reaching_reward": int(reachable.sum()),
@@ -273,9 +303,10 @@ def summarise(value: np.ndarray, imagined: np.ndarray, distance: np.ndarray,
                "value_spread": _spread(value[reachable]), "imagined_spread": _spread(imagined[reachable]),
                "bands": bands}
     if goals is not None:
-        summary["goals"] = {"level1": goal_progress(distance, goals[0], reachable),
-                            "random_code": goal_progress(distance, goals[1], reachable),
-                            "distinct_goal_cells": int(len(np.unique(goals[0])))}
+        summary["goals"] = {"level1": goal_progress(distance, goals.own, reachable),
+                            "random_code": goal_progress(distance, goals.random_code, reachable),
+                            "worker_reached": float(goals.reached[reachable].mean()) if reachable.any() else 0.0,
+                            "distinct_goal_cells": int(len(np.unique(goals.own)))}
     for policy, steps in (success_steps or {}).items():
         summary[f"{policy}_success"] = float(np.isfinite(steps[reachable]).mean()) if reachable.any() else 0.0
     return summary

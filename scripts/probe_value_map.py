@@ -55,18 +55,20 @@ def main(argv=None) -> dict:
         raise UserError(f"{config['env_id']}: {error}") from None
     with RunLock(logdir):  # it reads the checkpoint and writes value_map.json: not while a run writes there
         state, step = load_train_state(agent, config, logdir, args.step)
-        return _report(args, logdir, config, agent, state, step, graph, make)
+        return _report(args, logdir, config, agent, state, step, graph, (make, obs_key, groups))
 
 
-def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, step: int, graph, make) -> dict:
-    """The estimates in every cell of ``graph`` and the greedy agent's success from each (in
-    environments from ``make``), summarised, printed and written as JSON."""
+def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, step: int, graph, target) -> dict:
+    """The estimates in every cell of ``graph``, the agent's success from each and where its goals send
+    it (``target``: the env factory, observation key and one-hot groups of ``probe_target``),
+    summarised, printed and written as JSON."""
+    make, obs_key, groups = target
     from agents.value_map import cell_estimates, distances_to_reward, goal_cells, success_from_cells, summarise
 
     observations = agent.obs_layout.to_dict(graph.observations)
     key = jax.random.PRNGKey(args.seed)
     value, imagined = cell_estimates(agent, state, observations, key)
-    goals = goal_cells(agent, state, graph, observations, jax.random.fold_in(key, 1))
+    goals = goal_cells(agent, state, graph, observations, make, obs_key, groups, jax.random.fold_in(key, 1))
     runs = success_from_cells(agent, state, make, graph, jax.random.fold_in(key, 2))
     sampled = success_from_cells(agent, state, make, graph, jax.random.fold_in(key, 3), greedy=False)
     distance = distances_to_reward(graph)
@@ -76,8 +78,8 @@ def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, 
                 for cell, d, v, i, s, last, sampled_steps in zip(graph.cells, distance, value, imagined, runs.steps,
                                                                  runs.last_cells, sampled.steps)]
     if goals is not None:
-        for row, target in zip(per_cell, goals[0]):
-            row["goal_cell"] = list(graph.cells[target])
+        for row, target, reached in zip(per_cell, goals.own, goals.reached):
+            row["goal_cell"], row["worker_reached_goal"] = list(graph.cells[target]), bool(reached)
     report = {"logdir": str(logdir), "step": step, "env_id": config["env_id"], "top_level": agent.num_levels - 1,
               "seed": args.seed, **summarise(value, imagined, distance, goals, {"greedy": runs.steps, "sampled": sampled.steps}),
               "failures_end_in": stuck_cells(per_cell),
@@ -131,13 +133,16 @@ def format_report(report: dict) -> str:
     if goals is not None:
         lines.append(f"level 1's greedy goals name {goals['distinct_goal_cells']} cells and lie "
                      f"{format_progress(goals['level1'])} the reward than the cells they are set in; a random "
-                     f"code's {format_progress(goals['random_code'])}")
-    goal_column = " level 1's goals: steps nearer the reward (share nearer) |" if goals is not None else ""
+                     f"code's {format_progress(goals['random_code'])}; level 0, holding the goal, reaches it from "
+                     f"{goals['worker_reached']:.0%} of the cells")
+    goal_column = (" level 1's goals: steps nearer the reward (share nearer) | level 0 reaches them |"
+                   if goals is not None else "")
     lines += ["| steps to the reward | cells | value | imagined return | imagines the reward | success: greedy / "
               "sampled |" + goal_column,
-              "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if goals is not None else "")]
+              "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if goals is not None else "")]
     for band in report["bands"]:
-        progress = f" {format_progress(band['goal_progress'], short=True)} |" if goals is not None else ""
+        progress = (f" {format_progress(band['goal_progress'], short=True)} | {band['worker_reached']:.2f} |"
+                    if goals is not None else "")
         lines.append(f"| {band_label(band)} | {band['cells']} | {band['value']:.3f} | {band['imagined_return']:.3f} | "
                      f"{band['imagines_reward']:.2f} | {band['greedy_success']:.2f} / {band['sampled_success']:.2f} |"
                      + progress)

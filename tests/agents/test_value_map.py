@@ -11,7 +11,7 @@ import pytest
 import envs  # noqa: F401  (registers hmbrl/GridFourRooms-v0)
 from agents.spaces import ActionLayout
 from agents.value_map import (BAND_EDGES, CellGraph, distances_to_reward, entries, explore_cells, goal_progress,
-                              success_from_cells, summarise)
+                              success_from_cells, summarise, TopGoals)
 from envs.grid_rooms import MOVES, shortest_path_length
 
 
@@ -81,12 +81,15 @@ def test_goal_progress_is_counted_in_steps_nearer_the_reward():
 def test_summary_with_goals_reports_both_kinds_overall_and_per_band():
     distance = np.array([1.0, 3.0, 7.0, 8.0])
     own, random_code = np.array([0, 0, 1, 0]), np.array([3, 2, 3, 3])
-    summary = summarise(np.zeros(4), np.zeros(4), distance, (own, random_code))
+    reached = np.array([True, False, True, True])
+    summary = summarise(np.zeros(4), np.zeros(4), distance, TopGoals(own, random_code, reached))
+    assert summary["goals"]["worker_reached"] == 0.75
     assert summary["goals"]["level1"] == pytest.approx({"progress": (0 + 2 + 4 + 7) / 4, "nearer": 0.75})
     assert summary["goals"]["random_code"] == pytest.approx({"progress": (-7 - 4 - 1 + 0) / 4, "nearer": 0.0})
     assert summary["goals"]["distinct_goal_cells"] == 2
     bands = {band["from"]: band for band in summary["bands"]}
     assert bands[5]["goal_progress"] == pytest.approx({"progress": 5.5, "nearer": 1.0})
+    assert bands[2]["worker_reached"] == 0.0 and bands[5]["worker_reached"] == 1.0
     assert "goals" not in summarise(np.zeros(4), np.zeros(4), distance)
 
 

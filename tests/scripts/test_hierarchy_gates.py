@@ -98,7 +98,8 @@ def test_the_value_map_covers_every_cell_of_the_grid(grid_run, capsys):
     cells = {tuple(cell["cell"]) for cell in report["per_cell"]}
     assert all(tuple(cell["goal_cell"]) in cells for cell in report["per_cell"])
     goals = report["goals"]
-    assert 1 <= goals["distinct_goal_cells"] <= 228
+    assert 1 <= goals["distinct_goal_cells"] <= 228 and 0.0 <= goals["worker_reached"] <= 1.0
+    assert goals["worker_reached"] == pytest.approx(np.mean([cell["worker_reached_goal"] for cell in report["per_cell"]]))
     for progress in (goals["level1"], goals["random_code"]):
         assert abs(progress["progress"]) < 60 and 0.0 <= progress["nearer"] <= 1.0
     steps = [cell["greedy_success_steps"] for cell in report["per_cell"]]
