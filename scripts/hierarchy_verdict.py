@@ -130,7 +130,7 @@ def print_table(summaries: Mapping[str, dict], marks: tuple[int, ...], names: Ma
         reached = [step for step in s["first_success_steps"] if step is not None]
         first = f"{len(reached)}/{len(s['seeds'])}" + (f", {s['first_success_mean']:,.0f}" if reached else "")
         per_seed = ", ".join(f"{final:.2f}" for final in s["finals"])
-        successes = ", ".join(_number(count, "d") for count in s.get("training_successes", [None] * len(s["seeds"])))
+        successes = ", ".join(_number(count, "d") for count in s["training_successes"])
         coverage = "".join(" / ".join(_number(s["coverage"][str(mark)].get(key)) for mark in marks) + " | "
                            for key in keys)
         diagnostics = s["diagnostics"]
