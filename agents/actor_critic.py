@@ -276,7 +276,12 @@ class ActorCritic:
     def _policy_loss(self, dist, objective: jax.Array, weights: jax.Array):
         entropy = dist.entropy()
         loss = -jnp.mean(weights * (objective + self.entropy * entropy))
-        return loss, ({"actor_critic/actor_loss": loss, "actor_critic/entropy": entropy.mean()},)
+        metrics = {"actor_critic/actor_loss": loss, "actor_critic/entropy": entropy.mean()}
+        if self.discrete:
+            # near 1 the policy still samples (almost) uniformly: a top level at 1 does not steer its
+            # training episodes, whatever its greedy action prefers
+            metrics["actor_critic/entropy_fraction"] = entropy.mean() / dist.max_entropy()
+        return loss, (metrics,)
 
     def _term_metrics(self, returns: jax.Array, rewards: jax.Array, values: jax.Array, divisor: jax.Array
                       ) -> dict[str, jax.Array]:

@@ -27,9 +27,11 @@ DECIDING = ("C", "D")  # stacked abstract model, and the top imagining through l
 # code perplexity, the abstract model's controllability, the exploitation gap and the task return a
 # level expects from the real states it acts in, how novel those states still are (a hierarchy that
 # has seen everything stops exploring), whether the reward head and the critic know the rewarded
-# steps, and how often training batches hold one.
+# steps, how often training batches hold one, and whether a level's sampled actions still spread
+# (almost) uniformly (entropy fraction near 1: its training episodes follow no preference).
 DIAGNOSTIC = re.compile(r"^level\d+/(goal/|model/\w*controllability$|exploitation/(gap|imagined_return)$"
-                        r"|novelty/measured$|world_model/reward_on_rewarded$|actor_critic/value_before_reward$)"
+                        r"|novelty/measured$|world_model/reward_on_rewarded$"
+                        r"|actor_critic/(value_before_reward|entropy_fraction)$)"
                         r"|^replay/rewarded_fraction$")
 
 

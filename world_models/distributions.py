@@ -7,6 +7,7 @@ KL with free bits, and a bounded normal for continuous actions. Shapes: ``[...]`
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import chex
@@ -114,6 +115,10 @@ class OneHotCategorical(NamedTuple):
     def entropy(self) -> jax.Array:
         return -jnp.sum(jnp.exp(self.logits) * self.logits, -1)
 
+    def max_entropy(self) -> float:
+        """The entropy of the uniform distribution over the classes."""
+        return math.log(self.logits.shape[-1])
+
 
 class GroupedOneHot(NamedTuple):
     """``groups`` independent one-hot categoricals, flattened: samples ``[..., groups * K]``.
@@ -138,6 +143,10 @@ class GroupedOneHot(NamedTuple):
 
     def entropy(self) -> jax.Array:
         return jnp.sum(OneHotCategorical(self.logits).entropy(), -1)
+
+    def max_entropy(self) -> float:
+        """The entropy of uniform codes: ``groups`` times that of one uniform categorical."""
+        return self.logits.shape[-2] * math.log(self.logits.shape[-1])
 
 
 def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:

@@ -139,3 +139,6 @@ def test_one_update_moves_actor_and_critic_by_the_plain_losses_gradients(discret
             np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
     assert np.isfinite(metrics["actor_critic/critic_loss"])
     assert ("actor_critic/replay_value_loss" in metrics) == bool(replay_value)
+    assert ("actor_critic/entropy_fraction" in metrics) == discrete  # a continuous policy has no maximum
+    if discrete:
+        assert 0.5 < float(metrics["actor_critic/entropy_fraction"]) <= 1.0 + 1e-6  # a fresh policy: near uniform

@@ -37,7 +37,8 @@ def test_summarise_arm_over_seeds():
                    last={"level1/goal/reach_rate": 0.2, "level1/goal/code_perplexity": 40.0,
                          "level1/novelty/measured": 0.1, "level1/exploitation/imagined_return": 0.5,
                          "level1/exploitation/real_return": 0.0, "level0/world_model/reward_on_rewarded": 0.9,
-                         "level1/actor_critic/value_before_reward": 0.3, "level1/novelty/predictor_loss": 1.0}),
+                         "level1/actor_critic/value_before_reward": 0.3, "level1/novelty/predictor_loss": 1.0,
+                         "level1/actor_critic/entropy_fraction": 0.99, "level1/actor_critic/entropy": 16.5}),
         2: {"evaluations": [], "coverage": [], "first_success_step": None},  # died before evaluating: left out
     }
     summary = summarise_arm(runs, marks=(500, 1_000))
@@ -56,7 +57,8 @@ def test_summarise_arm_over_seeds():
                                                     "level1/novelty/measured": 0.1,
                                                     "level1/exploitation/imagined_return": 0.5,
                                                     "level0/world_model/reward_on_rewarded": 0.9,
-                                                    "level1/actor_critic/value_before_reward": 0.3})
+                                                    "level1/actor_critic/value_before_reward": 0.3,
+                                                    "level1/actor_critic/entropy_fraction": 0.99})
     assert summary["seconds_mean"] == 60.0
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from world_models.distributions import (
     BoundedNormal,
+    GroupedOneHot,
     OneHotCategorical,
     TwoHotSymlog,
     balanced_kl_losses,
@@ -119,3 +120,16 @@ def test_twohot_log_prob_reads_two_bins_as_the_full_cross_entropy_does():
     np.testing.assert_allclose(TwoHotSymlog(logits, bins).log_prob(target), full(logits), rtol=1e-5, atol=1e-5)
     gathered = jax.grad(lambda l: TwoHotSymlog(l, bins).log_prob(target).sum())(logits)
     np.testing.assert_allclose(gathered, jax.grad(lambda l: full(l).sum())(logits), rtol=1e-5, atol=1e-6)
+
+
+def test_max_entropy_is_the_uniform_policys_and_bounds_every_other():
+    """``max_entropy`` is what ``actor_critic/entropy_fraction`` divides by: a uniform policy sits at it."""
+    classes, groups = 8, 3
+    uniform = jnp.full((2, groups, classes), -np.log(classes))
+    peaked = jax.nn.log_softmax(jnp.arange(groups * classes, dtype=jnp.float32).reshape(groups, classes) / 3.0)
+    for dist, one_group in ((GroupedOneHot(uniform), False), (OneHotCategorical(uniform[:, 0]), True)):
+        expected = np.log(classes) * (1 if one_group else groups)
+        np.testing.assert_allclose(dist.max_entropy(), expected, rtol=1e-6)
+        np.testing.assert_allclose(dist.entropy(), expected, rtol=1e-5)
+    assert float(GroupedOneHot(peaked).entropy()) < 0.9 * GroupedOneHot(peaked).max_entropy()
+    assert float(OneHotCategorical(peaked[0]).entropy()) < 0.9 * OneHotCategorical(peaked[0]).max_entropy()
