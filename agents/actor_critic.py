@@ -154,6 +154,7 @@ class ActorCritic:
         self.term_weights = jnp.array([weight for _, weight in reward_terms], jnp.float32)
         self.critic_net = CriticNet(units, layers, bins, len(reward_terms))
         self.bins = symlog_bins(bins)
+        self.actor_lr = actor_lr
         self.actor_optimizer = make_optimizer(actor_lr, grad_clip, eps)
         self.critic_optimizer = make_optimizer(critic_lr, grad_clip, eps)
 

@@ -37,6 +37,7 @@ class _Plan:
     backbones: list[str]
     discounts: list[float | None]
     entropies: list[float]
+    actor_lrs: list[float]
 
 
 def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: AgentSections) -> list[Level]:
@@ -49,7 +50,8 @@ def build_levels(obs_layout: ObsLayout, action_layout: ActionLayout, sections: A
     check_top_model(hierarchy, goal)
     plan = _Plan(obs_layout, action_layout, sections, ks, level_backbones,
                  resolve_discounts(hierarchy.levels, hierarchy.discount),
-                 list(hierarchy.entropy) or [agent.entropy] * hierarchy.levels)
+                 list(hierarchy.entropy) or [agent.entropy] * hierarchy.levels,
+                 list(hierarchy.actor_lr) or [agent.actor_lr] * hierarchy.levels)
     levels: list[Level] = []
     period, length = 1, sections.sequence_length
     for index in range(hierarchy.levels):
@@ -105,7 +107,7 @@ def _model_and_actor_critic(plan: _Plan, index: int, top: bool, period: int, wor
     # a registered backbone without an entry in the backbones section takes no arguments
     model_kwargs = dict(as_kwargs(world_model), backbone_kwargs=plan.sections.backbones.get(world_model.backbone, {}))
     settings = dataclasses.replace(agent, horizon=_horizon(index, top, plan.ks, hierarchy, agent),
-                                   entropy=plan.entropies[index])
+                                   entropy=plan.entropies[index], actor_lr=plan.actor_lrs[index])
     if index == 0:
         obs, actions = plan.obs_layout, plan.action_layout
         model = WorldModel(obs.mlp_shapes, obs.cnn_shapes, actions.dim, **model_kwargs,

@@ -57,7 +57,7 @@ BOUNDS: dict[str, Bound] = {
     "hierarchy.abstract_horizon": NON_NEGATIVE, "hierarchy.ensemble": NON_NEGATIVE,
     "hierarchy.disagreement_penalty": NON_NEGATIVE, "hierarchy.exploration_bonus": NON_NEGATIVE,
     "hierarchy.lr": POSITIVE, "hierarchy.grad_clip": POSITIVE, "hierarchy.novelty": NON_NEGATIVE,
-    "hierarchy.discount": Bound(above=0, maximum=1), "hierarchy.entropy": NON_NEGATIVE,
+    "hierarchy.discount": Bound(above=0, maximum=1), "hierarchy.entropy": NON_NEGATIVE, "hierarchy.actor_lr": POSITIVE,
     "goal.dim": POSITIVE_INT, "goal.codes": POSITIVE_INT, "goal.classes": Bound(minimum=2), "goal.kl": POSITIVE,
     "goal.kl_target": NON_NEGATIVE,
     "goal.reward_scale": NON_NEGATIVE, "goal.task_reward_scale": NON_NEGATIVE,

@@ -25,7 +25,8 @@ CONFIG_DIR = Path(__file__).resolve().parent
 FREE_FORM_KEYS = ("env.kwargs",)
 
 # List-valued keys whose length is free (one entry per level of the hierarchy).
-VARIABLE_LENGTH_KEYS = ("hierarchy.k", "hierarchy.backbones", "hierarchy.discount", "hierarchy.entropy")
+VARIABLE_LENGTH_KEYS = ("hierarchy.k", "hierarchy.backbones", "hierarchy.discount", "hierarchy.entropy",
+                        "hierarchy.actor_lr")
 
 # Keys that take the string "auto" or a positive integer, and "auto" or a number.
 AUTO_OR_INT_KEYS = ("parallel.devices",)
@@ -70,11 +71,11 @@ def load_config(
 
 def check_hierarchy(config: Mapping[str, Any]) -> None:
     """The per-level lists must fit ``hierarchy.levels``: ``k`` and ``discount`` one value per level
-    above 0 (or one for all; ``discount`` may be empty), ``backbones`` and ``entropy`` one per level
-    (or none); ``top_model: imagined`` only with two levels and goal codes."""
+    above 0 (or one for all; ``discount`` may be empty), ``backbones``, ``entropy`` and ``actor_lr`` one
+    per level (or none); ``top_model: imagined`` only with two levels and goal codes."""
     section = config["hierarchy"]
     levels, ks, backbones = section["levels"], list(section["k"]), list(section["backbones"])
-    discounts, entropies = list(section["discount"]), list(section["entropy"])
+    discounts = list(section["discount"])
     if levels < 1:
         raise ConfigError(f"hierarchy.levels must be at least 1, got {levels}")
     if levels > 1 and (len(ks) not in (1, levels - 1) or any(not isinstance(k, int) or k < 1 for k in ks)):
@@ -98,11 +99,13 @@ def check_hierarchy(config: Mapping[str, Any]) -> None:
             f"hierarchy.top_model=imagined (the top imagining through level 0) needs hierarchy.levels=2 and "
             f"goal.space=autoencoder, got hierarchy.levels={levels} and goal.space={config['goal']['space']}"
         )
-    if entropies and len(entropies) != levels:
-        raise ConfigError(
-            f"hierarchy.entropy={entropies} must give one weight per level ({levels} for hierarchy.levels="
-            f"{levels}), or be empty to use agent.entropy at every level"
-        )
+    for key, what in (("entropy", "weight"), ("actor_lr", "learning rate")):
+        values = list(section[key])
+        if values and len(values) != levels:
+            raise ConfigError(
+                f"hierarchy.{key}={values} must give one {what} per level ({levels} for hierarchy.levels="
+                f"{levels}), or be empty to use agent.{key} at every level"
+            )
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -82,6 +82,7 @@ class HierarchyConfig:
     novelty_reward: str  # measured | predicted (agents.goals.NoveltyPredictor)
     discount: tuple[float, ...]
     entropy: tuple[float, ...]
+    actor_lr: tuple[float, ...]
     lr: float
     grad_clip: float
 

@@ -126,16 +126,19 @@ def test_flat_agent_with_novelty_learns_an_autoencoder_of_its_states_and_a_secon
     assert float(per_state[weights > 0].mean()) != pytest.approx(float(per_state.mean()), rel=1e-3)
 
 
-def test_per_level_discount_entropy_and_reward_terms():
+def test_per_level_discount_entropy_learning_rate_and_reward_terms():
     config = load_config(["debug"], [("hierarchy.levels", 3), ("hierarchy.k", [2, 4]), ("hierarchy.discount", [0.9, 0.99]),
-                                     ("hierarchy.entropy", [1e-3, 1e-2, 1e-1]), ("goal.task_reward_scale", 0.5)])
+                                     ("hierarchy.entropy", [1e-3, 1e-2, 1e-1]), ("hierarchy.actor_lr", [1e-4, 2e-4, 1e-3]),
+                                     ("goal.task_reward_scale", 0.5)])
     levels = HierarchicalAgent.from_config(config, OBS, ACTIONS).levels
     assert [level.actor_critic.discount for level in levels] == [config["agent"]["discount"], 0.9, 0.99]
     assert [level.actor_critic.entropy for level in levels] == [1e-3, 1e-2, 1e-1]
+    assert [level.actor_critic.actor_lr for level in levels] == [1e-4, 2e-4, 1e-3]
     assert [level.actor_critic.term_names for level in levels] == [("goal", "task"), ("goal", "task"), ("task",)]
     empty = load_config(["debug"], [("hierarchy.levels", 2), ("hierarchy.discount", [])])
     top = HierarchicalAgent.from_config(empty, OBS, ACTIONS).levels[1]
     assert top.actor_critic.discount == pytest.approx(empty["agent"]["discount"] ** 8)
+    assert top.actor_critic.actor_lr == empty["agent"]["actor_lr"]
 
 
 def test_level_settings_are_checked_with_clear_messages():

@@ -98,6 +98,8 @@ def test_choices_match_the_registries():
         (["hierarchy.levels=3", "hierarchy.k=[0]"], "hierarchy.k"),
         (["hierarchy.levels=2", "hierarchy.backbones=[gru,foo]"], "hierarchy.backbones"),
         (["hierarchy.levels=0"], "hierarchy.levels"),
+        (["hierarchy.levels=2", "hierarchy.entropy=[0.001]"], "hierarchy.entropy"),
+        (["hierarchy.levels=2", "hierarchy.actor_lr=[0.0001,0.001,0.01]"], "hierarchy.actor_lr"),
     ],
 )
 def test_hierarchy_lists_must_fit_the_number_of_levels(overrides, named):
