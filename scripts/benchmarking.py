@@ -88,6 +88,12 @@ class Run:
     def finished(self) -> bool:
         return self.start >= self.config["steps"]
 
+    def at_last_checkpoint(self) -> Run:
+        """This run with ``start`` at its last checkpoint as the directory holds it now."""
+        from agents.checkpoint import latest_checkpoint_step
+
+        return dataclasses.replace(self, start=latest_checkpoint_step(self.logdir / "checkpoints") or 0)
+
     def describe(self) -> str:
         steps = self.config["steps"]
         if self.finished:
@@ -133,7 +139,6 @@ def resumed_benchmark(directories: Sequence[str | Path], steps: int | None) -> t
     """The runs in ``directories`` (benchmark directories, or run directories), each to ``steps`` (None:
     the steps it was started with), and the settings of their benchmark (``{}`` for runs of a benchmark
     that wrote none)."""
-    from agents.checkpoint import latest_checkpoint_step
     from configs.loader import read_config
 
     runs, settings = {}, {}
@@ -149,7 +154,7 @@ def resumed_benchmark(directories: Sequence[str | Path], steps: int | None) -> t
             config = read_config(logdir / "config.yaml")
             config["steps"] = steps or config["steps"]
             name = str(logdir.relative_to(home)) if home is not None else str(logdir)
-            runs.setdefault(logdir, Run(logdir, name, config, latest_checkpoint_step(logdir / "checkpoints") or 0))
+            runs.setdefault(logdir, Run(logdir, name, config).at_last_checkpoint())
     return list(runs.values()), settings
 
 
@@ -248,6 +253,8 @@ def run_benchmark(args: argparse.Namespace, script: str, new_configs: Callable[[
               f"  {command}", flush=True)
     else:
         train_benchmark(groups, args.jobs, args.vmap, command, report)
+        # the runs as training left them: a summary must not call a run it just finished unfinished
+        groups = {label: [run.at_last_checkpoint() for run in group] for label, group in groups.items()}
     return groups
 
 

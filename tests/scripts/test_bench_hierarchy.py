@@ -195,6 +195,7 @@ def test_a_stopped_benchmark_continues_where_it_stopped_to_the_summary_of_an_uni
                  "A/seed2: starts at step 0 (no checkpoint yet), to 40"):
         assert line in out
     assert resumed["summary"] == whole["summary"] and resumed["runs"] == whole["runs"]
+    assert whole["unfinished"] == resumed["unfinished"] == []  # what training just finished counts as finished
     assert (resumed["arms"], resumed["seeds"], resumed["steps"]) == (["A"], [0, 1, 2], 40)
 
 
