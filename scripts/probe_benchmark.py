@@ -87,7 +87,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
     lines = ["| run | step | greedy success from the cells " f"({band_names} steps away) | sampled success | "
              "value corr. | imagined "
              f"corr. | value at the start | imagines the reward ({band_names}) | level 1's goals: steps nearer the "
-             "reward, own / random code; share level 0 reaches | reward reach: state / code / random goal (pairs) | worker reach by cell: "
+             "reward, own / random code; how many cells they name; share level 0 reaches | reward reach: state / code / random goal (pairs) | worker reach by cell: "
              "own / shuffled goal | worker reach by cell of goals farther ahead: own / shuffled | code perplexity |",
              "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | ---: |"]
     for result in results:
@@ -109,7 +109,8 @@ def _goal_progress(goals: dict[str, Any] | None) -> str:
         return "n/a (one level)"
     nearer = " / ".join(_number(None if progress is None else progress["progress"], "+.1f")
                         for progress in (goals["level1"], goals["random_code"]))
-    return f"{nearer}; level 0 reaches them from {goals['worker_reached']:.2f}"
+    return (f"{nearer}; {goals['distinct_goal_cells']} distinct cells; "
+            f"level 0 reaches them from {goals['worker_reached']:.2f}")
 
 
 def _gates_cells(gates: dict[str, Any] | None) -> str:

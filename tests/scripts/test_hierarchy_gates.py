@@ -142,6 +142,7 @@ def test_probe_benchmark_runs_both_probes_on_every_run_below_a_directory(grid_ru
     assert "| steps to the reward |" not in table  # the probes' own tables only with --verbose
     rows = [line for line in table.splitlines() if line.startswith(f"| {grid_run} | 200 |")]
     assert len(rows) == 1 and rows[0].count("|") == 14
+    assert f"{result['value_map']['goals']['distinct_goal_cells']} distinct cells; level 0 reaches them" in rows[0]
 
 
 def test_probe_benchmark_refuses_directories_without_a_checkpoint(tmp_path):
