@@ -58,7 +58,7 @@ ARM_KEYS = ("hierarchy.levels", "hierarchy.novelty", "hierarchy.top_model")
 SETTINGS = ("env", "arms", "novelty", "steps", "seeds", "eval_every", "eval_episodes", "presets", "overrides")
 # Scalars carried into each evaluation row (the latest logged value): why an arm fails.
 PROBES = ("/goal/", "controllability", "replay/rewarded_fraction", "coverage/", "/novelty/measured",
-          "/reward_on_rewarded", "/value_before_reward")
+          "/reward_on_rewarded", "/value_before_reward", "/entropy_fraction")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -78,7 +78,8 @@ def test_run_record_reads_success_first_success_coverage_and_diagnostics(tmp_pat
         {"step": 300, "eval/return_mean": 0.25, "eval/elapsed_seconds": 9.0},  # logged before eval/success_rate
         {"step": 350, "episode/return": 1.0},
         {"step": 380, "episode/return": 1.0},
-        {"step": 400, "coverage/cells_total": 20.0, "coverage/cells_per_1k_steps": 15.0},
+        {"step": 400, "coverage/cells_total": 20.0, "coverage/cells_per_1k_steps": 15.0,
+         "level1/actor_critic/entropy_fraction": 0.99},
         {"step": 500, "eval/return_mean": 0.5, "eval/success_rate": 0.4, "eval/elapsed_seconds": 12.0,
          "level1/goal/reach_rate": 0.3}])
     record = run_record(tmp_path)
@@ -90,6 +91,7 @@ def test_run_record_reads_success_first_success_coverage_and_diagnostics(tmp_pat
     assert last["success_rate"] == 0.4 and last["level1/goal/reach_rate"] == 0.3
     assert last["level1/goal/code_perplexity"] == 31.0 and last["level1/model/controllability"] == 0.4
     assert last["replay/rewarded_fraction"] == 0.0 and last["coverage/cells_total"] == 20.0
+    assert last["level1/actor_critic/entropy_fraction"] == 0.99  # carried to the evaluation, for the diagnostics
 
 
 
