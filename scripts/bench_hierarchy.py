@@ -44,7 +44,7 @@ from configs.loader import load_config, parse_override
 from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchmark
 from scripts.run_curves import evaluation_rows, mean_curve, plot, scalar_rows, successful_episodes
 from scripts.common import UserError, report_user_errors
-from scripts.hierarchy_verdict import (MIN_SUCCESS, coverage_marks, print_diagnostics, print_table,
+from scripts.hierarchy_verdict import (DIAGNOSTIC, MIN_SUCCESS, coverage_marks, print_diagnostics, print_table,
                                        summarise_arm, verdicts)
 
 # Arm -> (preset, levels, whether it gets the novelty term, hierarchy.top_model). The same novelty
@@ -56,9 +56,9 @@ ARMS = {"A": ("hierarchy2", 1, False, "stacked"), "B": ("hierarchy2", 1, True, "
 ARM_KEYS = ("hierarchy.levels", "hierarchy.novelty", "hierarchy.top_model")
 # What a benchmark keeps in its benchmark.json and --resume restores (the runs keep their config.yaml).
 SETTINGS = ("env", "arms", "novelty", "steps", "seeds", "eval_every", "eval_episodes", "presets", "overrides")
-# Scalars carried into each evaluation row (the latest logged value): why an arm fails.
-PROBES = ("/goal/", "controllability", "replay/rewarded_fraction", "coverage/", "/novelty/measured",
-          "/reward_on_rewarded", "/value_before_reward", "/entropy_fraction")
+# Scalars carried into each evaluation row (the latest logged value): what the verdict's diagnostics
+# read (why an arm fails), and coverage.
+PROBES = re.compile(f"{DIAGNOSTIC.pattern}|^coverage/")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

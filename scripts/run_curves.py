@@ -3,6 +3,7 @@ scalars of one family, curves over seeds, and a dependency-free line plot (Pillo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -11,18 +12,20 @@ import numpy as np
 from agents.logging import read_metrics
 
 
-def evaluation_rows(logdir: Path, probes: Iterable[str] = ()) -> list[dict]:
+def evaluation_rows(logdir: Path, probes: Iterable[str] | re.Pattern = ()) -> list[dict]:
     """A run's evaluations: step, seconds, greedy return, the mean return of the training episodes that
     ended since the previous evaluation (``train_return``: sampled actions, so it shows sparse successes
     that greedy evaluation misses), ``success_rate`` where the evaluation logged it
     (``eval/success_rate``), every level's exploitation and goal scalars, and the latest value of every
-    logged scalar whose name contains one of ``probes`` (e.g. ``"world_model/r2/"``). Only the trainer's
+    logged scalar whose name contains one of ``probes`` (e.g. ``"world_model/r2/"``) or, given a pattern,
+    that the pattern finds in it. Only the trainer's
     periodic evaluations count (they log ``eval/elapsed_seconds``); one by ``scripts.evaluate`` after
     training does not: it has no training time and may use another number of episodes."""
     rows, training, latest = [], [], {}
-    probes = tuple(probes)
+    if not isinstance(probes, re.Pattern):
+        probes = re.compile("|".join(map(re.escape, probes)) or "(?!)")  # (?!): no probes, nothing matches
     for row in read_metrics(logdir):
-        latest.update({name: value for name, value in row.items() if any(probe in name for probe in probes)})
+        latest.update({name: value for name, value in row.items() if probes.search(name)})
         if "episode/return" in row:
             training.append(row["episode/return"])
         if "eval/return_mean" in row and "eval/elapsed_seconds" in row:

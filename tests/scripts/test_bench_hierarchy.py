@@ -95,6 +95,22 @@ def test_run_record_reads_success_first_success_coverage_and_diagnostics(tmp_pat
 
 
 
+def test_every_scalar_the_diagnostics_read_is_carried_into_the_evaluations(tmp_path):
+    """What the verdict's diagnostics list (``DIAGNOSTIC``) and what the run record carries are one
+    pattern: a scalar cannot match the one and be missing from the other."""
+    from scripts.hierarchy_verdict import DIAGNOSTIC
+
+    names = ["level0/goal/reach_rate", "level1/model/controllability", "level1/model/goal_controllability",
+             "level1/actor_critic/entropy_fraction", "level1/actor_critic/entropy", "level0/world_model/r2/obs",
+             "level1/novelty/measured", "level0/world_model/reward_on_rewarded", "replay/rewarded_fraction",
+             "level1/actor_critic/value_before_reward", "coverage/cells_total", "train/fps"]
+    _write_metrics(tmp_path, [{"step": 10, **{name: 1.0 for name in names}},
+                              {"step": 20, "eval/return_mean": 0.0, "eval/elapsed_seconds": 1.0}])
+    carried = set(run_record(tmp_path)["evaluations"][0]) & set(names)
+    assert carried == {name for name in names if DIAGNOSTIC.search(name) or name.startswith("coverage/")}
+    assert {"level1/actor_critic/entropy", "level0/world_model/r2/obs", "train/fps"}.isdisjoint(carried)
+
+
 def test_successes_are_the_reported_ones_where_the_run_logged_them():
     rows = [{"step": 100, "episode/return": 0.5, "episode/success": 0.0},  # a reward short of the goal
             {"step": 200, "episode/return": 0.9, "episode/success": 1.0},
