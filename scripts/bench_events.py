@@ -1,8 +1,10 @@
 """Learning from events: the same task from state, pixels and each event representation.
 
-    python -m scripts.bench_events --envs CartPole-v1 Pendulum-v1 --seeds 0 1 2 --jobs 3
+    python -m scripts.bench_events --envs CartPole-v1 Pendulum-v1 --seeds 0 1 2 --jobs 2
     python -m scripts.bench_events --noise                       # shot noise and threshold mismatch on
     python -m scripts.bench_events --measure-only                # events per step, events/s through the encoder
+    python -m scripts.bench_events --resume runs/bench-events-<envs>-<time>-<pid> --jobs 2   # continue
+    python -m scripts.bench_events --resume runs/bench-events-<envs>-<time>-<pid> --report   # where it stands
     python -m scripts.bench_events --replot benchmarks/out/events.json
 
 Every input of an env (``state``: the env's own observation; ``pixels``: rendered frames;
@@ -17,13 +19,18 @@ Before training it measures, cheaply, the events per step of each env under a ra
 the events/s through the event encoder at a couple of stream sizes. Writes the table's data and the
 curves as JSON and one PNG per env (mean over seeds per input; default prefix
 ``benchmarks/out/events``).
+
+Thirty runs of 50k steps take days of a small CPU, so the benchmark is made to span sessions: its runs
+live in ``runs/bench-events-<envs>-<time>-<pid>/<env>/<input>/seed<S>``, all written before the first
+trains, and the first seed of every input trains before any second. Stop it at any time (Ctrl-C or
+SIGTERM: every run keeps a checkpoint), continue it with ``--resume <that directory>``, and
+``--report`` summarises the runs as they stand without training (``scripts.benchmarking``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +38,9 @@ from typing import Any
 import numpy as np
 
 from scripts.bench_learning import PROBES, summarise_seed
+from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchmark
+from scripts.common import report_user_errors
 from scripts.run_curves import evaluation_rows, mean_curve, plot
-from scripts.side_by_side import run_side_by_side
 
 INPUTS = ("state", "pixels", "frame", "voxel", "events")
 EVENT_INPUTS = ("frame", "voxel", "events")
@@ -41,6 +49,9 @@ TARGETS = {"CartPole-v1": 400.0, "Pendulum-v1": -300.0}  # issue #18's targets f
 ENV_TIME_STEP = {"CartPole-v1": 0.02, "Pendulum-v1": 0.05}  # seconds per env step (tau, dt)
 # Noise "on at realistic values": the order of magnitude of v2e's noisy sensor model.
 NOISE = {"shot_noise_rate": 5.0, "threshold_sigma": 0.03}
+# What a benchmark keeps in its benchmark.json and --resume restores (the runs keep their config.yaml).
+SETTINGS = ("envs", "inputs", "seeds", "steps", "image_size", "action_repeat", "max_events", "noise", "eval_every",
+            "eval_episodes", "overrides", "measured")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--envs", nargs="+", default=list(TARGETS))
     parser.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=INPUTS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own single-threaded process")
+    add_run_flags(parser, together="each input's seeds")
     parser.add_argument("--steps", type=int, default=50_000, help="agent steps (after the action repeat)")
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--action-repeat", type=int, default=2)
@@ -62,7 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--measure-only", action="store_true", help="only events per step and encoder events/s")
     parser.add_argument("--out", default="benchmarks/out/events", help="output prefix")
     parser.add_argument("--replot", metavar="JSON", help="no training: the table and plots again from a saved JSON")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_run_flags(parser, args, argv)
+    return args
 
 
 def run_overrides(env: str, source: str, image_size: int, action_repeat: int, max_events: int,
@@ -80,22 +93,23 @@ def run_overrides(env: str, source: str, image_size: int, action_repeat: int, ma
     return overrides + [(f"env.event_camera.{key}", value) for key, value in camera.items()]
 
 
-def train_one(env: str, source: str, seed: int, args: argparse.Namespace, logdir: Path) -> list[dict]:
-    """One run's evaluation rows (``scripts.run_curves.evaluation_rows``)."""
-    from agents.trainer import Trainer
+def run_config(env: str, source: str, seed: int, args: argparse.Namespace) -> dict:
+    """The config of one run: ``env`` from ``source`` on ``seed``, with the benchmark's budget."""
     from configs.loader import load_config
-    from configs.sections import run_sections
-    from envs import make_vector_env
 
     overrides = run_overrides(env, source, args.image_size, args.action_repeat, args.max_events, args.noise)
     # The replay holds the whole run: no more (event streams are 16 bytes a row), no less.
     overrides += [("seed", seed), ("steps", args.steps), ("replay.capacity", args.steps), ("run.eval_every", args.eval_every),
                   ("run.eval_episodes", args.eval_episodes), *args.overrides]
-    config = load_config([PRESET], overrides)
-    env_parallel = run_sections(config).run.env_parallel
-    make_envs = lambda count: make_vector_env(config["env_id"], config["env"], count, env_parallel)
-    Trainer(config, logdir, make_envs, progress=False).run(config["steps"])
-    return evaluation_rows(logdir, PROBES)
+    return load_config([PRESET], overrides)
+
+
+def input_of(config: dict) -> tuple[str, str]:
+    """The env and input a run's config trains (the inverse of ``run_config``)."""
+    env = config["env_id"].removeprefix("event:")
+    if config["env_id"] != env:
+        return env, config["env"]["event_camera"]["representation"]
+    return env, "pixels" if config["env"].get("pixels") else "state"
 
 
 def summarise_input(curves: dict[int, list[dict]], target: float) -> dict:
@@ -107,7 +121,8 @@ def summarise_input(curves: dict[int, list[dict]], target: float) -> dict:
     return {"final": float(np.mean(finals)), "final_min": float(np.min(finals)), "final_max": float(np.max(finals)),
             "seeds": len(seeds), "reached": sum(s["final"] >= target for s in seeds),
             "r2": {key: float(np.mean([s["r2"][key] for s in seeds if key in s["r2"]])) for key in keys},
-            "seconds": float(np.mean([s["seconds"] for s in seeds])), "steps": max(s["last_step"] for s in seeds)}
+            "seconds": float(np.mean([s["seconds"] for s in seeds])), "steps": max(s["last_step"] for s in seeds),
+            "steps_min": min(s["last_step"] for s in seeds)}
 
 
 def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
@@ -117,7 +132,8 @@ def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
     for env, rows in summaries.items():
         for source, s in rows.items():
             r2 = ", ".join(f"{key} {value:.3f}" for key, value in s["r2"].items()) or "n/a"
-            print(f"| {env} | {source} | {s['steps']:,} | {s['final']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}] "
+            steps = f"{s['steps']:,}" if s.get("steps_min", s["steps"]) == s["steps"] else f"{s['steps_min']:,}-{s['steps']:,}"
+            print(f"| {env} | {source} | {steps} | {s['final']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}] "
                   f"| {s['reached']}/{s['seeds']} (>= {TARGETS.get(env, float('nan')):g}) | {r2} | {s['seconds']:.0f} |")
 
 
@@ -192,6 +208,31 @@ def measure(args: argparse.Namespace) -> dict:
     return {"events_per_step": counts, "encoder": throughput}
 
 
+def train_all(args: argparse.Namespace) -> dict[str, dict[str, dict[int, list[dict]]]]:
+    """Every (env, input, seed) run trained, or continued with ``--resume`` (``--report``: as they
+    stand); their evaluation rows by env, input and seed."""
+    def report(run: Run) -> None:
+        rows = evaluation_rows(run.logdir, PROBES)
+        print(f"{run.name}: last evaluation {rows[-1]['return'] if rows else None}", flush=True)
+
+    # Kept with the benchmark (benchmark.json): a resumed one does not measure again.
+    args.measured = {} if args.resume else measure(args)
+    args.env = "+".join(args.envs)  # names the benchmark's directory
+    new_configs = lambda: {f"{env}/{source}/seed{seed}": run_config(env, source, seed, args)
+                           for env in args.envs for source in args.inputs for seed in args.seeds}
+    groups = run_benchmark(args, "bench_events", new_configs, lambda run: "/".join(input_of(run.config)), SETTINGS,
+                           report, env_of=lambda run: "+".join(args.envs))
+    curves = {}
+    for group in groups.values():
+        for run in group:
+            rows = evaluation_rows(run.logdir, PROBES)
+            if rows:
+                env, source = input_of(run.config)
+                curves.setdefault(env, {}).setdefault(source, {})[run.config["seed"]] = rows
+    return curves
+
+
+@report_user_errors
 def main(argv=None) -> dict:
     args = parse_args(argv)
     prefix = Path(args.out)
@@ -200,27 +241,17 @@ def main(argv=None) -> dict:
         prefix, args.noise = Path(args.replot).with_suffix(""), saved["noise"]
         curves = {env: {source: {int(seed): c for seed, c in seeds.items()} for source, seeds in rows.items()}
                   for env, rows in saved["curves"].items()}
-        measured = saved.get("measured", {})
+        args.measured = saved.get("measured", {})
+    elif args.measure_only:
+        curves, args.measured = {}, measure(args)
     else:
-        measured = measure(args)
-        if args.measure_only:
-            curves = {}
-        else:
-            stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-            calls = {(env, source, seed): (env, source, seed, args,
-                                            Path("runs") / f"bench-events-{env}-{source}-seed{seed}-{stamp}")
-                     for env in args.envs for source in args.inputs for seed in args.seeds}
-            report = lambda key, rows: print(f"{key}: last evaluation {rows[-1]['return']:.1f}", flush=True)
-            results = run_side_by_side(train_one, calls, args.jobs, report)
-            curves = {}
-            for (env, source, seed), rows in results.items():
-                curves.setdefault(env, {}).setdefault(source, {})[seed] = rows
+        curves = train_all(args)
     summaries = {env: {source: summarise_input(seeds, TARGETS.get(env, float("inf")))
                        for source, seeds in rows.items()} for env, rows in curves.items()}
     if summaries:
         print_table(summaries, args.noise)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    result = {"noise": args.noise, "measured": measured, "summary": summaries,
+    result = {"noise": args.noise, "measured": args.measured, "summary": summaries,
               "curves": {env: {source: {str(seed): c for seed, c in seeds.items()} for source, seeds in rows.items()}
                          for env, rows in curves.items()}}
     if not args.replot:

@@ -214,12 +214,14 @@ def interleaved(groups: Iterable[Sequence[Run]]) -> list[Run]:
 
 def run_benchmark(args: argparse.Namespace, script: str, new_configs: Callable[[], Mapping[str, Mapping]],
                   group_of: Callable[[Run], str], settings: Sequence[str],
-                  report: Callable[[Run], None] = lambda run: None) -> dict[str, list[Run]]:
+                  report: Callable[[Run], None] = lambda run: None,
+                  env_of: Callable[[Run], str] = lambda run: run.config["env_id"]) -> dict[str, list[Run]]:
     """Train a new benchmark of ``script`` (``new_configs()`` maps each run's path in its directory to
     its config), or continue a stopped one (``args.resume``: the ``settings`` it kept come back into
     ``args``, but for the flags given now). ``group_of(run)`` names the runs that ``--vmap`` trains
-    together. Sets ``args.env``, ``args.seeds`` and ``args.steps`` from the runs; returns them by
-    group, each group in seed order."""
+    together; ``env_of(run)`` what every run of one benchmark shares (by default its env id; a new
+    benchmark's directory is named after ``args.env``). Sets ``args.env``, ``args.seeds`` and
+    ``args.steps`` from the runs; returns them by group, each group in seed order."""
     if args.resume:
         runs, saved = resumed_benchmark(args.resume, args.steps if "steps" in args.given else None)
         for key in set(settings) - args.given:
@@ -228,7 +230,7 @@ def run_benchmark(args: argparse.Namespace, script: str, new_configs: Callable[[
     else:
         directory, runs = new_benchmark(script.removeprefix("bench_"), args.env, new_configs())
         directories = [directory]
-    envs = {run.config["env_id"] for run in runs}
+    envs = {env_of(run) for run in runs}
     if len(envs) > 1 or ("env" in args.given and envs != {args.env}):
         raise UserError(f"--resume: the runs train {', '.join(sorted(envs))}: give one benchmark's runs")
     groups: dict[str, list[Run]] = {}

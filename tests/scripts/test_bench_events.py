@@ -2,13 +2,16 @@
 against hand-worked numbers, the table and plots from a saved JSON, and the two measurements."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from configs.loader import load_config
 from envs import make_env
-from scripts.bench_events import encoder_throughput, events_per_step, main, run_overrides, summarise_input
+from scripts.bench_events import (encoder_throughput, events_per_step, input_of, main, parse_args, run_config,
+                                  run_overrides, summarise_input)
 
 
 @pytest.mark.parametrize("source, space", [("state", "(4,)"), ("pixels", "(16, 16, 3)"), ("frame", "(16, 16, 2)"),
@@ -61,3 +64,53 @@ def test_events_per_step_and_encoder_throughput_measure_something():
     measured = encoder_throughput(32, 0.5, 4, repeats=1, encoder_kwargs=small)
     assert measured["events_per_step"] == 16
     assert np.isfinite(measured["forward_events_per_second"]) and measured["train_events_per_second"] > 0
+
+
+TINY = ["--envs", "CartPole-v1", "--inputs", "state", "events", "--seeds", "0", "1", "--steps", "20",
+        "--eval-every", "10", "--image-size", "16", "--max-events", "64", "--set", "replay.capacity=100"]
+
+
+@pytest.fixture
+def measured_once(monkeypatch):
+    """Stands in for the measurement before training (it renders and compiles), counting its calls."""
+    import scripts.bench_events
+
+    calls = []
+    monkeypatch.setattr(scripts.bench_events, "measure", lambda args: calls.append(args.envs) or {"calls": len(calls)})
+    return calls
+
+
+def test_a_stopped_benchmark_resumes_from_its_directory_and_reports_where_it_stands(stand_in, measured_once, capsys):
+    """Every run is written first; seed 0 of every input trains before any seed 1; a stopped benchmark
+    continues from its checkpoints with the measurement it kept, and --report trains nothing."""
+    stand_in.budget = 3  # state/seed0 to 20, events/seed0 to 10, then SIGTERM
+    with pytest.raises(SystemExit) as stopped:
+        main([*TINY, "--out", "parts"])
+    out = capsys.readouterr().out
+    assert stopped.value.code == 143 and stand_in.started == [("state/seed0", 0), ("events/seed0", 0)]
+    directory = Path(re.search(r"python -m scripts\.bench_events --resume (\S+)", out).group(1))
+    assert directory.name.startswith("bench-events-CartPole-v1-")
+    assert sorted(str(path.parent.relative_to(directory)) for path in directory.rglob("config.yaml")) == [
+        "CartPole-v1/events/seed0", "CartPole-v1/events/seed1", "CartPole-v1/state/seed0", "CartPole-v1/state/seed1"]
+
+    stand_in.budget, stand_in.started = None, []
+    report = main(["--resume", str(directory), "--report", "--out", "report"])
+    out = capsys.readouterr().out
+    assert stand_in.started == [] and "CartPole-v1/events/seed0: last checkpoint at step 10 of 20" in out
+    assert "| CartPole-v1 | events | 10 |" in out and "| CartPole-v1 | state | 20 |" in out
+    assert report["measured"] == {"calls": 1}  # kept in benchmark.json, not measured again
+
+    resumed = main(["--resume", str(directory), "--out", "resumed"])
+    assert stand_in.started == [("events/seed0", 10), ("events/seed1", 0), ("state/seed1", 0)]  # seed 0 first
+    assert measured_once == [["CartPole-v1"]]
+    summary = resumed["summary"]["CartPole-v1"]
+    assert summary["events"]["seeds"] == summary["state"]["seeds"] == 2 and summary["events"]["steps"] == 20
+    with pytest.raises(SystemExit) as refused:
+        main(["--resume", str(directory), "--noise"])
+    assert refused.value.code == 2 and "--noise cannot be given with it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["state", "pixels", "frame", "voxel", "events"])
+def test_a_runs_input_is_read_back_from_its_config(source):
+    args = parse_args(["--image-size", "16", "--max-events", "64", "--steps", "100"])
+    assert input_of(run_config("Pendulum-v1", source, 3, args)) == ("Pendulum-v1", source)
