@@ -24,7 +24,10 @@ def run_description(config: Mapping[str, Any], parallel: DataParallel, parameter
     if run_sections(config).run.gpu_recommended and jax.default_backend() == "cpu":
         lines.append("WARNING: this preset is meant for a GPU but runs on the CPU: expect it to be very slow.")
     lines.append("parameters: " + ", ".join(f"{name} {count:,}" for name, count in parameter_counts.items()))
-    lines.append(f"observations: mlp {obs_layout.mlp_shapes} cnn {obs_layout.cnn_shapes}; "
+    streams = {key: f"up to {stream.max_events} events, count in {stream.count_key!r}"
+               for key, stream in obs_layout.event_streams.items()}
+    lines.append(f"observations: mlp {obs_layout.mlp_shapes} cnn {obs_layout.cnn_shapes}"
+                 + (f" event encoder {streams}" if streams else "") + "; "
                  f"actions: {'discrete' if action_layout.discrete else 'continuous'} {action_layout.dim}")
     size = replay.nbytes / 2**20
     where = "on disk (memory-mapped)" if replay.storage == "disk" else "in memory"

@@ -247,7 +247,7 @@ def test_every_backbone_trains_the_world_model_through_scripts_train(tmp_path, b
 
 
 @pytest.mark.parametrize("representation", ["voxel", "events"])
-def test_event_camera_representations_train_end_to_end(tmp_path, representation):
+def test_event_camera_representations_train_end_to_end(tmp_path, capsys, representation):
     logdir = tmp_path / representation
     camera = [f"env.event_camera.representation={representation}", "env.image_size=[16,16]",
               "env.event_camera.max_events=128", "env.event_camera.contrast_pos=0.05",
@@ -255,6 +255,9 @@ def test_event_camera_representations_train_end_to_end(tmp_path, representation)
     if representation == "voxel":  # float images are logged as images too (signed, any number of bins)
         camera.append("run.video_every=100")
     assert run_train(logdir, "--env", "event:CartPole-v1", "--steps", "120", "--set", *camera) == 0
+    routed = {"voxel": "cnn {'obs': (16, 16, 5)}",
+              "events": "event encoder {'events': \"up to 128 events, count in 'count'\"}"}
+    assert routed[representation] in capsys.readouterr().out  # the run says where its observation goes
     rows = [row for row in read_metrics(logdir) if "level0/world_model/loss" in row]
     key = "obs" if representation == "voxel" else "events"
     assert rows and all(np.isfinite(row[f"level0/world_model/r2/{key}"]) for row in rows)
