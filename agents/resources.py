@@ -21,15 +21,25 @@ class ResourceError(RuntimeError):
     """A run needs more memory or disk than the machine has; the message says what to change."""
 
 
+def _meminfo() -> dict[str, int]:
+    """``/proc/meminfo`` in bytes (Linux); empty where it cannot be read."""
+    try:
+        return {line.split(":")[0]: int(line.split()[1]) * 1024
+                for line in Path("/proc/meminfo").read_text().splitlines() if line.endswith(" kB")}
+    except (OSError, ValueError, IndexError):
+        return {}
+
+
 def available_memory_bytes() -> int | None:
     """``MemAvailable`` from ``/proc/meminfo`` (Linux), None where it cannot be read."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return _meminfo().get("MemAvailable")
+
+
+def reservable_memory_bytes() -> int | None:
+    """The largest single allocation the kernel's default overcommit heuristic grants: about its
+    memory plus swap (``MemTotal + SwapTotal``); None where it cannot be read."""
+    info = _meminfo()
+    return info["MemTotal"] + info.get("SwapTotal", 0) if "MemTotal" in info else None
 
 
 def check_fits(needs: Mapping[str, int], available: int | None, where: str, remedy: str) -> None:
@@ -77,7 +87,29 @@ def check_run_fits(config: Mapping[str, Any], spec: Mapping[str, tuple[tuple[int
     check_fits(memory, available_memory_bytes(), "memory",
                "Lower replay.capacity or --steps, set replay.storage=disk, shrink the observation "
                "(env.image_size, env.event_camera.voxel_bins), or run fewer jobs (or seeds) side by side.")
+    if in_memory:
+        _check_reservable(spec, replay.capacity, run.num_envs, reservable_memory_bytes(), config["steps"])
     disk = {"replay files": 0 if in_memory else replay_bytes,
             "checkpoints": replay_bytes * (run.keep_checkpoints + 1) if in_memory else 0}
     check_fits(disk, free_disk_bytes(logdir), f"disk space in {logdir}",
                "Free some space, pick another --logdir, lower replay.capacity or run.keep_checkpoints.")
+
+
+def _check_reservable(spec: Mapping[str, tuple[tuple[int, ...], Any]], capacity: int, num_envs: int,
+                      reservable: int | None, steps: int) -> None:
+    """Refuse an in-memory replay with a field whose array at full ``capacity`` is larger than one
+    allocation may be: it is reserved whole at the start (zeros the OS maps as they fill), so a run
+    that would fill a sliver of it still fails there, with numpy's bare MemoryError."""
+    if reservable is None:
+        return
+    per_env = capacity // num_envs
+    sizes = {name: num_envs * per_env * math.prod(shape) * np.dtype(dtype).itemsize for name, (shape, dtype) in spec.items()}
+    name = max(sizes, key=sizes.get)
+    if sizes[name] <= reservable:
+        return
+    fits = reservable // max(1, sizes[name] // (num_envs * per_env))  # steps of this field that fit
+    raise ResourceError(
+        f"replay.capacity={capacity:,} steps of the replay field {name!r} take {_gib(sizes[name])}, more than "
+        f"this machine's memory and swap ({_gib(reservable)}), and an in-memory replay reserves its full "
+        f"capacity at the start, however few steps the run fills. Lower replay.capacity (this run takes "
+        f"{steps:,} steps; at most about {fits:,} steps of this field fit), or set replay.storage=disk.")

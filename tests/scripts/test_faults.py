@@ -204,6 +204,21 @@ def test_a_replay_that_cannot_fit_in_memory_is_refused_before_the_first_step(tmp
     assert not (tmp_path / "x").exists()
 
 
+def test_a_replay_capacity_larger_than_one_allocation_is_refused_though_the_run_is_short(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """numpy reserves an in-memory replay whole; a field larger than memory and swap failed with a bare
+    MemoryError even for a run that would fill a sliver of it (events at 2,048 rows: 32 KiB a step)."""
+    import agents.resources
+
+    monkeypatch.setattr(agents.resources, "reservable_memory_bytes", lambda: 2**30)  # a 1 GiB machine
+    flags = ["--steps", "300", "--set", "env.pixels=true", "env.image_size=[64,64]", "replay.capacity=200000"]
+    message = user_error(capsys, run_train, tmp_path / "x", *flags)  # 200,000 x 12 KiB images: 2.29 GiB
+    assert "replay.capacity=200,000" in message and "field 'obs'" in message and "2.29 GiB" in message
+    assert "at most about 87,381 steps" in message and "replay.storage=disk" in message
+    assert not (tmp_path / "x").exists()
+    assert run_train(tmp_path / "disk", *flags, "replay.storage=disk", "--steps", "40") == 0  # files: not reserved
+
+
 def _bad_yaml(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("run: {num_envs: 2\n")
