@@ -250,6 +250,8 @@ def main(argv=None) -> dict:
                        for source, seeds in rows.items()} for env, rows in curves.items()}
     if summaries:
         print_table(summaries, args.noise)
+    elif not args.measure_only:
+        print("no evaluations yet: no run has reached its first evaluation (--eval-every)")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     result = {"noise": args.noise, "measured": args.measured, "summary": summaries,
               "curves": {env: {source: {str(seed): c for seed, c in seeds.items()} for source, seeds in rows.items()}

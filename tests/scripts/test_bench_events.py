@@ -114,3 +114,12 @@ def test_a_stopped_benchmark_resumes_from_its_directory_and_reports_where_it_sta
 def test_a_runs_input_is_read_back_from_its_config(source):
     args = parse_args(["--image-size", "16", "--max-events", "64", "--steps", "100"])
     assert input_of(run_config("Pendulum-v1", source, 3, args)) == ("Pendulum-v1", source)
+
+
+def test_a_report_before_the_first_evaluation_says_so(stand_in, measured_once, capsys):
+    stand_in.budget = 0  # SIGTERM before the first evaluation
+    with pytest.raises(SystemExit):
+        main([*TINY, "--out", "parts"])
+    directory = re.search(r"--resume (\S+)", capsys.readouterr().out).group(1)
+    report = main(["--resume", directory, "--report", "--out", "report"])
+    assert "no evaluations yet" in capsys.readouterr().out and report["summary"] == {}
