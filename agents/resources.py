@@ -103,7 +103,8 @@ def _check_reservable(spec: Mapping[str, tuple[tuple[int, ...], Any]], capacity:
     if reservable is None:
         return
     per_env = capacity // num_envs
-    sizes = {name: num_envs * per_env * math.prod(shape) * np.dtype(dtype).itemsize for name, (shape, dtype) in spec.items()}
+    sizes = {name: num_envs * per_env * math.prod(shape) * np.dtype(dtype).itemsize
+             for name, (shape, dtype) in spec.items()}
     name = max(sizes, key=sizes.get)
     if sizes[name] <= reservable:
         return

@@ -132,7 +132,8 @@ def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
     for env, rows in summaries.items():
         for source, s in rows.items():
             r2 = ", ".join(f"{key} {value:.3f}" for key, value in s["r2"].items()) or "n/a"
-            steps = f"{s['steps']:,}" if s.get("steps_min", s["steps"]) == s["steps"] else f"{s['steps_min']:,}-{s['steps']:,}"
+            first = s.get("steps_min", s["steps"])  # the seeds' last steps, for a report under way
+            steps = f"{s['steps']:,}" if first == s["steps"] else f"{first:,}-{s['steps']:,}"
             print(f"| {env} | {source} | {steps} | {s['final']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}] "
                   f"| {s['reached']}/{s['seeds']} (>= {TARGETS.get(env, float('nan')):g}) | {r2} | {s['seconds']:.0f} |")
 

@@ -18,9 +18,9 @@ def evaluation_rows(logdir: Path, probes: Iterable[str] | re.Pattern = ()) -> li
     that greedy evaluation misses), ``success_rate`` where the evaluation logged it
     (``eval/success_rate``), every level's exploitation and goal scalars, and the latest value of every
     logged scalar whose name contains one of ``probes`` (e.g. ``"world_model/r2/"``) or, given a pattern,
-    that the pattern finds in it. Only the trainer's
-    periodic evaluations count (they log ``eval/elapsed_seconds``); one by ``scripts.evaluate`` after
-    training does not: it has no training time and may use another number of episodes."""
+    that the pattern finds in it. Only the trainer's periodic evaluations count (they log
+    ``eval/elapsed_seconds``); one by ``scripts.evaluate`` after training does not: it has no training
+    time and may use another number of episodes."""
     rows, training, latest = [], [], {}
     if not isinstance(probes, re.Pattern):
         probes = re.compile("|".join(map(re.escape, probes)) or "(?!)")  # (?!): no probes, nothing matches
