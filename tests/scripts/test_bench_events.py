@@ -123,3 +123,15 @@ def test_a_report_before_the_first_evaluation_says_so(stand_in, measured_once, c
     directory = re.search(r"--resume (\S+)", capsys.readouterr().out).group(1)
     report = main(["--resume", directory, "--report", "--out", "report"])
     assert "no evaluations yet" in capsys.readouterr().out and report["summary"] == {}
+
+
+def test_resuming_the_runs_of_two_benchmarks_together_is_refused(stand_in, measured_once, capsys):
+    directories = []
+    for _ in range(2):
+        stand_in.budget = 0
+        with pytest.raises(SystemExit):
+            main(TINY)
+        directories.append(re.search(r"--resume (\S+)", capsys.readouterr().out).group(1))
+    with pytest.raises(SystemExit) as refused:
+        main(["--resume", *directories])
+    assert refused.value.code == 2 and "repeat a seed" in capsys.readouterr().err
