@@ -1,11 +1,12 @@
 """The encoder and decoder nets: any image size, and inputs seen with their magnitude."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from world_models.nets import MLP, ConvEncoder, MultiDecoder, MultiEncoder
+from world_models.nets import MLP, ConvDecoder, ConvEncoder, ConvTranspose2x, MultiDecoder, MultiEncoder
 
 
 @pytest.mark.parametrize("shape", [(7, 7, 3), (64, 64, 3), (60, 80, 1)])
@@ -62,3 +63,34 @@ def test_cnn_sees_the_image_contrast(scale):
     encoder = ConvEncoder(depth=16, stages=2)
     params = perturbed(encoder.init(jax.random.PRNGKey(0), image))
     assert_embeddings_differ(encoder.apply(params, image), encoder.apply(params, scale * image))
+
+
+@pytest.mark.parametrize("shape, features", [((3, 5, 6, 3), 7), ((2, 6, 6, 8), 4), ((2, 1, 1, 2), 3)])
+def test_conv_transpose_2x_equals_flax_conv_transpose_with_its_parameters(shape, features):
+    """The same parameters (shapes and initial values) give the same output and the same gradients
+    as ``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")``, odd sides included."""
+    reference = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")
+    layer = ConvTranspose2x(features)
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    initial = layer.init(jax.random.PRNGKey(1), x)
+    jax.tree.map(np.testing.assert_array_equal, initial, reference.init(jax.random.PRNGKey(1), x))
+    params = jax.tree.map(lambda v: jax.random.normal(jax.random.PRNGKey(2), v.shape), initial)  # bias too
+    np.testing.assert_allclose(layer.apply(params, x), reference.apply(params, x), atol=1e-5)
+    target = jax.random.normal(jax.random.PRNGKey(3), reference.apply(params, x).shape)
+    gradient = lambda module: jax.grad(lambda p, x: jnp.sum((module.apply(p, x) - target) ** 2), argnums=(0, 1))
+    (ours, ours_x), (theirs, theirs_x) = gradient(layer)(params, x), gradient(reference)(params, x)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), ours, theirs)
+    np.testing.assert_allclose(ours_x, theirs_x, rtol=1e-4, atol=1e-4)
+    assert float(jnp.abs(ours["params"]["kernel"]).sum()) > 0
+
+
+def test_decoder_parameters_are_named_and_shaped_as_before():
+    """Checkpoints from before ConvTranspose2x load: the decoder's tree is the all-flax one's."""
+    params = ConvDecoder(4, 3, (48, 48, 2)).init(jax.random.PRNGKey(0), jnp.zeros((1, 8)))["params"]
+    shapes = {name: {key: value.shape for key, value in leaves.items()} for name, leaves in params.items()}
+    assert shapes == {"Dense_0": {"kernel": (8, 6 * 6 * 16), "bias": (6 * 6 * 16,)},
+                      "ConvTranspose_0": {"kernel": (4, 4, 16, 8), "bias": (8,)},
+                      "LayerNorm_0": {"scale": (8,), "bias": (8,)},
+                      "ConvTranspose_1": {"kernel": (4, 4, 8, 4), "bias": (4,)},
+                      "LayerNorm_1": {"scale": (4,), "bias": (4,)},
+                      "ConvTranspose_2": {"kernel": (4, 4, 4, 2), "bias": (2,)}}
