@@ -35,11 +35,24 @@ def available_memory_bytes() -> int | None:
     return _meminfo().get("MemAvailable")
 
 
+def _overcommit_mode() -> int | None:
+    """``vm.overcommit_memory`` (Linux): 0 heuristic, 1 always, 2 strict; None where it cannot be read."""
+    try:
+        return int(Path("/proc/sys/vm/overcommit_memory").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def reservable_memory_bytes() -> int | None:
-    """The largest single allocation the kernel's default overcommit heuristic grants: about its
-    memory plus swap (``MemTotal + SwapTotal``); None where it cannot be read."""
-    info = _meminfo()
-    return info["MemTotal"] + info.get("SwapTotal", 0) if "MemTotal" in info else None
+    """The largest allocation the kernel grants now, under its overcommit policy: memory plus swap
+    (``MemTotal + SwapTotal``) under the default heuristic, what is left of ``CommitLimit`` under the
+    strict one; None where there is no such limit (overcommit always) or it cannot be read."""
+    info, mode = _meminfo(), _overcommit_mode()
+    if mode == 1 or "MemTotal" not in info:
+        return None
+    if mode == 2 and "CommitLimit" in info:
+        return max(0, info["CommitLimit"] - info.get("Committed_AS", 0))
+    return info["MemTotal"] + info.get("SwapTotal", 0)
 
 
 def check_fits(needs: Mapping[str, int], available: int | None, where: str, remedy: str) -> None:
