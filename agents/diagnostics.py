@@ -276,7 +276,7 @@ class _GoalImages:
 
     def __init__(self, agent, pairs: int):
         self.agent, self.pairs = agent, pairs
-        self.keys = tuple(agent.obs_layout.cnn_shapes)
+        self.keys, self.count_frames = tuple(agent.obs_layout.cnn_shapes), agent.obs_layout.count_frames
         self.uint8: dict[str, bool] = {}  # per key: a uint8 observation (else float: event voxel grids)
         self.pending: dict[int, dict[str, np.ndarray]] = {}
         self.collected: dict[int, list[tuple[dict, dict]]] = {level: [] for level in range(1, agent.num_levels)}
@@ -292,12 +292,12 @@ class _GoalImages:
             if not policy_state.ticks[level - 1][0]:
                 continue
             if level in self.pending and len(self.collected[level]) < self.pairs:
-                seen = {k: np.asarray(_displayed(record[k][0])) for k in self.keys}
+                seen = {k: np.asarray(_displayed(record[k][0], k in self.count_frames)) for k in self.keys}
                 self.collected[level].append((self.pending.pop(level), seen))
             goal = policy_state.goals[level - 1][:1]
             decoded = jax.device_get(self.decode(state, goal, level))
-            self.pending[level] = {k: np.asarray(display_image(jnp.asarray(decoded[k][0]), self.uint8[k]))
-                                   for k in self.keys}
+            self.pending[level] = {k: np.asarray(display_image(jnp.asarray(decoded[k][0]), self.uint8[k],
+                                                               k in self.count_frames)) for k in self.keys}
 
     def grids(self) -> dict[str, np.ndarray]:
         grids = {}
@@ -311,6 +311,6 @@ class _GoalImages:
         return grids
 
 
-def _displayed(observation: np.ndarray) -> jax.Array:
+def _displayed(observation: np.ndarray, on_off: bool) -> jax.Array:
     """A raw image observation as ``display_image`` shows it."""
-    return display_image(image_input(jnp.asarray(observation)), observation.dtype == np.uint8)
+    return display_image(image_input(jnp.asarray(observation)), observation.dtype == np.uint8, on_off)

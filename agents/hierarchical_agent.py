@@ -202,7 +202,7 @@ class HierarchicalAgent:
 
     def _reconstruction_images(self, state: HierarchicalTrainState, batch: Batch, frames: int = 8):
         return reconstruction_images(self.levels[0].world_model, state.levels[0].world_model.params,
-                                     tuple(self.obs_layout.cnn_shapes), batch, frames)
+                                     tuple(self.obs_layout.cnn_shapes), batch, frames, self.obs_layout.count_frames)
 
     def goal_images(self, state: HierarchicalTrainState, goal: jax.Array, level: int) -> dict[str, jax.Array]:
         """A goal of level ``level`` decoded to observations (``agents.images``)."""

@@ -18,19 +18,23 @@ ON_COLOUR = (220, 30, 30)  # red, as scripts/plot_events.py draws ON events
 OFF_COLOUR = (30, 60, 220)  # blue, OFF events
 
 
-def display_image(values: jax.Array, from_uint8: bool) -> jax.Array:
+def display_image(values: jax.Array, from_uint8: bool, on_off: bool = False) -> jax.Array:
     """An image in the decoder's space (``WorldModel.reconstruction_targets``) as RGB uint8
     ``[..., H, W, 3]`` for TensorBoard, whatever its channel count ``C``.
 
-    A uint8 observation maps back from ``[-0.5, 0.5]``: 1 channel is grey, 3 are RGB, 2 are the event
-    camera's ON/OFF count frame (``polarity_image``), any other number is shown as their mean in grey
-    (TensorBoard takes 1, 3 or 4 channels only, and 2 or 4 would show as transparency). A float one is
-    an event voxel grid (symlog-ed, signed, one channel per time bin, however many): its bins summed,
-    positive ON and negative OFF (``polarity_image``); one symlog-ed event, ``symlog(1)``, is the
-    faintest full colour."""
+    A uint8 observation maps back from ``[-0.5, 0.5]``: 1 channel is grey, 3 are RGB, 2 are ON/OFF
+    counts (``polarity_image``), any other number is shown as their mean in grey (TensorBoard takes 1,
+    3 or 4 channels only, and 2 or 4 would show as transparency). A float one is symlog-ed: with
+    ``on_off`` the event camera's count frame (channel 0 ON, 1 OFF, ``ObsLayout.count_frames``), else
+    an event voxel grid (signed, one channel per time bin, however many), its bins summed, positive ON
+    and negative OFF (``polarity_image``); one symlog-ed event, ``symlog(1)``, is the faintest full
+    colour."""
     channels = values.shape[-1]
     if not from_uint8:
-        signed = jnp.sum(values.astype(jnp.float32), axis=-1)
+        values = values.astype(jnp.float32)
+        if on_off:
+            return polarity_image(jax.nn.relu(values[..., 0]), jax.nn.relu(values[..., 1]), one_event=math.log(2.0))
+        signed = jnp.sum(values, axis=-1)
         return polarity_image(jax.nn.relu(signed), jax.nn.relu(-signed), one_event=math.log(2.0))
     brightness = jnp.clip(jnp.nan_to_num(values.astype(jnp.float32) + 0.5), 0.0, 1.0)  # [..., H, W, C], count / 255 for events
     if channels == 2:
@@ -53,7 +57,8 @@ def polarity_image(on: jax.Array, off: jax.Array, one_event: float) -> jax.Array
 
 
 def reconstruction_images(
-    world_model: WorldModel, params: Any, image_keys: tuple[str, ...], batch: Mapping[str, jax.Array], frames: int = 8
+    world_model: WorldModel, params: Any, image_keys: tuple[str, ...], batch: Mapping[str, jax.Array], frames: int = 8,
+    count_frames: frozenset[str] = frozenset(),
 ) -> dict[str, jax.Array]:
     """For each image key: the first ``frames`` steps of the first sequence, observation (top)
     above its reconstruction from the posterior (bottom), as one RGB uint8 ``[2H, frames*W, 3]``
@@ -65,7 +70,8 @@ def reconstruction_images(
     images = {}
     for key in image_keys:
         from_uint8 = batch[key].dtype == jnp.uint8
-        truth, recon = (display_image(values[:, 0], from_uint8) for values in (targets[key], predictions[key]))
+        truth, recon = (display_image(values[:, 0], from_uint8, key in count_frames)
+                        for values in (targets[key], predictions[key]))
         rows = [jnp.concatenate(list(row), axis=1) for row in (truth, recon)]  # [H, frames*W, C]
         images[key] = jnp.concatenate(rows, axis=0)
     return images

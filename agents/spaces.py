@@ -40,6 +40,9 @@ class ObsLayout:
     dtypes: dict[str, np.dtype]
     is_dict: bool
     event_streams: dict[str, EventStream] = field(default_factory=dict)
+    # Float images of 2 non-negative channels: ON/OFF event count frames (only how they are displayed
+    # depends on it; a voxel grid of time bins is signed).
+    count_frames: frozenset[str] = frozenset()
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -128,7 +131,9 @@ def observation_layout(
                 f"a scalar integer {EVENT_COUNT_KEY!r} (event encoder). Exclude it with "
                 "encoder.mlp_keys / encoder.cnn_keys, or reshape it with a wrapper."
             )
-    layout = ObsLayout(mlp_shapes, cnn_shapes, dtypes, is_dict, event_streams)
+    count_frames = frozenset(key for key, shape in cnn_shapes.items() if dtypes[key] != np.uint8 and shape[-1] == 2
+                             and bool(np.all(entries[key].low >= 0)))
+    layout = ObsLayout(mlp_shapes, cnn_shapes, dtypes, is_dict, event_streams, count_frames)
     _check_routing(layout, space, mlp_keys, cnn_keys)
     return layout
 

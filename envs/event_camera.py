@@ -30,7 +30,6 @@ from envs.config import EnvConfigError, EventCameraConfig
 from envs.wrappers import resize_frame
 
 MIN_CONTRAST = 0.01  # floor of mismatched thresholds: a zero threshold would fire without bound
-FRAME_MAX_COUNT = 255  # "frame" observations saturate per-polarity counts here (uint8)
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as v2e and ESIM use
 _SEED_TAG = 0x65766E74  # keeps the simulator's random stream apart from the env's for equal seeds
 _RANK_TOLERANCE = 1e-9  # absorbs float error in refractory event-rank arithmetic
@@ -298,15 +297,14 @@ class EventSimulator:
             raise RuntimeError("call EventSimulator.reset(first_frame) before step()")
 
 
-def events_to_frame(
-    events: Events, image_size: tuple[int, int], max_count: int = FRAME_MAX_COUNT
-) -> np.ndarray:
-    """Per-pixel counts ``(H, W, 2)`` uint8: channel 0 ON, channel 1 OFF, saturated at ``max_count``."""
+def events_to_frame(events: Events, image_size: tuple[int, int]) -> np.ndarray:
+    """Per-pixel counts ``(H, W, 2)`` float32: channel 0 ON, channel 1 OFF. Float, not uint8: they are
+    counts, and by the usual convention a uint8 image is brightness (an agent would scale it by 1/255)."""
     height, width = image_size
     # Index straight into the (H, W, 2) layout: transposing a (2, H, W) count array costs more.
     flat = (events.y.astype(np.int64) * width + events.x) * 2 + (events.p < 0)
     counts = np.bincount(flat, minlength=2 * height * width).reshape(height, width, 2)
-    return np.minimum(counts, max_count).astype(np.uint8)
+    return counts.astype(np.float32)
 
 
 def events_to_voxel(
@@ -347,7 +345,7 @@ def event_observation_space(config: EventCameraConfig, image_size: tuple[int, in
     """The observation space of `EventCamera` for ``config.representation``."""
     height, width = image_size
     if config.representation == "frame":
-        return gymnasium.spaces.Box(0, FRAME_MAX_COUNT, (height, width, 2), np.uint8)
+        return gymnasium.spaces.Box(0, np.inf, (height, width, 2), np.float32)
     if config.representation == "voxel":
         return gymnasium.spaces.Box(-np.inf, np.inf, (height, width, config.voxel_bins), np.float32)
     low = np.broadcast_to(np.array([0, 0, 0, -1], np.float32), (config.max_events, 4))
@@ -368,7 +366,7 @@ class EventCamera(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     Frames are resized to ``image_size = (height, width)``; one step spans ``frame_interval`` seconds.
     Observations by ``config.representation``:
 
-    - ``frame``: uint8 ``(H, W, 2)`` ON/OFF counts, saturated at ``FRAME_MAX_COUNT``;
+    - ``frame``: float32 ``(H, W, 2)`` ON/OFF counts, see `events_to_frame`;
     - ``voxel``: float32 ``(H, W, voxel_bins)``, see `events_to_voxel`;
     - ``events``: ``{"events": float32 (max_events, 4) rows (x, y, t, p), t in seconds since the
       previous observation, zero-padded; "count": int32 rows filled}``.

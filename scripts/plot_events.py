@@ -40,7 +40,7 @@ def collect_panels(env_id: str, panels: int, every: int, size: int, seed: int) -
     env.reset(seed=seed)
     results = []
     for _ in range(panels):
-        counts = np.zeros((size, size, 2), np.int64)
+        counts = np.zeros((size, size, 2), np.float32)
         for _ in range(every):
             observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
             counts += observation

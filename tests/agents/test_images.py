@@ -10,7 +10,7 @@ from agents.images import OFF_COLOUR, ON_COLOUR, display_image
 from world_models.nets import image_input
 
 WHITE = [255, 255, 255]
-display_image = jax.jit(display_image, static_argnums=1)  # one compilation per shape, not per op
+display_image = jax.jit(display_image, static_argnums=(1, 2))  # one compilation per shape, not per op
 
 
 def test_uint8_grey_and_rgb_map_back_from_the_decoder_space():
@@ -44,6 +44,18 @@ def test_uint8_on_off_count_frames_show_on_red_and_off_blue():
     np.testing.assert_array_equal(image[1, 1], OFF_COLOUR)
     np.testing.assert_array_equal(image[3, 3], WHITE)
     np.testing.assert_array_equal(image[2, 2], [246, 199, 199])  # one event of four: a quarter red
+
+
+def test_float_on_off_count_frames_show_on_red_and_off_blue():
+    counts = np.zeros((4, 4, 2), np.float32)  # the event camera's "frame": per-polarity counts
+    counts[0, 0, 0], counts[1, 1, 1], counts[2, 2, 0], counts[3, 0] = 4, 4, 1, (2, 2)
+    image = np.asarray(display_image(image_input(jnp.asarray(counts)), False, True))
+    np.testing.assert_array_equal(image[0, 0], ON_COLOUR)
+    np.testing.assert_array_equal(image[1, 1], OFF_COLOUR)  # summed as time bins, it would be red
+    np.testing.assert_array_equal(image[3, 3], WHITE)
+    strength = np.log(2.0) / np.log(5.0)  # one event of four, symlog-ed: log 2 / log 5
+    np.testing.assert_array_equal(image[2, 2], np.round(255 * (1 - strength) + np.array(ON_COLOUR) * strength))
+    assert not np.array_equal(image[3, 0], WHITE)  # as many ON as OFF: shown, not cancelled
 
 
 def test_uint8_images_of_other_channel_counts_are_grey_means():

@@ -23,7 +23,8 @@ def camera_space(representation: str) -> gym.Space:
 
 def test_frames_and_voxel_grids_go_to_the_cnn_with_their_dtype():
     frame, voxel = observation_layout(camera_space("frame")), observation_layout(camera_space("voxel"))
-    assert frame.cnn_shapes == {"obs": (12, 20, 2)} and frame.dtypes["obs"] == np.uint8
+    assert frame.cnn_shapes == {"obs": (12, 20, 2)} and frame.dtypes["obs"] == np.float32
+    assert frame.count_frames == {"obs"} and voxel.count_frames == frozenset()  # counts vs signed bins
     assert voxel.cnn_shapes == {"obs": (12, 20, 3)} and voxel.dtypes["obs"] == np.float32
     signed = np.array([[[[-1.5, 0.25, 3.0]]]], np.float64)  # a batch of one 1x1 pixel
     assert voxel.to_dict(signed)["obs"].dtype == np.float32

@@ -246,20 +246,20 @@ def test_every_backbone_trains_the_world_model_through_scripts_train(tmp_path, b
     assert int(state.updates) > 0
 
 
-@pytest.mark.parametrize("representation", ["voxel", "events"])
+@pytest.mark.parametrize("representation", ["frame", "voxel", "events"])
 def test_event_camera_representations_train_end_to_end(tmp_path, capsys, representation):
     logdir = tmp_path / representation
     camera = [f"env.event_camera.representation={representation}", "env.image_size=[16,16]",
               "env.event_camera.max_events=128", "env.event_camera.contrast_pos=0.05",
               "env.event_camera.contrast_neg=0.05"]  # low thresholds: a 16x16 CartPole still fires
-    if representation == "voxel":  # float images are logged as images too (signed, any number of bins)
+    if representation != "events":  # float images are logged as images too (count frames, signed bins)
         camera.append("run.video_every=100")
     assert run_train(logdir, "--env", "event:CartPole-v1", "--steps", "120", "--set", *camera) == 0
-    routed = {"voxel": "cnn {'obs': (16, 16, 5)}",
+    routed = {"frame": "cnn {'obs': (16, 16, 2)}", "voxel": "cnn {'obs': (16, 16, 5)}",
               "events": "event encoder {'events': \"up to 128 events, count in 'count'\"}"}
     assert routed[representation] in capsys.readouterr().out  # the run says where its observation goes
     rows = [row for row in read_metrics(logdir) if "level0/world_model/loss" in row]
-    key = "obs" if representation == "voxel" else "events"
+    key = "events" if representation == "events" else "obs"
     assert rows and all(np.isfinite(row[f"level0/world_model/r2/{key}"]) for row in rows)
     assert all(np.isfinite(row["level0/world_model/grad_norm"]) and row["level0/world_model/grad_norm"] > 0
                for row in rows)
