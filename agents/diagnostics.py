@@ -277,7 +277,7 @@ class _GoalImages:
     def __init__(self, agent, pairs: int):
         self.agent, self.pairs = agent, pairs
         self.keys, self.count_frames = tuple(agent.obs_layout.cnn_shapes), agent.obs_layout.count_frames
-        self.uint8: dict[str, bool] = {}  # per key: a uint8 observation (else float: event voxel grids)
+        self.uint8: dict[str, bool] = {}  # per key: a uint8 observation (else float: event count frames, voxel grids)
         self.pending: dict[int, dict[str, np.ndarray]] = {}
         self.collected: dict[int, list[tuple[dict, dict]]] = {level: [] for level in range(1, agent.num_levels)}
         self.decode = jax.jit(agent.goal_images, static_argnums=2)

@@ -36,7 +36,7 @@ def display_image(values: jax.Array, from_uint8: bool, on_off: bool = False) -> 
             return polarity_image(jax.nn.relu(values[..., 0]), jax.nn.relu(values[..., 1]), one_event=math.log(2.0))
         signed = jnp.sum(values, axis=-1)
         return polarity_image(jax.nn.relu(signed), jax.nn.relu(-signed), one_event=math.log(2.0))
-    brightness = jnp.clip(jnp.nan_to_num(values.astype(jnp.float32) + 0.5), 0.0, 1.0)  # [..., H, W, C], count / 255 for events
+    brightness = jnp.clip(jnp.nan_to_num(values.astype(jnp.float32) + 0.5), 0.0, 1.0)  # [..., H, W, C]
     if channels == 2:
         return polarity_image(brightness[..., 0], brightness[..., 1], one_event=1.0 / 255.0)
     if channels != 3:
