@@ -11,7 +11,8 @@ Ids:
 Wrappers, innermost first (fixed order):
     1. time limit (``time_limit`` counts underlying env steps; 0 keeps the env's own limit),
     2. action repeat,
-    3. observation: event camera for ``event:`` ids, else pixels if ``pixels``,
+    3. observation: event camera for ``event:`` ids, else pixels if ``pixels``; either keeps the
+       env's own observation in ``info["source_observation"]`` (`envs.wrappers.KeepSourceObservation`),
     4. bounded Box actions rescaled to [-1, 1] if ``rescale_actions``,
     5. episode statistics (``info["episode"]`` at episode ends).
 The event camera sits outside action repeat, so one observation covers one agent step
@@ -32,7 +33,8 @@ from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
 from envs.config import EnvConfig, as_env_config
 from envs.event_camera import EventCamera
-from envs.wrappers import ActionRepeat, GoalSuccess, OneHotGrid, PixelObservation, SelectObservation, rescale_to_unit
+from envs.wrappers import (ActionRepeat, GoalSuccess, KeepSourceObservation, OneHotGrid, PixelObservation,
+                           SelectObservation, rescale_to_unit)
 
 __all__ = ["make_env", "list_env_ids", "LIST_IDS_HINT"]
 
@@ -60,6 +62,8 @@ def make_env(
     env = _make_base(base_id, config, render_mode, seed, full_id=env_id)
     if config.action_repeat > 1:
         env = ActionRepeat(env, config.action_repeat)
+    if is_event or config.pixels:
+        env = KeepSourceObservation(env)
     if is_event:
         env = EventCamera(env, config.event_camera, config.image_size, seed=seed)
     elif config.pixels:

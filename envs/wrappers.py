@@ -8,7 +8,8 @@ dependency; Pillow is) and `ActionRepeat` (Gymnasium only has the Atari-specific
 `ImgObsWrapper` does the same for one key but lacks `RecordConstructorArgs`, so a wrapped env's
 ``spec.make()`` fails) and `OneHotGrid` (minigrid's `OneHotPartialObsWrapper` keeps a uint8 image,
 which would be read as pixels) and `GoalSuccess` (``info["success"]`` for goal tasks that say it
-only by their reward, such as MiniGrid).
+only by their reward, such as MiniGrid) and `KeepSourceObservation` (the env's own observation in
+``info`` once a camera replaces it, for probes).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PIL import Image
 
 __all__ = [
     "ActionRepeat",
+    "KeepSourceObservation",
     "PixelObservation",
     "SelectObservation",
     "is_bounded_box",
@@ -89,6 +91,30 @@ class ActionRepeat(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
             if terminated or truncated:
                 break
         return observation, total_reward, terminated, truncated, info
+
+
+class KeepSourceObservation(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+    """Copy the env's own observation into ``info["source_observation"]`` at every reset and step.
+
+    Applied just inside a wrapper that replaces the observation by what a camera sees (pixels,
+    events), so that the state the camera shows stays known: ``scripts.probe_state`` regresses it on
+    the world model's latent state to ask whether the model recovered it from the images or events.
+    The agent never sees it.
+    """
+
+    KEY = "source_observation"
+
+    def __init__(self, env: gymnasium.Env):
+        gymnasium.utils.RecordConstructorArgs.__init__(self)
+        gymnasium.Wrapper.__init__(self, env)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        observation, info = self.env.reset(seed=seed, options=options)
+        return observation, {**info, self.KEY: observation}
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return observation, reward, terminated, truncated, {**info, self.KEY: observation}
 
 
 class GoalSuccess(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):

@@ -251,11 +251,10 @@ def removed_unless_resumable(logdir: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def trained_vector_run(logdir: Path, step: int | None, probe: str) -> Iterator[tuple[dict, Any, Any, int, Any]]:
+def trained_run(logdir: Path, step: int | None) -> Iterator[tuple[dict, Any, Any, int, Any]]:
     """``(config, agent, train state, step, one-environment vector env)`` of a run's checkpoint (the
-    latest, or ``step``), for a probe of its vector observations, with the run directory locked (not
-    while a training run rewrites its checkpoints); the env is closed on leaving. ``probe`` names the
-    probe in the error for a run without vector keys."""
+    latest, or ``step``), with the run directory locked (not while a training run rewrites its
+    checkpoints); the env is closed on leaving."""
     from agents.evaluation import load_train_state
     from agents.hierarchical_agent import HierarchicalAgent
     from agents.run_lock import RunLock
@@ -266,16 +265,25 @@ def trained_vector_run(logdir: Path, step: int | None, probe: str) -> Iterator[t
         envs = make_vector_env(config["env_id"], config["env"], 1, "sync")
         try:
             agent = HierarchicalAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
-            if not agent.obs_layout.mlp_shapes:
-                raise UserError(f"{logdir}: the run observes no vector keys (only {sorted(agent.obs_layout.keys)}); "
-                                f"{probe} reports vector entries")
             state, step = load_train_state(agent, config, logdir, step)
             yield config, agent, state, step, envs
         finally:
             envs.close()
 
 
+@contextlib.contextmanager
+def trained_vector_run(logdir: Path, step: int | None, probe: str) -> Iterator[tuple[dict, Any, Any, int, Any]]:
+    """`trained_run` for a probe of the run's vector observations: ``probe`` names the probe in the
+    error for a run without vector keys."""
+    with trained_run(logdir, step) as (config, agent, state, step, envs):
+        if not agent.obs_layout.mlp_shapes:
+            raise UserError(f"{logdir}: the run observes no vector keys (only {sorted(agent.obs_layout.keys)}); "
+                            f"{probe} reports vector entries")
+        yield config, agent, state, step, envs
+
+
 __all__ = [
     "ConfigError", "UserError", "add_config_flags", "default_logdir", "import_modules", "report_user_errors",
-    "removed_unless_resumable", "resolve_config", "resume_config", "run_config", "trained_vector_run", "write_config",
+    "removed_unless_resumable", "resolve_config", "resume_config", "run_config", "trained_run", "trained_vector_run",
+    "write_config",
 ]

@@ -8,8 +8,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.wrappers import RescaleAction
 
-from envs.wrappers import (ActionRepeat, GoalSuccess, OneHotGrid, PixelObservation, SelectObservation,
-                           rescale_to_unit, resize_frame)
+from envs.registry import make_env
+from envs.wrappers import (ActionRepeat, GoalSuccess, KeepSourceObservation, OneHotGrid, PixelObservation,
+                           SelectObservation, rescale_to_unit, resize_frame)
 
 # check_env warns on every wrapped env and on unbounded Boxes (CartPole's, voxel grids): both expected.
 pytestmark = [
@@ -94,6 +95,28 @@ def test_pixel_observation(grayscale):
     observation, *_ = env.step(env.action_space.sample())
     # The bar covers 20 of 60 render columns after one step, so 10 of 30 resized columns.
     assert observation[:, :9].min() > 150 and observation[:, 11:].max() == 0
+
+
+@pytest.mark.parametrize("env_id, flags", [("event:CartPole-v1", {}), ("CartPole-v1", {"pixels": True})])
+def test_cameras_keep_the_source_observation_of_the_last_repeated_step(env_id, flags):
+    """A camera's env keeps what plain CartPole-v1, seeded alike and given every action twice, returns."""
+    env = make_env(env_id, {"action_repeat": 2, "image_size": [16, 16], **flags})
+    plain = gymnasium.make("CartPole-v1")
+    observation, info = env.reset(seed=4)
+    reference, _ = plain.reset(seed=4)
+    assert observation is not info[KeepSourceObservation.KEY]  # the agent sees the camera, not the state
+    np.testing.assert_array_equal(info[KeepSourceObservation.KEY], reference)
+    for action in [0, 1, 1, 0, 1, 0, 0]:
+        _, reward, terminated, truncated, info = env.step(action)
+        for _ in range(2):
+            reference, *_ = plain.step(action)
+        np.testing.assert_array_equal(info[KeepSourceObservation.KEY], reference)
+        assert reward == 2.0 and not (terminated or truncated)
+    assert KeepSourceObservation.KEY not in make_env("CartPole-v1").reset(seed=0)[1]  # state runs: not copied
+
+
+def test_keep_source_observation_check_env():
+    check_env(KeepSourceObservation(CountingEnv()), skip_render_check=True)
 
 
 def test_pixel_observation_check_env():

@@ -14,7 +14,7 @@ from agents.evaluation import load_train_state
 from agents.logging import read_metrics
 from configs.loader import read_config
 from envs import make_vector_env
-from scripts import evaluate, probe_episodes, probe_model, train
+from scripts import evaluate, probe_episodes, probe_model, probe_state, train
 
 DOCUMENTED = [
     "episode/return", "episode/length", "level0/world_model/loss", "level0/world_model/loss/reconstruction",
@@ -82,6 +82,12 @@ def test_probe_model_reports_every_entry_at_every_distance_from_the_saved_replay
     with pytest.raises(SystemExit) as error:
         probe_model.main(["--logdir", str(tmp_path)])
     assert error.value.code == 2  # not a run directory: one paragraph, exit status 2
+
+
+def test_probe_state_says_a_state_run_has_no_camera(debug_run, capsys):
+    with pytest.raises(SystemExit) as error:
+        probe_state.main(["--logdir", str(debug_run), "--episodes", "4"])
+    assert error.value.code == 2 and "observes pixels or events" in capsys.readouterr().err
 
 
 def test_probe_episodes_says_how_each_episode_ended_and_what_the_critic_expected(debug_run, tmp_path):
@@ -265,6 +271,13 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
                for row in rows)
     state, _ = final_params(logdir)
     assert int(state.updates) > 0
+    if representation == "events":  # the state probe reads the latent the event encoder feeds
+        report = probe_state.main(["--logdir", str(logdir), "--episodes", "4", "--batch", "2"])
+        assert report["entries"] == ["[0]", "[1]", "[2]", "[3]"]  # CartPole's x, x', theta, theta'
+        assert report["fit_episodes"] == report["test_episodes"] == 2
+        for model in ("trained", "untrained"):
+            assert len(report[model]["r2"]) == 4 and all(np.isfinite(report[model]["r2"]))
+        assert json.loads((logdir / "probe_state.json").read_text())["step"] == report["step"]
 
 
 def test_same_seed_gives_identical_parameters_and_returns(tmp_path):

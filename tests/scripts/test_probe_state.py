@@ -1,0 +1,52 @@
+"""The pure parts of ``scripts.probe_state`` against independent references (the whole probe on a run
+trained from events: test_train)."""
+
+import numpy as np
+import pytest
+
+from scripts.probe_state import flat_entries, ridge_fit, ridge_probe
+
+
+def test_ridge_fit_without_penalty_is_least_squares():
+    rng = np.random.default_rng(0)
+    features, targets = rng.normal(size=(50, 6)), rng.normal(size=(50, 2))
+    design = np.concatenate([features, np.ones((50, 1))], 1)
+    weights, *_ = np.linalg.lstsq(design, targets, rcond=None)
+    rows = rng.normal(size=(7, 6))
+    np.testing.assert_allclose(ridge_fit(features, targets, 0.0)(rows), np.concatenate([rows, np.ones((7, 1))], 1) @ weights,
+                               rtol=1e-8, atol=1e-8)
+
+
+def test_probe_recovers_a_linear_state_and_not_noise():
+    rng = np.random.default_rng(1)
+    mixing = rng.normal(size=(3, 20))
+    episodes = []
+    for _ in range(8):
+        state = rng.normal(size=(60, 3))
+        features = state @ mixing + 0.01 * rng.normal(size=(60, 20))  # the state, linearly mixed into 20 features
+        targets = np.concatenate([state[:, :2], rng.normal(size=(60, 1)), np.ones((60, 1))], 1)
+        episodes.append((features, targets))
+    features, targets = [f for f, _ in episodes], [t for _, t in episodes]
+    result = ridge_probe(features[0::2], targets[0::2], features[1::2], targets[1::2])
+    recovered, noise, constant = result["r2"][:2], result["r2"][2], result["r2"][3]
+    assert min(recovered) > 0.99
+    assert noise < 0.1  # held-out episodes: a fit to noise does not carry over
+    assert constant is None  # an entry that does not vary has no R^2
+    assert result["penalty"] in (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)
+
+
+def test_flat_entries_name_every_entry_of_arrays_and_dicts():
+    values, names = flat_entries(np.arange(4.0).reshape(2, 2))
+    assert names == ["[0]", "[1]", "[2]", "[3]"] and values.tolist() == [0, 1, 2, 3]
+    values, names = flat_entries({"velocity": np.array([5.0]), "position": np.array([1.0, 2.0])})
+    assert names == ["position[0]", "position[1]", "velocity[0]"] and values.tolist() == [1, 2, 5]
+    values, names = flat_entries({"arm": {"angle": np.array([0.5])}})
+    assert names == ["arm.angle[0]"] and values.tolist() == [0.5]
+
+
+def test_probe_needs_four_episodes():
+    from scripts.common import UserError
+    from scripts.probe_state import probe
+
+    with pytest.raises(UserError, match="at least 4"):
+        probe(None, None, None, [{}] * 3, batch=2, seed=0)
