@@ -1,12 +1,13 @@
 """Did the world model recover the state a camera shows? A linear probe of its latent state.
 
-    python -m scripts.probe_state --logdir runs/X [--episodes 10] [--sample] [--seed S] [--step N] [--out F]
+    python -m scripts.probe_state --logdir runs/X [--steps 2000] [--sample] [--seed S] [--step N] [--out F]
 
 For a run that observes pixels or events (``event:`` ids, ``env.pixels``), the environment keeps its
 own observation, which the agent never sees, in ``info["source_observation"]``
 (``envs.wrappers.KeepSourceObservation``): CartPole's cart position and velocity, pole angle and
 angular velocity, say. This runs the policy of the run's checkpoint (the latest, or ``--step``;
-greedy, or sampled with ``--sample``) for ``--episodes`` episodes, filters what it saw with level 0's
+greedy, or sampled with ``--sample``) for whole episodes until they hold ``--steps`` steps (and at
+least 4 episodes), filters what it saw with level 0's
 world model (``WorldModel.observe``: the posterior features the actor and critic read) and fits a
 ridge regression from those features to each entry of the source observation on the even-numbered
 episodes, its penalty chosen on a split of them; it reports the R^2 of every entry on the
@@ -32,14 +33,16 @@ from envs.wrappers import KeepSourceObservation
 from scripts.common import UserError, report_user_errors, trained_run
 from scripts.probe_model import entry_r2
 
-PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)
+PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 MAX_ENTRIES = 64  # a source observation this wide is itself an image: no state to regress
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--logdir", required=True, help="the run directory")
-    parser.add_argument("--episodes", type=int, default=10, help="episodes to record (at least 4: half fit, half test)")
+    parser.add_argument("--steps", type=int, default=2000,
+                        help="agent steps to record, in whole episodes (at least 4: half fit, half test); "
+                             "more steps than latent features keep the regression from fitting noise")
     parser.add_argument("--sample", action="store_true", help="sample the policy's actions instead of the greedy ones")
     parser.add_argument("--seed", type=int, default=123, help="the environment's and the policy's seed")
     parser.add_argument("--batch", type=int, default=4, help="episodes filtered at once")
@@ -59,8 +62,9 @@ def flat_entries(source: Any) -> tuple[np.ndarray, list[str]]:
     return values, [f"[{index}]" for index in range(values.size)]
 
 
-def record_episodes(agent, state, envs, episodes: int, seed: int, greedy: bool) -> list[dict[str, Any]]:
-    """The policy's ``episodes`` whole episodes in ``envs`` (one environment): per episode the
+def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool) -> list[dict[str, Any]]:
+    """The policy's whole episodes in ``envs`` (one environment) until they hold ``steps`` steps and
+    at least 4 episodes: per episode the
     world model's inputs, time-major (``{key: [T, ...]}`` with ``prev_action`` and ``is_first``), the
     source observations ``[T, D]`` with their entry names, and the return."""
     import jax
@@ -71,10 +75,10 @@ def record_episodes(agent, state, envs, episodes: int, seed: int, greedy: bool) 
     key, is_first = jax.random.PRNGKey(seed), np.ones(1, bool)
     zero_action = np.zeros(agent.action_layout.dim, np.float32)
     finished: list[dict[str, Any]] = []
-    steps: list[dict[str, np.ndarray]] = []
+    current: list[dict[str, np.ndarray]] = []
     sources: list[np.ndarray] = []
-    prev_action, total = zero_action, 0.0
-    while len(finished) < episodes:
+    prev_action, total, recorded = zero_action, 0.0, 0
+    while len(finished) < 4 or recorded < steps:
         if KeepSourceObservation.KEY not in info:
             raise UserError("the environment gives no info['source_observation']: this probe needs a run that observes "
                             "pixels or events (an event: id or env.pixels), whose camera keeps the env's own observation")
@@ -83,17 +87,18 @@ def record_episodes(agent, state, envs, episodes: int, seed: int, greedy: bool) 
             raise UserError(f"the environment's own observation has {source.size} entries (more than {MAX_ENTRIES}): "
                             "it is an image itself, not a state this probe can regress")
         observed = layout.to_dict(obs)
-        steps.append({**{name: value[0] for name, value in observed.items()}, "prev_action": prev_action,
-                      "is_first": is_first[0]})
+        current.append({**{name: value[0] for name, value in observed.items()}, "prev_action": prev_action,
+                        "is_first": is_first[0]})
         sources.append(source)
         key, step_key = jax.random.split(key)
         action, policy_state = agent.policy_step(state, policy_state, observed, is_first, step_key, greedy=greedy)
         obs, reward, terminated, truncated, info = envs.step(agent.action_layout.to_env(np.asarray(action)))
         prev_action, total, is_first = np.asarray(action, np.float32)[0], total + float(reward[0]), np.zeros(1, bool)
         if terminated[0] or truncated[0]:
-            inputs = {name: np.stack([step[name] for step in steps]) for name in steps[0]}
+            inputs = {name: np.stack([step[name] for step in current]) for name in current[0]}
             finished.append({"inputs": inputs, "sources": np.stack(sources), "names": names, "return": total})
-            steps, sources, prev_action, total = [], [], zero_action, 0.0
+            recorded += len(current)
+            current, sources, prev_action, total = [], [], zero_action, 0.0
             obs, info = envs.reset()
             is_first = np.ones(1, bool)
     return finished
@@ -163,8 +168,9 @@ def probe(agent, trained_params, fresh_params, episodes: list[dict[str, Any]], b
 def print_table(logdir: Path, step: int, names: list[str], report: dict) -> None:
     show = lambda value: "-" if value is None else f"{value:.3f}"
     print(f"\n{logdir} at step {step:,}: R² of the env's own observation from level 0's latent state (ridge "
-          f"regression, fitted on {report['fit_steps']:,} steps of {report['fit_episodes']} episodes, tested on "
-          f"{report['test_steps']:,} steps of {report['test_episodes']}); returns {report['returns']}")
+          f"regression from {report['features']} features, fitted on {report['fit_steps']:,} steps of "
+          f"{report['fit_episodes']} episodes, tested on {report['test_steps']:,} steps of {report['test_episodes']}); "
+          f"mean return {np.mean(report['returns']):.1f}")
     print("| entry | trained model | untrained model |")
     print("| --- | ---: | ---: |")
     for index, name in enumerate(names):
@@ -178,13 +184,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     logdir = Path(args.logdir)
     with trained_run(logdir, args.step) as (config, agent, state, step, envs):
-        episodes = record_episodes(agent, state, envs, args.episodes, args.seed, not args.sample)
+        episodes = record_episodes(agent, state, envs, args.steps, args.seed, not args.sample)
         fresh = agent.init(jax.random.PRNGKey(args.seed)).levels[0].world_model.params
         result = probe(agent, state.levels[0].world_model.params, fresh, episodes, args.batch, args.seed)
     names = episodes[0]["names"]
     lengths = [len(episode["sources"]) for episode in episodes]
     report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, "entries": names,
               "returns": [round(episode["return"], 1) for episode in episodes],
+              "features": int(agent.levels[0].world_model.feature_dim),
               "fit_episodes": len(lengths[0::2]), "fit_steps": sum(lengths[0::2]),
               "test_episodes": len(lengths[1::2]), "test_steps": sum(lengths[1::2]), **result}
     print_table(logdir, step, names, report)

@@ -4,7 +4,7 @@ trained from events: test_train)."""
 import numpy as np
 import pytest
 
-from scripts.probe_state import flat_entries, ridge_fit, ridge_probe
+from scripts.probe_state import PENALTIES, flat_entries, ridge_fit, ridge_probe
 
 
 def test_ridge_fit_without_penalty_is_least_squares():
@@ -32,7 +32,7 @@ def test_probe_recovers_a_linear_state_and_not_noise():
     assert min(recovered) > 0.99
     assert noise < 0.1  # held-out episodes: a fit to noise does not carry over
     assert constant is None  # an entry that does not vary has no R^2
-    assert result["penalty"] in (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)
+    assert result["penalty"] in PENALTIES
 
 
 def test_flat_entries_name_every_entry_of_arrays_and_dicts():

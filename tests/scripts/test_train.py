@@ -86,7 +86,7 @@ def test_probe_model_reports_every_entry_at_every_distance_from_the_saved_replay
 
 def test_probe_state_says_a_state_run_has_no_camera(debug_run, capsys):
     with pytest.raises(SystemExit) as error:
-        probe_state.main(["--logdir", str(debug_run), "--episodes", "4"])
+        probe_state.main(["--logdir", str(debug_run), "--steps", "1"])
     assert error.value.code == 2 and "observes pixels or events" in capsys.readouterr().err
 
 
@@ -272,7 +272,7 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
     state, _ = final_params(logdir)
     assert int(state.updates) > 0
     if representation == "events":  # the state probe reads the latent the event encoder feeds
-        report = probe_state.main(["--logdir", str(logdir), "--episodes", "4", "--batch", "2"])
+        report = probe_state.main(["--logdir", str(logdir), "--steps", "1", "--batch", "2"])  # 4 episodes
         assert report["entries"] == ["[0]", "[1]", "[2]", "[3]"]  # CartPole's x, x', theta, theta'
         assert report["fit_episodes"] == report["test_episodes"] == 2
         for model in ("trained", "untrained"):
