@@ -14,6 +14,7 @@ from agents.checkpoint import Checkpointer
 from agents.diagnostics import measure_levels
 from agents.hierarchical_agent import HierarchicalAgent, HierarchicalTrainState
 from agents.logging import Logger
+from agents.state_probe import state_probe_scalars
 from configs.sections import run_sections
 from envs.collector import Collector, Episode
 from envs.success import success_rate
@@ -89,7 +90,8 @@ def evaluation_pass(agent: HierarchicalAgent, state: HierarchicalTrainState,
                     ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """A training run's periodic evaluation: ``run.eval_episodes`` greedy episodes, then
     ``run.diagnose_episodes`` episodes of the sampling policy that measure every level
-    (``agents.diagnostics``: exploitation gap, goal reach rate, goal images). A fresh env with its own
+    (``agents.diagnostics``: exploitation gap, goal reach rate, goal images) and, with
+    ``run.state_probe_steps``, the state probe's ``eval/state_r2`` (``agents.state_probe``). A fresh env with its own
     seed and keys: the training run's RNG streams are untouched, so evaluating does not change what
     is learned. Returns the scalars and images to log."""
     run = run_sections(config).run
@@ -99,6 +101,8 @@ def evaluation_pass(agent: HierarchicalAgent, state: HierarchicalTrainState,
         episodes = run_episodes(agent, state, envs, run.eval_episodes, seed=seed)
         diagnose = run.diagnose_episodes
         scalars, images = measure_levels(agent, state, envs, diagnose, seed) if diagnose else ({}, {})
+        if run.state_probe_steps:
+            scalars.update(state_probe_scalars(agent, state, envs, run.state_probe_steps, seed))
     finally:
         envs.close()
     scalars.update(evaluation_scalars(episodes))

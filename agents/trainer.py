@@ -32,8 +32,10 @@ from agents.run_errors import first_nonfinite, nonfinite_environment_error, nonf
 from agents.schedule import crossed_multiple, reached, updates_due
 from agents.spaces import replay_spec
 from agents.stop_request import StopRequest
+from configs.loader import ConfigError
 from configs.sections import as_kwargs, run_sections
 from envs.collector import Collector, NonFiniteObservationError, PolicyFn
+from envs.registry import observed_through_camera
 
 VectorEnvFactory = Callable[[int], gym.vector.VectorEnv]
 
@@ -60,6 +62,11 @@ class Trainer:
         self.parallel = DataParallel.from_config(config)  # one device and one process: a no-op
         self.logdir = self.parallel.process_logdir(logdir)  # process i > 0 keeps its shard apart
         run = self.sections.run
+        if run.state_probe_steps and not observed_through_camera(str(config["env_id"]), config["env"]):
+            raise ConfigError(
+                f"run.state_probe_steps={run.state_probe_steps} probes the state a camera shows, but "
+                f"{config['env_id']} is observed directly: use an event: id or env.pixels=true, or set "
+                "run.state_probe_steps=0")
         self.make_envs = make_envs
         self.envs = make_envs(run.num_envs)
         self.agent = agent or HierarchicalAgent.from_config(

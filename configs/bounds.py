@@ -38,7 +38,7 @@ BOUNDS: dict[str, Bound] = {
     "run.num_envs": POSITIVE_INT, "run.prefill": NON_NEGATIVE, "run.train_ratio": POSITIVE,
     "run.log_every": NON_NEGATIVE, "run.checkpoint_every": NON_NEGATIVE, "run.keep_checkpoints": POSITIVE_INT,
     "run.eval_every": NON_NEGATIVE, "run.eval_episodes": POSITIVE_INT, "run.diagnose_episodes": NON_NEGATIVE,
-    "run.video_every": NON_NEGATIVE,
+    "run.state_probe_steps": NON_NEGATIVE, "run.video_every": NON_NEGATIVE,
     "env.action_repeat": POSITIVE_INT, "env.time_limit": NON_NEGATIVE, "env.image_size": Bound(minimum=8, maximum=1024),
     "replay.capacity": POSITIVE_INT, "replay.batch_size": POSITIVE_INT, "replay.batch_length": Bound(minimum=2),
     "replay.reward_share": FRACTION,

@@ -129,6 +129,7 @@ class RunConfig:
     eval_every: int  # 0: never
     eval_episodes: int
     diagnose_episodes: int  # after each evaluation (agents.diagnostics.measure_levels; 0: none)
+    state_probe_steps: int  # after each evaluation, camera envs only (agents.state_probe; 0: none)
     video_every: int  # 0: never
     gpu_recommended: bool  # warn when run on a CPU
     nonfinite: str  # error | drop_episode (envs.collector.Collector)

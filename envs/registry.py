@@ -36,7 +36,7 @@ from envs.event_camera import EventCamera
 from envs.wrappers import (ActionRepeat, GoalSuccess, KeepSourceObservation, OneHotGrid, PixelObservation,
                            SelectObservation, rescale_to_unit)
 
-__all__ = ["make_env", "list_env_ids", "LIST_IDS_HINT"]
+__all__ = ["make_env", "list_env_ids", "observed_through_camera", "LIST_IDS_HINT"]
 
 EVENT_PREFIX = "event:"
 LIST_IDS_HINT = 'python -c "from envs.registry import list_env_ids; print(list_env_ids())"'
@@ -56,13 +56,14 @@ def make_env(
     config = as_env_config(config)
     is_event = env_id.startswith(EVENT_PREFIX)
     base_id = env_id[len(EVENT_PREFIX):] if is_event else env_id
+    camera = observed_through_camera(env_id, config)
     if is_event and config.pixels:
         raise ValueError(f"{env_id!r} already observes rendered frames as events: set env.pixels to false")
-    render_mode = "rgb_array" if (is_event or config.pixels) else None
+    render_mode = "rgb_array" if camera else None
     env = _make_base(base_id, config, render_mode, seed, full_id=env_id)
     if config.action_repeat > 1:
         env = ActionRepeat(env, config.action_repeat)
-    if is_event or config.pixels:
+    if camera:
         env = KeepSourceObservation(env)
     if is_event:
         env = EventCamera(env, config.event_camera, config.image_size, seed=seed)
@@ -76,6 +77,12 @@ def make_env(
         env.observation_space.seed(seed)
         env.reset(seed=seed)
     return env
+
+
+def observed_through_camera(env_id: str, config: EnvConfig | Mapping[str, Any] | None = None) -> bool:
+    """Whether `make_env` shows the agent a camera's view (events or pixels) instead of the env's own
+    observation, which it then keeps in ``info["source_observation"]``."""
+    return env_id.startswith(EVENT_PREFIX) or as_env_config(config).pixels
 
 
 def list_env_ids() -> list[str]:

@@ -35,7 +35,7 @@ from configs.loader import load_config
 from configs.sections import agent_sections, run_sections
 from envs import make_vector_env
 from envs.collector import Collector
-from scripts.probe_model import entry_r2
+from agents.state_probe import entry_r2
 from world_models.rssm import state_features
 from world_models.world_model import VECTOR_LOSSES, WorldModel
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from agents.state_probe import entry_r2
 from scripts.common import UserError, report_user_errors, trained_vector_run
 from world_models.rssm import state_features
 
@@ -36,13 +37,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     parser.add_argument("--out", help="JSON path (default: <logdir>/probe_model.json)")
     return parser.parse_args(argv)
-
-
-def entry_r2(prediction: np.ndarray, target: np.ndarray) -> list[float | None]:
-    """R^2 of each entry of ``[N, D]`` rows on its own: ``[D]``, None where the target does not vary."""
-    error = np.sum((prediction - target) ** 2, 0)
-    spread = np.sum((target - target.mean(0)) ** 2, 0)
-    return [float(1.0 - e / s) if s > 1e-8 else None for e, s in zip(error, spread)]
 
 
 def chunks(steps: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scripts.bench_world_model import format_r2, main
-from scripts.probe_model import entry_r2
+from agents.state_probe import entry_r2
 
 
 def test_world_model_probe_scores_each_entry_on_its_own():

@@ -185,6 +185,12 @@ def test_unknown_env_id_says_how_to_list_ids(tmp_path):
     assert "list_env_ids" in str(error.value) and "CartPole-v1" in str(error.value)
 
 
+def test_state_probe_refuses_a_run_without_a_camera(tmp_path):
+    with pytest.raises(SystemExit, match="event: id or env.pixels"):
+        run_train(tmp_path / "x", "--set", "run.state_probe_steps=10")
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
 def test_bad_config_key_is_reported(tmp_path):
     with pytest.raises(SystemExit, match="agent.entropi"):
         run_train(tmp_path / "x", "--set", "agent.entropi=1")
@@ -260,6 +266,8 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
               "env.event_camera.contrast_neg=0.05"]  # low thresholds: a 16x16 CartPole still fires
     if representation != "events":  # float images are logged as images too (count frames, signed bins)
         camera.append("run.video_every=100")
+    else:  # evaluations with the state probe of the latent the event encoder feeds
+        camera += ["run.eval_every=60", "run.state_probe_steps=8"]
     assert run_train(logdir, "--env", "event:CartPole-v1", "--steps", "120", "--set", *camera) == 0
     routed = {"frame": "cnn {'obs': (16, 16, 2)}", "voxel": "cnn {'obs': (16, 16, 5)}",
               "events": "event encoder {'events': \"up to 128 events, count in 'count'\"}"}
@@ -271,7 +279,9 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
                for row in rows)
     state, _ = final_params(logdir)
     assert int(state.updates) > 0
-    if representation == "events":  # the state probe reads the latent the event encoder feeds
+    if representation == "events":
+        probed = [row for row in read_metrics(logdir) if "eval/return_mean" in row]
+        assert probed and all(np.isfinite(row[f"eval/state_r2/[{entry}]"]) for row in probed for entry in range(4))
         report = probe_state.main(["--logdir", str(logdir), "--steps", "1", "--batch", "2"])  # 4 episodes
         assert report["entries"] == ["[0]", "[1]", "[2]", "[3]"]  # CartPole's x, x', theta, theta'
         assert report["fit_episodes"] == report["test_episodes"] == 2

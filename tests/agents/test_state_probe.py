@@ -1,10 +1,10 @@
-"""The pure parts of ``scripts.probe_state`` against independent references (the whole probe on a run
-trained from events: test_train)."""
+"""The regression of ``agents.state_probe`` against independent references (the whole probe, as
+``scripts.probe_state`` and as an evaluation metric, on runs trained from events: tests/scripts/test_train)."""
 
 import numpy as np
 import pytest
 
-from scripts.probe_state import PENALTIES, flat_entries, ridge_fit, ridge_probe
+from agents.state_probe import PENALTIES, flat_entries, ridge_fit, ridge_probe, split_probe
 
 
 def test_ridge_fit_without_penalty_is_least_squares():
@@ -45,8 +45,5 @@ def test_flat_entries_name_every_entry_of_arrays_and_dicts():
 
 
 def test_probe_needs_four_episodes():
-    from scripts.common import UserError
-    from scripts.probe_state import probe
-
-    with pytest.raises(UserError, match="at least 4"):
-        probe(None, None, None, [{}] * 3, batch=2, seed=0)
+    with pytest.raises(ValueError, match="at least 4"):
+        split_probe([np.zeros((2, 3))] * 3, [{"sources": np.zeros((2, 1))}] * 3)

@@ -1,0 +1,155 @@
+"""A linear probe of a camera run's latent state: does level 0's world model know the state its images show?
+
+An environment observed through a camera (pixels, events) keeps its own observation in
+``info["source_observation"]`` (``envs.wrappers.KeepSourceObservation``); the agent never sees it.
+``record_episodes`` runs the policy and keeps, per step, the world model's inputs and that source
+observation; ``latent_features`` filters the episodes with level 0's world model; ``ridge_probe``
+fits a ridge regression from the posterior features to each entry of the source observation on some
+episodes and gives each entry's R^2 on others. Used by ``scripts.probe_state`` (with an untrained
+model as the reference) and, with ``run.state_probe_steps``, at every evaluation of a training run
+(``eval/state_r2/<entry>``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from envs.wrappers import KeepSourceObservation
+from world_models.rssm import state_features
+
+PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+MAX_ENTRIES = 64  # a source observation this wide is itself an image: no state to regress
+MIN_EPISODES = 4  # half to fit (itself split in two to choose the penalty), half to test
+
+
+class NoSourceObservation(ValueError):
+    """The environment gives no ``info["source_observation"]`` this probe can regress."""
+
+
+def entry_r2(prediction: np.ndarray, target: np.ndarray) -> list[float | None]:
+    """R^2 of each entry of ``[N, D]`` rows on its own: ``[D]``, None where the target does not vary."""
+    error = np.sum((prediction - target) ** 2, 0)
+    spread = np.sum((target - target.mean(0)) ** 2, 0)
+    return [float(1.0 - e / s) if s > 1e-8 else None for e, s in zip(error, spread)]
+
+
+def flat_entries(source: Any) -> tuple[np.ndarray, list[str]]:
+    """A source observation (array, or dict of arrays) as one float vector with a name per entry."""
+    if isinstance(source, dict):
+        parts = [flat_entries(source[key]) for key in sorted(source)]
+        names = [f"{key}{name if name.startswith('[') else '.' + name}"
+                 for key, (_, entry_names) in zip(sorted(source), parts) for name in entry_names]
+        return np.concatenate([values for values, _ in parts]), names
+    values = np.asarray(source, np.float64).reshape(-1)
+    return values, [f"[{index}]" for index in range(values.size)]
+
+
+def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool) -> list[dict[str, Any]]:
+    """The policy's whole episodes in ``envs`` (one environment) until they hold ``steps`` steps and
+    at least 4 episodes: per episode the
+    world model's inputs, time-major (``{key: [T, ...]}`` with ``prev_action`` and ``is_first``), the
+    source observations ``[T, D]`` with their entry names, and the return."""
+    layout = agent.obs_layout
+    obs, info = envs.reset(seed=seed)
+    policy_state = agent.initial_policy_state(state, 1)
+    key, is_first = jax.random.PRNGKey(seed), np.ones(1, bool)
+    zero_action = np.zeros(agent.action_layout.dim, np.float32)
+    finished: list[dict[str, Any]] = []
+    current: list[dict[str, np.ndarray]] = []
+    sources: list[np.ndarray] = []
+    prev_action, total, recorded = zero_action, 0.0, 0
+    while len(finished) < MIN_EPISODES or recorded < steps:
+        if KeepSourceObservation.KEY not in info:
+            raise NoSourceObservation(
+                "the environment gives no info['source_observation']: the state probe needs a run that observes pixels "
+                "or events (an event: id or env.pixels), whose camera keeps the env's own observation")
+        source, names = flat_entries(jax.tree.map(lambda leaf: np.asarray(leaf)[0], info[KeepSourceObservation.KEY]))
+        if source.size > MAX_ENTRIES:
+            raise NoSourceObservation(f"the environment's own observation has {source.size} entries (more than "
+                                      f"{MAX_ENTRIES}): it is an image itself, not a state the probe can regress")
+        observed = layout.to_dict(obs)
+        current.append({**{name: value[0] for name, value in observed.items()}, "prev_action": prev_action,
+                        "is_first": is_first[0]})
+        sources.append(source)
+        key, step_key = jax.random.split(key)
+        action, policy_state = agent.policy_step(state, policy_state, observed, is_first, step_key, greedy=greedy)
+        obs, reward, terminated, truncated, info = envs.step(agent.action_layout.to_env(np.asarray(action)))
+        prev_action, total, is_first = np.asarray(action, np.float32)[0], total + float(reward[0]), np.zeros(1, bool)
+        if terminated[0] or truncated[0]:
+            inputs = {name: np.stack([step[name] for step in current]) for name in current[0]}
+            finished.append({"inputs": inputs, "sources": np.stack(sources), "names": names, "return": total})
+            recorded += len(current)
+            current, sources, prev_action, total = [], [], zero_action, 0.0
+            obs, info = envs.reset()
+            is_first = np.ones(1, bool)
+    return finished
+
+
+@functools.lru_cache(maxsize=8)
+def _filter(world_model):
+    """The jitted posterior features of a batch, one per world model (a training run evaluates often)."""
+    return jax.jit(lambda params, inputs, key: state_features(world_model.observe(params, inputs, key)[1]))
+
+
+def latent_features(world_model, params, episodes: list[dict[str, Any]], batch: int, key) -> list[np.ndarray]:
+    """Level 0's posterior features ``[T, F]`` of each episode, filtered from its first step. Episodes
+    are padded to the longest (the padding is filtered too and dropped: the filter is causal) and
+    filtered ``batch`` at a time, so one shape compiles once."""
+    length = max(len(episode["sources"]) for episode in episodes)
+    pad = lambda leaf: np.concatenate([leaf, np.zeros((length - len(leaf),) + leaf.shape[1:], leaf.dtype)])
+    filtered = _filter(world_model)
+    features = []
+    for start in range(0, len(episodes), batch):
+        group = episodes[start:start + batch]
+        group = group + [group[-1]] * (batch - len(group))  # a full batch: one compiled shape
+        inputs = {name: np.stack([pad(episode["inputs"][name]) for episode in group], 1) for name in group[0]["inputs"]}
+        out = np.asarray(filtered(params, inputs, jax.random.fold_in(key, start)))
+        features += [out[:len(episode["sources"]), column] for column, episode in enumerate(group)]
+    return features[:len(episodes)]
+
+
+def ridge_fit(features: np.ndarray, targets: np.ndarray, penalty: float):
+    """Ridge regression on standardised features: a function from features to predicted targets."""
+    mean, scale = features.mean(0), np.maximum(features.std(0), 1e-6)
+    x = (features - mean) / scale
+    target_mean = targets.mean(0)
+    weights = np.linalg.solve(x.T @ x + penalty * np.eye(x.shape[1]), x.T @ (targets - target_mean))
+    return lambda rows: ((rows - mean) / scale) @ weights + target_mean
+
+
+def ridge_probe(fit_features: Sequence[np.ndarray], fit_targets: Sequence[np.ndarray],
+                test_features: Sequence[np.ndarray], test_targets: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Per-entry R^2 on the test episodes of a ridge regression fitted on the fit episodes; its penalty
+    (of ``PENALTIES``) is the one with the best mean R^2 when fitted on the first half of the fit
+    episodes and tested on the second."""
+    half = max(1, len(fit_features) // 2)
+    def score(train, held, penalty):
+        predict = ridge_fit(np.concatenate(train[0]), np.concatenate(train[1]), penalty)
+        r2 = entry_r2(predict(np.concatenate(held[0])), np.concatenate(held[1]))
+        return r2, float(np.mean([value for value in r2 if value is not None] or [-np.inf]))
+    inner = ((fit_features[:half], fit_targets[:half]), (fit_features[half:], fit_targets[half:]))
+    penalty = max(PENALTIES, key=lambda value: score(*inner, value)[1])
+    r2, _ = score((fit_features, fit_targets), (test_features, test_targets), penalty)
+    return {"penalty": penalty, "r2": r2}
+
+
+def split_probe(features: Sequence[np.ndarray], episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``ridge_probe`` fitted on the even-numbered episodes and tested on the odd-numbered ones."""
+    if len(episodes) < MIN_EPISODES:
+        raise ValueError(f"{len(episodes)} episodes: the state probe needs at least {MIN_EPISODES}")
+    targets = [episode["sources"] for episode in episodes]
+    return ridge_probe(features[0::2], targets[0::2], features[1::2], targets[1::2])
+
+
+def state_probe_scalars(agent, state, envs, steps: int, seed: int, batch: int = 4) -> dict[str, float]:
+    """``eval/state_r2/<entry>``: the R^2 of each entry of the source observation from level 0's
+    latent state, on the policy's greedy episodes (``steps`` steps in whole episodes) in ``envs``."""
+    episodes = record_episodes(agent, state, envs, steps, seed, greedy=True)
+    features = latent_features(agent.levels[0].world_model, state.levels[0].world_model.params, episodes, batch,
+                               jax.random.PRNGKey(seed))
+    r2 = split_probe(features, episodes)["r2"]
+    return {f"eval/state_r2/{name}": value for name, value in zip(episodes[0]["names"], r2) if value is not None}
