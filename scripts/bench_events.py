@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from scripts.bench_learning import PROBES, summarise_seed
+from scripts.bench_learning import PROBES as LEARNING_PROBES, summarise_seed
 from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchmark
 from scripts.common import report_user_errors
 from scripts.run_curves import evaluation_rows, mean_curve, plot
@@ -49,6 +49,9 @@ TARGETS = {"CartPole-v1": 400.0, "Pendulum-v1": -300.0}  # issue #18's targets f
 ENV_TIME_STEP = {"CartPole-v1": 0.02, "Pendulum-v1": 0.05}  # seconds per env step (tau, dt)
 # Noise "on at realistic values": the order of magnitude of v2e's noisy sensor model.
 NOISE = {"shot_noise_rate": 5.0, "threshold_sigma": 0.03}
+STATE_PROBE_STEPS = 1000  # greedy steps per evaluation for eval/state_r2 (agents.state_probe), camera inputs
+STATE_R2 = "eval/state_r2/"
+PROBES = (*LEARNING_PROBES, STATE_R2)
 # What a benchmark keeps in its benchmark.json and --resume restores (the runs keep their config.yaml).
 SETTINGS = ("envs", "inputs", "seeds", "steps", "image_size", "action_repeat", "max_events", "noise", "eval_every",
             "eval_episodes", "overrides", "measured")
@@ -85,7 +88,7 @@ def run_overrides(env: str, source: str, image_size: int, action_repeat: int, ma
                  ("env.action_repeat", action_repeat)]
     if source == "state":
         return overrides
-    overrides.append(("env.image_size", [image_size, image_size]))
+    overrides += [("env.image_size", [image_size, image_size]), ("run.state_probe_steps", STATE_PROBE_STEPS)]
     if source == "pixels":
         return overrides + [("env.pixels", True)]
     camera = {"representation": source, "max_events": max_events,
@@ -114,28 +117,36 @@ def input_of(config: dict) -> tuple[str, str]:
 
 def summarise_input(curves: dict[int, list[dict]], target: float) -> dict:
     """Over seeds: the final return (mean, min, max), seeds at the target, mean decoder R^2 per key,
-    mean wall-clock."""
+    mean R^2 of each state entry from the latent (the last evaluation's ``eval/state_r2``, camera
+    inputs), mean wall-clock."""
     seeds = [summarise_seed(curve, target, None) for curve in curves.values() if curve]
+    last_rows = [curve[-1] for curve in curves.values() if curve]
+    entries = sorted({name for row in last_rows for name in row if name.startswith(STATE_R2)})
+    state_r2 = {name.removeprefix(STATE_R2): float(np.mean([row[name] for row in last_rows if name in row]))
+                for name in entries}
     finals = [s["final"] for s in seeds]
     keys = sorted({key for s in seeds for key in s["r2"]})
     return {"final": float(np.mean(finals)), "final_min": float(np.min(finals)), "final_max": float(np.max(finals)),
             "seeds": len(seeds), "reached": sum(s["final"] >= target for s in seeds),
             "r2": {key: float(np.mean([s["r2"][key] for s in seeds if key in s["r2"]])) for key in keys},
+            "state_r2": state_r2,
             "seconds": float(np.mean([s["seconds"] for s in seeds])), "steps": max(s["last_step"] for s in seeds),
             "steps_min": min(s["last_step"] for s in seeds)}
 
 
 def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
     print(f"\nlearning from events{' (noisy camera: ' + str(NOISE) + ')' if noise else ''}: greedy return")
-    print("| env | input | agent steps | final (last 4), mean [min, max] | at target | decoder R² | wall-clock (s) |")
-    print("| --- | --- | ---: | ---: | ---: | --- | ---: |")
+    print("| env | input | agent steps | final (last 4), mean [min, max] | at target | decoder R² | state R² from the "
+          "latent | wall-clock (s) |")
+    print("| --- | --- | ---: | ---: | ---: | --- | --- | ---: |")
     for env, rows in summaries.items():
         for source, s in rows.items():
             r2 = ", ".join(f"{key} {value:.3f}" for key, value in s["r2"].items()) or "n/a"
+            state = ", ".join(f"{key} {value:.2f}" for key, value in s.get("state_r2", {}).items()) or "n/a"
             first = s.get("steps_min", s["steps"])  # the seeds' last steps, for a report under way
             steps = f"{s['steps']:,}" if first == s["steps"] else f"{first:,}-{s['steps']:,}"
             print(f"| {env} | {source} | {steps} | {s['final']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}] "
-                  f"| {s['reached']}/{s['seeds']} (>= {TARGETS.get(env, float('nan')):g}) | {r2} | {s['seconds']:.0f} |")
+                  f"| {s['reached']}/{s['seeds']} (>= {TARGETS.get(env, float('nan')):g}) | {r2} | {state} | {s['seconds']:.0f} |")
 
 
 def events_per_step(env: str, image_size: int, action_repeat: int, noise: bool, steps: int = 200,

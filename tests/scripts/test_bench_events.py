@@ -23,6 +23,8 @@ def test_every_input_builds_its_observation(source, space):
     env.close()
     if source in ("frame", "voxel", "events"):  # one agent step of simulated time: two CartPole steps
         assert config["env"]["event_camera"]["frame_interval"] == pytest.approx(0.04)
+    # every camera input measures whether its latent holds the state; state runs cannot (nothing to probe)
+    assert config["run"]["state_probe_steps"] == (0 if source == "state" else 1000)
 
 
 def test_noise_sets_the_camera_noise_only_for_event_inputs():
@@ -43,6 +45,10 @@ def test_summary_over_seeds():
     assert (summary["final_min"], summary["final_max"]) == (25.0, 430.0)
     assert (summary["reached"], summary["seeds"], summary["steps"]) == (1, 2, 5000)
     assert summary["r2"] == {"events": pytest.approx(0.4)} and summary["seconds"] == 150.0
+    assert summary["state_r2"] == {}  # no state probe logged
+    curves[0][-1]["eval/state_r2/[2]"], curves[1][-1]["eval/state_r2/[2]"] = 0.9, 0.5
+    curves[1][-2]["eval/state_r2/[0]"] = 0.7  # not the last evaluation: not the final state R^2
+    assert summarise_input(curves, target=400.0)["state_r2"] == {"[2]": pytest.approx(0.7)}
 
 
 def test_replot_prints_the_table_and_draws_one_plot_per_env(tmp_path, capsys):
