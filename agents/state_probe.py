@@ -50,9 +50,9 @@ def flat_entries(source: Any) -> tuple[np.ndarray, list[str]]:
 
 def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool) -> list[dict[str, Any]]:
     """The policy's whole episodes in ``envs`` (one environment) until they hold ``steps`` steps and
-    at least 4 episodes: per episode the
-    world model's inputs, time-major (``{key: [T, ...]}`` with ``prev_action`` and ``is_first``), the
-    source observations ``[T, D]`` with their entry names, and the return."""
+    at least ``MIN_EPISODES``: per episode the world model's inputs, time-major (``{key: [T, ...]}``
+    with ``prev_action`` and ``is_first``), the source observations ``[T, D]`` with their entry names,
+    and the return."""
     layout = agent.obs_layout
     obs, info = envs.reset(seed=seed)
     policy_state = agent.initial_policy_state(state, 1)
@@ -97,9 +97,10 @@ def _filter(world_model):
 
 def latent_features(world_model, params, episodes: list[dict[str, Any]], batch: int, key) -> list[np.ndarray]:
     """Level 0's posterior features ``[T, F]`` of each episode, filtered from its first step. Episodes
-    are padded to the longest (the padding is filtered too and dropped: the filter is causal) and
-    filtered ``batch`` at a time, so one shape compiles once."""
-    length = max(len(episode["sources"]) for episode in episodes)
+    are padded to a power of two at least as long as the longest (the padding is filtered too and
+    dropped: the filter is causal) and filtered ``batch`` at a time, so that a training run's
+    evaluations compile a handful of shapes, not one per longest episode."""
+    length = 1 << max(4, (max(len(episode["sources"]) for episode in episodes) - 1).bit_length())
     pad = lambda leaf: np.concatenate([leaf, np.zeros((length - len(leaf),) + leaf.shape[1:], leaf.dtype)])
     filtered = _filter(world_model)
     features = []

@@ -47,3 +47,30 @@ def test_flat_entries_name_every_entry_of_arrays_and_dicts():
 def test_probe_needs_four_episodes():
     with pytest.raises(ValueError, match="at least 4"):
         split_probe([np.zeros((2, 3))] * 3, [{"sources": np.zeros((2, 1))}] * 3)
+
+
+def test_latent_features_of_padded_batches_equal_each_episode_filtered_alone():
+    """Episodes of unequal length, padded into shared batches, give the features ``WorldModel.observe``
+    gives each of them alone and unpadded (the posterior is sampled: one key, so with the same noise)."""
+    import jax
+
+    from agents.state_probe import latent_features
+    from world_models.rssm import state_features
+    from world_models.world_model import WorldModel
+
+    model = WorldModel({"position": (2,)}, {}, action_dim=2, deter=8, stoch=2, classes=2, units=8, layers=1)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    episodes = []
+    for length in (5, 3, 7):
+        inputs = {"position": rng.normal(size=(length, 2)).astype(np.float32),
+                  "prev_action": np.eye(2, dtype=np.float32)[rng.integers(0, 2, length)],
+                  "is_first": np.arange(length) == 0}
+        episodes.append({"inputs": inputs, "sources": np.zeros((length, 1))})
+    key = jax.random.PRNGKey(3)
+    features = latent_features(model, params, episodes, batch=1, key=key)  # one episode per batch, padded to 16
+    for start, (episode, feature) in enumerate(zip(episodes, features)):
+        alone = {name: value[:, None] for name, value in episode["inputs"].items()}
+        expected = state_features(model.observe(params, alone, jax.random.fold_in(key, start))[1])[:, 0]
+        assert feature.shape == expected.shape
+        np.testing.assert_allclose(feature, expected, rtol=1e-5, atol=1e-5)
