@@ -91,9 +91,9 @@ def evaluation_pass(agent: HierarchicalAgent, state: HierarchicalTrainState,
     """A training run's periodic evaluation: ``run.eval_episodes`` greedy episodes, then
     ``run.diagnose_episodes`` episodes of the sampling policy that measure every level
     (``agents.diagnostics``: exploitation gap, goal reach rate, goal images) and, with
-    ``run.state_probe_steps``, the state probe's ``eval/state_r2`` (``agents.state_probe``). A fresh env with its own
-    seed and keys: the training run's RNG streams are untouched, so evaluating does not change what
-    is learned. Returns the scalars and images to log."""
+    ``run.state_probe_steps``, the state probe's ``eval/state_r2`` (``agents.state_probe``). A fresh
+    env with its own seed and keys: the training run's RNG streams are untouched, so evaluating does
+    not change what is learned. Returns the scalars and images to log."""
     run = run_sections(config).run
     envs = make_envs(1)
     seed = int(config["seed"]) + 10_000

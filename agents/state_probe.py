@@ -48,6 +48,26 @@ def flat_entries(source: Any) -> tuple[np.ndarray, list[str]]:
     return values, [f"[{index}]" for index in range(values.size)]
 
 
+def source_entries(info: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """The source observation of a one-env vector ``info`` as a float vector with a name per entry;
+    ``NoSourceObservation`` where there is none, or it is too wide to be a state."""
+    if KeepSourceObservation.KEY not in info:
+        raise NoSourceObservation(
+            "the environment gives no info['source_observation']: the state probe needs a run that observes pixels "
+            "or events (an event: id or env.pixels), whose camera keeps the env's own observation")
+    source, names = flat_entries(jax.tree.map(lambda leaf: np.asarray(leaf)[0], info[KeepSourceObservation.KEY]))
+    if source.size > MAX_ENTRIES:
+        raise NoSourceObservation(f"the environment's own observation has {source.size} entries (more than "
+                                  f"{MAX_ENTRIES}): it is an image itself, not a state the probe can regress")
+    return source, names
+
+
+def check_probe_env(envs) -> None:
+    """``NoSourceObservation`` unless a reset of ``envs`` (one environment) gives a source observation
+    the probe can regress: what a training run asking for the probe checks before it starts."""
+    source_entries(envs.reset()[1])
+
+
 def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool) -> list[dict[str, Any]]:
     """The policy's whole episodes in ``envs`` (one environment) until they hold ``steps`` steps and
     at least ``MIN_EPISODES``: per episode the world model's inputs, time-major (``{key: [T, ...]}``
@@ -63,14 +83,7 @@ def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool) -> 
     sources: list[np.ndarray] = []
     prev_action, total, recorded = zero_action, 0.0, 0
     while len(finished) < MIN_EPISODES or recorded < steps:
-        if KeepSourceObservation.KEY not in info:
-            raise NoSourceObservation(
-                "the environment gives no info['source_observation']: the state probe needs a run that observes pixels "
-                "or events (an event: id or env.pixels), whose camera keeps the env's own observation")
-        source, names = flat_entries(jax.tree.map(lambda leaf: np.asarray(leaf)[0], info[KeepSourceObservation.KEY]))
-        if source.size > MAX_ENTRIES:
-            raise NoSourceObservation(f"the environment's own observation has {source.size} entries (more than "
-                                      f"{MAX_ENTRIES}): it is an image itself, not a state the probe can regress")
+        source, names = source_entries(info)
         observed = layout.to_dict(obs)
         current.append({**{name: value[0] for name, value in observed.items()}, "prev_action": prev_action,
                         "is_first": is_first[0]})

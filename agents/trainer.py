@@ -31,13 +31,25 @@ from agents.run_description import run_description
 from agents.run_errors import first_nonfinite, nonfinite_environment_error, nonfinite_loss_error
 from agents.schedule import crossed_multiple, reached, updates_due
 from agents.spaces import replay_spec
+from agents.state_probe import NoSourceObservation, check_probe_env
 from agents.stop_request import StopRequest
 from configs.loader import ConfigError
 from configs.sections import as_kwargs, run_sections
 from envs.collector import Collector, NonFiniteObservationError, PolicyFn
-from envs.registry import observed_through_camera
 
 VectorEnvFactory = Callable[[int], gym.vector.VectorEnv]
+
+
+def check_state_probe(make_envs: VectorEnvFactory, steps: int, env_id: str) -> None:
+    """Refuse ``run.state_probe_steps`` before training where the env has no state for the probe to find."""
+    envs = make_envs(1)
+    try:
+        check_probe_env(envs)
+    except NoSourceObservation as error:
+        raise ConfigError(f"run.state_probe_steps={steps} with {env_id}: {error}; or set run.state_probe_steps=0"
+                          ) from None
+    finally:
+        envs.close()
 
 
 class Trainer:
@@ -62,11 +74,8 @@ class Trainer:
         self.parallel = DataParallel.from_config(config)  # one device and one process: a no-op
         self.logdir = self.parallel.process_logdir(logdir)  # process i > 0 keeps its shard apart
         run = self.sections.run
-        if run.state_probe_steps and not observed_through_camera(str(config["env_id"]), config["env"]):
-            raise ConfigError(
-                f"run.state_probe_steps={run.state_probe_steps} probes the state a camera shows, but "
-                f"{config['env_id']} is observed directly: use an event: id or env.pixels=true, or set "
-                "run.state_probe_steps=0")
+        if run.state_probe_steps:
+            check_state_probe(make_envs, run.state_probe_steps, str(config["env_id"]))
         self.make_envs = make_envs
         self.envs = make_envs(run.num_envs)
         self.agent = agent or HierarchicalAgent.from_config(

@@ -74,3 +74,14 @@ def test_latent_features_of_padded_batches_equal_each_episode_filtered_alone():
         expected = state_features(model.observe(params, alone, jax.random.fold_in(key, start))[1])[:, 0]
         assert feature.shape == expected.shape
         np.testing.assert_allclose(feature, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_source_entries_refuse_a_missing_or_image_sized_source():
+    from agents.state_probe import NoSourceObservation, source_entries
+
+    values, names = source_entries({"source_observation": np.array([[0.5, -1.0]]), "_source_observation": [True]})
+    assert values.tolist() == [0.5, -1.0] and names == ["[0]", "[1]"]
+    with pytest.raises(NoSourceObservation, match="pixels or events"):
+        source_entries({"episode": {}})
+    with pytest.raises(NoSourceObservation, match="12288 entries"):
+        source_entries({"source_observation": np.zeros((1, 64, 64, 3))})
