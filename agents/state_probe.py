@@ -102,26 +102,36 @@ def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool) -> 
     return finished
 
 
-@functools.lru_cache(maxsize=8)
-def _filter(world_model):
-    """The jitted posterior features of a batch, one per world model (a training run evaluates often)."""
+FEATURES = ("latent", "embedding")  # level 0's posterior state; its encoder's embedding of the step alone
+
+
+@functools.lru_cache(maxsize=16)
+def _features(world_model, kind: str):
+    """The jitted features of a batch, one per world model and kind (a training run evaluates often)."""
+    if kind == "embedding":
+        return jax.jit(lambda params, inputs, key: world_model.embed(params, inputs))
     return jax.jit(lambda params, inputs, key: state_features(world_model.observe(params, inputs, key)[1]))
 
 
-def latent_features(world_model, params, episodes: list[dict[str, Any]], batch: int, key) -> list[np.ndarray]:
-    """Level 0's posterior features ``[T, F]`` of each episode, filtered from its first step. Episodes
+def latent_features(world_model, params, episodes: list[dict[str, Any]], batch: int, key,
+                    kind: str = "latent") -> list[np.ndarray]:
+    """Per episode, level 0's features ``[T, F]`` of each step: its posterior features filtered from
+    the episode's first step (``latent``), or its encoder's embedding of the step's observation alone
+    (``embedding``: what one observation shows the model, before the dynamics integrate it). Episodes
     are padded to a power of two at least as long as the longest (the padding is filtered too and
-    dropped: the filter is causal) and filtered ``batch`` at a time, so that a training run's
-    evaluations compile a handful of shapes, not one per longest episode."""
+    dropped: the filter is causal) and run ``batch`` at a time, so that a training run's evaluations
+    compile a handful of shapes, not one per longest episode."""
+    if kind not in FEATURES:
+        raise ValueError(f"state probe features must be one of {FEATURES}, got {kind!r}")
     length = 1 << max(4, (max(len(episode["sources"]) for episode in episodes) - 1).bit_length())
     pad = lambda leaf: np.concatenate([leaf, np.zeros((length - len(leaf),) + leaf.shape[1:], leaf.dtype)])
-    filtered = _filter(world_model)
+    compute = _features(world_model, kind)
     features = []
     for start in range(0, len(episodes), batch):
         group = episodes[start:start + batch]
         group = group + [group[-1]] * (batch - len(group))  # a full batch: one compiled shape
         inputs = {name: np.stack([pad(episode["inputs"][name]) for episode in group], 1) for name in group[0]["inputs"]}
-        out = np.asarray(filtered(params, inputs, jax.random.fold_in(key, start)))
+        out = np.asarray(compute(params, inputs, jax.random.fold_in(key, start)))
         features += [out[:len(episode["sources"]), column] for column, episode in enumerate(group)]
     return features[:len(episodes)]
 

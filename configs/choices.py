@@ -23,6 +23,7 @@ REGISTRIES: dict[str, str] = {
     "world_model.vector_loss": "world_models.world_model:VECTOR_LOSSES",
     "world_model.event_encoder.backbone": "world_models.backbones:BACKBONES",
     "world_model.event_encoder.readout": "world_models.event_encoder:READOUTS",
+    "world_model.event_encoder.position": "world_models.event_encoder:POSITIONS",
     "agent.actor_grad": "agents.actor_critic:ACTOR_GRADS",
     "env.event_camera.representation": "envs.config:REPRESENTATIONS",
     "parallel.acting": "agents.parallel:ACTING_CHOICES",

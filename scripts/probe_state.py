@@ -17,7 +17,10 @@ The same regression on the features of a freshly initialised world model, filter
 observations, is the reference: random features of an image already carry some of what it shows,
 so the trained model's R^2 means something only above the untrained one's. A trained model near
 R^2 1 on every entry has recovered the state; one near the untrained model has not, whatever its
-decoder's R^2 on the images. Prints a table and writes ``probe_state.json`` (or ``--out``).
+decoder's R^2 on the images. A third column regresses the trained encoder's embedding of each step
+alone: where it holds an entry the latent lacks, the dynamics lose it; where neither holds it, the
+encoder never extracts it (or one observation does not show it: a velocity in one frame). Prints a
+table and writes ``probe_state.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -47,13 +50,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# report key: (whose parameters, which features)
+PROBES = {"trained": ("trained", "latent"), "trained_embedding": ("trained", "embedding"),
+          "untrained": ("untrained", "latent")}
+HEADERS = {"trained": "trained model", "trained_embedding": "trained encoder, the step alone",
+           "untrained": "untrained model"}
+
+
 def probe(agent, trained_params, fresh_params, episodes: list[dict[str, Any]], batch: int, seed: int) -> dict:
-    """The probe of the trained and of the untrained world model's features on ``episodes``."""
+    """The probe of the trained and of the untrained world model's latent features on ``episodes``,
+    and of the trained encoder's embedding of each step alone (``trained_embedding``)."""
     import jax
 
     world_model = agent.levels[0].world_model
-    return {name: split_probe(latent_features(world_model, params, episodes, batch, jax.random.PRNGKey(seed)), episodes)
-            for name, params in (("trained", trained_params), ("untrained", fresh_params))}
+    params = {"trained": trained_params, "untrained": fresh_params}
+    return {name: split_probe(latent_features(world_model, params[model], episodes, batch, jax.random.PRNGKey(seed),
+                                              kind), episodes)
+            for name, (model, kind) in PROBES.items()}
 
 
 def print_table(logdir: Path, step: int, names: list[str], report: dict) -> None:
@@ -62,10 +75,10 @@ def print_table(logdir: Path, step: int, names: list[str], report: dict) -> None
           f"regression from {report['features']} features, fitted on {report['fit_steps']:,} steps of "
           f"{report['fit_episodes']} episodes, tested on {report['test_steps']:,} steps of {report['test_episodes']}); "
           f"mean return {np.mean(report['returns']):.1f}")
-    print("| entry | trained model | untrained model |")
-    print("| --- | ---: | ---: |")
+    print("| entry | " + " | ".join(HEADERS.values()) + " |")
+    print("| --- |" + " ---: |" * len(HEADERS))
     for index, name in enumerate(names):
-        print(f"| {name} | {show(report['trained']['r2'][index])} | {show(report['untrained']['r2'][index])} |")
+        print(f"| {name} | " + " | ".join(show(report[column]["r2"][index]) for column in HEADERS) + " |")
 
 
 @report_user_errors

@@ -36,6 +36,7 @@ from world_models.distributions import symlog
 
 EVENT_FEATURES = 5  # x, y in [-1, 1]; polarity; time in the step in [0, 1]; symlog of the interval
 READOUTS = ("last", "mean")
+POSITIONS = ("coordinates", "embedding")
 
 
 class EventStream(NamedTuple):
@@ -91,15 +92,21 @@ def event_features(
     return jnp.where(valid[..., None], features, 0.0), dt
 
 
+def pixel_index(events: jax.Array, stream: EventStream) -> jax.Array:
+    """``events [..., N, 4]`` -> ``[..., N]`` int32: ``(y * W + x) * 2`` plus 1 for OFF events, the
+    flat index of each event's pixel and polarity in an ``[H, W, 2]`` frame."""
+    x = jnp.clip(events[..., 0].astype(jnp.int32), 0, stream.width - 1)
+    y = jnp.clip(events[..., 1].astype(jnp.int32), 0, stream.height - 1)
+    return (y * stream.width + x) * 2 + (events[..., 3] < 0)
+
+
 def count_frame(events: jax.Array, count: jax.Array, stream: EventStream) -> jax.Array:
     """Per-pixel event counts ``[..., H, W, 2]`` (channel 0 ON, 1 OFF) of the rows before ``count``:
     what ``envs.event_camera.events_to_frame`` gives, unsaturated and float32."""
     lead, rows = events.shape[:-2], events.shape[-2]
     flat_events = events.reshape((-1, rows, 4))
     valid = valid_mask(count.reshape(-1), rows).astype(jnp.float32)
-    x = jnp.clip(flat_events[..., 0].astype(jnp.int32), 0, stream.width - 1)
-    y = jnp.clip(flat_events[..., 1].astype(jnp.int32), 0, stream.height - 1)
-    index = (y * stream.width + x) * 2 + (flat_events[..., 3] < 0)
+    index = pixel_index(flat_events, stream)
     size = stream.height * stream.width * 2
     frames = jax.vmap(lambda i, w: jnp.zeros(size, jnp.float32).at[i].add(w))(index, valid)
     return frames.reshape(lead + (stream.height, stream.width, 2))
@@ -122,6 +129,10 @@ class EventEncoder(nn.Module):
       pool_stride: 1, or S > 1 for long streams: a second backbone of the same kind reads the first
         one's outputs at every S-th real event (``pool_events``, ``last``, intervals summed), so it
         runs over ``ceil(count / S)`` elements, as Event-SSM pools between layers.
+      position: how an event's pixel enters the backbone. ``coordinates``: x and y as two scalar
+        features, so the backbone's linear state can only sum them; ``embedding``: a learned vector
+        per pixel and polarity (Event-SSM's input), added to the projected features, so the state
+        becomes a learned projection of where events fell (``H * W * 2 * H`` parameters).
     """
 
     stream: EventStream
@@ -133,6 +144,7 @@ class EventEncoder(nn.Module):
     chunk_size: int = 64
     time_scale: float = 100.0
     pool_stride: int = 1
+    position: str = "coordinates"
 
     def setup(self):
         if self.backbone not in BACKBONES:
@@ -143,6 +155,11 @@ class EventEncoder(nn.Module):
             raise ValueError(f"event encoder chunk_size must be positive, got {self.chunk_size}")
         if self.pool_stride < 1:
             raise ValueError(f"event encoder pool_stride must be a positive int, got {self.pool_stride}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"event encoder position must be one of {POSITIONS}, got {self.position!r}")
+        if self.position == "embedding":
+            self.pixel_embedding = nn.Embed(self.stream.height * self.stream.width * 2, self.features)
+            self.event_projection = nn.Dense(self.features)
         kwargs = dict((self.backbones or {}).get(self.backbone, {}))
         self.core = BACKBONES[self.backbone](features=self.features, **kwargs)
         if self.pool_stride > 1:
@@ -163,6 +180,13 @@ class EventEncoder(nn.Module):
             return core.scan(carry, xs, resets, dt)[1]
         return core.scan(carry, xs, resets)[1]
 
+    def embed_positions(self, events: jax.Array, count: jax.Array, features: jax.Array) -> jax.Array:
+        """``features [M, N, F]`` -> ``[M, N, H]``: each event's projected features plus its pixel's
+        and polarity's learned vector; zero past ``count``, as the features are."""
+        index = pixel_index(events, self.stream)
+        embedded = self.event_projection(features) + self.pixel_embedding(index)
+        return jnp.where(valid_mask(count, events.shape[-2])[..., None], embedded, 0.0)
+
     def project(self, pooled: jax.Array) -> jax.Array:
         """Backbone readout ``[..., H]`` -> embedding ``[..., E]`` (Dense with bias, LayerNorm, SiLU)."""
         return jax.nn.silu(self.norm(self.head(pooled)))
@@ -170,7 +194,10 @@ class EventEncoder(nn.Module):
     def __call__(self, events: jax.Array, count: jax.Array) -> jax.Array:
         lead, rows = events.shape[:-2], events.shape[-2]
         count = count.reshape(-1).astype(jnp.int32)
-        features, dt = event_features(events.reshape((-1, rows, 4)), count, self.stream, self.time_scale)
+        flat_events = events.reshape((-1, rows, 4))
+        features, dt = event_features(flat_events, count, self.stream, self.time_scale)
+        if self.position == "embedding":
+            features = self.embed_positions(flat_events, count, features)
         ys = self._chunked(jnp.swapaxes(features, 0, 1), dt.T, jnp.max(count))  # [N, M, H]
         if self.pool_stride > 1:  # the second backbone reads every pool_stride-th real output
             ys, pooled_dt = pool_events(ys, dt.T, self.pool_stride, "last", count)

@@ -216,6 +216,11 @@ class WorldModel:
     def initial(self, params: Any, batch_size: int) -> RSSMState:
         return self.net.apply({"params": params}, batch_size, method=WorldModelNet.initial)
 
+    def embed(self, params, batch: Mapping[str, jax.Array]) -> jax.Array:
+        """The encoder's embedding ``[..., E]`` of each step's observation keys in ``batch``, alone."""
+        obs = {k: batch[k] for k in self.obs_keys}
+        return self.net.apply({"params": params}, obs, method=WorldModelNet.embed)
+
     def observe(self, params, batch: Mapping[str, jax.Array], key: jax.Array):
         """Posterior states of a batch from the initial state: ``(last, states, post, prior)``."""
         return self._observe(params, batch, key, mutable=False)
@@ -223,8 +228,7 @@ class WorldModel:
     def _observe(self, params, batch: Mapping[str, jax.Array], key: jax.Array, mutable):
         """``observe``; with ``mutable=["intermediates"]`` also what the RSSM's backbone sows:
         ``(observation, {"intermediates": ...})`` (the event encoder's sown values are not kept)."""
-        obs = {k: batch[k] for k in self.obs_keys}
-        embeds = self.net.apply({"params": params}, obs, method=WorldModelNet.embed)
+        embeds = self.embed(params, batch)
         start = self.initial(params, batch["is_first"].shape[1])
         return self.net.apply(
             {"params": params}, start, batch["prev_action"], embeds, batch["is_first"], key,
@@ -332,7 +336,7 @@ class WorldModel:
 
     def obs_step(self, params, state, prev_action, obs, is_first, key):
         """Filter one step while acting: ``obs`` keys ``[B, ...]``; returns the posterior state."""
-        embed = self.net.apply({"params": params}, obs, method=WorldModelNet.embed)
+        embed = self.embed(params, obs)
         state, _ = self.net.apply(
             {"params": params}, state, prev_action, embed, is_first, key, method=WorldModelNet.obs_step
         )

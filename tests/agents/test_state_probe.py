@@ -74,6 +74,11 @@ def test_latent_features_of_padded_batches_equal_each_episode_filtered_alone():
         expected = state_features(model.observe(params, alone, jax.random.fold_in(key, start))[1])[:, 0]
         assert feature.shape == expected.shape
         np.testing.assert_allclose(feature, expected, rtol=1e-5, atol=1e-5)
+    embeddings = latent_features(model, params, episodes, batch=2, key=key, kind="embedding")
+    for episode, embedding in zip(episodes, embeddings):  # the encoder on each step alone
+        np.testing.assert_allclose(embedding, model.embed(params, episode["inputs"]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="latent"):
+        latent_features(model, params, episodes, batch=2, key=key, kind="decoder")
 
 
 def test_source_entries_refuse_a_missing_or_image_sized_source():

@@ -51,9 +51,9 @@ def make_encoder(backbone: str = "event_s5", **overrides) -> EventEncoder:
 
 
 @functools.cache
-def initialised(backbone: str = "event_s5") -> dict:
+def initialised(backbone: str = "event_s5", position: str = "coordinates") -> dict:
     array, _ = padded_batch()
-    return jax.jit(make_encoder(backbone).init)(jax.random.PRNGKey(0), array, COUNTS)
+    return jax.jit(make_encoder(backbone, position=position).init)(jax.random.PRNGKey(0), array, COUNTS)
 
 
 def test_event_features_by_hand():
@@ -76,14 +76,23 @@ def test_count_frame_equals_the_event_cameras_frame():
             np.testing.assert_array_equal(frames[t, b], reference)
 
 
-@pytest.mark.parametrize("backbone", ["event_s5", "gru"])
-def test_embedding_does_not_depend_on_the_padding(backbone):
-    params = initialised(backbone)
-    apply = jax.jit(make_encoder(backbone).apply)
+@pytest.mark.parametrize("backbone, position", [("event_s5", "coordinates"), ("gru", "coordinates"),
+                                                ("event_s5", "embedding")])
+def test_embedding_does_not_depend_on_the_padding(backbone, position):
+    params = initialised(backbone, position)
+    apply = jax.jit(make_encoder(backbone, position=position).apply)
     zero_padded = apply(params, padded_batch()[0], COUNTS)
     for padding in (-50.0, 7.0):
         np.testing.assert_allclose(apply(params, padded_batch(padding=padding)[0], COUNTS), zero_padded, atol=1e-5)
     assert zero_padded.shape == COUNTS.shape + (6,)
+
+
+def embedded_by_hand(params: dict, stream: jax.Array, features: jax.Array) -> jax.Array:
+    """``position: embedding``'s backbone input: the features through the projection plus the table's
+    row of each event's pixel and polarity, its index ``(y * W + x) * 2 + (p < 0)`` written out."""
+    projection, table = params["params"]["event_projection"], params["params"]["pixel_embedding"]["embedding"]
+    x, y, off = stream[:, 0].astype(int), stream[:, 1].astype(int), (stream[:, 3] < 0).astype(int)
+    return features @ projection["kernel"] + projection["bias"] + table[(y * STREAM.width + x) * 2 + off]
 
 
 def reference_embedding(encoder: EventEncoder, params: dict, stream: np.ndarray, count: int) -> np.ndarray:
@@ -98,6 +107,8 @@ def reference_embedding(encoder: EventEncoder, params: dict, stream: np.ndarray,
     def run(stream):  # jitted whole: one compile per count instead of one per operation
         features, dt = event_features(stream, jnp.array(count), STREAM._replace(max_events=count),
                                       encoder.time_scale)
+        if encoder.position == "embedding":
+            features = embedded_by_hand(params, stream, features)
         carry = core.apply(core_params, 1, method="initial_state")
         resets = jnp.zeros((count, 1), bool)
         if encoder.backbone == "event_s5":
@@ -110,10 +121,13 @@ def reference_embedding(encoder: EventEncoder, params: dict, stream: np.ndarray,
     return run(jnp.asarray(stream[:count]))
 
 
-@pytest.mark.parametrize("backbone, readout", [("event_s5", "last"), ("event_s5", "mean"), ("gru", "last")])
-def test_embedding_equals_the_backbone_on_the_unpadded_stream(backbone, readout):
-    encoder = make_encoder(backbone, readout=readout)
-    params = initialised(backbone)
+@pytest.mark.parametrize("backbone, readout, position", [("event_s5", "last", "coordinates"),
+                                                         ("event_s5", "mean", "coordinates"),
+                                                         ("gru", "last", "coordinates"),
+                                                         ("event_s5", "last", "embedding")])
+def test_embedding_equals_the_backbone_on_the_unpadded_stream(backbone, readout, position):
+    encoder = make_encoder(backbone, readout=readout, position=position)
+    params = initialised(backbone, position)
     array, _ = padded_batch(padding=1.0)
     embeddings = jax.jit(encoder.apply)(params, array, COUNTS)
     for t, b in np.ndindex(COUNTS.shape):
@@ -175,10 +189,11 @@ def test_skipped_chunks_change_nothing():
     np.testing.assert_allclose(make_encoder().apply(params, array, short), whole, atol=1e-5)
 
 
-def test_gradients_are_finite_and_reach_every_parameter():
-    params = initialised()
+@pytest.mark.parametrize("position", ["coordinates", "embedding"])
+def test_gradients_are_finite_and_reach_every_parameter(position):
+    params = initialised(position=position)
     array, _ = padded_batch()
-    encoder = make_encoder()
+    encoder = make_encoder(position=position)
     weights = jax.random.normal(jax.random.PRNGKey(1), COUNTS.shape + (6,))
     grads = jax.grad(lambda p: jnp.sum(encoder.apply(p, array, COUNTS) * weights))(params)
     for path, grad in jax.tree_util.tree_leaves_with_path(grads):
@@ -204,3 +219,9 @@ def test_reconstruction_target_is_the_symlog_count_frame():
     assert set(targets) == {"events"}  # the count is input only
     reference = events_to_frame(events[1][1], (STREAM.height, STREAM.width)).astype(np.float32)
     np.testing.assert_allclose(targets["events"][1, 1], symlog(reference), rtol=1e-6)
+
+
+def test_unknown_position_is_refused():
+    array, _ = padded_batch()
+    with pytest.raises(ValueError, match="position must be one of"):
+        make_encoder(position="pixels").init(jax.random.PRNGKey(0), array, COUNTS)
