@@ -91,8 +91,9 @@ def run_overrides(env: str, source: str, image_size: int, action_repeat: int, ma
     overrides += [("env.image_size", [image_size, image_size]), ("run.state_probe_steps", STATE_PROBE_STEPS)]
     if source == "pixels":
         return overrides + [("env.pixels", True)]
-    camera = {"representation": source, "max_events": max_events,
-              "frame_interval": ENV_TIME_STEP[env] * action_repeat, **(NOISE if noise else {})}
+    camera = {"representation": source, "max_events": max_events, **(NOISE if noise else {})}
+    if env in ENV_TIME_STEP:  # elsewhere the camera's own frame_interval stands
+        camera["frame_interval"] = ENV_TIME_STEP[env] * action_repeat
     return overrides + [(f"env.event_camera.{key}", value) for key, value in camera.items()]
 
 

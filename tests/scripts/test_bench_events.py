@@ -33,6 +33,12 @@ def test_noise_sets_the_camera_noise_only_for_event_inputs():
     assert not any("event_camera" in key for key, _ in run_overrides("Pendulum-v1", "pixels", 16, 1, 64, noise=True))
 
 
+def test_the_camera_steps_the_envs_own_time_where_it_is_known():
+    assert dict(run_overrides("CartPole-v1", "events", 16, 2, 64, noise=False))["env.event_camera.frame_interval"] == 0.04
+    elsewhere = dict(run_overrides("MountainCar-v0", "events", 16, 2, 64, noise=False))
+    assert "env.event_camera.frame_interval" not in elsewhere  # the camera's own default stands
+
+
 def _curve(returns, r2, seconds=100.0):
     return [{"step": 1000 * (i + 1), "seconds": seconds, "return": value, "level0/world_model/r2/events": r2}
             for i, value in enumerate(returns)]
