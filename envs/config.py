@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-REPRESENTATIONS = ("frame", "voxel", "events")
+REPRESENTATIONS = ("frame", "voxel", "events", "integrated")
 
 
 class EnvConfigError(ValueError):
@@ -23,7 +23,8 @@ class EventCameraConfig:
 
     The image size is the parent `EnvConfig.image_size`. Rates are per pixel: ``shot_noise_rate`` in
     events per pixel per second, ``leak_rate`` in Hz. ``frame_interval`` is the simulated time in
-    seconds between two observations (one agent step).
+    seconds between two observations (one agent step). ``integration_time`` is the time constant in
+    seconds of the ``integrated`` representation's leak.
     """
 
     representation: str = "frame"
@@ -37,6 +38,7 @@ class EventCameraConfig:
     voxel_bins: int = 5
     max_events: int = 4096
     frame_interval: float = 1.0 / 30.0
+    integration_time: float = 1.0
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
@@ -46,6 +48,7 @@ class EventCameraConfig:
         _require(self.contrast_pos > 0 and self.contrast_neg > 0, "event_camera contrasts must be > 0")
         _require(self.log_eps > 0, "event_camera.log_eps must be > 0")
         _require(self.frame_interval > 0, "event_camera.frame_interval must be > 0")
+        _require(self.integration_time > 0, "event_camera.integration_time must be > 0 (seconds)")
         _require(self.voxel_bins >= 2, "event_camera.voxel_bins must be >= 2")
         _require(self.max_events >= 1, "event_camera.max_events must be >= 1")
         for name in ("threshold_sigma", "refractory_period", "shot_noise_rate", "leak_rate"):

@@ -20,11 +20,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from envs.config import EventCameraConfig
+from envs.config import REPRESENTATIONS, EventCameraConfig
 from envs.event_camera import EventCamera
 from envs.registry import make_env
 
-REPRESENTATIONS = ("frame", "voxel", "events")
 WARMUP_STEPS = 20
 
 

@@ -8,7 +8,7 @@
     python -m scripts.bench_events --replot benchmarks/out/events.json
 
 Every input of an env (``state``: the env's own observation; ``pixels``: rendered frames;
-``frame``, ``voxel``, ``events``: the event camera's representations of those frames) trains the
+``frame``, ``voxel``, ``events``, ``integrated``: the event camera's representations of those frames) trains the
 ``control`` preset with the same budget: ``--steps`` agent steps at
 ``--action-repeat``, frames of ``--image-size`` pixels, the same seeds. The camera's
 ``frame_interval`` is the simulated time of one agent step (the env's own time step times the
@@ -42,8 +42,8 @@ from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchm
 from scripts.common import report_user_errors
 from scripts.run_curves import evaluation_rows, mean_curve, plot
 
-INPUTS = ("state", "pixels", "frame", "voxel", "events")
-EVENT_INPUTS = ("frame", "voxel", "events")
+INPUTS = ("state", "pixels", "frame", "voxel", "events", "integrated")
+EVENT_INPUTS = ("frame", "voxel", "events", "integrated")
 PRESET = "control"  # the classic-control family preset, for every env and input
 TARGETS = {"CartPole-v1": 400.0, "Pendulum-v1": -300.0}  # issue #18's targets from events
 ENV_TIME_STEP = {"CartPole-v1": 0.02, "Pendulum-v1": 0.05}  # seconds per env step (tau, dt)

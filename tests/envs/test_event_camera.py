@@ -16,6 +16,7 @@ from envs.event_camera import (
     events_to_array,
     events_to_frame,
     events_to_voxel,
+    integrate_events,
     luminance,
 )
 from envs.registry import make_env
@@ -274,7 +275,57 @@ def test_wrapper_events_are_zero_padded():
     assert not observation["events"][count:].any()
 
 
-@pytest.mark.parametrize("representation", ["frame", "voxel", "events"])
+def test_integral_decays_the_old_value_and_each_event_from_its_own_time():
+    events = Events(x=np.array([1, 1, 0], np.int32), y=np.zeros(3, np.int32), t=np.array([1.2, 1.7, 2.0]),
+                    p=np.array([1, -1, -1], np.int8))
+    before = np.array([[[2.0], [0.0]]], np.float32)  # (H=1, W=2, 1)
+    after = integrate_events(before, events, t_start=1.0, t_end=2.0, time_constant=0.5)
+    assert after.shape == (1, 2, 1) and after.dtype == np.float32
+    # pixel 0: 2 decayed over 1 s, then an OFF event at the very end; pixel 1: ON 0.8 s and OFF 0.3 s before the end
+    np.testing.assert_allclose(after[0, :, 0], [2 * np.exp(-2.0) - 1.0, np.exp(-1.6) - np.exp(-0.6)], rtol=1e-6)
+
+
+def test_wrapper_integrated_is_the_quantised_brightness_change_since_reset():
+    """Without leak (a time constant of 1e9 s), after k steps of the bar moving right the integral is
+    -floor(contrast / C) where the bar was at reset and is no more, +floor(contrast / C) where it is
+    now and was not, and 0 elsewhere, including pixels it crossed and left (they fired both ways)."""
+    env = event_camera("integrated", contrast_pos=0.2, contrast_neg=0.2, integration_time=1e9)
+    observation, _ = env.reset(seed=0)
+    assert observation.shape == (8, 16, 1) and not observation.any()
+    bright, dark = luminance(np.uint8(BRIGHT * 255)), luminance(np.uint8(DARK * 255))
+    events_per_change = np.floor((np.log(bright + EPS) - np.log(dark + EPS)) / 0.2)
+    was = np.zeros(16, bool)
+    was[BAR_START:BAR_START + BAR_WIDTH] = True
+    for step in range(1, 7):
+        observation, *_ = env.step(0)
+        now = np.zeros(16, bool)
+        now[BAR_START + step:BAR_START + BAR_WIDTH + step] = True
+        expected = events_per_change * (now.astype(float) - was.astype(float))
+        np.testing.assert_allclose(observation[..., 0], np.broadcast_to(expected, (8, 16)), atol=1e-4,
+                                   err_msg=f"step {step}")
+    assert observation.any() and not env.reset()[0].any()  # a new episode starts from a zero integral
+    np.testing.assert_allclose(env.step(0)[0][..., 0].sum(0), 8 * events_per_change * np.array(
+        [0, 0, -1, 0, 0, 0, 1] + [0] * 9), atol=1e-4)  # and integrates only the new episode's events
+
+
+def test_wrapper_integrated_leaks_with_its_time_constant():
+    """Each step's integral equals the last one decayed over the step plus that step's events, each
+    decayed from its own time: the same episode seen as raw events, integrated by hand."""
+    integrated, raw = event_camera("integrated", integration_time=0.05), event_camera("events")
+    integral = integrated.reset(seed=0)[0].astype(np.float64)
+    raw.reset(seed=0)
+    interval = 1 / 30
+    for step in range(6):
+        observation, *_ = integrated.step(0)
+        stream, *_ = raw.step(0)
+        integral = integral * np.exp(-interval / 0.05)
+        for x, y, t, p in stream["events"][:int(stream["count"])]:
+            integral[int(y), int(x), 0] += p * np.exp(-(interval - t) / 0.05)
+        np.testing.assert_allclose(observation, integral, rtol=1e-4, atol=1e-5, err_msg=f"step {step}")
+    assert np.abs(integral).max() > 0.1
+
+
+@pytest.mark.parametrize("representation", ["frame", "voxel", "events", "integrated"])
 def test_check_env_on_event_cartpole(representation):
     config = {"image_size": [32, 32], "event_camera": {"representation": representation, "max_events": 256}}
     env = make_env("event:CartPole-v1", config, seed=0)

@@ -15,13 +15,14 @@ from scripts.bench_events import (encoder_throughput, events_per_step, input_of,
 
 
 @pytest.mark.parametrize("source, space", [("state", "(4,)"), ("pixels", "(16, 16, 3)"), ("frame", "(16, 16, 2)"),
-                                           ("voxel", "(16, 16, 5)"), ("events", "(64, 4)")])
+                                           ("voxel", "(16, 16, 5)"), ("events", "(64, 4)"),
+                                           ("integrated", "(16, 16, 1)")])
 def test_every_input_builds_its_observation(source, space):
     config = load_config(["control"], run_overrides("CartPole-v1", source, 16, 2, 64, noise=False))
     env = make_env(config["env_id"], config["env"], seed=0)
     assert space in str(env.observation_space)
     env.close()
-    if source in ("frame", "voxel", "events"):  # one agent step of simulated time: two CartPole steps
+    if source in ("frame", "voxel", "events", "integrated"):  # one agent step of simulated time: two CartPole steps
         assert config["env"]["event_camera"]["frame_interval"] == pytest.approx(0.04)
     # every camera input measures whether its latent holds the state; state runs cannot (nothing to probe)
     assert config["run"]["state_probe_steps"] == (0 if source == "state" else 1000)

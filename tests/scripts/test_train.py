@@ -258,7 +258,7 @@ def test_every_backbone_trains_the_world_model_through_scripts_train(tmp_path, b
     assert int(state.updates) > 0
 
 
-@pytest.mark.parametrize("representation", ["frame", "voxel", "events"])
+@pytest.mark.parametrize("representation", ["frame", "voxel", "events", "integrated"])
 def test_event_camera_representations_train_end_to_end(tmp_path, capsys, representation):
     logdir = tmp_path / representation
     camera = [f"env.event_camera.representation={representation}", "env.image_size=[16,16]",
@@ -270,6 +270,7 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
         camera += ["run.eval_every=60", "run.state_probe_steps=8"]
     assert run_train(logdir, "--env", "event:CartPole-v1", "--steps", "120", "--set", *camera) == 0
     routed = {"frame": "cnn {'obs': (16, 16, 2)}", "voxel": "cnn {'obs': (16, 16, 5)}",
+              "integrated": "cnn {'obs': (16, 16, 1)}",
               "events": "event encoder {'events': \"up to 128 events, count in 'count'\"}"}
     assert routed[representation] in capsys.readouterr().out  # the run says where its observation goes
     rows = [row for row in read_metrics(logdir) if "level0/world_model/loss" in row]
