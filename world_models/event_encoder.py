@@ -9,9 +9,10 @@ began, ``p`` +-1), zero-padded past its scalar ``count`` (the event camera's ``e
 representation). Each step's stream runs through a sequence backbone started afresh (EventS5 by
 default: every event is integrated over its own interval since the previous event); the embedding is
 the backbone's output at the last real event (``readout: last``) or its mean over the real events
-(``mean``). Backbones are causal, so outputs before ``count`` never see the padding: the embedding
-equals the backbone run on the unpadded stream. Chunks of ``chunk_size`` rows past the largest count
-in the batch are skipped (``lax.cond``), so a batch costs what its fullest stream holds, rounded up
+(``mean``). An event's pixel enters as two scalar coordinates or, with ``position: embedding``, as
+a learned vector per pixel and polarity (as Event-SSM embeds events). Backbones are causal, so
+outputs before ``count`` never see the padding: the embedding equals the backbone run on the
+unpadded stream. Chunks of ``chunk_size`` rows past the largest count in the batch are skipped (``lax.cond``), so a batch costs what its fullest stream holds, rounded up
 to a chunk, not ``max_events``. Each computed chunk is rematerialised in the backward pass
 (``jax.checkpoint``): without it the gradient still paid for every chunk (64 events in 1024 rows
 trained at 6.9k events/s, against 72k with it and 95k for 64 rows; 2-core CPU).
@@ -132,7 +133,7 @@ class EventEncoder(nn.Module):
       position: how an event's pixel enters the backbone. ``coordinates``: x and y as two scalar
         features, so the backbone's linear state can only sum them; ``embedding``: a learned vector
         per pixel and polarity (Event-SSM's input), added to the projected features, so the state
-        becomes a learned projection of where events fell (``H * W * 2 * H`` parameters).
+        becomes a learned projection of where events fell (``height * width * 2 * features`` parameters).
     """
 
     stream: EventStream
