@@ -49,7 +49,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--action-repeat", type=int, default=2)
-    parser.add_argument("--max-events", type=int, default=2048, help="rows of a step's stream (more are dropped)")
+    parser.add_argument("--max-events", type=int, default=256,
+                        help="rows of a step's stream: the table reports the events dropped beyond them (48x48 CartPole: "
+                             "p99 126 a step); more rows cost time even when empty")
     parser.add_argument("--noise", action="store_true", help="the camera's shot noise and threshold mismatch on")
     parser.add_argument("--train-steps", type=int, default=4000, help="recorded agent steps to train on (seed 0)")
     parser.add_argument("--test-steps", type=int, default=1000, help="recorded agent steps to test on (seed 1)")

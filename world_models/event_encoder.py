@@ -181,12 +181,15 @@ class EventEncoder(nn.Module):
             return core.scan(carry, xs, resets, dt)[1]
         return core.scan(carry, xs, resets)[1]
 
-    def embed_positions(self, events: jax.Array, count: jax.Array, features: jax.Array) -> jax.Array:
-        """``features [M, N, F]`` -> ``[M, N, H]``: each event's projected features plus its pixel's
-        and polarity's learned vector; zero past ``count``, as the features are."""
-        index = pixel_index(events, self.stream)
-        embedded = self.event_projection(features) + self.pixel_embedding(index)
-        return jnp.where(valid_mask(count, events.shape[-2])[..., None], embedded, 0.0)
+    def backbone_inputs(self, features: jax.Array, index: jax.Array) -> jax.Array:
+        """The first backbone's inputs ``[..., F or H]`` of events' ``features [..., F]`` and pixel
+        ``index [...]`` (``pixel_index``): the features themselves, or with ``position: embedding``
+        their projection plus the learned vector of the event's pixel and polarity. Computed chunk by
+        chunk, so rows past the batch's largest count cost nothing; padding rows get some input, but
+        only outputs before the count are read and the backbone is causal."""
+        if self.position == "embedding":
+            return self.event_projection(features) + self.pixel_embedding(index)
+        return features
 
     def project(self, pooled: jax.Array) -> jax.Array:
         """Backbone readout ``[..., H]`` -> embedding ``[..., E]`` (Dense with bias, LayerNorm, SiLU)."""
@@ -197,9 +200,8 @@ class EventEncoder(nn.Module):
         count = count.reshape(-1).astype(jnp.int32)
         flat_events = events.reshape((-1, rows, 4))
         features, dt = event_features(flat_events, count, self.stream, self.time_scale)
-        if self.position == "embedding":
-            features = self.embed_positions(flat_events, count, features)
-        ys = self._chunked(jnp.swapaxes(features, 0, 1), dt.T, jnp.max(count))  # [N, M, H]
+        index = pixel_index(flat_events, self.stream)
+        ys = self._chunked(jnp.swapaxes(features, 0, 1), dt.T, jnp.max(count), index=index.T)  # [N, M, H]
         if self.pool_stride > 1:  # the second backbone reads every pool_stride-th real output
             ys, pooled_dt = pool_events(ys, dt.T, self.pool_stride, "last", count)
             count = -(-count // self.pool_stride)
@@ -214,33 +216,39 @@ class EventEncoder(nn.Module):
         pooled = jnp.where((count > 0)[:, None], pooled, self.empty)
         return self.project(pooled).reshape(lead + (self.units,))
 
-    def _chunked(self, xs: jax.Array, dt: jax.Array, active: jax.Array, pooled: bool = False) -> jax.Array:
+    def _chunked(self, xs: jax.Array, dt: jax.Array, active: jax.Array, pooled: bool = False,
+                 index: jax.Array | None = None) -> jax.Array:
         """``run_core`` chunk by chunk, the carry handed on; chunks from row ``active`` on are not
         computed (their outputs are zeros, never read), in the backward pass neither (the computed
-        chunks are rematerialised there). ``xs [N, M, F]``, ``dt [N, M]``."""
+        chunks are rematerialised there). ``xs [N, M, F]``, ``dt [N, M]``; for the first backbone
+        ``index [N, M]``, each row's pixel index, and ``xs`` go through ``backbone_inputs`` per chunk."""
         core = self.pooled_core if pooled else self.core
         rows, streams = dt.shape
         chunk = min(self.chunk_size, rows)
         chunks = -(-rows // chunk)
         padding = chunks * chunk - rows
-        xs = jnp.concatenate([xs, jnp.zeros((padding,) + xs.shape[1:], xs.dtype)])
-        dt = jnp.concatenate([dt, jnp.zeros((padding, streams), dt.dtype)])
+        pad = lambda array: jnp.concatenate([array, jnp.zeros((padding,) + array.shape[1:], array.dtype)])
+        xs, dt = pad(xs), pad(dt)
+        index = pad(index) if index is not None else jnp.zeros((chunks * chunk, streams), jnp.int32)
+        prepare = (lambda xs, index: xs) if pooled else self.backbone_inputs
         resets = jnp.zeros((chunk, streams), bool)
         time_aware = "dt" in inspect.signature(core.scan).parameters
         if self.is_initializing():  # create every parameter before lax.scan traces
-            self.run_core(xs[:1], dt[:1], pooled)
+            self.run_core(prepare(xs[:1], index[:1]), dt[:1], pooled)
 
-        def run(carry, chunk_xs, chunk_dt):
+        def run(carry, chunk_xs, chunk_dt, chunk_index):
+            chunk_xs = prepare(chunk_xs, chunk_index)
             if time_aware:
                 return core.scan(carry, chunk_xs, resets, chunk_dt)
             return core.scan(carry, chunk_xs, resets)
 
         def body(carry, inputs):
-            index, chunk_xs, chunk_dt = inputs
+            number, chunk_xs, chunk_dt, chunk_index = inputs
             skip = lambda carry: (carry, jnp.zeros((chunk, streams, self.features), chunk_xs.dtype))
-            return jax.lax.cond(index * chunk < active, jax.checkpoint(run), lambda c, *_: skip(c), carry, chunk_xs, chunk_dt)
+            return jax.lax.cond(number * chunk < active, jax.checkpoint(run), lambda c, *_: skip(c), carry, chunk_xs,
+                                chunk_dt, chunk_index)
 
         split = lambda array: array.reshape((chunks, chunk) + array.shape[1:])
         carry = core.initial_state(streams)
-        _, ys = jax.lax.scan(body, carry, (jnp.arange(chunks), split(xs), split(dt)))
+        _, ys = jax.lax.scan(body, carry, (jnp.arange(chunks), split(xs), split(dt), split(index)))
         return ys.reshape((chunks * chunk, streams, self.features))[:rows]
