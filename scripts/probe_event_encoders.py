@@ -162,12 +162,11 @@ def train_and_probe(config, stream, encoder: str, objective: str, train: dict, t
         changes, opt_state = optimizer.update(grads, opt_state)
         return optax.apply_updates(params, changes), opt_state, loss
 
-    opt_state, loss = optimizer.init(params), jnp.nan
-    params, opt_state, loss = update(params, opt_state, jax.random.PRNGKey(0))  # compile outside the timing
+    params, opt_state, loss = update(params, optimizer.init(params), jax.random.PRNGKey(0))  # compiled untimed
     start = time.perf_counter()
     for index in range(1, args.updates):
         params, opt_state, loss = update(params, opt_state, jax.random.PRNGKey(index))
-    loss = float(loss)
+    loss = float(loss)  # waits for the last update
     seconds = time.perf_counter() - start
     apply = jax.jit(lambda p, e, c: model.apply(p, e, c))
 
