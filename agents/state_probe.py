@@ -102,7 +102,8 @@ def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool) -> 
     return finished
 
 
-FEATURES = ("latent", "embedding")  # level 0's posterior state; its encoder's embedding of the step alone
+# level 0's posterior state, its deterministic and its stochastic part; its encoder's embedding of the step alone
+FEATURES = ("latent", "deter", "stoch", "embedding")
 
 
 @functools.lru_cache(maxsize=16)
@@ -110,13 +111,16 @@ def _features(world_model, kind: str):
     """The jitted features of a batch, one per world model and kind (a training run evaluates often)."""
     if kind == "embedding":
         return jax.jit(lambda params, inputs, key: world_model.embed(params, inputs))
-    return jax.jit(lambda params, inputs, key: state_features(world_model.observe(params, inputs, key)[1]))
+    part = {"latent": state_features, "deter": lambda states: states.deter,
+            "stoch": lambda states: states.stoch.reshape(states.stoch.shape[:-2] + (-1,))}[kind]
+    return jax.jit(lambda params, inputs, key: part(world_model.observe(params, inputs, key)[1]))
 
 
 def latent_features(world_model, params, episodes: list[dict[str, Any]], batch: int, key,
                     kind: str = "latent") -> list[np.ndarray]:
     """Per episode, level 0's features ``[T, F]`` of each step: its posterior features filtered from
-    the episode's first step (``latent``), or its encoder's embedding of the step's observation alone
+    the episode's first step (``latent``; ``deter`` and ``stoch`` are its deterministic and its
+    flattened stochastic part), or its encoder's embedding of the step's observation alone
     (``embedding``: what one observation shows the model, before the dynamics integrate it). Episodes
     are padded to a power of two at least as long as the longest (the padding is filtered too and
     dropped: the filter is causal) and run ``batch`` at a time, so that a training run's evaluations

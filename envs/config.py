@@ -24,7 +24,8 @@ class EventCameraConfig:
     The image size is the parent `EnvConfig.image_size`. Rates are per pixel: ``shot_noise_rate`` in
     events per pixel per second, ``leak_rate`` in Hz. ``frame_interval`` is the simulated time in
     seconds between two observations (one agent step). ``integration_time`` is the time constant in
-    seconds of the ``integrated`` representation's leak.
+    seconds of the ``integrated`` representation's leak; ``inf`` (``.inf`` in YAML and ``--set``)
+    turns the leak off.
     """
 
     representation: str = "frame"

@@ -17,9 +17,11 @@ The same regression on the features of a freshly initialised world model, filter
 observations, is the reference: random features of an image already carry some of what it shows,
 so the trained model's R^2 means something only above the untrained one's. A trained model near
 R^2 1 on every entry has recovered the state; one near the untrained model has not, whatever its
-decoder's R^2 on the images. A third column regresses the trained encoder's embedding of each step
-alone: where it holds an entry the latent lacks, the dynamics lose it; where neither holds it, the
-encoder never extracts it (or one observation does not show it: a velocity in one frame). Prints a
+decoder's R^2 on the images. Two columns split the trained latent into its deterministic and its
+stochastic part (which of them carries an entry). Another regresses the trained encoder's embedding
+of each step alone: where it holds an entry the latent lacks, the dynamics lose it; where neither
+holds it, the encoder never extracts it (or one observation does not show it: a velocity in one
+frame). Prints a
 table and writes ``probe_state.json`` (or ``--out``).
 """
 
@@ -51,10 +53,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # report key: (whose parameters, which features)
-PROBES = {"trained": ("trained", "latent"), "trained_embedding": ("trained", "embedding"),
-          "untrained": ("untrained", "latent")}
-HEADERS = {"trained": "trained model", "trained_embedding": "trained encoder, the step alone",
-           "untrained": "untrained model"}
+PROBES = {"trained": ("trained", "latent"), "trained_deter": ("trained", "deter"), "trained_stoch": ("trained", "stoch"),
+          "trained_embedding": ("trained", "embedding"), "untrained": ("untrained", "latent")}
+HEADERS = {"trained": "trained model", "trained_deter": "its deter", "trained_stoch": "its stoch",
+           "trained_embedding": "trained encoder, the step alone", "untrained": "untrained model"}
 
 
 def probe(agent, trained_params, fresh_params, episodes: list[dict[str, Any]], batch: int, seed: int) -> dict:

@@ -74,6 +74,11 @@ def test_latent_features_of_padded_batches_equal_each_episode_filtered_alone():
         expected = state_features(model.observe(params, alone, jax.random.fold_in(key, start))[1])[:, 0]
         assert feature.shape == expected.shape
         np.testing.assert_allclose(feature, expected, rtol=1e-5, atol=1e-5)
+    deter = latent_features(model, params, episodes, batch=1, key=key, kind="deter")
+    stoch = latent_features(model, params, episodes, batch=1, key=key, kind="stoch")
+    for feature, deter_part, stoch_part in zip(features, deter, stoch):  # the latent is deter then stoch
+        np.testing.assert_allclose(np.concatenate([deter_part, stoch_part], -1), feature, rtol=1e-6, atol=1e-6)
+        assert deter_part.shape[-1] == 8 and stoch_part.shape[-1] == 2 * 2
     embeddings = latent_features(model, params, episodes, batch=2, key=key, kind="embedding")
     for episode, embedding in zip(episodes, embeddings):  # the encoder on each step alone
         np.testing.assert_allclose(embedding, model.embed(params, episode["inputs"]), rtol=1e-5, atol=1e-5)

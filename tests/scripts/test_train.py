@@ -286,7 +286,7 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
         report = probe_state.main(["--logdir", str(logdir), "--steps", "1", "--batch", "2"])  # 4 episodes
         assert report["entries"] == ["[0]", "[1]", "[2]", "[3]"]  # CartPole's x, x', theta, theta'
         assert report["fit_episodes"] == report["test_episodes"] == 2
-        for model in ("trained", "trained_embedding", "untrained"):
+        for model in probe_state.PROBES:
             assert len(report[model]["r2"]) == 4 and all(np.isfinite(report[model]["r2"]))
         assert json.loads((logdir / "probe_state.json").read_text())["step"] == report["step"]
 
