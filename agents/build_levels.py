@@ -111,7 +111,8 @@ def _model_and_actor_critic(plan: _Plan, index: int, top: bool, period: int, wor
     if index == 0:
         obs, actions = plan.obs_layout, plan.action_layout
         model = WorldModel(obs.mlp_shapes, obs.cnn_shapes, actions.dim, **model_kwargs,
-                           event_streams=obs.event_streams)  # event camera hook (#18)
+                           event_streams=obs.event_streams,  # event camera hook (#18)
+                           decoder_only=sorted(obs.decoder_only), encoder_only=sorted(obs.encoder_only))
         return model, ActorCritic(actions.dim, actions.discrete, reward_terms=terms, **as_kwargs(settings))
     features_below = below[index - 1].world_model.feature_dim
     # the level below's latent features are not an observation: rare one-hot classes have a tiny

@@ -276,7 +276,7 @@ class _GoalImages:
 
     def __init__(self, agent, pairs: int):
         self.agent, self.pairs = agent, pairs
-        self.keys, self.count_frames = tuple(agent.obs_layout.cnn_shapes), agent.obs_layout.count_frames
+        self.keys, self.count_frames = agent.obs_layout.decoded_images, agent.obs_layout.count_frames
         self.uint8: dict[str, bool] = {}  # per key: a uint8 observation (else float: event count frames, voxel grids)
         self.pending: dict[int, dict[str, np.ndarray]] = {}
         self.collected: dict[int, list[tuple[dict, dict]]] = {level: [] for level in range(1, agent.num_levels)}

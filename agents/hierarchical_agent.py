@@ -90,7 +90,8 @@ class HierarchicalAgent:
         a run resumed or evaluated in the process that trained it, or the next run of a sweep, does
         not pay the tens of seconds of tracing and compiling again."""
         sections = agent_sections(config)
-        obs = observation_layout(observation_space, sections.encoder.mlp_keys, sections.encoder.cnn_keys)
+        obs = observation_layout(observation_space, sections.encoder.mlp_keys, sections.encoder.cnn_keys,
+                                 sections.decoder.mlp_keys, sections.decoder.cnn_keys)
         actions = action_layout(action_space)
         key = _identity((cls, obs, actions, sections))
         agent = _BUILT_AGENTS.pop(key, None)
@@ -202,7 +203,7 @@ class HierarchicalAgent:
 
     def _reconstruction_images(self, state: HierarchicalTrainState, batch: Batch, frames: int = 8):
         return reconstruction_images(self.levels[0].world_model, state.levels[0].world_model.params,
-                                     tuple(self.obs_layout.cnn_shapes), batch, frames, self.obs_layout.count_frames)
+                                     self.obs_layout.decoded_images, batch, frames, self.obs_layout.count_frames)
 
     def goal_images(self, state: HierarchicalTrainState, goal: jax.Array, level: int) -> dict[str, jax.Array]:
         """A goal of level ``level`` decoded to observations (``agents.images``)."""

@@ -27,7 +27,9 @@ def run_description(config: Mapping[str, Any], parallel: DataParallel, parameter
     streams = {key: f"up to {stream.max_events} events, count in {stream.count_key!r}"
                for key, stream in obs_layout.event_streams.items()}
     lines.append(f"observations: mlp {obs_layout.mlp_shapes} cnn {obs_layout.cnn_shapes}"
-                 + (f" event encoder {streams}" if streams else "") + "; "
+                 + (f" event encoder {streams}" if streams else "")
+                 + (f" (targets only: {sorted(obs_layout.decoder_only)})" if obs_layout.decoder_only else "")
+                 + (f" (inputs only: {sorted(obs_layout.encoder_only)})" if obs_layout.encoder_only else "") + "; "
                  f"actions: {'discrete' if action_layout.discrete else 'continuous'} {action_layout.dim}")
     size = replay.nbytes / 2**20
     where = "on disk (memory-mapped)" if replay.storage == "disk" else "in memory"

@@ -3,7 +3,9 @@
 Observations become dicts. A ``Box`` space is the single key ``obs``; a ``Dict`` of ``Box``es keeps
 its keys. Image-like entries (``H x W x C``, uint8 or float, such as an event camera's voxel grid)
 go to the CNN encoder, 1-D entries (and scalars, seen as ``(1,)``) to the MLP encoder;
-``cnn_keys``/``mlp_keys`` regular expressions narrow that. An event stream, a float ``[N, 4]``
+``cnn_keys``/``mlp_keys`` regular expressions narrow that; the decoder's own patterns (default: the
+encoder's) choose what the world model reconstructs, so a key can be a reconstruction target only
+(an event camera's integrated image beside the raw events it encodes) or an input only. An event stream, a float ``[N, 4]``
 entry of rows ``(x, y, t, p)`` beside a scalar integer entry ``count`` (the event camera's
 ``events`` representation), goes to the event encoder (``world_models.event_encoder``).
 """
@@ -32,7 +34,9 @@ class ObsLayout:
     """Which observation key goes to which encoder, and its per-step shape and dtype.
 
     ``event_streams`` maps an event-stream key to its sizes and count key; ``shapes`` holds every
-    routed key's per-step shape (event streams ``(N, 4)``, their counts ``()``).
+    routed key's per-step shape (event streams ``(N, 4)``, their counts ``()``). ``decoder_only``
+    keys are reconstruction targets the encoder does not read; ``encoder_only`` keys (an event
+    stream's key: its count frame) are read and not reconstructed.
     """
 
     mlp_shapes: dict[str, tuple[int, ...]]
@@ -43,6 +47,13 @@ class ObsLayout:
     # Float images of 2 non-negative channels: ON/OFF event count frames (only how they are displayed
     # depends on it; a voxel grid of time bins is signed).
     count_frames: frozenset[str] = frozenset()
+    decoder_only: frozenset[str] = frozenset()
+    encoder_only: frozenset[str] = frozenset()
+
+    @property
+    def decoded_images(self) -> tuple[str, ...]:
+        """The image keys the world model reconstructs."""
+        return tuple(key for key in self.cnn_shapes if key not in self.encoder_only)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -96,16 +107,27 @@ def _is_vector(space: gym.spaces.Box) -> bool:
 
 
 def observation_layout(
-    space: gym.Space, mlp_keys: str = ".*", cnn_keys: str = ".*"
+    space: gym.Space, mlp_keys: str = ".*", cnn_keys: str = ".*",
+    decoder_mlp_keys: str | None = None, decoder_cnn_keys: str | None = None,
 ) -> ObsLayout:
-    """Route every entry of ``space`` to the MLP or the CNN encoder.
+    """Route every entry of ``space`` to the MLP or the CNN encoder and decoder.
+
+    An entry matching the encoder's pattern (``mlp_keys``, ``cnn_keys``) is read, one matching the
+    decoder's (``decoder_mlp_keys``, ``decoder_cnn_keys``; None: the encoder's) is reconstructed;
+    an event stream is always read, and its count frame reconstructed where its key matches
+    ``decoder_cnn_keys``. Entries matching neither are dropped.
 
     Raises:
       SpaceError: for a space that is neither ``Box`` nor ``Dict`` of ``Box``, an entry that fits
-        neither encoder, or when nothing at all is routed.
+        neither encoder, or when nothing at all is encoded.
     """
+    decoder_mlp_keys = mlp_keys if decoder_mlp_keys is None else decoder_mlp_keys
+    decoder_cnn_keys = cnn_keys if decoder_cnn_keys is None else decoder_cnn_keys
+    encoded = lambda entry, key: re.fullmatch(cnn_keys if _is_image(entry) else mlp_keys, key) is not None
+    decoded = lambda entry, key: re.fullmatch(decoder_cnn_keys if _is_image(entry) else decoder_mlp_keys, key) is not None
     entries, is_dict = _entries(space)
     mlp_shapes, cnn_shapes, dtypes, event_streams = {}, {}, {}, {}
+    decoder_only, encoder_only = set(), set()
     streams = {key: _event_stream(key, entries) for key in entries}
     counts = {stream.count_key for stream in streams.values() if stream}
     for key, entry in entries.items():
@@ -114,16 +136,23 @@ def observation_layout(
         if streams[key]:
             event_streams[key] = streams[key]
             dtypes[key], dtypes[EVENT_COUNT_KEY] = np.dtype(np.float32), np.dtype(np.int32)
+            if re.fullmatch(decoder_cnn_keys, key) is None:
+                encoder_only.add(key)
         elif key in counts:
             continue  # read with its event stream
-        elif _is_image(entry) and re.fullmatch(cnn_keys, key):
-            cnn_shapes[key] = tuple(entry.shape)
-            dtypes[key] = np.dtype(np.uint8) if entry.dtype == np.uint8 else np.dtype(np.float32)
-        elif _is_vector(entry) and re.fullmatch(mlp_keys, key):
-            mlp_shapes[key] = tuple(entry.shape) or (1,)
-            dtypes[key] = np.dtype(np.float32)
-        elif _is_image(entry) or _is_vector(entry):
+        elif (_is_image(entry) or _is_vector(entry)) and not (encoded(entry, key) or decoded(entry, key)):
             continue  # excluded by the user's key patterns
+        elif _is_image(entry) or _is_vector(entry):
+            if _is_image(entry):
+                cnn_shapes[key] = tuple(entry.shape)
+                dtypes[key] = np.dtype(np.uint8) if entry.dtype == np.uint8 else np.dtype(np.float32)
+            else:
+                mlp_shapes[key] = tuple(entry.shape) or (1,)
+                dtypes[key] = np.dtype(np.float32)
+            if not encoded(entry, key):
+                decoder_only.add(key)
+            elif not decoded(entry, key):
+                encoder_only.add(key)
         else:
             raise SpaceError(
                 f"observation entry {key!r} with space {entry} fits neither encoder: images must be "
@@ -133,7 +162,8 @@ def observation_layout(
             )
     count_frames = frozenset(key for key, shape in cnn_shapes.items() if dtypes[key] != np.uint8 and shape[-1] == 2
                              and bool(np.all(entries[key].low >= 0)))
-    layout = ObsLayout(mlp_shapes, cnn_shapes, dtypes, is_dict, event_streams, count_frames)
+    layout = ObsLayout(mlp_shapes, cnn_shapes, dtypes, is_dict, event_streams, count_frames,
+                       frozenset(decoder_only), frozenset(encoder_only))
     _check_routing(layout, space, mlp_keys, cnn_keys)
     return layout
 
@@ -152,10 +182,11 @@ def _entries(space: gym.Space) -> tuple[dict[str, gym.Space], bool]:
 
 
 def _check_routing(layout: ObsLayout, space: gym.Space, mlp_keys: str, cnn_keys: str) -> None:
-    """At most one event stream, something routed at all, and images of one height and width."""
+    """At most one event stream, something encoded at all, and images of one height and width."""
     if len(layout.event_streams) > 1:
         raise SpaceError(f"at most one event stream per observation, got {sorted(layout.event_streams)}")
-    if not layout.mlp_shapes and not layout.cnn_shapes and not layout.event_streams:
+    read = set(layout.mlp_shapes) | set(layout.cnn_shapes) | set(layout.event_streams)
+    if not read - layout.decoder_only:
         raise SpaceError(
             f"no observation entry of {space} matches encoder.mlp_keys={mlp_keys!r} or "
             f"encoder.cnn_keys={cnn_keys!r}"

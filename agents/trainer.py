@@ -213,7 +213,7 @@ class Trainer:
         self._maybe_log(self.logger, self.window, self.bar)
         if self._crossed(self.sections.run.eval_every) and self.parallel.is_main:
             self.evaluate(self.logger)
-        if self._crossed(self.sections.run.video_every) and self.obs_layout.cnn_shapes and self.parallel.is_main:
+        if self._crossed(self.sections.run.video_every) and self.obs_layout.decoded_images and self.parallel.is_main:
             self.log_images(self.logger)
         if self._crossed(self.sections.run.checkpoint_every):
             self.save()

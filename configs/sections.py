@@ -116,6 +116,16 @@ class EncoderConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+    """``decoder``: regular expressions over observation keys that the world model reconstructs
+    (null: the encoder's). A key only the decoder matches is a reconstruction target the encoder
+    never reads; an event stream's count frame is reconstructed where its key matches ``cnn_keys``."""
+
+    mlp_keys: str | None
+    cnn_keys: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """``run``: the training loop (``agents.trainer.Trainer``)."""
 
@@ -163,6 +173,7 @@ class AgentSections(NamedTuple):
     hierarchy: HierarchyConfig
     goal: GoalConfig
     encoder: EncoderConfig
+    decoder: DecoderConfig
     sequence_length: int  # replay.batch_length: level 0's training sequences
 
 
@@ -175,6 +186,7 @@ def agent_sections(config: Mapping[str, Any]) -> AgentSections:
         hierarchy=section(HierarchyConfig, config["hierarchy"], "hierarchy"),
         goal=section(GoalConfig, config["goal"], "goal"),
         encoder=section(EncoderConfig, config["encoder"], "encoder"),
+        decoder=section(DecoderConfig, config["decoder"], "decoder"),
         sequence_length=int(config["replay"]["batch_length"]),
     )
 

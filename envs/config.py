@@ -25,7 +25,8 @@ class EventCameraConfig:
     events per pixel per second, ``leak_rate`` in Hz. ``frame_interval`` is the simulated time in
     seconds between two observations (one agent step). ``integration_time`` is the time constant in
     seconds of the ``integrated`` representation's leak; ``inf`` (``.inf`` in YAML and ``--set``)
-    turns the leak off.
+    turns the leak off. ``extra_representations`` are other representations of the same events
+    added to the observation, a ``Dict`` then (see `envs.event_camera.EventCamera`).
     """
 
     representation: str = "frame"
@@ -40,6 +41,7 @@ class EventCameraConfig:
     max_events: int = 4096
     frame_interval: float = 1.0 / 30.0
     integration_time: float = 1.0
+    extra_representations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
@@ -48,6 +50,15 @@ class EventCameraConfig:
             )
         _require(self.contrast_pos > 0 and self.contrast_neg > 0, "event_camera contrasts must be > 0")
         _require(self.log_eps > 0, "event_camera.log_eps must be > 0")
+        object.__setattr__(self, "extra_representations", tuple(self.extra_representations))
+        for name in self.extra_representations:
+            if name not in REPRESENTATIONS or name == self.representation:
+                raise EnvConfigError(
+                    f"env.event_camera.extra_representations has {name!r}; each must be one of {REPRESENTATIONS} "
+                    f"other than the representation ({self.representation!r})"
+                )
+        _require(len(set(self.extra_representations)) == len(self.extra_representations),
+                 "env.event_camera.extra_representations lists a representation twice")
         _require(self.frame_interval > 0, "event_camera.frame_interval must be > 0")
         _require(self.integration_time > 0, "event_camera.integration_time must be > 0 (seconds)")
         _require(self.voxel_bins >= 2, "event_camera.voxel_bins must be >= 2")

@@ -35,6 +35,7 @@ _SEED_TAG = 0x65766E74  # keeps the simulator's random stream apart from the env
 _RANK_TOLERANCE = 1e-9  # absorbs float error in refractory event-rank arithmetic
 # Settings beyond these cannot be simulated on one machine: refused before anything is allocated.
 MAX_VOXEL_BINS = 256
+MAIN_KEY = "obs"  # a Box main representation's entry beside extras (the agent's key of a lone Box too)
 MAX_EVENTS_ROWS = 1_000_000
 MAX_SHOT_NOISE_RATE = 10_000.0  # events per pixel per second
 EVENT_BYTES = 64  # one event while simulated: its fields and the float64 temporaries of the crossing maths
@@ -361,13 +362,27 @@ def events_to_array(events: Events, max_events: int, t_start: float) -> tuple[np
 
 
 def event_observation_space(config: EventCameraConfig, image_size: tuple[int, int]) -> gymnasium.Space:
-    """The observation space of `EventCamera` for ``config.representation``."""
+    """The observation space of `EventCamera` for ``config.representation``; with
+    ``extra_representations``, a ``Dict`` of the main one's entries (a ``Box`` one under ``obs``)
+    and each extra's under its own name (``events`` as ``events`` and ``count``)."""
+    main = representation_entries(config.representation, config, image_size)
+    if not config.extra_representations:
+        return main
+    entries = dict(main.spaces) if isinstance(main, gymnasium.spaces.Dict) else {MAIN_KEY: main}
+    for name in config.extra_representations:
+        extra = representation_entries(name, config, image_size)
+        entries.update(extra.spaces if isinstance(extra, gymnasium.spaces.Dict) else {name: extra})
+    return gymnasium.spaces.Dict(entries)
+
+
+def representation_entries(name: str, config: EventCameraConfig, image_size: tuple[int, int]) -> gymnasium.Space:
+    """The space of one representation ``name`` of a step's events."""
     height, width = image_size
-    if config.representation == "frame":
+    if name == "frame":
         return gymnasium.spaces.Box(0, np.inf, (height, width, 2), np.float32)
-    if config.representation == "voxel":
+    if name == "voxel":
         return gymnasium.spaces.Box(-np.inf, np.inf, (height, width, config.voxel_bins), np.float32)
-    if config.representation == "integrated":
+    if name == "integrated":
         return gymnasium.spaces.Box(-np.inf, np.inf, (height, width, 1), np.float32)
     low = np.broadcast_to(np.array([0, 0, 0, -1], np.float32), (config.max_events, 4))
     high = np.broadcast_to(
@@ -394,6 +409,11 @@ class EventCamera(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
       that, unlike the others, shows where things are after they stop moving;
     - ``events``: ``{"events": float32 (max_events, 4) rows (x, y, t, p), t in seconds since the
       previous observation, zero-padded; "count": int32 rows filled}``.
+
+    ``extra_representations`` adds other representations of the same events to a ``Dict``
+    observation (a ``Box`` main one under ``obs``, each extra under its name): e.g. the raw
+    ``events`` for the encoder beside their ``integrated`` image as the world model's
+    reconstruction target (``decoder.cnn_keys``).
 
     ``info`` has ``event_count`` (all events of the step), ``event_rate`` (events/s) and
     ``events_dropped`` (events beyond ``max_events``, only non-zero for ``events``). `reset`
@@ -444,13 +464,28 @@ class EventCamera(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
 
     def _observe(self, events: Events, t_start: float) -> tuple[Any, int]:
         config = self.config
-        if config.representation == "frame":
+        if "integrated" in (config.representation, *config.extra_representations):  # once, whoever shows it
+            t_end = t_start + config.frame_interval
+            self._integral = integrate_events(self._integral, events, t_start, t_end, config.integration_time)
+        observation, dropped = self._represent(config.representation, events, t_start)
+        if not config.extra_representations:
+            return observation, dropped
+        entries = observation if isinstance(observation, dict) else {MAIN_KEY: observation}
+        for name in config.extra_representations:
+            extra, extra_dropped = self._represent(name, events, t_start)
+            entries.update(extra if isinstance(extra, dict) else {name: extra})
+            dropped = max(dropped, extra_dropped)
+        return entries, dropped
+
+    def _represent(self, name: str, events: Events, t_start: float) -> tuple[Any, int]:
+        """One representation of the step's events and the events it dropped."""
+        config = self.config
+        if name == "frame":
             return events_to_frame(events, self.image_size), 0
         t_end = t_start + config.frame_interval
-        if config.representation == "voxel":
+        if name == "voxel":
             return events_to_voxel(events, self.image_size, config.voxel_bins, t_start, t_end), 0
-        if config.representation == "integrated":
-            self._integral = integrate_events(self._integral, events, t_start, t_end, config.integration_time)
+        if name == "integrated":
             return self._integral.copy(), 0
         array, kept, dropped = events_to_array(events, config.max_events, t_start)
         # Clamp float32 rounding of t just past frame_interval back into the declared bounds.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 import chex
 import flax.linen as nn
@@ -51,19 +51,22 @@ class WorldModelNet(nn.Module):
     bins: int
     event_streams: dict
     event_encoder: dict
-    decoded_cnn_shapes: dict  # cnn_shapes plus each event stream's count frame
+    decoded_mlp_shapes: dict  # mlp_shapes less the keys only encoded
+    decoded_cnn_shapes: dict  # cnn_shapes less the keys only encoded, plus event streams' count frames
+    decoder_only: tuple  # keys of mlp_shapes and cnn_shapes the encoder does not read
 
     def setup(self):
         self.encoder = MultiEncoder(
-            tuple(self.mlp_shapes), tuple(self.cnn_shapes), self.units, self.layers, self.cnn_depth,
-            self.event_streams, self.event_encoder,
+            tuple(k for k in self.mlp_shapes if k not in self.decoder_only),
+            tuple(k for k in self.cnn_shapes if k not in self.decoder_only),
+            self.units, self.layers, self.cnn_depth, self.event_streams, self.event_encoder,
         )
         self.rssm = RSSM(
             self.backbone, self.backbone_kwargs, self.deter, self.stoch, self.classes,
             self.units, self.unimix, resolve_posterior(self.posterior, self.backbone),
         )
         self.decoder = MultiDecoder(
-            dict(self.mlp_shapes), dict(self.decoded_cnn_shapes), self.units, self.layers, self.cnn_depth
+            dict(self.decoded_mlp_shapes), dict(self.decoded_cnn_shapes), self.units, self.layers, self.cnn_depth
         )
         self.reward_net = MLP(self.units, self.layers)
         self.reward_out = nn.Dense(self.bins, kernel_init=nn.initializers.zeros)
@@ -133,6 +136,9 @@ class WorldModel:
         which names each one's count key); each is embedded by an ``EventEncoder`` and
         reconstructed as its per-polarity count frame ``[H, W, 2]`` (symlog), a cheap summary.
       event_encoder: the ``EventEncoder`` arguments besides the stream (backbone, features, ...).
+      decoder_only: keys of ``mlp_shapes`` / ``cnn_shapes`` that are reconstruction targets only: the
+        encoder does not read them (an event camera's integrated image beside the raw events).
+      encoder_only: keys (of those, or event streams: then no count frame) read and not reconstructed.
     """
 
     def __init__(
@@ -161,6 +167,8 @@ class WorldModel:
         ssm_lr: float = 0.0,
         event_streams: Mapping[str, EventStream] | None = None,
         event_encoder: Mapping[str, Any] | None = None,
+        decoder_only: Collection[str] = (),
+        encoder_only: Collection[str] = (),
     ):
         scales = dict(zip(LOSS_NAMES, (1.0, 1.0, 1.0, 0.5, 0.1)))
         unknown = set(loss_scales or {}) - set(LOSS_NAMES)
@@ -176,15 +184,20 @@ class WorldModel:
         self.mlp_shapes = {k: tuple(v) for k, v in mlp_shapes.items()}
         self.cnn_shapes = {k: tuple(v) for k, v in cnn_shapes.items()}
         self.event_streams = {k: EventStream(*v) for k, v in (event_streams or {}).items()}
-        decoded_cnn_shapes = dict(self.cnn_shapes)
-        decoded_cnn_shapes.update({k: (s.height, s.width, 2) for k, s in self.event_streams.items()})
+        self.decoder_only, self.encoder_only = tuple(decoder_only), tuple(encoder_only)
+        check_key_roles(self.mlp_shapes, self.cnn_shapes, self.event_streams, self.decoder_only, self.encoder_only)
+        self.decoded_mlp_shapes = {k: s for k, s in self.mlp_shapes.items() if k not in self.encoder_only}
+        decoded_cnn_shapes = {k: s for k, s in self.cnn_shapes.items() if k not in self.encoder_only}
+        decoded_cnn_shapes.update({k: (s.height, s.width, 2) for k, s in self.event_streams.items()
+                                   if k not in self.encoder_only})
         if len({shape[:2] for shape in decoded_cnn_shapes.values()}) > 1:
             raise ValueError(f"images and event count frames must share height and width, got {decoded_cnn_shapes}")
         self.action_dim = action_dim
         self.net = WorldModelNet(
             self.mlp_shapes, self.cnn_shapes, action_dim, backbone, dict(backbone_kwargs or {}),
             posterior, deter, stoch, classes, units, layers, cnn_depth, unimix, bins,
-            self.event_streams, dict(event_encoder or {}), decoded_cnn_shapes,
+            self.event_streams, dict(event_encoder or {}), self.decoded_mlp_shapes, decoded_cnn_shapes,
+            self.decoder_only,
         )
         self.bins = symlog_bins(bins)
         self.feature_dim = deter + stoch * classes
@@ -277,17 +290,18 @@ class WorldModel:
         """Each observation key in the space the decoder predicts: symlog for vectors, [-0.5, 0.5]
         for uint8 images, symlog for float images (``nets.image_input``), and for an event stream
         the symlog of its count frame ``[..., H, W, 2]`` (its count key is input only)."""
-        targets = {key: symlog(batch[key].astype(jnp.float32)) for key in self.mlp_shapes}
-        targets.update({key: image_input(batch[key]) for key in self.cnn_shapes})
+        targets = {key: symlog(batch[key].astype(jnp.float32)) for key in self.decoded_mlp_shapes}
+        targets.update({key: image_input(batch[key]) for key in self.cnn_shapes if key not in self.encoder_only})
         for key, stream in self.event_streams.items():
-            targets[key] = symlog(count_frame(batch[key], batch[stream.count_key], stream))
+            if key not in self.encoder_only:
+                targets[key] = symlog(count_frame(batch[key], batch[stream.count_key], stream))
         return targets
 
     def reconstruction_loss(self, predictions: Mapping[str, jax.Array], batch) -> jax.Array:
         """Summed squared error per step ``[T, B]``: symlog space for vectors (each entry divided by
         its batch variance with ``vector_loss: variance``), ``reconstruction_targets``' space for
         images and event count frames."""
-        total = 0.0
+        total = jnp.zeros(batch[self.obs_keys[0]].shape[:2])  # nothing to reconstruct: reward and continue alone
         for key, target in self.reconstruction_targets(batch).items():
             squared = (predictions[key] - target) ** 2
             if key in self.mlp_shapes and self.vector_loss == "variance":
@@ -408,6 +422,20 @@ class WorldModel:
         _, (states, actions) = jax.lax.scan(body, start, jax.random.split(key, horizon))
         states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), start, states)
         return states, actions
+
+
+def check_key_roles(mlp_shapes, cnn_shapes, event_streams, decoder_only, encoder_only) -> None:
+    """``ValueError`` unless ``decoder_only`` names observation keys (not event streams),
+    ``encoder_only`` names observation keys or event streams, no key is both, and something is encoded."""
+    keys = set(mlp_shapes) | set(cnn_shapes)
+    if set(decoder_only) - keys:
+        raise ValueError(f"decoder_only keys {sorted(set(decoder_only) - keys)} are not vector or image keys {sorted(keys)}")
+    if set(encoder_only) - keys - set(event_streams):
+        raise ValueError(f"encoder_only keys {sorted(set(encoder_only) - keys - set(event_streams))} are not observation keys")
+    if set(decoder_only) & set(encoder_only):
+        raise ValueError(f"keys {sorted(set(decoder_only) & set(encoder_only))} are both decoder_only and encoder_only")
+    if not (keys - set(decoder_only)) and not event_streams:
+        raise ValueError("every observation key is decoder_only: the encoder has nothing to read")
 
 
 def sown_means(intermediates: Mapping[str, Any]) -> dict[str, jax.Array]:

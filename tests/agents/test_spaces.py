@@ -46,6 +46,27 @@ def test_raw_events_go_to_the_event_encoder_with_the_cameras_sizes():
     assert spec["events"] == ((64, 4), np.float32) and spec["count"] == ((), np.int32)
 
 
+def test_decoder_patterns_make_keys_reconstruction_targets_only_or_inputs_only():
+    """Raw events read beside their integrated image as the decoder's target only; by default the
+    decoder follows the encoder's patterns (nothing changes), and a key neither matches is dropped."""
+    config = EventCameraConfig(representation="events", extra_representations=("integrated",), max_events=64)
+    space = event_observation_space(config, IMAGE_SIZE)
+    layout = observation_layout(space, cnn_keys="", decoder_cnn_keys="integrated")
+    assert layout.cnn_shapes == {"integrated": (12, 20, 1)} and set(layout.event_streams) == {"events"}
+    assert layout.decoder_only == {"integrated"} and layout.encoder_only == {"events"}  # no count frame
+    assert layout.decoded_images == ("integrated",) and layout.keys == ("integrated", "events", "count")
+    both = observation_layout(space)
+    assert both.decoder_only == both.encoder_only == frozenset() and both.decoded_images == ("integrated",)
+    vectors = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (3,)), "goal": gym.spaces.Box(-1, 1, (2,)),
+                               "noise": gym.spaces.Box(-1, 1, (4,))})
+    layout = observation_layout(vectors, mlp_keys="state|noise", decoder_mlp_keys="state|goal")
+    assert set(layout.mlp_shapes) == {"state", "goal", "noise"}
+    assert layout.decoder_only == {"goal"} and layout.encoder_only == {"noise"}
+    assert set(observation_layout(vectors, mlp_keys="state").mlp_shapes) == {"state"}  # dropped as before
+    with pytest.raises(SpaceError, match="no observation entry"):  # targets alone: nothing to read
+        observation_layout(vectors, mlp_keys="", decoder_mlp_keys=".*")
+
+
 def test_a_count_beside_no_event_stream_is_a_vector_and_unroutable_entries_still_fail():
     layout = observation_layout(gym.spaces.Dict({"count": gym.spaces.Box(0, 9, (), np.int32)}))
     assert layout.mlp_shapes == {"count": (1,)} and not layout.event_streams

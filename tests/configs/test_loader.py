@@ -112,7 +112,7 @@ def test_typed_sections_take_exactly_the_keys_of_every_preset():
     for preset in ["defaults", *available_presets()]:
         config = load_config([] if preset == "defaults" else [preset])
         sections = agent_sections(config)
-        for name in ("world_model", "agent", "hierarchy", "goal", "encoder"):
+        for name in ("world_model", "agent", "hierarchy", "goal", "encoder", "decoder"):
             typed = {key: dict(value) if isinstance(value, Mapping) else value
                      for key, value in as_kwargs(getattr(sections, name)).items()}
             plain = {key: tuple(value) if isinstance(value, list) else value for key, value in config[name].items()}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from envs.config import EventCameraConfig
+from envs.config import EnvConfigError, EventCameraConfig
 from envs.event_camera import (
     MIN_CONTRAST,
     EventCamera,
@@ -323,6 +323,36 @@ def test_wrapper_integrated_leaks_with_its_time_constant():
             integral[int(y), int(x), 0] += p * np.exp(-(interval - t) / 0.05)
         np.testing.assert_allclose(observation, integral, rtol=1e-4, atol=1e-5, err_msg=f"step {step}")
     assert np.abs(integral).max() > 0.1
+
+
+@pytest.mark.parametrize("main, extras", [("events", ("integrated", "frame")), ("voxel", ("events", "integrated"))])
+def test_extra_representations_equal_each_representation_alone(main, extras):
+    """Extras come in a dict beside the main representation (a Box one under ``obs``) and equal
+    what a camera of that representation alone gives on the same seed: with shot noise and
+    threshold mismatch on, so the same events means the same random stream too."""
+    noisy = dict(shot_noise_rate=20.0, threshold_sigma=0.03, integration_time=0.1, max_events=64)
+    combined = event_camera(main, extra_representations=extras, **noisy)
+    alone = {name: event_camera(name, **noisy) for name in (main, *extras)}
+    check_env(combined, skip_render_check=True)
+    named = lambda name, observation: observation if isinstance(observation, dict) else {
+        "obs" if name == main else name: observation}
+    observations = [combined.reset(seed=3)[0]]
+    expected = [{key: value for name, env in alone.items() for key, value in named(name, env.reset(seed=3)[0]).items()}]
+    for step in range(5):
+        observations.append(combined.step(0)[0])
+        expected.append({key: value for name, env in alone.items() for key, value in named(name, env.step(0)[0]).items()})
+    assert set(observations[0]) == set(combined.observation_space.spaces) == set(expected[0])
+    for step, (observation, wanted) in enumerate(zip(observations, expected)):
+        for key in wanted:
+            np.testing.assert_array_equal(observation[key], wanted[key], err_msg=f"{key} at step {step}")
+    assert np.abs(observations[-1]["integrated"]).max() > 0 and observations[-1]["count"] > 0
+
+
+def test_extra_representations_refuse_the_main_one_and_unknown_names():
+    with pytest.raises(EnvConfigError, match="other than the representation"):
+        EventCameraConfig(representation="events", extra_representations=["events"])
+    with pytest.raises(EnvConfigError, match="one of"):
+        EventCameraConfig(representation="events", extra_representations=["intgrated"])
 
 
 @pytest.mark.parametrize("representation", ["frame", "voxel", "events", "integrated"])

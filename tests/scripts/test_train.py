@@ -291,6 +291,25 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
         assert json.loads((logdir / "probe_state.json").read_text())["step"] == report["step"]
 
 
+def test_raw_events_train_with_their_integrated_image_as_the_only_reconstruction_target(tmp_path, capsys):
+    """The camera adds the integrated image beside the raw events; the encoder reads the events, the
+    decoder reconstructs the image alone (no count frame), and its reconstructions are logged."""
+    logdir = tmp_path / "events_integrated_target"
+    camera = ["env.event_camera.representation=events", "env.event_camera.extra_representations=[integrated]",
+              "env.event_camera.integration_time=.inf", "encoder.cnn_keys=", "decoder.cnn_keys=integrated",
+              "env.image_size=[16,16]", "env.event_camera.max_events=128", "env.event_camera.contrast_pos=0.05",
+              "env.event_camera.contrast_neg=0.05", "run.video_every=100"]
+    assert run_train(logdir, "--env", "event:CartPole-v1", "--steps", "120", "--set", *camera) == 0
+    out = capsys.readouterr().out
+    assert "cnn {'integrated': (16, 16, 1)} event encoder" in out
+    assert "(targets only: ['integrated']) (inputs only: ['events'])" in out
+    rows = [row for row in read_metrics(logdir) if "level0/world_model/loss" in row]
+    assert rows and all(np.isfinite(row["level0/world_model/r2/integrated"]) for row in rows)
+    assert not any("level0/world_model/r2/events" in row for row in rows)
+    state, _ = final_params(logdir)
+    assert int(state.updates) > 0 and "ConvEncoder_0" not in state.levels[0].world_model.params["encoder"]
+
+
 def test_same_seed_gives_identical_parameters_and_returns(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     run_train(first, "--steps", "150", "--seed", "11")

@@ -168,6 +168,41 @@ def test_event_camera_observations_train_the_world_model(representation):
         assert np.any(grad != 0) or "empty" in jax.tree_util.keystr(path), path
 
 
+def test_decoder_only_keys_are_targets_the_encoder_never_reads_and_encoder_only_keys_are_not_decoded():
+    """Raw events in, their integrated image as the only target: changing the image changes the
+    loss, never the embedding; the count frame is no target; gradients reach the event encoder."""
+    from world_models.event_encoder import EventStream
+
+    batch = event_camera_batch("events")
+    rng = np.random.default_rng(0)
+    batch["integrated"] = rng.normal(size=batch["count"].shape + (16, 16, 1)).astype(np.float32)
+    stream = EventStream(96, "count", 16, 16, 0.033333)
+    encoder = dict(features=8, units=16, chunk_size=32, backbones={"event_s5": dict(state_size=4, layers=1, blocks=1)})
+    model = WorldModel({}, {"integrated": (16, 16, 1)}, action_dim=2, deter=16, stoch=2, classes=2, units=16,
+                       layers=1, cnn_depth=2, event_streams={"events": stream}, event_encoder=encoder,
+                       decoder_only=["integrated"], encoder_only=["events"])
+    assert set(model.reconstruction_targets(batch)) == {"integrated"}
+    np.testing.assert_allclose(model.reconstruction_targets(batch)["integrated"], symlog(batch["integrated"]), rtol=1e-6)
+    params = model.init(jax.random.PRNGKey(0))
+    other = {**batch, "integrated": batch["integrated"] + 1.0}
+    np.testing.assert_array_equal(model.embed(params, batch), model.embed(params, other))
+    key = jax.random.PRNGKey(1)
+    loss = jax.jit(model.loss)
+    assert float(loss(params, batch, key)[0]) != float(loss(params, other, key)[0])
+    grads, (metrics, _) = jax.jit(jax.grad(model.loss, has_aux=True))(params, batch, key)
+    assert set(model.decode(params, jnp.zeros((1, model.feature_dim)))) == {"integrated"}
+    assert "world_model/r2/integrated" in metrics and "world_model/r2/events" not in metrics
+    leaves = jax.tree_util.tree_leaves(grads["encoder"])
+    assert leaves and all(np.all(np.isfinite(leaf)) for leaf in leaves) and any(np.any(leaf != 0) for leaf in leaves)
+    for roles, match in [(dict(decoder_only=["events"]), "not vector or image keys"),
+                         (dict(decoder_only=["integrated"], encoder_only=["integrated"]), "both"),
+                         (dict(encoder_only=["nothing"]), "not observation keys")]:
+        with pytest.raises(ValueError, match=match):
+            WorldModel({}, {"integrated": (16, 16, 1)}, action_dim=2, event_streams={"events": stream}, **roles)
+    with pytest.raises(ValueError, match="nothing to read"):
+        WorldModel({}, {"integrated": (16, 16, 1)}, action_dim=2, decoder_only=["integrated"])
+
+
 def tiny_model(**kwargs) -> WorldModel:
     return WorldModel({"position": (2,)}, {}, action_dim=2, deter=8, stoch=2, classes=2, units=8, layers=1, **kwargs)
 
