@@ -1,7 +1,8 @@
 """Show how hmbrl sees an environment: ``python -m scripts.inspect_env --env X [--config C] [--set k=v]``.
 
 Prints the observation and action spaces, which observation key goes to which encoder (CNN or
-MLP, after ``encoder.cnn_keys`` / ``encoder.mlp_keys``), and the result of Gymnasium's ``check_env``.
+MLP, after ``encoder.cnn_keys`` / ``encoder.mlp_keys``) and which the world model only
+reconstructs or only reads (``decoder.*_keys``), and the result of Gymnasium's ``check_env``.
 
 Exit status: 0 the agent takes the environment and ``check_env`` passes; 1 it was inspected and the
 agent cannot take it or ``check_env`` failed; 2 an error you can fix before anything
@@ -38,16 +39,21 @@ def main(argv=None) -> int:
     print(f"action space: {env.action_space}")
     status = 0
     try:
-        encoder = agent_sections(config).encoder
-        layout = observation_layout(env.observation_space, encoder.mlp_keys, encoder.cnn_keys)
+        sections = agent_sections(config)
+        encoder, decoder = sections.encoder, sections.decoder
+        layout = observation_layout(env.observation_space, encoder.mlp_keys, encoder.cnn_keys,
+                                    decoder.mlp_keys, decoder.cnn_keys)
+        role = lambda key, net: (f" -> {net} decoder only (a reconstruction target)" if key in layout.decoder_only
+                                 else f" -> {net} encoder" + (", not reconstructed" if key in layout.encoder_only else ""))
         for key, shape in layout.cnn_shapes.items():
             scaling = "" if layout.dtypes[key] == "uint8" else " (symlog)"
-            print(f"  {key}: {shape} {layout.dtypes[key]} -> CNN encoder{scaling}")
+            print(f"  {key}: {shape} {layout.dtypes[key]}{role(key, 'CNN')}{scaling}")
         for key, shape in layout.mlp_shapes.items():
-            print(f"  {key}: {shape} -> MLP encoder (symlog)")
+            print(f"  {key}: {shape}{role(key, 'MLP')} (symlog)")
         for key, stream in layout.event_streams.items():
             print(f"  {key}: ({stream.max_events}, 4) events of a {stream.height}x{stream.width} sensor, count in "
-                  f"{stream.count_key!r} -> event encoder ({config['world_model']['event_encoder']['backbone']})")
+                  f"{stream.count_key!r} -> event encoder ({config['world_model']['event_encoder']['backbone']})"
+                  + ("" if key in layout.encoder_only else ", its count frame reconstructed"))
         actions = action_layout(env.action_space)
         kind = "one-hot of" if actions.discrete else "continuous in [-1, 1]^"
         print(f"agent actions: {kind} {actions.dim}")

@@ -48,6 +48,15 @@ def test_inspect_env_shows_the_routing(user_module, capsys):
     assert "check_env: passed" in out
 
 
+def test_inspect_env_shows_keys_only_read_or_only_reconstructed(user_module, capsys):
+    flags = ["--env", f"{user_module}:DotToCentre", "--set", "encoder.mlp_keys=", "decoder.mlp_keys=position",
+             "decoder.cnn_keys="]
+    assert inspect_env.main(flags) == 0
+    out = capsys.readouterr().out
+    assert "image: (16, 16, 3) uint8 -> CNN encoder, not reconstructed" in out
+    assert "position: (2,) -> MLP decoder only (a reconstruction target)" in out
+
+
 
 @pytest.mark.parametrize("flags, says", [
     (["--env", "CartPol-v1"], "CartPole-v1"),  # an unknown id: the registry's suggestion
