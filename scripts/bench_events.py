@@ -8,7 +8,9 @@
     python -m scripts.bench_events --replot benchmarks/out/events.json
 
 Every input of an env (``state``: the env's own observation; ``pixels``: rendered frames;
-``frame``, ``voxel``, ``events``, ``integrated``: the event camera's representations of those frames) trains the
+``frame``, ``voxel``, ``events``, ``integrated``: the event camera's representations of those frames;
+``events_integrated``: raw events in, their integrated image without leak as the world model's
+reconstruction target instead of the count frame) trains the
 ``control`` preset with the same budget: ``--steps`` agent steps at
 ``--action-repeat``, frames of ``--image-size`` pixels, the same seeds. The camera's
 ``frame_interval`` is the simulated time of one agent step (the env's own time step times the
@@ -42,8 +44,12 @@ from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchm
 from scripts.common import report_user_errors
 from scripts.run_curves import evaluation_rows, mean_curve, plot
 
-INPUTS = ("state", "pixels", "frame", "voxel", "events", "integrated")
-EVENT_INPUTS = ("frame", "voxel", "events", "integrated")
+INPUTS = ("state", "pixels", "frame", "voxel", "events", "integrated", "events_integrated")
+EVENT_INPUTS = ("frame", "voxel", "events", "integrated", "events_integrated")
+# Raw events in, their integrated image (no leak) the world model's only reconstruction target.
+INTEGRATED_TARGET = {"env.event_camera.extra_representations": ["integrated"],
+                     "env.event_camera.integration_time": float("inf"),
+                     "encoder.cnn_keys": "", "decoder.cnn_keys": "integrated"}
 PRESET = "control"  # the classic-control family preset, for every env and input
 TARGETS = {"CartPole-v1": 400.0, "Pendulum-v1": -300.0}  # issue #18's targets from events
 ENV_TIME_STEP = {"CartPole-v1": 0.02, "Pendulum-v1": 0.05}  # seconds per env step (tau, dt)
@@ -91,10 +97,12 @@ def run_overrides(env: str, source: str, image_size: int, action_repeat: int, ma
     overrides += [("env.image_size", [image_size, image_size]), ("run.state_probe_steps", STATE_PROBE_STEPS)]
     if source == "pixels":
         return overrides + [("env.pixels", True)]
-    camera = {"representation": source, "max_events": max_events, **(NOISE if noise else {})}
+    representation = "events" if source == "events_integrated" else source
+    camera = {"representation": representation, "max_events": max_events, **(NOISE if noise else {})}
     if env in ENV_TIME_STEP:  # elsewhere the camera's own frame_interval stands
         camera["frame_interval"] = ENV_TIME_STEP[env] * action_repeat
-    return overrides + [(f"env.event_camera.{key}", value) for key, value in camera.items()]
+    overrides += [(f"env.event_camera.{key}", value) for key, value in camera.items()]
+    return overrides + (list(INTEGRATED_TARGET.items()) if source == "events_integrated" else [])
 
 
 def run_config(env: str, source: str, seed: int, args: argparse.Namespace) -> dict:
@@ -112,7 +120,9 @@ def input_of(config: dict) -> tuple[str, str]:
     """The env and input a run's config trains (the inverse of ``run_config``)."""
     env = config["env_id"].removeprefix("event:")
     if config["env_id"] != env:
-        return env, config["env"]["event_camera"]["representation"]
+        camera = config["env"]["event_camera"]
+        integrated_target = "integrated" in camera["extra_representations"] and config["decoder"]["cnn_keys"] == "integrated"
+        return env, "events_integrated" if integrated_target else camera["representation"]
     return env, "pixels" if config["env"].get("pixels") else "state"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.spaces import observation_layout
 from configs.loader import load_config
 from envs import make_env
 from scripts.bench_events import (encoder_throughput, events_per_step, input_of, main, parse_args, run_config,
@@ -16,13 +17,20 @@ from scripts.bench_events import (encoder_throughput, events_per_step, input_of,
 
 @pytest.mark.parametrize("source, space", [("state", "(4,)"), ("pixels", "(16, 16, 3)"), ("frame", "(16, 16, 2)"),
                                            ("voxel", "(16, 16, 5)"), ("events", "(64, 4)"),
-                                           ("integrated", "(16, 16, 1)")])
+                                           ("integrated", "(16, 16, 1)"), ("events_integrated", "'integrated'")])
 def test_every_input_builds_its_observation(source, space):
     config = load_config(["control"], run_overrides("CartPole-v1", source, 16, 2, 64, noise=False))
     env = make_env(config["env_id"], config["env"], seed=0)
     assert space in str(env.observation_space)
     env.close()
-    if source in ("frame", "voxel", "events", "integrated"):  # one agent step of simulated time: two CartPole steps
+    if source != "events_integrated":
+        assert not config["env"]["event_camera"]["extra_representations"] and config["decoder"]["cnn_keys"] is None
+    else:  # raw events read, their integrated image (no leak) the only target
+        assert "(64, 4)" in str(env.observation_space) and config["env"]["event_camera"]["integration_time"] == np.inf
+        layout = observation_layout(env.observation_space, config["encoder"]["mlp_keys"], config["encoder"]["cnn_keys"],
+                                    config["decoder"]["mlp_keys"], config["decoder"]["cnn_keys"])
+        assert layout.decoder_only == {"integrated"} and layout.encoder_only == {"events"}
+    if source not in ("state", "pixels"):  # one agent step of simulated time: two CartPole steps
         assert config["env"]["event_camera"]["frame_interval"] == pytest.approx(0.04)
     # every camera input measures whether its latent holds the state; state runs cannot (nothing to probe)
     assert config["run"]["state_probe_steps"] == (0 if source == "state" else 1000)
@@ -123,7 +131,7 @@ def test_a_stopped_benchmark_resumes_from_its_directory_and_reports_where_it_sta
     assert refused.value.code == 2 and "--noise cannot be given with it" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("source", ["state", "pixels", "frame", "voxel", "events"])
+@pytest.mark.parametrize("source", ["state", "pixels", "frame", "voxel", "events", "integrated", "events_integrated"])
 def test_a_runs_input_is_read_back_from_its_config(source):
     args = parse_args(["--image-size", "16", "--max-events", "64", "--steps", "100"])
     assert input_of(run_config("Pendulum-v1", source, 3, args)) == ("Pendulum-v1", source)
