@@ -114,13 +114,14 @@ def observation_layout(
 
     An entry matching the encoder's pattern (``mlp_keys``, ``cnn_keys``) is read, one matching the
     decoder's (``decoder_mlp_keys``, ``decoder_cnn_keys``; None: the encoder's) is reconstructed;
-    an event stream is always read, and its count frame reconstructed where its key matches
-    ``decoder_cnn_keys``. Entries matching neither are dropped.
+    an event stream is always read, and its count frame reconstructed unless ``decoder_cnn_keys``
+    is given and does not match its key. Entries matching neither are dropped.
 
     Raises:
       SpaceError: for a space that is neither ``Box`` nor ``Dict`` of ``Box``, an entry that fits
         neither encoder, or when nothing at all is encoded.
     """
+    stream_patterns = decoder_cnn_keys  # an event stream is read whatever cnn_keys say
     decoder_mlp_keys = mlp_keys if decoder_mlp_keys is None else decoder_mlp_keys
     decoder_cnn_keys = cnn_keys if decoder_cnn_keys is None else decoder_cnn_keys
     encoded = lambda entry, key: re.fullmatch(cnn_keys if _is_image(entry) else mlp_keys, key) is not None
@@ -136,7 +137,7 @@ def observation_layout(
         if streams[key]:
             event_streams[key] = streams[key]
             dtypes[key], dtypes[EVENT_COUNT_KEY] = np.dtype(np.float32), np.dtype(np.int32)
-            if re.fullmatch(decoder_cnn_keys, key) is None:
+            if stream_patterns is not None and re.fullmatch(stream_patterns, key) is None:
                 encoder_only.add(key)
         elif key in counts:
             continue  # read with its event stream

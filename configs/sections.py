@@ -119,7 +119,8 @@ class EncoderConfig:
 class DecoderConfig:
     """``decoder``: regular expressions over observation keys that the world model reconstructs
     (null: the encoder's). A key only the decoder matches is a reconstruction target the encoder
-    never reads; an event stream's count frame is reconstructed where its key matches ``cnn_keys``."""
+    never reads; an event stream's count frame is reconstructed unless ``cnn_keys`` is set and does
+    not match its key."""
 
     mlp_keys: str | None
     cnn_keys: str | None

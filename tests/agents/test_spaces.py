@@ -57,6 +57,8 @@ def test_decoder_patterns_make_keys_reconstruction_targets_only_or_inputs_only()
     assert layout.decoded_images == ("integrated",) and layout.keys == ("integrated", "events", "count")
     both = observation_layout(space)
     assert both.decoder_only == both.encoder_only == frozenset() and both.decoded_images == ("integrated",)
+    events_alone = observation_layout(space, cnn_keys="")  # the image dropped, the count frame still a target
+    assert not events_alone.cnn_shapes and events_alone.encoder_only == frozenset()
     vectors = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (3,)), "goal": gym.spaces.Box(-1, 1, (2,)),
                                "noise": gym.spaces.Box(-1, 1, (4,))})
     layout = observation_layout(vectors, mlp_keys="state|noise", decoder_mlp_keys="state|goal")
