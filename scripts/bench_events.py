@@ -35,7 +35,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -161,13 +161,13 @@ def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
 
 
 def events_per_step(env: str, image_size: int, action_repeat: int, noise: bool, steps: int = 200,
-                    seed: int = 0) -> dict:
-    """Events per agent step of ``event:<env>`` under a uniformly random policy: mean, p99, max."""
+                    seed: int = 0, overrides: Sequence[str] = ()) -> dict:
+    """Events per agent step of ``event:<env>`` under a uniformly random policy: mean, p99, max
+    (``overrides``: the benchmark's ``--set``, its camera's thresholds say)."""
     from configs.loader import load_config
     from envs import make_env
 
-    overrides = run_overrides(env, "frame", image_size, action_repeat, 1, noise)
-    config = load_config([PRESET], overrides)
+    config = load_config([PRESET], run_overrides(env, "frame", image_size, action_repeat, 1, noise) + list(overrides))
     camera_env = make_env(config["env_id"], config["env"], seed=seed)
     camera_env.reset(seed=seed)
     camera_env.action_space.seed(seed)
@@ -215,7 +215,8 @@ def encoder_throughput(max_events: int, fill: float, streams: int, repeats: int 
 
 def measure(args: argparse.Namespace) -> dict:
     """The cheap numbers: events per step per env, events/s through the encoder at two sizes."""
-    counts = {env: events_per_step(env, args.image_size, args.action_repeat, args.noise) for env in args.envs}
+    counts = {env: events_per_step(env, args.image_size, args.action_repeat, args.noise, overrides=args.overrides)
+              for env in args.envs}
     print("\nevents per agent step under a random policy "
           f"({args.image_size}x{args.image_size}, action repeat {args.action_repeat}):")
     for env, c in counts.items():

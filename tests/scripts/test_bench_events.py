@@ -81,6 +81,9 @@ def test_replot_prints_the_table_and_draws_one_plot_per_env(tmp_path, capsys):
 def test_events_per_step_and_encoder_throughput_measure_something():
     counts = events_per_step("CartPole-v1", 16, 1, noise=True, steps=10)
     assert 0 < counts["mean"] <= counts["max"]  # 5 Hz shot noise alone fires on 256 pixels
+    sensitive = ["env.event_camera.contrast_pos=0.02", "env.event_camera.contrast_neg=0.02"]  # the benchmark's --set
+    assert (events_per_step("CartPole-v1", 16, 1, noise=False, steps=10, overrides=sensitive)["mean"]
+            > events_per_step("CartPole-v1", 16, 1, noise=False, steps=10)["mean"])
     small = dict(backbones={"event_s5": dict(state_size=4, layers=1, blocks=1)}, features=8, units=8, chunk_size=8)
     measured = encoder_throughput(32, 0.5, 4, repeats=1, encoder_kwargs=small)
     assert measured["events_per_step"] == 16

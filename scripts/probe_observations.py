@@ -1,0 +1,153 @@
+"""How much of the state does one observation show? A linear probe of each input's raw observation.
+
+    python -m scripts.probe_observations                                  # CartPole-v1, random policy
+    python -m scripts.probe_observations --gains 0.05 0.1 1 0.3 --epsilon 0.3   # a balancing policy
+    python -m scripts.probe_observations --set env.event_camera.contrast_pos=0.05 env.event_camera.contrast_neg=0.05
+
+Before any model: what a single observation of each input (``--inputs``, configured as
+``scripts.bench_events`` configures them, ``--set`` applied to all) holds of the env's own state,
+read linearly. The env runs under a policy on its own observation (``info["source_observation"]``):
+uniformly random, or with ``--gains`` the linear state feedback ``action = [gains . state > 0]``
+(two discrete actions) or ``clip(gains . state)`` (one continuous), each action replaced by a random
+one with probability ``--epsilon``. A balancing policy matters: it keeps the state where a trained
+agent keeps it (a CartPole pole near upright), which a random policy leaves at once. Each input's
+observations (flattened; ``events`` as its per-polarity count frame) are regressed onto each state
+entry (``agents.state_probe.ridge_probe``: ridge on standardised pixels, the penalty chosen on a split
+of the fit episodes), fitted on ``--train-steps`` of seed 0 and tested on ``--test-steps`` of seed 1.
+A CNN may read more than a linear map of the pixels: this bounds nothing, it compares the inputs.
+Prints a table and writes JSON (default ``benchmarks/out/observations.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from scripts.common import UserError, report_user_errors
+
+INPUTS = ("pixels", "frame", "voxel", "integrated", "events")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="CartPole-v1", help="a Gymnasium id whose own observation is a vector")
+    parser.add_argument("--inputs", nargs="+", default=["pixels", "frame", "integrated"], choices=INPUTS)
+    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--action-repeat", type=int, default=2)
+    parser.add_argument("--gains", type=float, nargs="+",
+                        help="linear state feedback on the env's own observation (default: a random policy)")
+    parser.add_argument("--epsilon", type=float, default=0.3, help="with --gains: the share of random actions")
+    parser.add_argument("--train-steps", type=int, default=3000, help="recorded agent steps to fit on (seed 0)")
+    parser.add_argument("--test-steps", type=int, default=1500, help="recorded agent steps to test on (seed 1)")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every input (the camera's thresholds, say)")
+    parser.add_argument("--out", default="benchmarks/out/observations.json")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.epsilon <= 1.0:
+        parser.error(f"--epsilon must be in [0, 1], got {args.epsilon}")
+    return args
+
+
+def feedback_action(gains: np.ndarray, state: np.ndarray, action_space) -> Any:
+    """The linear state feedback's action: ``gains . state > 0`` of two discrete actions, or
+    ``gains . state`` clipped to a one-dimensional box."""
+    if gains.size != state.size:
+        raise UserError(f"--gains has {gains.size} values; the env's own observation has {state.size}")
+    value = float(gains @ state)
+    if hasattr(action_space, "n"):
+        if action_space.n != 2:
+            raise UserError(f"--gains needs two discrete actions or a one-dimensional box; the env has {action_space}")
+        return int(value > 0)
+    if action_space.shape != (1,):
+        raise UserError(f"--gains needs two discrete actions or a one-dimensional box; the env has {action_space}")
+    return np.clip(np.array([value], action_space.dtype), action_space.low, action_space.high)
+
+
+def flat_observation(observation: Any, source: str, image_size: int) -> np.ndarray:
+    """One observation as a float vector: images flattened, an event stream as its count frame."""
+    if source != "events":
+        return np.asarray(observation, np.float32).reshape(-1)
+    from envs.event_camera import Events, events_to_frame
+
+    rows = observation["events"][: int(observation["count"])]
+    events = Events(rows[:, 0].astype(np.int32), rows[:, 1].astype(np.int32), rows[:, 2].astype(np.float64), rows[:, 3])
+    return events_to_frame(events, (image_size, image_size)).reshape(-1)
+
+
+def record(config: dict, source: str, steps: int, seed: int, gains: np.ndarray | None, epsilon: float,
+           image_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Whole episodes, at least ``steps`` steps in all: per episode the flattened observations ``[T, P]``
+    and the env's own observations ``[T, D]``."""
+    from agents.state_probe import source_entries
+    from envs import make_env
+
+    env = make_env(config["env_id"], config["env"], seed=seed)
+    env.action_space.seed(seed)
+    rng = np.random.default_rng(seed)
+    observation, info = env.reset(seed=seed)
+    episodes, seen, states, recorded = [], [], [], 0
+    while recorded < steps:
+        state, _ = source_entries({key: np.asarray(value)[None] for key, value in info.items()
+                                   if key == "source_observation"})
+        seen.append(flat_observation(observation, source, image_size))
+        states.append(state)
+        random = gains is None or rng.random() < epsilon
+        action = env.action_space.sample() if random else feedback_action(gains, state, env.action_space)
+        observation, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            episodes.append((np.stack(seen), np.stack(states)))
+            recorded += len(seen)
+            seen, states = [], []
+            observation, info = env.reset()
+    env.close()
+    return episodes
+
+
+def probe_input(source: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The ridge probe of one input's raw observations: R^2 per state entry, with the test states' spread."""
+    from agents.state_probe import ridge_probe
+    from configs.loader import load_config
+    from scripts.bench_events import PRESET, run_overrides
+
+    overrides = run_overrides(args.env, source, args.image_size, args.action_repeat, 256, noise=False)
+    config = load_config([PRESET], overrides + list(args.overrides))
+    gains = None if args.gains is None else np.asarray(args.gains, np.float64)
+    fit = record(config, source, args.train_steps, 0, gains, args.epsilon, args.image_size)
+    test = record(config, source, args.test_steps, 1, gains, args.epsilon, args.image_size)
+    result = ridge_probe([e[0] for e in fit], [e[1] for e in fit], [e[0] for e in test], [e[1] for e in test])
+    states = np.concatenate([e[1] for e in test])
+    return {"r2": result["r2"], "penalty": result["penalty"], "state_std": states.std(0).tolist(),
+            "episode_length": float(np.mean([len(e[1]) for e in test])), "pixels": int(fit[0][0].shape[1])}
+
+
+@report_user_errors
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    results = {source: probe_input(source, args) for source in args.inputs}
+    entries = len(next(iter(results.values()))["r2"])
+    policy = "random" if args.gains is None else f"linear feedback {args.gains}, epsilon {args.epsilon}"
+    first = next(iter(results.values()))
+    print(f"\n{args.env}, {args.image_size}x{args.image_size}, policy {policy} (test episodes of "
+          f"{first['episode_length']:.0f} steps; state std {', '.join(f'{v:.3f}' for v in first['state_std'])}); "
+          f"R² of each state entry from one raw observation, ridge regression")
+    print("| input | " + " | ".join(f"[{index}]" for index in range(entries)) + " |")
+    print("| --- |" + " ---: |" * entries)
+    show = lambda value: "-" if value is None else f"{value:.2f}"
+    for source, result in results.items():
+        print(f"| {source} | " + " | ".join(show(value) for value in result["r2"]) + " |")
+    report = {"env": args.env, "image_size": args.image_size, "action_repeat": args.action_repeat, "policy": policy,
+              "overrides": args.overrides, "train_steps": args.train_steps, "test_steps": args.test_steps,
+              "results": results}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

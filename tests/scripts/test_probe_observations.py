@@ -1,0 +1,44 @@
+"""scripts.probe_observations at toy sizes: every input is recorded under the policy asked for and
+probed on steps of another seed; the linear feedback acts as written; bad gains are a clear error."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from scripts import probe_observations
+
+
+def test_every_input_is_probed_on_another_seeds_steps(tmp_path, capsys):
+    out = tmp_path / "observations.json"
+    report = probe_observations.main(["--image-size", "16", "--inputs", "pixels", "integrated", "events",
+                                      "--gains", "0.05", "0.1", "1", "0.3", "--train-steps", "60", "--test-steps", "30",
+                                      "--out", str(out), "--set", "env.event_camera.contrast_pos=0.05"])
+    assert set(report["results"]) == {"pixels", "integrated", "events"}
+    for source, result in report["results"].items():
+        assert len(result["r2"]) == 4 and all(np.isfinite(result["r2"])), source
+        assert len(result["state_std"]) == 4 and result["episode_length"] > 1
+    pixels = report["results"]
+    assert pixels["pixels"]["pixels"] == 16 * 16 * 3 and pixels["integrated"]["pixels"] == 16 * 16
+    assert pixels["events"]["pixels"] == 16 * 16 * 2  # an event stream as its count frame
+    assert report["overrides"] == ["env.event_camera.contrast_pos=0.05"]
+    assert json.loads(out.read_text())["results"].keys() == report["results"].keys()
+    assert "| integrated |" in capsys.readouterr().out
+
+
+def test_the_linear_feedback_acts_as_written():
+    gains, state = np.array([0.0, 0.0, 1.0, 0.5]), np.array([9.0, 9.0, -0.1, 0.1])
+    assert probe_observations.feedback_action(gains, state, gym.spaces.Discrete(2)) == 0  # -0.05 <= 0
+    assert probe_observations.feedback_action(gains, -state, gym.spaces.Discrete(2)) == 1
+    box = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    np.testing.assert_allclose(probe_observations.feedback_action(np.array([3.0]), np.array([1.0]), box), [2.0])
+    np.testing.assert_allclose(probe_observations.feedback_action(np.array([3.0]), np.array([-0.1]), box), [-0.3], rtol=1e-6)
+
+
+def test_gains_that_do_not_fit_the_env_are_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        probe_observations.main(["--image-size", "16", "--inputs", "pixels", "--gains", "1", "2", "--train-steps", "5"])
+    assert stopped.value.code == 2 and "--gains has 2 values" in capsys.readouterr().err
