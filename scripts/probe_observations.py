@@ -12,8 +12,8 @@ uniformly random, or with ``--gains`` the linear state feedback ``action = [gain
 one with probability ``--epsilon``. A balancing policy matters: it keeps the state where a trained
 agent keeps it (a CartPole pole near upright), which a random policy leaves at once. Each input's
 observations (flattened; ``events`` as its per-polarity count frame) are regressed onto each state
-entry (``agents.state_probe.ridge_probe``: ridge on standardised pixels, the penalty chosen on a split
-of the fit episodes), fitted on ``--train-steps`` of seed 0 and tested on ``--test-steps`` of seed 1.
+entry (ridge on standardised pixels, each entry's penalty chosen on a split of the fit episodes:
+``per_entry_probe``), fitted on ``--train-steps`` of seed 0 and tested on ``--test-steps`` of seed 1.
 A CNN may read more than a linear map of the pixels: this bounds nothing, it compares the inputs.
 Prints a table and writes JSON (default ``benchmarks/out/observations.json``).
 """
@@ -107,9 +107,38 @@ def record(config: dict, source: str, steps: int, seed: int, gains: np.ndarray |
     return episodes
 
 
+def ridge_path(features: np.ndarray, targets: np.ndarray, penalties: Sequence[float]):
+    """Ridge regressions on standardised features for every penalty at once (one SVD: pixels are
+    thousands of features): a function from rows to predictions ``[len(penalties), N, D]``."""
+    mean, scale = features.mean(0), np.maximum(features.std(0), 1e-6)
+    u, singular, vt = np.linalg.svd((features - mean) / scale, full_matrices=False)
+    target_mean = targets.mean(0)
+    projected = u.T @ (targets - target_mean)  # [K, D]
+    shrink = singular[None, :] / (singular[None, :] ** 2 + np.asarray(penalties)[:, None])  # [P, K]
+    weights = np.einsum("kf,pk,kd->pfd", vt, shrink, projected)  # [P, F, D]
+    return lambda rows: np.einsum("nf,pfd->pnd", (rows - mean) / scale, weights) + target_mean
+
+
+def per_entry_probe(fit: Sequence[tuple[np.ndarray, np.ndarray]], test: Sequence[tuple[np.ndarray, np.ndarray]]):
+    """Per state entry, the test R^2 of the ridge regression whose penalty (of
+    ``agents.state_probe.PENALTIES``) did best for that entry when fitted on the first half of the
+    fit episodes and tested on the second: each entry its own penalty, as a pixel image shows a
+    position in many pixels and an angle in a few."""
+    from agents.state_probe import PENALTIES, entry_r2
+
+    stack = lambda episodes, part: np.concatenate([episode[part] for episode in episodes])
+    half = max(1, len(fit) // 2)
+    inner = ridge_path(stack(fit[:half], 0), stack(fit[:half], 1), PENALTIES)(stack(fit[half:], 0))
+    scores = np.array([[-np.inf if value is None else value for value in entry_r2(p, stack(fit[half:], 1))]
+                       for p in inner])  # [P, D]
+    chosen = scores.argmax(0)
+    outer = ridge_path(stack(fit, 0), stack(fit, 1), PENALTIES)(stack(test, 0))
+    predictions = np.stack([outer[chosen[entry], :, entry] for entry in range(len(chosen))], -1)
+    return entry_r2(predictions, stack(test, 1)), [PENALTIES[index] for index in chosen]
+
+
 def probe_input(source: str, args: argparse.Namespace) -> dict[str, Any]:
     """The ridge probe of one input's raw observations: R^2 per state entry, with the test states' spread."""
-    from agents.state_probe import ridge_probe
     from configs.loader import load_config
     from scripts.bench_events import PRESET, run_overrides
 
@@ -118,9 +147,9 @@ def probe_input(source: str, args: argparse.Namespace) -> dict[str, Any]:
     gains = None if args.gains is None else np.asarray(args.gains, np.float64)
     fit = record(config, source, args.train_steps, 0, gains, args.epsilon, args.image_size)
     test = record(config, source, args.test_steps, 1, gains, args.epsilon, args.image_size)
-    result = ridge_probe([e[0] for e in fit], [e[1] for e in fit], [e[0] for e in test], [e[1] for e in test])
+    r2, penalties = per_entry_probe(fit, test)
     states = np.concatenate([e[1] for e in test])
-    return {"r2": result["r2"], "penalty": result["penalty"], "state_std": states.std(0).tolist(),
+    return {"r2": r2, "penalties": penalties, "state_std": states.std(0).tolist(),
             "episode_length": float(np.mean([len(e[1]) for e in test])), "pixels": int(fit[0][0].shape[1])}
 
 

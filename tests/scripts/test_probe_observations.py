@@ -42,3 +42,22 @@ def test_gains_that_do_not_fit_the_env_are_a_clear_error(capsys):
     with pytest.raises(SystemExit) as stopped:
         probe_observations.main(["--image-size", "16", "--inputs", "pixels", "--gains", "1", "2", "--train-steps", "5"])
     assert stopped.value.code == 2 and "--gains has 2 values" in capsys.readouterr().err
+
+
+def test_the_ridge_path_equals_each_penalty_solved_alone_and_each_entry_gets_its_own_penalty():
+    """Against ``agents.state_probe.ridge_fit`` (normal equations), penalty by penalty; then an entry
+    read from a few features and one from none get the penalties that suit each."""
+    from agents.state_probe import ridge_fit
+
+    rng = np.random.default_rng(0)
+    features, targets = rng.normal(size=(40, 60)), rng.normal(size=(40, 2))
+    rows = rng.normal(size=(7, 60))
+    path = probe_observations.ridge_path(features, targets, [0.1, 10.0])(rows)
+    for index, penalty in enumerate([0.1, 10.0]):
+        np.testing.assert_allclose(path[index], ridge_fit(features, targets, penalty)(rows), rtol=1e-6, atol=1e-8)
+    episodes = []
+    for _ in range(8):
+        x = rng.normal(size=(50, 30))
+        episodes.append((x, np.stack([x[:, 0] - 2.0 * x[:, 1], rng.normal(size=50)], -1)))
+    r2, penalties = probe_observations.per_entry_probe(episodes[:6], episodes[6:])
+    assert r2[0] > 0.95 and r2[1] < 0.1 and penalties[0] < penalties[1]
