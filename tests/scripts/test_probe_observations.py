@@ -16,17 +16,19 @@ def test_every_input_is_probed_on_another_seeds_steps(tmp_path, capsys):
     out = tmp_path / "observations.json"
     report = probe_observations.main(["--image-size", "16", "--inputs", "pixels", "integrated", "events",
                                       "--gains", "0.05", "0.1", "1", "0.3", "--train-steps", "60", "--test-steps", "30",
-                                      "--out", str(out), "--set", "env.event_camera.contrast_pos=0.05"])
+                                      "--cnn-updates", "3", "--out", str(out), "--set", "env.event_camera.contrast_pos=0.05"])
     assert set(report["results"]) == {"pixels", "integrated", "events"}
     for source, result in report["results"].items():
         assert len(result["r2"]) == 4 and all(np.isfinite(result["r2"])), source
         assert len(result["state_std"]) == 4 and result["episode_length"] > 1
+        assert len(result["cnn_r2"]) == 4 and all(np.isfinite(result["cnn_r2"])), source
     pixels = report["results"]
     assert pixels["pixels"]["pixels"] == 16 * 16 * 3 and pixels["integrated"]["pixels"] == 16 * 16
     assert pixels["events"]["pixels"] == 16 * 16 * 2  # an event stream as its count frame
     assert report["overrides"] == ["env.event_camera.contrast_pos=0.05"]
     assert json.loads(out.read_text())["results"].keys() == report["results"].keys()
-    assert "| integrated |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| integrated |" in table and "| events, CNN |" in table
 
 
 def test_the_linear_feedback_acts_as_written():
