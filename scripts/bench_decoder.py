@@ -17,7 +17,6 @@ its kernel gradient the slower one on the CPU (the last row of the table).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scripts.common import write_json
 from world_models.nets import ConvTranspose2x, cnn_stages
 
 
@@ -96,9 +96,7 @@ def main(argv=None) -> dict:
     result = {"image": args.image, "depth": args.depth, "batch": args.batch, "backend": jax.default_backend(),
               "layers": layers}
     out = Path(args.out).with_suffix(".json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_json(result, out)
     return result
 
 

@@ -13,12 +13,12 @@ Prints both against the issue's bounds (shortest path >= 30, random success <= 0
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from envs.grid_rooms import MOVES, GridFourRooms, move, random_success_rate, shortest_path_length
+from scripts.common import write_json
 
 MIN_SHORTEST_PATH = 30
 MAX_RANDOM_SUCCESS = 0.005
@@ -75,9 +75,7 @@ def main(argv=None) -> dict:
           f"{result['random_success_rate']:.3%} (need <= {MAX_RANDOM_SUCCESS:.1%}: {'ok' if random_ok else 'FAIL'}); "
           f"exact probability {result['random_success_exact']:.3%}")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_json(result, out)
     return result
 
 

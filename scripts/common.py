@@ -7,6 +7,7 @@ import contextlib
 import errno
 import functools
 import importlib
+import json
 import re
 import shutil
 import sys
@@ -159,6 +160,13 @@ def resume_config(logdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if set(changes) & set(RESUME_RECOVERY_KEYS):
         print("--resume: optimiser settings changed: the run no longer reproduces an uninterrupted one")
     return requested
+
+
+def write_json(data: Any, out: Path) -> None:
+    """A script's result as indented JSON at ``out`` (its folder made), and a line saying where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2))
+    print(f"wrote {out}")
 
 
 def write_config(config: dict[str, Any], logdir: Path) -> None:

@@ -29,14 +29,13 @@ JSON (default ``benchmarks/out/event_encoders.json``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from scripts.common import UserError, report_user_errors
+from scripts.common import UserError, report_user_errors, write_json
 
 ENCODERS = ("coordinates", "embedding", "frame")
 OBJECTIVES = ("state", "reconstruction")
@@ -222,9 +221,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               ("image_size", "action_repeat", "max_events", "noise", "train_steps", "test_steps", "updates", "batch",
                "lr", "overrides")}, "results": results}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {out}")
+    write_json(report, out)
     return report
 
 

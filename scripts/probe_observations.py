@@ -24,13 +24,12 @@ Prints a table and writes JSON (default ``benchmarks/out/observations.json``).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from scripts.common import UserError, report_user_errors
+from scripts.common import UserError, report_user_errors, write_json
 
 INPUTS = ("pixels", "frame", "voxel", "integrated", "events")
 
@@ -228,9 +227,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "overrides": args.overrides, "train_steps": args.train_steps, "test_steps": args.test_steps,
               "results": results}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {out}")
+    write_json(report, out)
     return report
 
 

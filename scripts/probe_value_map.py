@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from scripts.common import UserError, report_user_errors, run_config
+from scripts.common import UserError, report_user_errors, run_config, write_json
 from scripts.hierarchy_gates import probe_target, require_checkpoint
 
 
@@ -86,9 +85,7 @@ def _report(args: argparse.Namespace, logdir: Path, config: dict, agent, state, 
               "start": dict(per_cell[0]), "per_cell": per_cell}
     print(format_report(report))
     out = Path(args.out) if args.out else logdir / "value_map.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_json(report, out)
     return report
 
 
