@@ -1,4 +1,4 @@
-"""How much of the state does one observation show? A linear probe of each input's raw observation.
+"""How much of the state does one observation show? A probe of each input's raw observation.
 
     python -m scripts.probe_observations                                  # CartPole-v1, random policy
     python -m scripts.probe_observations --gains 0.05 0.1 1 0.3 --epsilon 0.3   # a balancing policy
@@ -84,6 +84,14 @@ def image_observation(observation: Any, source: str, image_size: int) -> np.ndar
     return events_to_frame(events, (image_size, image_size))
 
 
+def one_env_info(info: dict) -> dict:
+    """A single env's ``info`` as a one-env vector's (a leading axis on every leaf), which
+    ``agents.state_probe.source_entries`` reads."""
+    import jax
+
+    return jax.tree.map(lambda leaf: np.asarray(leaf)[None], info)
+
+
 def record(config: dict, source: str, steps: int, seed: int, gains: np.ndarray | None, epsilon: float,
            image_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Whole episodes, at least ``steps`` steps in all: per episode the observations as images
@@ -97,8 +105,7 @@ def record(config: dict, source: str, steps: int, seed: int, gains: np.ndarray |
     observation, info = env.reset(seed=seed)
     episodes, seen, states, recorded = [], [], [], 0
     while recorded < steps:
-        state, _ = source_entries({key: np.asarray(value)[None] for key, value in info.items()
-                                   if key == "source_observation"})
+        state, _ = source_entries(one_env_info(info))
         seen.append(image_observation(observation, source, image_size))
         states.append(state)
         random = gains is None or rng.random() < epsilon
