@@ -167,6 +167,7 @@ def probe_input(source: str, args: argparse.Namespace) -> dict[str, Any]:
               "episode_length": float(np.mean([len(e[1]) for e in test])), "pixels": int(np.prod(fit[0][0].shape[1:]))}
     if args.cnn_updates:
         result["cnn_r2"] = cnn_probe(config, fit, test, args.cnn_updates)
+        result["cnn_depth"] = config["world_model"]["cnn_depth"]
     return result
 
 
@@ -232,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"| {source}, CNN | " + " | ".join(show(value) for value in result["cnn_r2"]) + " |")
     report = {"env": args.env, "image_size": args.image_size, "action_repeat": args.action_repeat, "policy": policy,
               "overrides": args.overrides, "train_steps": args.train_steps, "test_steps": args.test_steps,
-              "results": results}
+              "cnn_updates": args.cnn_updates, "results": results}
     out = Path(args.out)
     write_json(report, out)
     return report

@@ -25,7 +25,8 @@ def test_every_input_is_probed_on_another_seeds_steps(tmp_path, capsys):
     pixels = report["results"]
     assert pixels["pixels"]["pixels"] == 16 * 16 * 3 and pixels["integrated"]["pixels"] == 16 * 16
     assert pixels["events"]["pixels"] == 16 * 16 * 2  # an event stream as its count frame
-    assert report["overrides"] == ["env.event_camera.contrast_pos=0.05"]
+    assert report["overrides"] == ["env.event_camera.contrast_pos=0.05"] and report["cnn_updates"] == 3
+    assert all(result["cnn_depth"] == 32 for result in report["results"].values())  # the preset's
     assert json.loads(out.read_text())["results"].keys() == report["results"].keys()
     table = capsys.readouterr().out
     assert "| integrated |" in table and "| events, CNN |" in table
