@@ -59,6 +59,7 @@ def test_summary_over_seeds():
     assert summary["final"] == pytest.approx((430.0 + 25.0) / 2)  # each seed: mean of its last four
     assert (summary["final_min"], summary["final_max"]) == (25.0, 430.0)
     assert (summary["reached"], summary["seeds"], summary["steps"]) == (1, 2, 5000)
+    assert summary["first_at_target"] == [2000, None]  # the evaluation, not the mean of four, first >= 400
     assert summary["r2"] == {"events": pytest.approx(0.4)} and summary["seconds"] == 150.0
     assert summary["state_r2"] == {}  # no state probe logged
     curves[0][-1]["eval/state_r2/[2]"], curves[1][-1]["eval/state_r2/[2]"] = 0.9, 0.5
@@ -73,7 +74,7 @@ def test_replot_prints_the_table_and_draws_one_plot_per_env(tmp_path, capsys):
     path.write_text(json.dumps(saved))
     result = main(["--replot", str(path)])
     out = capsys.readouterr().out
-    assert "| CartPole-v1 | events | 5,000 | 430.0 [430.0, 430.0] | 1/1 (>= 400) | events 0.500 |" in out
+    assert "| CartPole-v1 | events | 5,000 | 430.0 [430.0, 430.0] | 1/1 (>= 400) | 2,000 | events 0.500 |" in out
     assert "noisy camera" in out and (tmp_path / "events_CartPole-v1.png").exists()
     assert result["summary"]["CartPole-v1"]["state"]["final"] == 500.0
 
