@@ -290,7 +290,8 @@ def main(argv=None) -> dict:
     for env, rows in curves.items():
         png = prefix.parent / f"{prefix.name}_{env}.png"
         title = f"{env} from state, pixels and events: mean over seeds, band min-max"
-        plot({source: mean_curve(seeds) for source, seeds in rows.items()}, png, title, TARGETS.get(env), label=str)
+        plot({source: mean_curve(seeds) for source, seeds in rows.items()}, png, title, TARGETS.get(env), label=str,
+             steps="agent steps (each the action repeat's environment steps)")
         print(f"wrote {png}")
     print(f"wrote {prefix.with_suffix('.json')}")
     return result

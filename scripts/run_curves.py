@@ -77,9 +77,10 @@ def mean_curve(runs: dict[int, list[dict]], key: str = "return") -> list[dict]:
 
 
 def plot(curves: dict, path: Path, title: str, target: float | None, label=lambda key: f"seed {key}",
-         target_label: str = "target") -> None:
+         target_label: str = "target", steps: str = "environment steps") -> None:
     """A plain line plot with Pillow (no plotting dependency); ``label(key)`` names each curve. Points
-    with ``low`` and ``high`` get a pale band between them (the spread over seeds)."""
+    with ``low`` and ``high`` get a pale band between them (the spread over seeds); ``steps`` names
+    what the x axis counts."""
     from PIL import Image, ImageDraw
 
     width, height, margin = 640, 400, 50
@@ -111,7 +112,7 @@ def plot(curves: dict, path: Path, title: str, target: float | None, label=lambd
             draw.line(xy, fill=colour, width=2)
         draw.text((margin + 5, margin + 5 + 14 * index), label(seed), fill=colour)
     draw.text((margin, 15), title, fill="black")
-    draw.text((margin, height - margin + 8), f"0 .. {max_step:,} environment steps", fill="black")
+    draw.text((margin, height - margin + 8), f"0 .. {max_step:,} {steps}", fill="black")
     draw.text((5, margin - 14), f"{high:.3g}", fill="black")
     draw.text((5, height - margin - 6), f"{low:.3g}", fill="black")
     image.save(path)
