@@ -16,7 +16,8 @@ reconstruction target instead of the count frame) trains the
 ``frame_interval`` is the simulated time of one agent step (the env's own time step times the
 repeat), so shot noise per step is physical. Prints one row per env and input: the final return
 (mean of the last four evaluations; mean, min and max over seeds), the seeds that reached the
-target, each seed's first evaluation at the target (agent steps), the decoder's R^2 of the observation (for ``events``: of its count frame), the wall-clock.
+target, each seed's first evaluation at the target (agent steps), the decoder's R^2 of the
+observation (for ``events``: of its count frame), the wall-clock.
 Before training it measures, cheaply, the events per step of each env under a random policy and
 the events/s through the event encoder at a couple of stream sizes. Writes the table's data and the
 curves as JSON and one PNG per env (mean over seeds per input; default prefix
