@@ -77,6 +77,7 @@ class HierarchicalAgent:
         self.reconstruction_images = jax.jit(self._reconstruction_images, static_argnames="frames")
         self.imagined_returns = jax.jit(self._imagined_returns)
         self.top_task_value = jax.jit(self._top_task_value)
+        self.predicted_reward = jax.jit(self._predicted_reward)
         self.imagined_novelty_return = jax.jit(self._imagined_novelty_return)
         self.top_novelty = jax.jit(self._top_novelty)
         self.first_action_values = jax.jit(self._first_action_values, static_argnames="samples")
@@ -248,6 +249,12 @@ class HierarchicalAgent:
         """The top level's critic estimate of its task return from the current states: ``[N]``."""
         top = self.num_levels - 1
         return top_task_value(self.levels[top], state.levels[top], state_features(policy_state.latents[top]))
+
+    def _predicted_reward(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState) -> jax.Array:
+        """Level 0's reward head on its current (observed) states: ``[N]``, its estimate of the reward
+        that arrived with the observation just filtered (the environment's reward, unweighted)."""
+        return self.levels[0].world_model.reward(state.levels[0].world_model.params,
+                                                 state_features(policy_state.latents[0]))
 
     def _first_action_values(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
                              key: jax.Array, samples: int) -> tuple[jax.Array, jax.Array]:

@@ -1,12 +1,15 @@
 """Why do a trained run's episodes end, and what does its critic expect along the way?
 
     python -m scripts.probe_episodes --logdir runs/X [--episodes 10] [--sample] [--seed S] [--bins 5]
-        [--step N] [--action-values SAMPLES] [--out F]
+        [--step N] [--action-values SAMPLES] [--trace] [--out F]
 
 Runs the policy of the run's checkpoint (the latest, or ``--step``; greedy, or sampled with
 ``--sample``) for ``--episodes`` episodes in one environment and records at every step each entry
-of every vector observation and the top level's critic value (``HierarchicalAgent.top_task_value``,
-its estimate of the task return from the state just observed). Reports:
+of every vector observation (and, for a run that sees the environment through a camera, each entry
+of the environment's own observation, ``info["source_observation"]``, as ``source``), the top
+level's critic value (``HierarchicalAgent.top_task_value``, its estimate of the task return from the
+state just observed) and level 0's reward head on that state (``HierarchicalAgent.predicted_reward``).
+Reports:
 
 - per episode: return, length and how it ended, ``terminated`` (by the task: a pole fell, a cart
   left the track, a goal was reached) or ``truncated`` (by a time limit), and the observation the
@@ -15,6 +18,11 @@ its estimate of the task return from the state just observed). Reports:
   the mean value in ``--bins`` quantile bins of the entry. A critic whose value falls towards the
   states where episodes end sees the ending coming; if the episodes end there anyway, the fault is
   the actor's, not the critic's ranking;
+- the reward head against the reward that really arrived with each observation (every step but
+  the first of an episode, which no reward precedes): correlation, mean absolute error and, in
+  ``--bins`` quantile bins of the real reward, the mean reward beside the mean prediction. A head
+  that predicts the same reward for the best bin as for the next cannot tell the actor which of
+  those states is better;
 - for a flat run, the correlation of the value with the discounted return (``agent.discount``) that
   really followed, over the steps of terminated episodes (a truncated episode's return is cut short,
   where the critic bootstraps);
@@ -28,7 +36,10 @@ its estimate of the task return from the state just observed). Reports:
   ``Q(s, a) - mean_b Q(s, b)`` and how often the policy takes it, by bin. An actor that does not act
   on what its critic knows shows here as a low agreement where the ranking is clear.
 
-Prints tables and writes JSON (default: ``probe_episodes.json`` in the run directory).
+Prints tables and writes JSON (default: ``probe_episodes.json`` in the run directory); with
+``--trace`` the JSON also holds every step of every episode (``trace``: the entries, the policy's
+action as the agent emits it, the reward, the reward head's prediction and the critic's value), for
+questions the summaries do not answer, such as what the policy does on either side of a goal state.
 """
 
 from __future__ import annotations
@@ -39,7 +50,10 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.common import UserError, report_user_errors, trained_vector_run
+from agents.state_probe import NoSourceObservation, source_entries
+from scripts.common import UserError, report_user_errors, trained_run
+
+SOURCE = "source"  # the entry name of the environment's own observation behind a camera
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--action-values", type=int, default=0, metavar="SAMPLES",
                         help="also Q(s, a) of every action at every step, averaged over SAMPLES imaginations "
                              "(flat agents with discrete actions)")
+    parser.add_argument("--trace", action="store_true",
+                        help="also write every step of every episode to the JSON (entries, actions, rewards, values)")
     parser.add_argument("--out", help="JSON path (default: <logdir>/probe_episodes.json)")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.bins < 1 or args.action_values == 1 or args.action_values < 0:
@@ -97,46 +113,68 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action
               ) -> list[dict]:
     """Steps ``envs`` (one environment) with the agent's policy for ``episodes`` whole episodes.
 
-    Returns per episode ``entries`` (``{key: [T, D]}``, what the agent observed before each action),
-    ``values`` ``[T]``, ``rewards`` ``[T]``, ``ended`` and ``final`` (``{key: [D]}``, the observation
-    the last step returned); with ``action_samples``, also ``actions`` ``[T]`` (the index taken),
-    ``action_values`` ``[T, A]`` and their standard errors ``action_errors`` ``[T, A]``.
+    Returns per episode ``entries`` (``{key: [T, D]}``, what the agent observed before each action,
+    and under ``source`` the environment's own observation where a camera keeps it), ``values``
+    ``[T]``, ``rewards`` ``[T]`` (``rewards[t]`` arrived with the observation after action ``t``),
+    ``predicted_rewards`` ``[T - 1]`` (the reward head on the state that observation gave, beside
+    ``rewards[:-1]``), ``policy_actions`` ``[T, A]`` (the action as the agent emits it: one-hot where
+    discrete), ``ended`` and ``final`` (``{key: [D]}``, the observation the last step
+    returned); with ``action_samples``, also ``actions`` ``[T]`` (the index taken), ``action_values``
+    ``[T, A]`` and their standard errors ``action_errors`` ``[T, A]``. A ``UserError`` where the run
+    observes no vector and its environment keeps no source observation: nothing to report by entry.
     """
     import jax
 
     layout, actions = agent.obs_layout, agent.action_layout
     keys = list(layout.mlp_shapes)
-    vectors = lambda obs: {key: value[0].reshape(-1) for key, value in layout.to_dict(obs).items() if key in keys}
-    obs, _ = envs.reset(seed=seed)
+    obs, info = envs.reset(seed=seed)
+    try:
+        source_entries(info)
+        keys.append(SOURCE)
+    except NoSourceObservation:
+        if not keys:
+            raise UserError(f"the run observes no vector keys (only {sorted(layout.keys)}) and its environment keeps "
+                            "no state of its own (info['source_observation'], as a camera wrapper does): this probe "
+                            "reports by observation entry") from None
+
+    def vectors(obs, info) -> dict[str, np.ndarray]:
+        observed = {key: value[0].reshape(-1) for key, value in layout.to_dict(obs).items() if key in keys}
+        return {**observed, SOURCE: source_entries(info)[0]} if SOURCE in keys else observed
+
     policy_state = agent.initial_policy_state(state, 1)
     key, is_first = jax.random.PRNGKey(seed), np.ones(1, bool)
     finished: list[dict] = []
-    fresh = lambda: {"entries": [], "values": [], "rewards": [], "actions": [], "action_values": [], "action_errors": []}
+    fresh = lambda: {"entries": [], "values": [], "rewards": [], "predicted": [], "policy_actions": [], "actions": [],
+                     "action_values": [], "action_errors": []}
     current = fresh()
     while len(finished) < episodes:
         key, step_key, values_key = jax.random.split(key, 3)
         action, policy_state = agent.policy_step(state, policy_state, layout.to_dict(obs), is_first, step_key,
                                                  greedy=greedy)
-        current["entries"].append(vectors(obs))
+        current["entries"].append(vectors(obs, info))
         current["values"].append(float(np.asarray(agent.top_task_value(state, policy_state))[0]))
+        current["predicted"].append(float(np.asarray(agent.predicted_reward(state, policy_state))[0]))
+        current["policy_actions"].append(np.asarray(action, np.float64)[0])
         if action_samples:
             current["actions"].append(int(np.argmax(np.asarray(action)[0])))
             values, errors = agent.first_action_values(state, policy_state, values_key, samples=action_samples)
             current["action_values"].append(np.asarray(values)[0])
             current["action_errors"].append(np.asarray(errors)[0])
-        obs, reward, terminated, truncated, _ = envs.step(actions.to_env(np.asarray(action)))
+        obs, reward, terminated, truncated, info = envs.step(actions.to_env(np.asarray(action)))
         current["rewards"].append(float(reward[0]))
         is_first = np.zeros(1, bool)
         if terminated[0] or truncated[0]:
             entries = {name: np.stack([row[name] for row in current["entries"]]) for name in keys}
             finished.append({"entries": entries, "values": np.asarray(current["values"]),
-                             "rewards": np.asarray(current["rewards"]), "final": vectors(obs),
+                             "rewards": np.asarray(current["rewards"]), "final": vectors(obs, info),
+                             "predicted_rewards": np.asarray(current["predicted"][1:]),
+                             "policy_actions": np.stack(current["policy_actions"]),
                              "ended": "terminated" if terminated[0] else "truncated",
                              **({"actions": np.asarray(current["actions"]),
                                  "action_values": np.stack(current["action_values"]),
                                  "action_errors": np.stack(current["action_errors"])} if action_samples else {})})
             current = fresh()
-            obs, _ = envs.reset()
+            obs, info = envs.reset()
             is_first = np.ones(1, bool)
     return finished
 
@@ -171,6 +209,32 @@ def summarise_actions(episodes: list[dict], bins: int, return_scale: float) -> d
     return report
 
 
+def summarise_reward_head(episodes: list[dict], bins: int) -> dict | None:
+    """Level 0's reward head against the rewards that arrived (``run_probe``'s ``predicted_rewards``
+    beside ``rewards[:-1]``): correlation, mean absolute error, means, and per quantile bin of the
+    real reward its mean beside the mean prediction. None where no episode has two steps."""
+    real = np.concatenate([episode["rewards"][:-1] for episode in episodes])
+    predicted = np.concatenate([episode["predicted_rewards"] for episode in episodes])
+    if not len(real):
+        return None
+    by_bins = value_by_bins(real, predicted, bins)
+    return {"steps": len(real), "correlation": correlation(predicted, real),
+            "mean_abs_error": float(np.abs(predicted - real).mean()),
+            "mean_reward": float(real.mean()), "mean_predicted": float(predicted.mean()),
+            "by_reward_bins": None if by_bins is None else [
+                {"low": row["low"], "high": row["high"], "steps": row["steps"], "mean_reward": paid["mean_value"],
+                 "mean_predicted": row["mean_value"]} for row, paid in zip(by_bins, value_by_bins(real, real, bins))]}
+
+
+def trace(episodes: list[dict]) -> list[dict]:
+    """Every step of ``run_probe``'s episodes as JSON lists, per episode: ``entries`` (``{key: [T][D]}``),
+    ``actions`` ``[T][A]``, ``rewards`` ``[T]``, ``predicted_rewards`` ``[T - 1]`` and ``values`` ``[T]``."""
+    return [{"entries": {name: value.tolist() for name, value in episode["entries"].items()},
+             "actions": episode["policy_actions"].tolist(), "rewards": episode["rewards"].tolist(),
+             "predicted_rewards": episode["predicted_rewards"].tolist(), "values": episode["values"].tolist()}
+            for episode in episodes]
+
+
 def summarise(episodes: list[dict], bins: int, discount: float | None, return_scale: float | None = None) -> dict:
     """The JSON report of ``run_probe``'s episodes (see the module docstring); ``return_scale`` (the
     actor's divisor of advantages) with action values."""
@@ -193,6 +257,8 @@ def summarise(episodes: list[dict], bins: int, discount: float | None, return_sc
         report["value_vs_return"] = {"discount": discount, "steps": len(realised),
                                      "correlation": correlation(predicted, realised),
                                      "mean_value": float(predicted.mean()), "mean_return": float(realised.mean())}
+    if "predicted_rewards" in episodes[0]:
+        report["reward_head"] = summarise_reward_head(episodes, bins)
     if "action_values" in episodes[0]:
         report["actions"] = summarise_actions(episodes, bins, return_scale)
     return report
@@ -226,8 +292,20 @@ def print_report(logdir: Path, step: int, greedy: bool, report: dict) -> None:
         print(f"\nvalue against the discounted return that followed (discount {fit['discount']}, "
               f"{fit['steps']:,} steps of terminated episodes): r = {'-' if r is None else f'{r:.2f}'}, "
               f"mean value {fit['mean_value']:.3g}, mean return {fit['mean_return']:.3g}")
+    if report.get("reward_head"):
+        print_reward_head(report["reward_head"])
     if "actions" in report:
         print_actions(report["actions"])
+
+
+def print_reward_head(head: dict) -> None:
+    r = head["correlation"]
+    print(f"\nreward head against the reward that arrived ({head['steps']:,} steps): r = "
+          f"{'-' if r is None else f'{r:.2f}'}, mean |error| {head['mean_abs_error']:.3g}, mean reward "
+          f"{head['mean_reward']:.3g}, mean prediction {head['mean_predicted']:.3g}")
+    for row in head["by_reward_bins"] or []:
+        print(f"  reward {row['low']:.3g}..{row['high']:.3g} ({row['steps']:,} steps): mean {row['mean_reward']:.3g}, "
+              f"predicted {row['mean_predicted']:.3g}")
 
 
 def print_actions(actions: dict) -> None:
@@ -254,7 +332,7 @@ def print_actions(actions: dict) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logdir = Path(args.logdir)
-    with trained_vector_run(logdir, args.step, "this probe") as (config, agent, state, step, envs):
+    with trained_run(logdir, args.step) as (config, agent, state, step, envs):
         if args.action_values and not (agent.num_levels == 1 and agent.action_layout.discrete):
             raise UserError("--action-values needs a flat agent (hierarchy.levels 1) with discrete actions; "
                             f"{logdir} has {agent.num_levels} levels and "
@@ -264,7 +342,8 @@ def main(argv=None) -> dict:
         return_scale = float(np.maximum(1.0, np.asarray(scale.high - scale.low).reshape(-1)[0]))
     flat = agent.num_levels == 1
     report = summarise(episodes, args.bins, float(config["agent"]["discount"]) if flat else None, return_scale)
-    report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, **report}
+    report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, **report,
+              **({"trace": trace(episodes)} if args.trace else {})}
     print_report(logdir, step, not args.sample, report)
     out = Path(args.out) if args.out else logdir / "probe_episodes.json"
     out.write_text(json.dumps(report, indent=2))

@@ -4,7 +4,7 @@ trained run: test_train)."""
 import numpy as np
 import pytest
 
-from scripts.probe_episodes import correlation, discounted_returns, summarise, value_by_bins
+from scripts.probe_episodes import correlation, discounted_returns, summarise, trace, value_by_bins
 
 
 def test_discounted_returns_run_to_the_episode_end():
@@ -61,3 +61,19 @@ def test_actions_are_compared_with_the_values_of_every_action():
     assert [row["mean_value"] for row in taken] == [0.5, 1.0]
     assert "actions" not in summarise([{k: v for k, v in episode.items() if not k.startswith("action")}],
                                       bins=2, discount=0.9)
+
+
+def test_reward_head_is_compared_with_the_reward_that_arrived_with_each_observation():
+    # the head's prediction at step t + 1 is of the reward of step t; an episode's last reward has none
+    episode = {"entries": {"obs": np.zeros((5, 1))}, "values": np.zeros(5), "rewards": np.array([-4.0, -3.0, -2.0, -1.0, 9.0]),
+               "predicted_rewards": np.array([-4.0, -3.0, -1.5, -1.5]), "policy_actions": np.zeros((5, 1)),
+               "final": {"obs": np.zeros(1)}, "ended": "truncated"}
+    head = summarise([episode], bins=2, discount=0.9)["reward_head"]
+    assert head["steps"] == 4 and head["mean_abs_error"] == pytest.approx(1.0 / 4)
+    assert head["mean_reward"] == pytest.approx(-2.5) and head["mean_predicted"] == pytest.approx(-2.5)
+    low, high = head["by_reward_bins"]  # the head cannot tell the two best steps apart
+    assert (low["mean_reward"], low["mean_predicted"], low["steps"]) == (-3.5, -3.5, 2)
+    assert (high["mean_reward"], high["mean_predicted"], high["steps"]) == (-1.5, -1.5, 2)
+    assert head["correlation"] == pytest.approx(correlation(episode["predicted_rewards"], episode["rewards"][:-1]))
+    steps = trace([episode])[0]
+    assert steps["rewards"] == episode["rewards"].tolist() and len(steps["predicted_rewards"]) == 4

@@ -108,6 +108,9 @@ def test_probe_episodes_says_how_each_episode_ended_and_what_the_critic_expected
         assert -1.0 <= entry["correlation_with_value"] <= 1.0
     ended = [episode["length"] for episode in result["episodes"] if episode["ended"] == "terminated"]
     assert result["value_vs_return"] is None if not ended else result["value_vs_return"]["steps"] == sum(ended)
+    head = result["reward_head"]  # CartPole pays 1 at every step: nothing to bin or correlate
+    assert head["steps"] == steps - 3 and head["mean_reward"] == 1.0 and head["by_reward_bins"] is None
+    assert np.isfinite(head["mean_abs_error"]) and "trace" not in result
     assert json.loads(out.read_text()) == result
 
 
@@ -289,6 +292,12 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
         for model in probe_state.PROBES:
             assert len(report[model]["r2"]) == 4 and all(np.isfinite(report[model]["r2"]))
         assert json.loads((logdir / "probe_state.json").read_text())["step"] == report["step"]
+        # no vector observation: the episodes are reported by the camera's source state instead
+        episodes = probe_episodes.main(["--logdir", str(logdir), "--episodes", "2", "--trace"])
+        steps = [episode["length"] for episode in episodes["episodes"]]
+        assert len(episodes["entries"]["source"]) == 4 and episodes["reward_head"]["steps"] == sum(steps) - 2
+        assert [len(episode["entries"]["source"]) for episode in episodes["trace"]] == steps
+        assert [len(episode["actions"]) for episode in episodes["trace"]] == steps
 
 
 def test_raw_events_train_with_their_integrated_image_as_the_only_reconstruction_target(tmp_path, capsys):
