@@ -43,7 +43,7 @@ import numpy as np
 from scripts.bench_learning import PROBES as LEARNING_PROBES, summarise_seed
 from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchmark
 from scripts.common import report_user_errors
-from scripts.run_curves import evaluation_rows, mean_curve, plot
+from scripts.run_curves import evaluation_rows, mean_curve, plot, steps_label
 
 INPUTS = ("state", "pixels", "frame", "voxel", "events", "integrated", "events_integrated")
 EVENT_INPUTS = ("frame", "voxel", "events", "integrated", "events_integrated")
@@ -267,6 +267,7 @@ def main(argv=None) -> dict:
     if args.replot:
         saved = json.loads(Path(args.replot).read_text())
         prefix, args.noise = Path(args.replot).with_suffix(""), saved["noise"]
+        args.action_repeat = saved.get("settings", {}).get("action_repeat", args.action_repeat)
         curves = {env: {source: {int(seed): c for seed, c in seeds.items()} for source, seeds in rows.items()}
                   for env, rows in saved["curves"].items()}
         args.measured = saved.get("measured", {})
@@ -292,7 +293,7 @@ def main(argv=None) -> dict:
         png = prefix.parent / f"{prefix.name}_{env}.png"
         title = f"{env} from state, pixels and events: mean over seeds, band min-max"
         plot({source: mean_curve(seeds) for source, seeds in rows.items()}, png, title, TARGETS.get(env), label=str,
-             steps="agent steps (each the action repeat's environment steps)")
+             steps=steps_label(args.action_repeat))
         print(f"wrote {png}")
     print(f"wrote {prefix.with_suffix('.json')}")
     return result

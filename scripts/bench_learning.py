@@ -6,8 +6,9 @@
     python -m scripts.bench_learning --env CartPole-v1 --runs runs/bench-learning-CartPole-v1-<time>-<pid>/seed*   # summarise
     python -m scripts.bench_learning --resume runs/bench-learning-CartPole-v1-<time>-<pid> --jobs 3   # continue
 
-Each seed trains ``--steps`` environment steps and evaluates the greedy policy every ``--eval-every``
-steps; ``--jobs N`` runs N seeds at once, each in its own single-threaded process; ``--vmap`` runs all
+Each seed trains ``--steps`` agent steps (environment steps, unless the preset repeats actions) and
+evaluates the greedy policy every ``--eval-every`` steps; ``--jobs N`` runs N seeds at once, each in
+its own single-threaded process; ``--vmap`` runs all
 seeds in this process instead, their updates and acting vmapped (``scripts.train --seeds``; each seed
 still gets its own run directory). Prints a table per seed: the final return (mean of the last four
 evaluations), the best, the first step that reached the target, whether the target was *held* (the
@@ -40,7 +41,7 @@ import numpy as np
 
 from configs.loader import load_config, read_config
 from scripts.benchmarking import BENCHMARK_FILE, Run, add_run_flags, benchmark_home, check_run_flags, run_benchmark
-from scripts.run_curves import evaluation_rows, mean_curve, plot
+from scripts.run_curves import evaluation_rows, mean_curve, plot, steps_label
 from scripts.common import UserError, report_user_errors
 
 # Targets of the issue; other environments fall back to Gymnasium's registered reward threshold.
@@ -227,7 +228,9 @@ def main(argv=None) -> dict:
         result["sources"] = {str(seed): source for seed, source in args.sources.items()}
     prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
     title = f"{args.env} ({args.config}): mean over {len(runs)} seeds, band min-max"
-    plot({args.config: mean_curve(runs)}, prefix.with_suffix(".png"), title, target, label=str)
+    repeat = seed_config(args, next(iter(runs)))["env"]["action_repeat"]
+    plot({args.config: mean_curve(runs)}, prefix.with_suffix(".png"), title, target, label=str,
+         steps=steps_label(repeat))
     print(f"wrote {prefix.with_suffix('.json')} and {prefix.with_suffix('.png')}")
     return result
 

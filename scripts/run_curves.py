@@ -76,6 +76,12 @@ def mean_curve(runs: dict[int, list[dict]], key: str = "return") -> list[dict]:
     return curve
 
 
+def steps_label(action_repeat: int) -> str:
+    """What a run's step counts are, for an x axis: the trainer's steps, each ``action_repeat``
+    environment steps."""
+    return "environment steps" if action_repeat == 1 else f"agent steps ({action_repeat} environment steps each)"
+
+
 def plot(curves: dict, path: Path, title: str, target: float | None, label=lambda key: f"seed {key}",
          target_label: str = "target", steps: str = "environment steps") -> None:
     """A plain line plot with Pillow (no plotting dependency); ``label(key)`` names each curve. Points

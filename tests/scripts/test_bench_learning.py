@@ -184,3 +184,9 @@ def test_replot_keeps_only_the_seeds_asked_for(tmp_path):
     assert set(kept["curves"]) == {"2"}
     merged = main(["--replot", other, str(tmp_path / "two.json"), "--out", str(tmp_path / "m")])
     assert merged["summary"]["0"]["best"] == 400 and merged["summary"]["2"]["best"] == 300
+
+
+def test_curves_say_what_their_steps_count():  # the trainer's steps are environment steps only without a repeat
+    from scripts.run_curves import steps_label
+    assert steps_label(1) == "environment steps"
+    assert steps_label(2) == "agent steps (2 environment steps each)"
