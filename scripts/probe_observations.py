@@ -17,7 +17,11 @@ entry (ridge on standardised pixels, each entry's penalty chosen on a split of t
 A linear map of the pixels cannot read an angle wherever the cart stands: ``--cnn-updates N`` also
 trains the preset's CNN encoder with a linear head on each input to regress the state (R^2 on the
 same test steps), a network's reading. Neither bounds what a world model could learn; both compare
-the inputs.
+the inputs. The other direction, ``--decoder-updates N``: the preset's CNN decoder (behind an MLP)
+trained to redraw each input's reconstruction target (``image_input``: symlog for event images, as
+the world model's decoder predicts them) from the state alone, its R^2 on the test steps: how much of
+the target the state determines, which is what the world model's latent can be taught through the
+reconstruction loss (a target the state does not determine gives it little to learn from).
 Prints a table and writes JSON (default ``benchmarks/out/observations.json``).
 """
 
@@ -48,6 +52,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cnn-updates", type=int, default=0,
                         help="also train the preset's CNN encoder and a linear head for this many updates to regress "
                              "the state (a network's reading; 0: only the linear one)")
+    parser.add_argument("--decoder-updates", type=int, default=0,
+                        help="also train the preset's decoder for this many updates to redraw each input's "
+                             "reconstruction target from the state (0: off)")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides for every input (the camera's thresholds, say)")
     parser.add_argument("--out", default="benchmarks/out/observations.json")
@@ -168,7 +175,59 @@ def probe_input(source: str, args: argparse.Namespace) -> dict[str, Any]:
     if args.cnn_updates:
         result["cnn_r2"] = cnn_probe(config, fit, test, args.cnn_updates)
         result["cnn_depth"] = config["world_model"]["cnn_depth"]
+    if args.decoder_updates:
+        result["decoder_r2"] = decoder_probe(config, fit, test, args.decoder_updates)
+        result["cnn_depth"] = config["world_model"]["cnn_depth"]
     return result
+
+
+def decoder_probe(config: dict, fit, test, updates: int, batch: int = 32, lr: float = 3e-4) -> float:
+    """The test R^2 (``1 - SSE / SST`` over every entry, each about its test mean, as the world model's
+    ``r2/<key>``) of the preset's CNN decoder behind an MLP of the world model's width, trained from
+    scratch to redraw one observation's reconstruction target (``nets.image_input``) from the
+    standardised state of the same step."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from world_models.nets import MLP, ConvDecoder, cnn_stages, image_input
+
+    images, states = (np.concatenate([e[part] for e in fit]) for part in (0, 1))
+    mean, scale = states.mean(0), np.maximum(states.std(0), 1e-6)
+    inputs = jnp.asarray((states - mean) / scale, jnp.float32)
+    targets = image_input(jnp.asarray(images))
+    model_config = config["world_model"]
+    depth, stages = model_config["cnn_depth"], cnn_stages(images.shape[1:3])
+
+    class Redraw(nn.Module):
+        @nn.compact
+        def __call__(self, state):
+            features = MLP(model_config["units"], model_config["layers"])(state)
+            return ConvDecoder(depth, stages, tuple(images.shape[1:]))(features)
+
+    model, optimizer = Redraw(), optax.adam(lr)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), inputs[:2])
+
+    @jax.jit
+    def update(params, opt_state, key):
+        rows = jax.random.randint(key, (batch,), 0, inputs.shape[0])
+        loss_fn = lambda p: jnp.mean(jnp.sum((model.apply(p, inputs[rows]) - targets[rows]) ** 2, (1, 2, 3)))
+        grads = jax.grad(loss_fn)(params)
+        changes, opt_state = optimizer.update(grads, opt_state)
+        return optax.apply_updates(params, changes), opt_state
+
+    opt_state = optimizer.init(params)
+    for index in range(updates):
+        params, opt_state = update(params, opt_state, jax.random.PRNGKey(index))
+    apply = jax.jit(model.apply)
+    test_images, test_states = (np.concatenate([e[part] for e in test]) for part in (0, 1))
+    test_targets = np.asarray(image_input(jnp.asarray(test_images)), np.float64)
+    test_inputs = jnp.asarray((test_states - mean) / scale, jnp.float32)
+    predicted = np.concatenate([np.asarray(apply(params, test_inputs[i:i + 500])) for i in range(0, len(test_inputs), 500)])
+    error = np.sum((predicted - test_targets) ** 2)
+    spread = np.sum((test_targets - test_targets.mean(0)) ** 2)
+    return float(1.0 - error / max(spread, 1e-8))
 
 
 def cnn_probe(config: dict, fit, test, updates: int, batch: int = 32, lr: float = 3e-4) -> list[float | None]:
@@ -231,9 +290,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"| {source} | " + " | ".join(show(value) for value in result["r2"]) + " |")
         if "cnn_r2" in result:
             print(f"| {source}, CNN | " + " | ".join(show(value) for value in result["cnn_r2"]) + " |")
+    for source, result in results.items():
+        if "decoder_r2" in result:
+            print(f"{source}: the decoder redraws its reconstruction target from the state at R² "
+                  f"{result['decoder_r2']:.3f} (test steps)")
     report = {"env": args.env, "image_size": args.image_size, "action_repeat": args.action_repeat, "policy": policy,
               "overrides": args.overrides, "train_steps": args.train_steps, "test_steps": args.test_steps,
-              "cnn_updates": args.cnn_updates, "results": results}
+              "cnn_updates": args.cnn_updates, "decoder_updates": args.decoder_updates, "results": results}
     out = Path(args.out)
     write_json(report, out)
     return report

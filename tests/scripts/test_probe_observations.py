@@ -16,12 +16,14 @@ def test_every_input_is_probed_on_another_seeds_steps(tmp_path, capsys):
     out = tmp_path / "observations.json"
     report = probe_observations.main(["--image-size", "16", "--inputs", "pixels", "integrated", "events",
                                       "--gains", "0.05", "0.1", "1", "0.3", "--train-steps", "60", "--test-steps", "30",
-                                      "--cnn-updates", "3", "--out", str(out), "--set", "env.event_camera.contrast_pos=0.05"])
+                                      "--cnn-updates", "3", "--decoder-updates", "3", "--out", str(out),
+                                      "--set", "env.event_camera.contrast_pos=0.05"])
     assert set(report["results"]) == {"pixels", "integrated", "events"}
     for source, result in report["results"].items():
         assert len(result["r2"]) == 4 and all(np.isfinite(result["r2"])), source
         assert len(result["state_std"]) == 4 and result["episode_length"] > 1
         assert len(result["cnn_r2"]) == 4 and all(np.isfinite(result["cnn_r2"])), source
+        assert np.isfinite(result["decoder_r2"]) and result["decoder_r2"] <= 1.0, source
     pixels = report["results"]
     assert pixels["pixels"]["pixels"] == 16 * 16 * 3 and pixels["integrated"]["pixels"] == 16 * 16
     assert pixels["events"]["pixels"] == 16 * 16 * 2  # an event stream as its count frame
@@ -64,3 +66,19 @@ def test_the_ridge_path_equals_each_penalty_solved_alone_and_each_entry_gets_its
         episodes.append((x, np.stack([x[:, 0] - 2.0 * x[:, 1], rng.normal(size=50)], -1)))
     r2, penalties = probe_observations.per_entry_probe(episodes[:6], episodes[6:])
     assert r2[0] > 0.95 and r2[1] < 0.1 and penalties[0] < penalties[1]
+
+
+def test_the_decoder_probe_redraws_what_the_state_determines_and_not_noise():
+    rng = np.random.default_rng(0)
+    rows, cols = np.meshgrid(np.linspace(-1, 1, 8), np.linspace(-1, 1, 8), indexing="ij")
+    def episodes(count, noise):
+        made = []
+        for _ in range(count):
+            states = rng.uniform(-1, 1, size=(50, 2))
+            images = 2.0 * (states[:, :1, None] * rows + states[:, 1:, None] * cols)[..., None]
+            made.append(((rng.normal(size=images.shape) if noise else images).astype(np.float32), states))
+        return made
+    config = {"world_model": {"cnn_depth": 8, "units": 32, "layers": 1}}
+    determined = probe_observations.decoder_probe(config, episodes(8, False), episodes(2, False), updates=300)
+    unrelated = probe_observations.decoder_probe(config, episodes(8, True), episodes(2, True), updates=300)
+    assert determined > 0.7 and unrelated < 0.05
