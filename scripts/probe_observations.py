@@ -187,9 +187,7 @@ def decoder_probe(config: dict, fit, test, updates: int, batch: int = 32, lr: fl
     scratch to redraw one observation's reconstruction target (``nets.image_input``) from the
     standardised state of the same step."""
     import flax.linen as nn
-    import jax
     import jax.numpy as jnp
-    import optax
 
     from world_models.nets import MLP, ConvDecoder, cnn_stages, image_input
 
@@ -206,25 +204,10 @@ def decoder_probe(config: dict, fit, test, updates: int, batch: int = 32, lr: fl
             features = MLP(model_config["units"], model_config["layers"])(state)
             return ConvDecoder(depth, stages, tuple(images.shape[1:]))(features)
 
-    model, optimizer = Redraw(), optax.adam(lr)
-    params = jax.jit(model.init)(jax.random.PRNGKey(0), inputs[:2])
-
-    @jax.jit
-    def update(params, opt_state, key):
-        rows = jax.random.randint(key, (batch,), 0, inputs.shape[0])
-        loss_fn = lambda p: jnp.mean(jnp.sum((model.apply(p, inputs[rows]) - targets[rows]) ** 2, (1, 2, 3)))
-        grads = jax.grad(loss_fn)(params)
-        changes, opt_state = optimizer.update(grads, opt_state)
-        return optax.apply_updates(params, changes), opt_state
-
-    opt_state = optimizer.init(params)
-    for index in range(updates):
-        params, opt_state = update(params, opt_state, jax.random.PRNGKey(index))
-    apply = jax.jit(model.apply)
     test_images, test_states = (np.concatenate([e[part] for e in test]) for part in (0, 1))
     test_targets = np.asarray(image_input(jnp.asarray(test_images)), np.float64)
     test_inputs = jnp.asarray((test_states - mean) / scale, jnp.float32)
-    predicted = np.concatenate([np.asarray(apply(params, test_inputs[i:i + 500])) for i in range(0, len(test_inputs), 500)])
+    predicted = fit_and_predict(Redraw(), inputs, targets, test_inputs, updates, batch, lr)
     error = np.sum((predicted - test_targets) ** 2)
     spread = np.sum((test_targets - test_targets.mean(0)) ** 2)
     return float(1.0 - error / max(spread, 1e-8))
@@ -235,9 +218,7 @@ def cnn_probe(config: dict, fit, test, updates: int, batch: int = 32, lr: float 
     input through ``nets.image_input``) and a linear head trained from scratch to regress the
     standardised state from one observation: what a network, not a linear map, reads."""
     import flax.linen as nn
-    import jax
     import jax.numpy as jnp
-    import optax
 
     from agents.state_probe import entry_r2
     from world_models.nets import ConvEncoder, cnn_stages, image_input
@@ -253,13 +234,27 @@ def cnn_probe(config: dict, fit, test, updates: int, batch: int = 32, lr: float 
         def __call__(self, image):
             return nn.Dense(states.shape[1])(ConvEncoder(depth, stages)(image_input(image)))
 
-    model, optimizer = Regressor(), optax.adam(lr)
-    params = jax.jit(model.init)(jax.random.PRNGKey(0), images[:2])
+    test_images, test_states = (np.concatenate([e[part] for e in test]) for part in (0, 1))
+    predicted = fit_and_predict(Regressor(), images, targets, test_images, updates, batch, lr)
+    return entry_r2(predicted * scale + mean, test_states)
+
+
+def fit_and_predict(model, inputs, targets, test_inputs, updates: int, batch: int, lr: float) -> np.ndarray:
+    """``model`` (a Flax module) trained from scratch with Adam for ``updates`` minibatches of
+    ``batch`` rows to regress ``targets`` from ``inputs`` (squared error summed over each row's
+    entries), then its predictions on ``test_inputs``, 500 rows at a time."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    optimizer = optax.adam(lr)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), inputs[:2])
+    row_sum = tuple(range(1, targets.ndim))
 
     @jax.jit
     def update(params, opt_state, key):
-        rows = jax.random.randint(key, (batch,), 0, images.shape[0])
-        loss_fn = lambda p: jnp.mean(jnp.sum((model.apply(p, images[rows]) - targets[rows]) ** 2, -1))
+        rows = jax.random.randint(key, (batch,), 0, inputs.shape[0])
+        loss_fn = lambda p: jnp.mean(jnp.sum((model.apply(p, inputs[rows]) - targets[rows]) ** 2, row_sum))
         grads = jax.grad(loss_fn)(params)
         changes, opt_state = optimizer.update(grads, opt_state)
         return optax.apply_updates(params, changes), opt_state
@@ -268,9 +263,7 @@ def cnn_probe(config: dict, fit, test, updates: int, batch: int = 32, lr: float 
     for index in range(updates):
         params, opt_state = update(params, opt_state, jax.random.PRNGKey(index))
     apply = jax.jit(model.apply)
-    test_images, test_states = (np.concatenate([e[part] for e in test]) for part in (0, 1))
-    predicted = np.concatenate([np.asarray(apply(params, test_images[i:i + 500])) for i in range(0, len(test_images), 500)])
-    return entry_r2(predicted * scale + mean, test_states)
+    return np.concatenate([np.asarray(apply(params, test_inputs[i:i + 500])) for i in range(0, len(test_inputs), 500)])
 
 
 @report_user_errors
