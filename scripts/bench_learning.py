@@ -8,9 +8,8 @@
 
 Each seed trains ``--steps`` agent steps (environment steps, unless the preset repeats actions) and
 evaluates the greedy policy every ``--eval-every`` steps; ``--jobs N`` runs N seeds at once, each in
-its own single-threaded process; ``--vmap`` runs all
-seeds in this process instead, their updates and acting vmapped (``scripts.train --seeds``; each seed
-still gets its own run directory). Prints a table per seed: the final return (mean of the last four
+its own single-threaded process; ``--vmap`` runs all seeds in this process instead, their updates and
+acting vmapped (``scripts.train --seeds``; each seed still gets its own run directory). Prints a table per seed: the final return (mean of the last four
 evaluations), the best, the first step that reached the target, whether the target was *held* (the
 final return reaches it; with ``--hold-from S``, every evaluation from step S on does too), the
 decoder's R^2 per observation key at the end, and the wall-clock. Writes the curves as JSON and a PNG
