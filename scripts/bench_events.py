@@ -56,6 +56,7 @@ TARGETS = {"CartPole-v1": 400.0, "Pendulum-v1": -300.0}  # issue #18's targets f
 ENV_TIME_STEP = {"CartPole-v1": 0.02, "Pendulum-v1": 0.05}  # seconds per env step (tau, dt)
 # Noise "on at realistic values": the order of magnitude of v2e's noisy sensor model.
 NOISE = {"shot_noise_rate": 5.0, "threshold_sigma": 0.03}
+MAX_EVENTS = 2048  # rows of the events representation: room for the noisy 48x48 Pendulum's p99 (1,328)
 STATE_PROBE_STEPS = 1000  # greedy steps per evaluation for eval/state_r2 (agents.state_probe), camera inputs
 STATE_R2 = "eval/state_r2/"
 PROBES = (*LEARNING_PROBES, STATE_R2)
@@ -73,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=50_000, help="agent steps (after the action repeat)")
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--action-repeat", type=int, default=2)
-    parser.add_argument("--max-events", type=int, default=2048,
+    parser.add_argument("--max-events", type=int, default=MAX_EVENTS,
                         help="rows of the events representation (48x48 Pendulum with noise: p99 1,328 a step)")
     parser.add_argument("--noise", action="store_true", help=f"camera noise on: {NOISE}")
     parser.add_argument("--eval-every", type=int, default=2500)

@@ -22,7 +22,9 @@ trained to redraw each input's reconstruction target (``image_input``: symlog fo
 the world model's decoder predicts them) from the state alone, its R^2 on the test steps: how much of
 the target the state determines, which is what the world model's latent can be taught through the
 reconstruction loss (a target the state does not determine gives it little to learn from).
-Prints a table and writes JSON (default ``benchmarks/out/observations.json``).
+``--noise`` turns on the learning benchmark's camera noise (shot noise and threshold mismatch), so
+what noise costs one observation is measured beside what it costs learning. Prints a table and
+writes JSON (default ``benchmarks/out/observations.json``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decoder-updates", type=int, default=0,
                         help="also train the preset's decoder for this many updates to redraw each input's "
                              "reconstruction target from the state (0: off)")
+    parser.add_argument("--noise", action="store_true",
+                        help="the learning benchmark's camera noise (scripts.bench_events --noise) on")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides for every input (the camera's thresholds, say)")
     parser.add_argument("--out", default="benchmarks/out/observations.json")
@@ -157,13 +161,18 @@ def per_entry_probe(fit: Sequence[tuple[np.ndarray, np.ndarray]], test: Sequence
     return entry_r2(predictions, stack(test, 1)), [PENALTIES[index] for index in chosen]
 
 
+def input_config(source: str, args: argparse.Namespace) -> dict:
+    """The config of one input as the learning benchmark runs it (``--noise`` and ``--set`` applied)."""
+    from configs.loader import load_config
+    from scripts.bench_events import MAX_EVENTS, PRESET, run_overrides
+
+    overrides = run_overrides(args.env, source, args.image_size, args.action_repeat, MAX_EVENTS, args.noise)
+    return load_config([PRESET], overrides + list(args.overrides))
+
+
 def probe_input(source: str, args: argparse.Namespace) -> dict[str, Any]:
     """The ridge probe of one input's raw observations: R^2 per state entry, with the test states' spread."""
-    from configs.loader import load_config
-    from scripts.bench_events import PRESET, run_overrides
-
-    overrides = run_overrides(args.env, source, args.image_size, args.action_repeat, 256, noise=False)
-    config = load_config([PRESET], overrides + list(args.overrides))
+    config = input_config(source, args)
     gains = None if args.gains is None else np.asarray(args.gains, np.float64)
     fit = record(config, source, args.train_steps, 0, gains, args.epsilon, args.image_size)
     test = record(config, source, args.test_steps, 1, gains, args.epsilon, args.image_size)
@@ -268,12 +277,15 @@ def fit_and_predict(model, inputs, targets, test_inputs, updates: int, batch: in
 
 @report_user_errors
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from scripts.bench_events import NOISE
+
     args = parse_args(argv)
     results = {source: probe_input(source, args) for source in args.inputs}
     entries = len(next(iter(results.values()))["r2"])
     policy = "random" if args.gains is None else f"linear feedback {args.gains}, epsilon {args.epsilon}"
     first = next(iter(results.values()))
-    print(f"\n{args.env}, {args.image_size}x{args.image_size}, policy {policy} (test episodes of "
+    camera = f", noisy camera {NOISE}" if args.noise else ""
+    print(f"\n{args.env}, {args.image_size}x{args.image_size}{camera}, policy {policy} (test episodes of "
           f"{first['episode_length']:.0f} steps; state std {', '.join(f'{v:.3f}' for v in first['state_std'])}); "
           f"R² of each state entry from one raw observation, ridge regression")
     print("| input | " + " | ".join(f"[{index}]" for index in range(entries)) + " |")
@@ -288,8 +300,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"{source}: the decoder redraws its reconstruction target from the state at R² "
                   f"{result['decoder_r2']:.3f} (test steps)")
     report = {"env": args.env, "image_size": args.image_size, "action_repeat": args.action_repeat, "policy": policy,
-              "overrides": args.overrides, "train_steps": args.train_steps, "test_steps": args.test_steps,
-              "cnn_updates": args.cnn_updates, "decoder_updates": args.decoder_updates, "results": results}
+              "noise": NOISE if args.noise else None, "overrides": args.overrides,
+              "train_steps": args.train_steps, "test_steps": args.test_steps, "cnn_updates": args.cnn_updates, "decoder_updates": args.decoder_updates, "results": results}
     out = Path(args.out)
     write_json(report, out)
     return report

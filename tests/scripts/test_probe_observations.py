@@ -28,10 +28,22 @@ def test_every_input_is_probed_on_another_seeds_steps(tmp_path, capsys):
     assert pixels["pixels"]["pixels"] == 16 * 16 * 3 and pixels["integrated"]["pixels"] == 16 * 16
     assert pixels["events"]["pixels"] == 16 * 16 * 2  # an event stream as its count frame
     assert report["overrides"] == ["env.event_camera.contrast_pos=0.05"] and report["cnn_updates"] == 3
+    assert report["noise"] is None
     assert all(result["cnn_depth"] == 32 for result in report["results"].values())  # the preset's
     assert json.loads(out.read_text())["results"].keys() == report["results"].keys()
     table = capsys.readouterr().out
     assert "| integrated |" in table and "| events, CNN |" in table
+
+
+def test_noise_configures_the_camera_as_the_learning_benchmark_does():
+    from scripts.bench_events import NOISE
+
+    for flags, noisy in (([], False), (["--noise"], True)):
+        args = probe_observations.parse_args(["--env", "Pendulum-v1", *flags, "--set", "env.event_camera.contrast_pos=0.1"])
+        camera = probe_observations.input_config("frame", args)["env"]["event_camera"]
+        assert camera["contrast_pos"] == 0.1 and camera["frame_interval"] == pytest.approx(0.1)  # 2 steps of 0.05 s
+        for key, value in NOISE.items():
+            assert (camera[key] == value) == noisy, (key, flags)
 
 
 def test_the_linear_feedback_acts_as_written():
