@@ -23,7 +23,9 @@ class EventCameraConfig:
 
     The image size is the parent `EnvConfig.image_size`. Rates are per pixel: ``shot_noise_rate`` in
     events per pixel per second, ``leak_rate`` in Hz. ``frame_interval`` is the simulated time in
-    seconds between two observations (one agent step). ``integration_time`` is the time constant in
+    seconds between two observations (one agent step). ``background_filter_time`` > 0 keeps only
+    events that a neighbouring pixel's event preceded by less than that many seconds (a denoiser,
+    `envs.event_filter`; 0: off). ``integration_time`` is the time constant in
     seconds of the ``integrated`` representation's leak; ``inf`` (``.inf`` in YAML and ``--set``)
     turns the leak off. ``extra_representations`` are other representations of the same events
     added to the observation, a ``Dict`` then (see `envs.event_camera.EventCamera`).
@@ -35,6 +37,7 @@ class EventCameraConfig:
     threshold_sigma: float = 0.0
     refractory_period: float = 0.0
     shot_noise_rate: float = 0.0
+    background_filter_time: float = 0.0
     leak_rate: float = 0.0
     log_eps: float = 1e-3
     voxel_bins: int = 5
@@ -63,7 +66,7 @@ class EventCameraConfig:
         _require(self.integration_time > 0, "event_camera.integration_time must be > 0 (seconds)")
         _require(self.voxel_bins >= 2, "event_camera.voxel_bins must be >= 2")
         _require(self.max_events >= 1, "event_camera.max_events must be >= 1")
-        for name in ("threshold_sigma", "refractory_period", "shot_noise_rate", "leak_rate"):
+        for name in ("threshold_sigma", "refractory_period", "shot_noise_rate", "background_filter_time", "leak_rate"):
             _require(getattr(self, name) >= 0, f"event_camera.{name} must be >= 0")
 
     @classmethod

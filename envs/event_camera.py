@@ -27,6 +27,7 @@ import gymnasium
 import numpy as np
 
 from envs.config import EnvConfigError, EventCameraConfig
+from envs.event_filter import BackgroundActivityFilter
 from envs.wrappers import resize_frame
 
 MIN_CONTRAST = 0.01  # floor of mismatched thresholds: a zero threshold would fire without bound
@@ -415,7 +416,10 @@ class EventCamera(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     ``events`` for the encoder beside their ``integrated`` image as the world model's
     reconstruction target (``decoder.cnn_keys``).
 
-    ``info`` has ``event_count`` (all events of the step), ``event_rate`` (events/s) and
+    ``background_filter_time`` > 0 passes each step's events through a `BackgroundActivityFilter`
+    before any representation sees them.
+
+    ``info`` has ``event_count`` (all events of the step that passed the filter, if one is on), ``event_rate`` (events/s) and
     ``events_dropped`` (events beyond ``max_events``, only non-zero for ``events``). `reset`
     sets the references from the first frame and returns the empty observation.
     """
@@ -438,6 +442,8 @@ class EventCamera(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
         self.config = config
         self.image_size = tuple(int(side) for side in image_size)
         self.simulator = EventSimulator.from_config(config, seed=_simulator_seed(seed))
+        self.noise_filter = (BackgroundActivityFilter(config.background_filter_time, self.image_size)
+                             if config.background_filter_time > 0 else None)
         self.observation_space = event_observation_space(config, self.image_size)
         self._steps = 0
         self._integral = np.zeros(self.image_size + (1,), np.float32)
@@ -447,6 +453,8 @@ class EventCamera(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
         self._steps = 0
         self._integral = np.zeros(self.image_size + (1,), np.float32)
         self.simulator.reset(self._frame(), time=0.0, seed=_simulator_seed(seed))
+        if self.noise_filter is not None:
+            self.noise_filter.reset()
         observation, dropped = self._observe(Events.empty(), t_start=0.0)
         return observation, self._info(info, 0, dropped)
 
@@ -456,6 +464,8 @@ class EventCamera(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
         self._steps += 1
         # Times are step * interval rather than a running sum, so they do not accumulate rounding.
         events = self.simulator.step(self._frame(), self._steps * self.config.frame_interval)
+        if self.noise_filter is not None:
+            events = self.noise_filter(events)
         observation, dropped = self._observe(events, t_start)
         return observation, reward, terminated, truncated, self._info(info, events.count, dropped)
 
