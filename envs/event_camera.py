@@ -419,9 +419,9 @@ class EventCamera(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     ``background_filter_time`` > 0 passes each step's events through a `BackgroundActivityFilter`
     before any representation sees them.
 
-    ``info`` has ``event_count`` (all events of the step that passed the filter, if one is on), ``event_rate`` (events/s) and
-    ``events_dropped`` (events beyond ``max_events``, only non-zero for ``events``). `reset`
-    sets the references from the first frame and returns the empty observation.
+    ``info`` has ``event_count`` (all events of the step that passed the filter, if one is on),
+    ``event_rate`` (events/s) and ``events_dropped`` (events beyond ``max_events``, only non-zero for
+    ``events``). `reset` sets the references from the first frame and returns the empty observation.
     """
 
     def __init__(

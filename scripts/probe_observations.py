@@ -301,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   f"{result['decoder_r2']:.3f} (test steps)")
     report = {"env": args.env, "image_size": args.image_size, "action_repeat": args.action_repeat, "policy": policy,
               "noise": NOISE if args.noise else None, "overrides": args.overrides,
-              "train_steps": args.train_steps, "test_steps": args.test_steps, "cnn_updates": args.cnn_updates, "decoder_updates": args.decoder_updates, "results": results}
+              "train_steps": args.train_steps, "test_steps": args.test_steps, "cnn_updates": args.cnn_updates,
+              "decoder_updates": args.decoder_updates, "results": results}
     out = Path(args.out)
     write_json(report, out)
     return report

@@ -39,7 +39,8 @@ def test_noise_configures_the_camera_as_the_learning_benchmark_does():
     from scripts.bench_events import NOISE
 
     for flags, noisy in (([], False), (["--noise"], True)):
-        args = probe_observations.parse_args(["--env", "Pendulum-v1", *flags, "--set", "env.event_camera.contrast_pos=0.1"])
+        args = probe_observations.parse_args(["--env", "Pendulum-v1", *flags,
+                                              "--set", "env.event_camera.contrast_pos=0.1"])
         camera = probe_observations.input_config("frame", args)["env"]["event_camera"]
         assert camera["contrast_pos"] == 0.1 and camera["frame_interval"] == pytest.approx(0.1)  # 2 steps of 0.05 s
         for key, value in NOISE.items():
