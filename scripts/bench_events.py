@@ -3,6 +3,7 @@
     python -m scripts.bench_events --envs CartPole-v1 Pendulum-v1 --seeds 0 1 2 --jobs 2
     python -m scripts.bench_events --noise                       # shot noise and threshold mismatch on
     python -m scripts.bench_events --measure-only                # events per step, events/s through the encoder
+    python -m scripts.bench_events --measure-only --filter-times 0.001 0.005 0.02   # and the denoiser's share
     python -m scripts.bench_events --resume runs/bench-events-<envs>-<time>-<pid> --jobs 2   # continue
     python -m scripts.bench_events --resume runs/bench-events-<envs>-<time>-<pid> --report   # where it stands
     python -m scripts.bench_events --replot benchmarks/out/events.json
@@ -82,6 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="applied to every run")
     parser.add_argument("--measure-only", action="store_true", help="only events per step and encoder events/s")
+    parser.add_argument("--filter-times", type=float, nargs="*", default=[], metavar="SECONDS",
+                        help="with the measurement: events per step through the background-activity filter at each "
+                             "of these times (env.event_camera.background_filter_time), clean and noisy camera")
     parser.add_argument("--out", default="benchmarks/out/events", help="output prefix")
     parser.add_argument("--replot", metavar="JSON", help="no training: the table and plots again from a saved JSON")
     args = parser.parse_args(argv)
@@ -186,6 +190,22 @@ def events_per_step(env: str, image_size: int, action_repeat: int, noise: bool, 
     return {"mean": float(np.mean(counts)), "p99": float(np.percentile(counts, 99)), "max": int(np.max(counts))}
 
 
+def filter_sweep(env: str, image_size: int, action_repeat: int, filter_times: Sequence[float], steps: int = 300,
+                 overrides: Sequence[str] = ()) -> list[dict]:
+    """Events per agent step of ``event:<env>`` (random policy) through the background-activity filter at
+    each time, with the camera clean and noisy: how much of the scene's events it keeps and how many of
+    the noisy camera's it leaves. The first row (time 0) is the camera unfiltered."""
+    rows = []
+    for seconds in [0.0, *filter_times]:
+        setting = [*overrides, f"env.event_camera.background_filter_time={seconds}"]
+        clean, noisy = (events_per_step(env, image_size, action_repeat, noise, steps, overrides=setting)["mean"]
+                        for noise in (False, True))
+        rows.append({"filter_time": seconds, "clean": clean, "noisy": noisy})
+    for row in rows:
+        row["clean_kept"] = row["clean"] / rows[0]["clean"] if rows[0]["clean"] else float("nan")
+    return rows
+
+
 def encoder_throughput(max_events: int, fill: float, streams: int, repeats: int = 3,
                        encoder_kwargs: dict | None = None) -> dict:
     """Events/s through the event encoder (``world_model.event_encoder`` defaults unless given):
@@ -234,7 +254,18 @@ def measure(args: argparse.Namespace) -> dict:
     for t in throughput:
         print(f"| {t['max_events']} | {t['events_per_step']} | {t['streams']} | {t['forward_events_per_second']:,.0f} "
               f"| {t['train_events_per_second']:,.0f} |")
-    return {"events_per_step": counts, "encoder": throughput}
+    measured = {"events_per_step": counts, "encoder": throughput}
+    if args.filter_times:
+        measured["filter"] = {env: filter_sweep(env, args.image_size, args.action_repeat, args.filter_times,
+                                                overrides=args.overrides) for env in args.envs}
+        print(f"\nevents per agent step through the background-activity filter (random policy; noisy: {NOISE}):")
+        print("| env | filter time (s) | clean camera | share of its events kept | noisy camera |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for env, rows in measured["filter"].items():
+            for row in rows:
+                print(f"| {env} | {row['filter_time'] or 'off'} | {row['clean']:.1f} | {row['clean_kept']:.2f} "
+                      f"| {row['noisy']:.1f} |")
+    return measured
 
 
 def train_all(args: argparse.Namespace) -> dict[str, dict[str, dict[int, list[dict]]]]:
