@@ -7,6 +7,7 @@
     python -m scripts.bench_events --resume runs/bench-events-<envs>-<time>-<pid> --jobs 2   # continue
     python -m scripts.bench_events --resume runs/bench-events-<envs>-<time>-<pid> --report   # where it stands
     python -m scripts.bench_events --replot benchmarks/out/events.json
+    python -m scripts.bench_events --replot A.json B.json ... --out P   # several benchmarks' runs in one table
 
 Every input of an env (``state``: the env's own observation; ``pixels``: rendered frames;
 ``frame``, ``voxel``, ``events``, ``integrated``: the event camera's representations of those frames;
@@ -43,7 +44,7 @@ import numpy as np
 
 from scripts.bench_learning import PROBES as LEARNING_PROBES, summarise_seed
 from scripts.benchmarking import Run, add_run_flags, check_run_flags, run_benchmark
-from scripts.common import report_user_errors
+from scripts.common import UserError, report_user_errors
 from scripts.run_curves import evaluation_rows, mean_curve, plot, steps_label
 
 INPUTS = ("state", "pixels", "frame", "voxel", "events", "integrated", "events_integrated")
@@ -87,10 +88,46 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with the measurement: events per step through the background-activity filter at each "
                              "of these times (env.event_camera.background_filter_time), clean and noisy camera")
     parser.add_argument("--out", default="benchmarks/out/events", help="output prefix")
-    parser.add_argument("--replot", metavar="JSON", help="no training: the table and plots again from a saved JSON")
+    parser.add_argument("--replot", nargs="+", metavar="JSON",
+                        help="no training: the table and plots again from a saved JSON; several: merged (written to "
+                             "--out), each input named with the settings its file does not share with the others")
     args = parser.parse_args(argv)
     check_run_flags(parser, args, argv)
     return args
+
+
+MERGE_LABELS = ("image_size", "max_events")  # settings that may differ between merged files, named in the input
+
+
+def merge_saved(paths: Sequence[str]) -> tuple[dict, bool, int]:
+    """``--replot`` of several saved benchmarks: their curves by env, input and seed in one result, an
+    input named with what its file does not share with the others (the noisy camera where only some
+    are noisy, ``image_size``/``max_events`` that differ, overrides not in every file). Returns the
+    curves, whether all are noisy, and the action repeat (which the step axis needs: it must agree)."""
+    saved = [(path, json.loads(Path(path).read_text())) for path in paths]
+    settings = [result.get("settings", {}) for _, result in saved]
+    repeats = {setting.get("action_repeat") for setting in settings}
+    if len(repeats) > 1:
+        raise UserError(f"--replot: the files differ in action repeat ({sorted(map(str, repeats))}), so their "
+                        "agent steps are not comparable; merge files of one action repeat")
+    common = set.intersection(*(set(setting.get("overrides", [])) for setting in settings))
+    all_noisy = all(result["noise"] for _, result in saved)
+    curves, origin = {}, {}
+    for (path, result), setting in zip(saved, settings):
+        differing = [f"{key} {setting.get(key)}" for key in MERGE_LABELS
+                     if len({json.dumps(other.get(key)) for other in settings}) > 1]
+        named = (["noisy camera"] if result["noise"] and not all_noisy else []) + differing + [
+            override for override in setting.get("overrides", []) if override not in common]
+        for env, rows in result["curves"].items():
+            for source, seeds in rows.items():
+                label = f"{source} ({', '.join(named)})" if named else source
+                for seed, curve in seeds.items():
+                    if (env, label, seed) in origin:
+                        raise UserError(f"--replot: {env} {label} seed {seed} is in {origin[env, label, seed]} and in "
+                                        f"{path}; give each run in one file")
+                    origin[env, label, seed] = path
+                    curves.setdefault(env, {}).setdefault(label, {})[int(seed)] = curve
+    return curves, all_noisy, repeats.pop()
 
 
 def run_overrides(env: str, source: str, image_size: int, action_repeat: int, max_events: int,
@@ -297,12 +334,14 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     prefix = Path(args.out)
     if args.replot:
-        saved = json.loads(Path(args.replot).read_text())
-        prefix, args.noise = Path(args.replot).with_suffix(""), saved["noise"]
-        args.action_repeat = saved.get("settings", {}).get("action_repeat", args.action_repeat)
-        curves = {env: {source: {int(seed): c for seed, c in seeds.items()} for source, seeds in rows.items()}
-                  for env, rows in saved["curves"].items()}
-        args.measured = saved.get("measured", {})
+        curves, args.noise, repeat = merge_saved(args.replot)
+        args.action_repeat = repeat or args.action_repeat  # JSONs written before settings were kept: the default
+        if len(args.replot) == 1:  # written again where it was, with what it kept
+            prefix = Path(args.replot[0]).with_suffix("")
+            saved = json.loads(Path(args.replot[0]).read_text())
+            args.measured, settings = saved.get("measured", {}), saved.get("settings")
+        else:
+            args.measured, settings = {}, {"action_repeat": args.action_repeat, "merged_from": list(args.replot)}
     elif args.measure_only:
         curves, args.measured = {}, measure(args)
     else:
@@ -318,8 +357,10 @@ def main(argv=None) -> dict:
               "curves": {env: {source: {str(seed): c for seed, c in seeds.items()} for source, seeds in rows.items()}
                          for env, rows in curves.items()}}
     if not args.replot:
-        result["settings"] = {key: getattr(args, key) for key in
-                              ("steps", "image_size", "action_repeat", "max_events", "seeds", "overrides")}
+        settings = {key: getattr(args, key) for key in
+                    ("steps", "image_size", "action_repeat", "max_events", "seeds", "overrides")}
+    if settings:
+        result["settings"] = settings
     prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
     for env, rows in curves.items():
         png = prefix.parent / f"{prefix.name}_{env}.png"

@@ -79,6 +79,50 @@ def test_replot_prints_the_table_and_draws_one_plot_per_env(tmp_path, capsys):
     assert result["summary"]["CartPole-v1"]["state"]["final"] == 500.0
 
 
+def _saved(path: Path, noise: bool, curves: dict, overrides: list[str], action_repeat: int = 2) -> str:
+    path.write_text(json.dumps({"noise": noise, "measured": {}, "curves": {"Pendulum-v1": curves}, "settings": {
+        "steps": 50_000, "image_size": 48, "action_repeat": action_repeat, "max_events": 2048, "seeds": [0],
+        "overrides": overrides}}))
+    return str(path)
+
+
+def test_replot_merges_several_benchmarks_naming_what_each_file_does_not_share(tmp_path, capsys):
+    clean = _saved(tmp_path / "clean.json", False, {"frame": {"0": _curve([-1200, -600], 0.6)},
+                                                    "events": {"1": _curve([-1300, -500], 0.5)}}, ["cnn_depth=16"])
+    noisy = _saved(tmp_path / "noisy.json", True, {"frame": {"0": _curve([-1250, -900], 0.05)}}, ["cnn_depth=16"])
+    bins = _saved(tmp_path / "bins.json", False, {"voxel": {"0": _curve([-1200, -1100], 0.4)}},
+                  ["cnn_depth=16", "env.event_camera.voxel_bins=2"])
+    result = main(["--replot", clean, noisy, bins, "--out", str(tmp_path / "merged")])
+    assert list(result["curves"]["Pendulum-v1"]) == [
+        "frame", "events", "frame (noisy camera)", "voxel (env.event_camera.voxel_bins=2)"]
+    assert result["summary"]["Pendulum-v1"]["frame (noisy camera)"]["final"] == pytest.approx(-1075.0)
+    assert result["settings"] == {"action_repeat": 2, "merged_from": [clean, noisy, bins]}
+    assert (tmp_path / "merged_Pendulum-v1.png").exists() and "noisy camera: " not in capsys.readouterr().out
+    # one file replots where it was and keeps its settings (a second replot still knows its action repeat)
+    kept = json.loads(Path(clean).read_text())["settings"]
+    main(["--replot", clean])
+    assert json.loads(Path(clean).read_text())["settings"] == kept
+    # the merged file replots alone, as it was
+    assert main(["--replot", str(tmp_path / "merged.json")])["curves"] == result["curves"]
+    # all noisy: the table's title says so, the inputs keep their names
+    noisy_events = _saved(tmp_path / "noisy_events.json", True, {"events": {"0": _curve([-1300, -800], 0.05)}},
+                          ["cnn_depth=16"])
+    capsys.readouterr()
+    both = main(["--replot", noisy, noisy_events, "--out", str(tmp_path / "noisy_merged")])
+    assert list(both["curves"]["Pendulum-v1"]) == ["frame", "events"] and both["noise"]
+    assert "(noisy camera: " in capsys.readouterr().out
+
+
+def test_replot_refuses_a_run_given_twice_and_files_of_different_action_repeats(tmp_path):
+    one = _saved(tmp_path / "one.json", False, {"frame": {"0": _curve([-1200, -600], 0.6)}}, [])
+    again = _saved(tmp_path / "again.json", False, {"frame": {"0": _curve([-1200, -700], 0.6)}}, [])
+    with pytest.raises(SystemExit, match="frame seed 0 is in .*one.json and in .*again.json"):
+        main(["--replot", one, again, "--out", str(tmp_path / "merged")])
+    other = _saved(tmp_path / "other.json", False, {"events": {"0": _curve([-1200, -700], 0.6)}}, [], action_repeat=4)
+    with pytest.raises(SystemExit, match="differ in action repeat"):
+        main(["--replot", one, other, "--out", str(tmp_path / "merged")])
+
+
 def test_events_per_step_and_encoder_throughput_measure_something():
     counts = events_per_step("CartPole-v1", 16, 1, noise=True, steps=10)
     assert 0 < counts["mean"] <= counts["max"]  # 5 Hz shot noise alone fires on 256 pixels
