@@ -93,18 +93,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "--out), each input named with the settings its file does not share with the others")
     args = parser.parse_args(argv)
     check_run_flags(parser, args, argv)
+    if args.filter_times and (args.replot or args.resume):
+        parser.error("--filter-times is part of the measurement, which --replot and --resume do not run; "
+                     "use it with --measure-only or a new benchmark")
     return args
 
 
 MERGE_LABELS = ("image_size", "max_events")  # settings that may differ between merged files, named in the input
 
 
-def merge_saved(paths: Sequence[str]) -> tuple[dict, bool, int]:
+def merge_saved(saved: Sequence[tuple[str, dict]]) -> tuple[dict, bool, int | None]:
     """``--replot`` of several saved benchmarks: their curves by env, input and seed in one result, an
     input named with what its file does not share with the others (the noisy camera where only some
     are noisy, ``image_size``/``max_events`` that differ, overrides not in every file). Returns the
-    curves, whether all are noisy, and the action repeat (which the step axis needs: it must agree)."""
-    saved = [(path, json.loads(Path(path).read_text())) for path in paths]
+    curves, whether all are noisy, and the action repeat (which the step axis needs: it must agree;
+    None for files written before settings were kept). ``saved``: (path, parsed JSON) per file."""
     settings = [result.get("settings", {}) for _, result in saved]
     repeats = {setting.get("action_repeat") for setting in settings}
     if len(repeats) > 1:
@@ -334,12 +337,12 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     prefix = Path(args.out)
     if args.replot:
-        curves, args.noise, repeat = merge_saved(args.replot)
+        saved = [(path, json.loads(Path(path).read_text())) for path in args.replot]
+        curves, args.noise, repeat = merge_saved(saved)
         args.action_repeat = repeat or args.action_repeat  # JSONs written before settings were kept: the default
-        if len(args.replot) == 1:  # written again where it was, with what it kept
+        if len(saved) == 1:  # written again where it was, with what it kept
             prefix = Path(args.replot[0]).with_suffix("")
-            saved = json.loads(Path(args.replot[0]).read_text())
-            args.measured, settings = saved.get("measured", {}), saved.get("settings")
+            args.measured, settings = saved[0][1].get("measured", {}), saved[0][1].get("settings")
         else:
             args.measured, settings = {}, {"action_repeat": args.action_repeat, "merged_from": list(args.replot)}
     elif args.measure_only:

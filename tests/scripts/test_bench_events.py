@@ -121,6 +121,8 @@ def test_replot_refuses_a_run_given_twice_and_files_of_different_action_repeats(
     other = _saved(tmp_path / "other.json", False, {"events": {"0": _curve([-1200, -700], 0.6)}}, [], action_repeat=4)
     with pytest.raises(SystemExit, match="differ in action repeat"):
         main(["--replot", one, other, "--out", str(tmp_path / "merged")])
+    with pytest.raises(SystemExit):  # the filter sweep belongs to the measurement, which a replot does not run
+        parse_args(["--replot", one, "--filter-times", "0.005"])
 
 
 def test_events_per_step_and_encoder_throughput_measure_something():
