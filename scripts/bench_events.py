@@ -17,8 +17,9 @@ reconstruction target instead of the count frame) trains the
 ``--action-repeat``, frames of ``--image-size`` pixels, the same seeds. The camera's
 ``frame_interval`` is the simulated time of one agent step (the env's own time step times the
 repeat), so shot noise per step is physical. Prints one row per env and input: the final return
-(mean of the last four evaluations; mean, min and max over seeds), the seeds that reached the
-target, each seed's first evaluation at the target (agent steps), the decoder's R^2 of the
+(mean of the last four evaluations; mean, min and max over seeds), each seed's last evaluation,
+its first evaluation at the target and the step since which every evaluation is at it (agent
+steps; with the seeds whose last evaluation is at the target), the decoder's R^2 of the
 observation (for ``events``: of its count frame), the wall-clock.
 Before training it measures, cheaply, the events per step of each env under a random policy and
 the events/s through the event encoder at a couple of stream sizes. Writes the table's data and the
@@ -172,20 +173,36 @@ def input_of(config: dict) -> tuple[str, str]:
     return env, "pixels" if config["env"].get("pixels") else "state"
 
 
+def at_target_since(curve: list[dict], target: float) -> int | None:
+    """The step of the first evaluation from which every later one reaches ``target`` (None where the last
+    does not): where a seed that reached the target and stayed there got to it."""
+    since = None
+    for point in reversed(curve):
+        if point["return"] < target:
+            break
+        since = point["step"]
+    return since
+
+
 def summarise_input(curves: dict[int, list[dict]], target: float) -> dict:
-    """Over seeds: the final return (mean, min, max), seeds at the target, each seed's first evaluation
-    at the target (agent steps, None where none was), mean decoder R^2 per key, mean R^2 of each state
-    entry from the latent (the last evaluation's ``eval/state_r2``, camera inputs), mean wall-clock."""
-    seeds = [summarise_seed(curve, target, None) for curve in curves.values() if curve]
-    last_rows = [curve[-1] for curve in curves.values() if curve]
+    """Over seeds: the final return (mean of each seed's last four evaluations: mean, min, max), each seed's
+    last evaluation, first evaluation at the target and the step since which every evaluation is at it
+    (agent steps, None where none is), the seeds whose last evaluation is at the target, mean decoder R^2
+    per key, mean R^2 of each state entry from the latent (the last evaluation's ``eval/state_r2``,
+    camera inputs), mean wall-clock."""
+    curves = [curve for curve in curves.values() if curve]
+    seeds = [summarise_seed(curve, target, None) for curve in curves]
+    last_rows = [curve[-1] for curve in curves]
     entries = sorted({name for row in last_rows for name in row if name.startswith(STATE_R2)})
     state_r2 = {name.removeprefix(STATE_R2): float(np.mean([row[name] for row in last_rows if name in row]))
                 for name in entries}
     finals = [s["final"] for s in seeds]
     keys = sorted({key for s in seeds for key in s["r2"]})
+    since = [at_target_since(curve, target) for curve in curves]
     return {"final": float(np.mean(finals)), "final_min": float(np.min(finals)), "final_max": float(np.max(finals)),
-            "seeds": len(seeds), "reached": sum(s["final"] >= target for s in seeds),
-            "first_at_target": [s["first_step_at_target"] for s in seeds],
+            "seeds": len(seeds), "reached": sum(step is not None for step in since),
+            "last": [row["return"] for row in last_rows],
+            "first_at_target": [s["first_step_at_target"] for s in seeds], "at_target_since": since,
             "r2": {key: float(np.mean([s["r2"][key] for s in seeds if key in s["r2"]])) for key in keys},
             "state_r2": state_r2,
             "seconds": float(np.mean([s["seconds"] for s in seeds])), "steps": max(s["last_step"] for s in seeds),
@@ -194,19 +211,24 @@ def summarise_input(curves: dict[int, list[dict]], target: float) -> dict:
 
 def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
     print(f"\nlearning from events{' (noisy camera: ' + str(NOISE) + ')' if noise else ''}: greedy return")
-    print("| env | input | agent steps | final (last 4), mean [min, max] | at target | first at target, per seed "
-          "| decoder R² | state R² from the latent | wall-clock (s) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | --- | --- | ---: |")
+    print("| env | input | agent steps | final (last 4), mean [min, max] | last evaluation, per seed "
+          "| first at target, per seed | at target since, per seed | decoder R² | state R² from the latent "
+          "| wall-clock (s) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |")
     for env, rows in summaries.items():
         for source, s in rows.items():
             r2 = ", ".join(f"{key} {value:.3f}" for key, value in s["r2"].items()) or "n/a"
             state = ", ".join(f"{key} {value:.2f}" for key, value in s.get("state_r2", {}).items()) or "n/a"
             first = s.get("steps_min", s["steps"])  # the seeds' last steps, for a report under way
             steps = f"{s['steps']:,}" if first == s["steps"] else f"{first:,}-{s['steps']:,}"
-            firsts = " / ".join("-" if step is None else f"{step:,}" for step in s["first_at_target"])
             print(f"| {env} | {source} | {steps} | {s['final']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}] "
-                  f"| {s['reached']}/{s['seeds']} (>= {TARGETS.get(env, float('nan')):g}) | {firsts} | {r2} | {state} "
-                  f"| {s['seconds']:.0f} |")
+                  f"| {' / '.join(f'{value:.1f}' for value in s['last'])} | {_per_seed(s['first_at_target'])} "
+                  f"| {_per_seed(s['at_target_since'])} ({s['reached']}/{s['seeds']} at "
+                  f"{TARGETS.get(env, float('nan')):g}) | {r2} | {state} | {s['seconds']:.0f} |")
+
+
+def _per_seed(steps: Sequence[int | None]) -> str:
+    return " / ".join("-" if step is None else f"{step:,}" for step in steps)
 
 
 def events_per_step(env: str, image_size: int, action_repeat: int, noise: bool, steps: int = 200,

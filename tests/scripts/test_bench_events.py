@@ -60,11 +60,22 @@ def test_summary_over_seeds():
     assert (summary["final_min"], summary["final_max"]) == (25.0, 430.0)
     assert (summary["reached"], summary["seeds"], summary["steps"]) == (1, 2, 5000)
     assert summary["first_at_target"] == [2000, None]  # the evaluation, not the mean of four, first >= 400
+    assert summary["at_target_since"] == [2000, None] and summary["last"] == [460, 40]
     assert summary["r2"] == {"events": pytest.approx(0.4)} and summary["seconds"] == 150.0
     assert summary["state_r2"] == {}  # no state probe logged
     curves[0][-1]["eval/state_r2/[2]"], curves[1][-1]["eval/state_r2/[2]"] = 0.9, 0.5
     curves[1][-2]["eval/state_r2/[0]"] = 0.7  # not the last evaluation: not the final state R^2
     assert summarise_input(curves, target=400.0)["state_r2"] == {"[2]": pytest.approx(0.7)}
+
+
+def test_a_seed_is_at_the_target_since_the_evaluation_that_began_its_last_run_at_it():
+    # reached at 2k, lost at 3k, back from 4k on; a short run at the target from its second evaluation
+    # counts although the mean of its last four (with the first, far below) does not reach it
+    curves = {0: _curve([0, 400, 10, 410, 420], 0.5), 1: _curve([-500, 450, 460], 0.5), 2: _curve([500, 0], 0.5)}
+    summary = summarise_input(curves, target=400.0)
+    assert summary["first_at_target"] == [2000, 2000, 1000]
+    assert summary["at_target_since"] == [4000, 2000, None] and summary["reached"] == 2
+    assert summary["final_min"] < 400.0  # seed 1's mean of four: (-500 + 450 + 460) / 3
 
 
 def test_replot_prints_the_table_and_draws_one_plot_per_env(tmp_path, capsys):
@@ -74,7 +85,8 @@ def test_replot_prints_the_table_and_draws_one_plot_per_env(tmp_path, capsys):
     path.write_text(json.dumps(saved))
     result = main(["--replot", str(path)])
     out = capsys.readouterr().out
-    assert "| CartPole-v1 | events | 5,000 | 430.0 [430.0, 430.0] | 1/1 (>= 400) | 2,000 | events 0.500 |" in out
+    assert ("| CartPole-v1 | events | 5,000 | 430.0 [430.0, 430.0] | 460.0 | 2,000 | 2,000 (1/1 at 400) "
+            "| events 0.500 |") in out
     assert "noisy camera" in out and (tmp_path / "events_CartPole-v1.png").exists()
     assert result["summary"]["CartPole-v1"]["state"]["final"] == 500.0
 
