@@ -62,6 +62,10 @@ NOISE = {"shot_noise_rate": 5.0, "threshold_sigma": 0.03}
 MAX_EVENTS = 2048  # rows of the events representation: room for the noisy 48x48 Pendulum's p99 (1,328)
 STATE_PROBE_STEPS = 1000  # greedy steps per evaluation for eval/state_r2 (agents.state_probe), camera inputs
 STATE_R2 = "eval/state_r2/"
+# Level 0's return of its policy over the imagination horizon, imagined and really collected from the same
+# replayed states (``agents.exploitation``): a model optimistic about its policy imagines more.
+IMAGINED, REAL = "level0/exploitation/imagined_return", "level0/exploitation/real_return"
+REWARD_LOSS = "level0/world_model/loss/reward"
 PROBES = (*LEARNING_PROBES, STATE_R2)
 # What a benchmark keeps in its benchmark.json and --resume restores (the runs keep their config.yaml).
 SETTINGS = ("envs", "inputs", "seeds", "steps", "image_size", "action_repeat", "max_events", "noise", "eval_every",
@@ -189,7 +193,8 @@ def summarise_input(curves: dict[int, list[dict]], target: float) -> dict:
     last evaluation, first evaluation at the target and the step since which every evaluation is at it
     (agent steps, None where none is), the seeds whose last evaluation is at the target, mean decoder R^2
     per key, mean R^2 of each state entry from the latent (the last evaluation's ``eval/state_r2``,
-    camera inputs), mean wall-clock."""
+    camera inputs), each seed's imagined and real return of its policy and the mean reward loss (the last
+    evaluation's; None where not logged), mean wall-clock."""
     curves = [curve for curve in curves.values() if curve]
     seeds = [summarise_seed(curve, target, None) for curve in curves]
     last_rows = [curve[-1] for curve in curves]
@@ -199,12 +204,16 @@ def summarise_input(curves: dict[int, list[dict]], target: float) -> dict:
     finals = [s["final"] for s in seeds]
     keys = sorted({key for s in seeds for key in s["r2"]})
     since = [at_target_since(curve, target) for curve in curves]
+    reward_losses = [row[REWARD_LOSS] for row in last_rows if REWARD_LOSS in row]
     return {"final": float(np.mean(finals)), "final_min": float(np.min(finals)), "final_max": float(np.max(finals)),
             "seeds": len(seeds), "reached": sum(step is not None for step in since),
             "last": [row["return"] for row in last_rows],
             "first_at_target": [s["first_step_at_target"] for s in seeds], "at_target_since": since,
             "r2": {key: float(np.mean([s["r2"][key] for s in seeds if key in s["r2"]])) for key in keys},
             "state_r2": state_r2,
+            "imagined_real": [[row[IMAGINED], row[REAL]] if IMAGINED in row and REAL in row else None
+                              for row in last_rows],
+            "reward_loss": float(np.mean(reward_losses)) if reward_losses else None,
             "seconds": float(np.mean([s["seconds"] for s in seeds])), "steps": max(s["last_step"] for s in seeds),
             "steps_min": min(s["last_step"] for s in seeds)}
 
@@ -213,8 +222,8 @@ def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
     print(f"\nlearning from events{' (noisy camera: ' + str(NOISE) + ')' if noise else ''}: greedy return")
     print("| env | input | agent steps | final (last 4), mean [min, max] | last evaluation, per seed "
           "| first at target, per seed | at target since, per seed | decoder R² | state R² from the latent "
-          "| wall-clock (s) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |")
+          "| imagined / real return, per seed | reward loss | wall-clock (s) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |")
     for env, rows in summaries.items():
         for source, s in rows.items():
             r2 = ", ".join(f"{key} {value:.3f}" for key, value in s["r2"].items()) or "n/a"
@@ -224,11 +233,18 @@ def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
             print(f"| {env} | {source} | {steps} | {s['final']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}] "
                   f"| {' / '.join(f'{value:.1f}' for value in s['last'])} | {_per_seed(s['first_at_target'])} "
                   f"| {_per_seed(s['at_target_since'])} ({s['reached']}/{s['seeds']} at "
-                  f"{TARGETS.get(env, float('nan')):g}) | {r2} | {state} | {s['seconds']:.0f} |")
+                  f"{TARGETS.get(env, float('nan')):g}) | {r2} | {state} | {_imagined_real(s['imagined_real'])} "
+                  f"| {'n/a' if s['reward_loss'] is None else format(s['reward_loss'], '.2f')} "
+                  f"| {s['seconds']:.0f} |")
 
 
 def _per_seed(steps: Sequence[int | None]) -> str:
     return " / ".join("-" if step is None else f"{step:,}" for step in steps)
+
+
+def _imagined_real(pairs: Sequence[Sequence[float] | None]) -> str:
+    """``imagined / real`` per seed, ``;`` between seeds; n/a for a run that logged no exploitation."""
+    return "; ".join("n/a" if pair is None else f"{pair[0]:.3g} / {pair[1]:.3g}" for pair in pairs)
 
 
 def events_per_step(env: str, image_size: int, action_repeat: int, noise: bool, steps: int = 200,
