@@ -47,8 +47,8 @@ from scripts.common import UserError, report_user_errors
 TARGETS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 FINAL_EVALUATIONS = 4  # the final return is the mean of this many last evaluations
 # Scalars carried into each evaluation row: what a probe of a falling-back agent looks at first.
-PROBES = ("world_model/r2/", "world_model/loss/reconstruction", "world_model/loss/reward", "actor_critic/entropy", "actor_critic/value",
-          "actor_critic/return_scale", "actor_critic/imagined_return")
+PROBES = ("world_model/r2/", "world_model/loss/reconstruction", "world_model/loss/reward", "actor_critic/entropy",
+          "actor_critic/value", "actor_critic/return_scale", "actor_critic/imagined_return")
 # What a benchmark keeps in its benchmark.json and --resume restores (the runs keep their config.yaml).
 SETTINGS = ("env", "config", "steps", "seeds", "eval_every", "eval_episodes", "target", "hold_from", "overrides")
 
