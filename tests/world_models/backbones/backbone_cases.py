@@ -1,5 +1,6 @@
 """Inputs shared by the backbone tests (imported by them; not a test module)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -11,3 +12,39 @@ def resets_with_runs(length: int, batch: int) -> jnp.ndarray:
     resets[[0, 3, 4, 5], 0] = True
     resets[[6, 7], 1] = True
     return jnp.asarray(resets)
+
+
+def scan_from_initial_state(module, xs, resets, *per_step):
+    """``module.scan`` from the module's initial state: the method ``init`` traces, and the way to
+    run a whole sequence without a carry. ``per_step`` holds further ``[T, B]`` inputs (EventS5's
+    ``dt``)."""
+    return module.scan(module.initial_state(xs.shape[1]), xs, resets, *per_step)
+
+
+def step_loop(model, params, carry, xs, resets, *per_step):
+    """The reference every scan is checked against: a plain Python loop of ``model.step``."""
+    step = jax.jit(
+        lambda carry, *inputs: model.apply(params, carry, *inputs, method=type(model).step)
+    )
+    outputs = []
+    for time in range(xs.shape[0]):
+        carry, output = step(carry, xs[time], resets[time], *(inputs[time] for inputs in per_step))
+        outputs.append(output)
+    return carry, jnp.stack(outputs)
+
+
+def run_scan(model, params, carry, xs, resets, *per_step):
+    """``model.scan`` over the whole sequence, jitted."""
+    scan = lambda carry, *inputs: model.apply(params, carry, *inputs, method=type(model).scan)
+    return jax.jit(scan)(carry, xs, resets, *per_step)
+
+
+def init_with_learned_initial_states(key, model, xs, resets, layer_prefix: str, initial_name: str):
+    """Parameters whose learned initial state (``initial_name`` in every layer named
+    ``layer_prefix``...) is random rather than zero, so tests see it carried through resets."""
+    init = jax.jit(lambda key: model.init(key, xs, resets, method=scan_from_initial_state))
+    params = init(key)["params"]
+    for index, name in enumerate(sorted(name for name in params if name.startswith(layer_prefix))):
+        noise = jax.random.normal(jax.random.fold_in(key, index), params[name][initial_name].shape)
+        params[name][initial_name] = 0.5 * noise
+    return {"params": params}

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from backbone_cases import resets_with_runs
+from backbone_cases import resets_with_runs, scan_from_initial_state, step_loop
 from world_models.backbones.egru import (
     EGRU,
     activity_regularizer,
@@ -26,10 +26,6 @@ LENGTH, BATCH, INPUTS, FEATURES = 9, 3, 4, 6
 
 def make_resets() -> jnp.ndarray:
     return resets_with_runs(LENGTH, BATCH)
-
-
-def scan_from_initial_state(module: EGRU, xs, resets):
-    return module.scan(module.initial_state(xs.shape[1]), xs, resets)
 
 
 def apply_scan(params, carry, xs, resets):
@@ -59,21 +55,9 @@ def setup_case(dtype):
     return xs, resets, params, carry
 
 
-def step_loop(params, carry, xs, resets):
-    apply_step = lambda carry, x, reset: EGRU(FEATURES).apply(
-        params, carry, x, reset, method=EGRU.step
-    )
-    step = jax.jit(apply_step)
-    outputs = []
-    for time in range(xs.shape[0]):  # the reference: a plain Python loop of step
-        carry, output = step(carry, xs[time], resets[time])
-        outputs.append(output)
-    return carry, jnp.stack(outputs)
-
-
 def assert_scan_matches_steps(dtype, tolerance):
     xs, resets, params, carry = setup_case(dtype)
-    loop_carry, loop_ys = step_loop(params, carry, xs, resets)
+    loop_carry, loop_ys = step_loop(EGRU(FEATURES), params, carry, xs, resets)
     ys_of = jax.jit(apply_scan)
     middle, first_ys = ys_of(params, carry, xs[:4], resets[:4])
     final, second_ys = ys_of(params, middle, xs[4:], resets[4:])

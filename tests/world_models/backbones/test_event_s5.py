@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from backbone_cases import run_scan, scan_from_initial_state, step_loop
 from world_models.backbones.event_s5 import EventS5, pool_events, pool_resets, window_sum
 from world_models.backbones.s5 import S5, S5Layer
 
@@ -32,10 +33,6 @@ def make_resets() -> jnp.ndarray:
     resets[[2, 3, 7], 0] = True
     resets[[5, 6, 7], 1] = True
     return jnp.asarray(resets)
-
-
-def scan_from_initial_state(module: EventS5, xs, resets, dt):
-    return module.scan(module.initial_state(xs.shape[1]), xs, resets, dt)
 
 
 @functools.cache
@@ -68,25 +65,10 @@ def setup_case(dtype, **overrides):
     return xs.astype(dtype), resets, dt.astype(dtype), params, carry
 
 
-def step_loop(model: EventS5, params, carry, xs, resets, dt):
-    step = jax.jit(
-        lambda carry, x, reset, dt: model.apply(params, carry, x, reset, dt, method=EventS5.step)
-    )
-    outputs = []
-    for time in range(xs.shape[0]):  # the reference: a plain Python loop of step
-        carry, output = step(carry, xs[time], resets[time], dt[time])
-        outputs.append(output)
-    return carry, jnp.stack(outputs)
-
-
 def scan_function(model: EventS5, params):
     return lambda carry, xs, resets, dt: model.apply(
         params, carry, xs, resets, dt, method=EventS5.scan
     )
-
-
-def run_scan(model: EventS5, params, carry, xs, resets, dt):
-    return jax.jit(scan_function(model, params))(carry, xs, resets, dt)
 
 
 def assert_scan_matches_steps(dtype, tolerance, **overrides):

@@ -13,7 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from backbone_cases import resets_with_runs
+from backbone_cases import (
+    init_with_learned_initial_states,
+    resets_with_runs,
+    run_scan,
+    scan_from_initial_state,
+    step_loop,
+)
 from world_models.backbones.mamba import Mamba, causal_conv_sequence, episode_starts
 from world_models.backbones.mamba_scan import (
     SelectionTerms,
@@ -42,20 +48,6 @@ def make_resets() -> jnp.ndarray:
     return resets_with_runs(LENGTH, BATCH)
 
 
-def scan_from_initial_state(module: Mamba, xs, resets):
-    return module.scan(module.initial_state(xs.shape[1]), xs, resets)
-
-
-def init_params(key, model: Mamba, xs, resets):
-    """Parameters with a non-zero learned initial SSM state in every layer."""
-    init = jax.jit(lambda key: model.init(key, xs, resets, method=scan_from_initial_state))
-    params = init(key)["params"]
-    for index, name in enumerate(sorted(name for name in params if name.startswith("mixers"))):
-        noise = jax.random.normal(jax.random.fold_in(key, index), params[name]["initial_ssm"].shape)
-        params[name]["initial_ssm"] = 0.5 * noise
-    return {"params": params}
-
-
 def random_carry(key, model: Mamba, params):
     """A carry unlike the initial state, as if left by a previous call."""
     carry = jax.jit(lambda params: model.apply(params, BATCH, method=Mamba.initial_state))(params)
@@ -65,26 +57,14 @@ def random_carry(key, model: Mamba, params):
     return jax.tree.unflatten(treedef, noise)
 
 
-def step_loop(model: Mamba, params, carry, xs, resets):
-    step = jax.jit(lambda carry, x, reset: model.apply(params, carry, x, reset, method=Mamba.step))
-    outputs = []
-    for time in range(xs.shape[0]):  # the reference: a plain Python loop of step
-        carry, output = step(carry, xs[time], resets[time])
-        outputs.append(output)
-    return carry, jnp.stack(outputs)
-
-
-def scan(model: Mamba, params, carry, xs, resets):
-    apply_scan = lambda carry, xs, resets: model.apply(params, carry, xs, resets, method=Mamba.scan)
-    return jax.jit(apply_scan)(carry, xs, resets)
-
-
 @functools.lru_cache
 def setup_case(dtype):
     key_x, key_params, key_carry = jax.random.split(jax.random.key(0), 3)
     xs = jax.random.normal(key_x, (LENGTH, BATCH, INPUTS), dtype)
     resets = make_resets()
-    params = init_params(key_params, make_model(), xs, resets)
+    params = init_with_learned_initial_states(
+        key_params, make_model(), xs, resets, "mixers", "initial_ssm"
+    )
     params = jax.tree.map(lambda leaf: leaf.astype(dtype), params)
     carry = random_carry(key_carry, make_model(), params)
     carry = jax.tree.map(lambda leaf: leaf.astype(dtype), carry)
@@ -101,7 +81,7 @@ def assert_scan_matches_steps(dtype, tolerance):
         final, chunks = carry, []
         for start, stop in [(0, 2), (2, LENGTH)]:
             chunk = slice(start, stop)
-            final, chunk_ys = scan(make_model(impl), params, final, xs[chunk], resets[chunk])
+            final, chunk_ys = run_scan(make_model(impl), params, final, xs[chunk], resets[chunk])
             chunks.append(chunk_ys)
         ys = jnp.concatenate(chunks)
         assert ys.dtype == dtype
@@ -230,8 +210,8 @@ def test_reset_cuts_dependence_on_the_past(impl):
     # the carried-in state included; the three inputs just before would leak via the conv window
     changed_xs = xs.at[:5, 0].add(3.0).at[:7, 1].add(-2.0)
     changed_carry = jax.tree.map(lambda leaf: leaf + 1.0, carry)
-    _, ys = scan(model, params, carry, xs, resets)
-    _, changed_ys = scan(model, params, changed_carry, changed_xs, resets)
+    _, ys = run_scan(model, params, carry, xs, resets)
+    _, changed_ys = run_scan(model, params, changed_carry, changed_xs, resets)
     np.testing.assert_allclose(changed_ys[5:, 0], ys[5:, 0], atol=1e-6)
     np.testing.assert_allclose(changed_ys[7:, 1], ys[7:, 1], atol=1e-6)
     assert not np.allclose(changed_ys[:5, 0], ys[:5, 0])  # the change is visible before the reset

@@ -13,7 +13,13 @@ import numpy as np
 import optax
 import pytest
 
-from backbone_cases import resets_with_runs
+from backbone_cases import (
+    init_with_learned_initial_states,
+    resets_with_runs,
+    run_scan,
+    scan_from_initial_state,
+    step_loop,
+)
 from world_models.backbones.s5 import MAX_EIGENVALUE_REAL, S5, S5Layer, ssm_param_labels
 
 LENGTH, BATCH, INPUTS, FEATURES, STATE, BLOCKS = 9, 3, 5, 8, 8, 2
@@ -30,20 +36,6 @@ def make_resets() -> jnp.ndarray:
     return resets_with_runs(LENGTH, BATCH)
 
 
-def scan_from_initial_state(module: S5, xs, resets):
-    return module.scan(module.initial_state(xs.shape[1]), xs, resets)
-
-
-def init_params(key, model: S5, xs, resets):
-    """Parameters with a non-zero learned initial state in every layer (init jitted: faster)."""
-    init = jax.jit(lambda key: model.init(key, xs, resets, method=scan_from_initial_state))
-    params = init(key)["params"]
-    for index, name in enumerate(sorted(name for name in params if name.startswith("ssms"))):
-        noise = jax.random.normal(jax.random.fold_in(key, index), params[name]["initial"].shape)
-        params[name]["initial"] = 0.5 * noise
-    return {"params": params}
-
-
 def random_carry(key, model: S5, params):
     """A carry unlike the initial state, as if left by a previous call."""
     carry = model.apply(params, BATCH, method=S5.initial_state)
@@ -54,20 +46,6 @@ def random_carry(key, model: S5, params):
     )
 
 
-def step_loop(model: S5, params, carry, xs, resets):
-    step = jax.jit(lambda carry, x, reset: model.apply(params, carry, x, reset, method=S5.step))
-    outputs = []
-    for time in range(xs.shape[0]):  # the reference: a plain Python loop of step
-        carry, output = step(carry, xs[time], resets[time])
-        outputs.append(output)
-    return carry, jnp.stack(outputs)
-
-
-def run_scan(model: S5, params, carry, xs, resets):
-    scan = lambda carry, xs, resets: model.apply(params, carry, xs, resets, method=S5.scan)
-    return jax.jit(scan)(carry, xs, resets)
-
-
 @functools.cache
 def float32_case(overrides: tuple) -> tuple:
     """Inputs, resets, parameters and a random carry for one model setting (built once)."""
@@ -75,7 +53,7 @@ def float32_case(overrides: tuple) -> tuple:
     key_x, key_params, key_carry = jax.random.split(jax.random.key(0), 3)
     xs = jax.random.normal(key_x, (LENGTH, BATCH, INPUTS))
     resets = make_resets()
-    params = init_params(key_params, model, xs, resets)
+    params = init_with_learned_initial_states(key_params, model, xs, resets, "ssms", "initial")
     return xs, resets, params, random_carry(key_carry, model, params)
 
 
