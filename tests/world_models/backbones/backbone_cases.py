@@ -39,10 +39,14 @@ def run_scan(model, params, carry, xs, resets, *per_step):
     return jax.jit(scan)(carry, xs, resets, *per_step)
 
 
-def init_with_learned_initial_states(key, model, xs, resets, layer_prefix: str, initial_name: str):
+def init_with_learned_initial_states(
+    key, model, xs, resets, layer_prefix: str, initial_name: str, *per_step
+):
     """Parameters whose learned initial state (``initial_name`` in every layer named
     ``layer_prefix``...) is random rather than zero, so tests see it carried through resets."""
-    init = jax.jit(lambda key: model.init(key, xs, resets, method=scan_from_initial_state))
+    init = jax.jit(
+        lambda key: model.init(key, xs, resets, *per_step, method=scan_from_initial_state)
+    )
     params = init(key)["params"]
     for index, name in enumerate(sorted(name for name in params if name.startswith(layer_prefix))):
         noise = jax.random.normal(jax.random.fold_in(key, index), params[name][initial_name].shape)

@@ -12,7 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from backbone_cases import run_scan, scan_from_initial_state, step_loop
+from backbone_cases import (
+    init_with_learned_initial_states,
+    run_scan,
+    scan_from_initial_state,
+    step_loop,
+)
 from world_models.backbones.event_s5 import EventS5, pool_events, pool_resets, window_sum
 from world_models.backbones.s5 import S5, S5Layer
 
@@ -43,12 +48,9 @@ def float32_case(overrides: tuple = ()) -> tuple:
     xs = jax.random.normal(key_x, (LENGTH, BATCH, INPUTS))
     dt = jax.random.uniform(key_dt, (LENGTH, BATCH), minval=0.1, maxval=5.0)
     resets = make_resets()
-    init = jax.jit(lambda key: model.init(key, xs, resets, dt, method=scan_from_initial_state))
-    params = init(key_params)
-    for index in range(model.layers):
-        layer = params["params"][f"ssms_{index}"]
-        noise = jax.random.normal(jax.random.fold_in(key_params, index), layer["initial"].shape)
-        layer["initial"] = 0.5 * noise
+    params = init_with_learned_initial_states(
+        key_params, model, xs, resets, "ssms", "initial", dt
+    )
     shapes = model.apply(params, BATCH, method=EventS5.initial_state)
     keys = jax.random.split(key_carry, len(shapes))
     carry = tuple(
