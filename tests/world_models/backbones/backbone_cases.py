@@ -52,3 +52,12 @@ def init_with_learned_initial_states(
         noise = jax.random.normal(jax.random.fold_in(key, index), params[name][initial_name].shape)
         params[name][initial_name] = 0.5 * noise
     return {"params": params}
+
+
+def assert_every_gradient_finite_and_nonzero(grads) -> None:
+    """Every leaf of ``grads`` finite and not all zero, naming the first leaf that is not: a zero
+    leaf is a parameter the loss never reaches."""
+    for path, grad in jax.tree_util.tree_leaves_with_path(grads):
+        name = jax.tree_util.keystr(path)
+        assert np.all(np.isfinite(grad)), f"non-finite gradient at {name}"
+        assert np.any(grad != 0), f"zero gradient at {name}"

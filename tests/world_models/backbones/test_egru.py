@@ -12,7 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from backbone_cases import resets_with_runs, scan_from_initial_state, step_loop
+from backbone_cases import (
+    assert_every_gradient_finite_and_nonzero,
+    resets_with_runs,
+    scan_from_initial_state,
+    step_loop,
+)
 from world_models.backbones.egru import (
     EGRU,
     activity_regularizer,
@@ -164,10 +169,7 @@ def test_gradients_reach_every_parameter():
         return jnp.sum(ys * weights)
 
     grads = jax.jit(jax.grad(loss))(params)
-    for path, grad in jax.tree_util.tree_leaves_with_path(grads):
-        name = jax.tree_util.keystr(path)
-        assert np.all(np.isfinite(grad)), name
-        assert np.any(grad != 0), name
+    assert_every_gradient_finite_and_nonzero(grads)
 
 
 def test_sown_values_and_regulariser_gradient():
@@ -186,10 +188,7 @@ def test_sown_values_and_regulariser_gradient():
     np.testing.assert_allclose(activity, 1.0 - sparsity, rtol=1e-6)
 
     grads = jax.jit(jax.grad(lambda params: sown(params)[1]["activity"][0]))(params)
-    for path, grad in jax.tree_util.tree_leaves_with_path(grads):
-        name = jax.tree_util.keystr(path)
-        assert np.all(np.isfinite(grad)), name
-        assert np.any(grad != 0), name
+    assert_every_gradient_finite_and_nonzero(grads)
 
     # step sows the same quantities for one step
     _, state = EGRU(FEATURES).apply(

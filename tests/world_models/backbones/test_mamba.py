@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from backbone_cases import (
+    assert_every_gradient_finite_and_nonzero,
     init_with_learned_initial_states,
     resets_with_runs,
     run_scan,
@@ -248,10 +249,7 @@ def test_gradients_reach_every_parameter(impl):
         return jnp.sum(ys * weights)
 
     grads = jax.jit(jax.grad(loss))(params)
-    for path, grad in jax.tree_util.tree_leaves_with_path(grads):
-        name = jax.tree_util.keystr(path)
-        assert np.all(np.isfinite(grad)), name
-        assert np.any(grad != 0), name
+    assert_every_gradient_finite_and_nonzero(grads)
 
 
 def test_jit_and_vmap_shapes():
