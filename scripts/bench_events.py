@@ -105,12 +105,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 MERGE_LABELS = ("image_size", "max_events")  # settings that may differ between merged files, named in the input
+# Overrides that change what a run keeps on disk, not what it learns: they do not split one input of merged files
+# into two (a run given denser checkpoints, to probe it later, is still a seed of the same input).
+BOOKKEEPING_KEYS = ("run.checkpoint_every", "run.keep_checkpoints")
+
+
+def learning_overrides(setting: dict) -> list[str]:
+    """A saved benchmark's ``KEY=VALUE`` overrides, less those of ``BOOKKEEPING_KEYS``."""
+    return [override for override in setting.get("overrides", [])
+            if override.split("=", 1)[0].strip() not in BOOKKEEPING_KEYS]
 
 
 def merge_saved(saved: Sequence[tuple[str, dict]]) -> tuple[dict, bool, int | None]:
     """``--replot`` of several saved benchmarks: their curves by env, input and seed in one result, an
     input named with what its file does not share with the others (the noisy camera where only some
-    are noisy, ``image_size``/``max_events`` that differ, overrides not in every file). Returns the
+    are noisy, ``image_size``/``max_events`` that differ, overrides not in every file but those of
+    ``BOOKKEEPING_KEYS``). Returns the
     curves, whether all are noisy, and the action repeat (which the step axis needs: it must agree;
     None for files written before settings were kept). ``saved``: (path, parsed JSON) per file."""
     settings = [result.get("settings", {}) for _, result in saved]
@@ -118,14 +128,14 @@ def merge_saved(saved: Sequence[tuple[str, dict]]) -> tuple[dict, bool, int | No
     if len(repeats) > 1:
         raise UserError(f"--replot: the files differ in action repeat ({sorted(map(str, repeats))}), so their "
                         "agent steps are not comparable; merge files of one action repeat")
-    common = set.intersection(*(set(setting.get("overrides", [])) for setting in settings))
+    common = set.intersection(*(set(learning_overrides(setting)) for setting in settings))
     all_noisy = all(result["noise"] for _, result in saved)
     curves, origin = {}, {}
     for (path, result), setting in zip(saved, settings):
         differing = [f"{key} {setting.get(key)}" for key in MERGE_LABELS
                      if len({json.dumps(other.get(key)) for other in settings}) > 1]
         named = (["noisy camera"] if result["noise"] and not all_noisy else []) + differing + [
-            override for override in setting.get("overrides", []) if override not in common]
+            override for override in learning_overrides(setting) if override not in common]
         for env, rows in result["curves"].items():
             for source, seeds in rows.items():
                 label = f"{source} ({', '.join(named)})" if named else source

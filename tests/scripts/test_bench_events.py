@@ -110,11 +110,15 @@ def test_replot_merges_several_benchmarks_naming_what_each_file_does_not_share(t
     noisy = _saved(tmp_path / "noisy.json", True, {"frame": {"0": _curve([-1250, -900], 0.05)}}, ["cnn_depth=16"])
     bins = _saved(tmp_path / "bins.json", False, {"voxel": {"0": _curve([-1200, -1100], 0.4)}},
                   ["cnn_depth=16", "env.event_camera.voxel_bins=2"])
-    result = main(["--replot", clean, noisy, bins, "--out", str(tmp_path / "merged")])
+    # denser checkpoints change what a run keeps, not what it learns: still a seed of the noisy `frame`
+    checkpointed = _saved(tmp_path / "checkpointed.json", True, {"frame": {"1": _curve([-1300, -700], 0.05)}},
+                          ["cnn_depth=16", "run.checkpoint_every=2500", "run.keep_checkpoints=20"])
+    result = main(["--replot", clean, noisy, bins, checkpointed, "--out", str(tmp_path / "merged")])
     assert list(result["curves"]["Pendulum-v1"]) == [
         "frame", "events", "frame (noisy camera)", "voxel (env.event_camera.voxel_bins=2)"]
-    assert result["summary"]["Pendulum-v1"]["frame (noisy camera)"]["final"] == pytest.approx(-1075.0)
-    assert result["settings"] == {"action_repeat": 2, "merged_from": [clean, noisy, bins]}
+    assert list(result["curves"]["Pendulum-v1"]["frame (noisy camera)"]) == ["0", "1"]
+    assert result["summary"]["Pendulum-v1"]["frame (noisy camera)"]["final"] == pytest.approx(-1037.5)
+    assert result["settings"] == {"action_repeat": 2, "merged_from": [clean, noisy, bins, checkpointed]}
     assert (tmp_path / "merged_Pendulum-v1.png").exists() and "noisy camera: " not in capsys.readouterr().out
     # one file replots where it was and keeps its settings (a second replot still knows its action repeat)
     kept = json.loads(Path(clean).read_text())["settings"]
