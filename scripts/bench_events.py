@@ -120,9 +120,9 @@ def merge_saved(saved: Sequence[tuple[str, dict]]) -> tuple[dict, bool, int | No
     """``--replot`` of several saved benchmarks: their curves by env, input and seed in one result, an
     input named with what its file does not share with the others (the noisy camera where only some
     are noisy, ``image_size``/``max_events`` that differ, overrides not in every file but those of
-    ``BOOKKEEPING_KEYS``). Returns the
-    curves, whether all are noisy, and the action repeat (which the step axis needs: it must agree;
-    None for files written before settings were kept). ``saved``: (path, parsed JSON) per file."""
+    ``BOOKKEEPING_KEYS``). Returns the curves, whether all are noisy, and the action repeat (which the
+    step axis needs: it must agree; None for files written before settings were kept). ``saved``:
+    (path, parsed JSON) per file."""
     settings = [result.get("settings", {}) for _, result in saved]
     repeats = {setting.get("action_repeat") for setting in settings}
     if len(repeats) > 1:
