@@ -20,7 +20,14 @@ import optax
 from flax import struct
 
 from agents.optimization import GradientStep, TrainState, apply_gradients, gradient_step, make_optimizer
-from agents.returns import ReturnScale, lambda_returns, replayed_lambda_returns, update_return_scale
+from agents.returns import (
+    ReturnScale,
+    discounted_sum,
+    lambda_returns,
+    replayed_lambda_returns,
+    return_divisor,
+    update_return_scale,
+)
 from world_models.distributions import (
     BoundedNormal,
     GroupedOneHot,
@@ -67,6 +74,18 @@ class Targets(NamedTuple):
     weights: jax.Array  # [H, N]: discounted probability that s_i is still in the episode
     return_scale: ReturnScale  # updated with these returns
     divisor: jax.Array  # [K]: the return normalisation's scale of each term
+
+
+class PolicyJudgement(NamedTuple):
+    """What a critic and the world model of a rollout expect of a policy, per imagination start ``[N]``
+    (``ActorCritic.judge``)."""
+
+    objective: jax.Array  # the actor's objective without its entropy bonus: normalised λ-returns,
+    #                       weighted by the discounted continuation, averaged over the horizon
+    start_return: jax.Array  # λ-return of the first reward term from the start state
+    reward_sum: jax.Array  # discounted sum of the first term's imagined rewards over the horizon
+    horizon_value: jax.Array  # the critic's value of the first term at the horizon's end
+    weight: jax.Array  # 0 where the start does not count (``Trajectory.start_continue``)
 
 
 class ActorNet(nn.Module):
@@ -273,6 +292,23 @@ class ActorCritic:
         objective = jnp.sum(self.term_weights * targets.returns / targets.divisor, -1)
         loss, (metrics,) = self._policy_loss(dist, objective, targets.weights)
         return loss, (stop(trajectory), stop(targets), metrics)
+
+    def judge(self, state: ActorCriticState, actor_params, rollout: Rollout, key: jax.Array) -> PolicyJudgement:
+        """What this actor-critic (``state``: its critic and return scale) and the rollout's world model
+        expect of the policy ``actor_params``, which may be another checkpoint's: the objective its
+        actor would follow, divided by ``state``'s return scale as it stands (not moved by this batch),
+        so that two policies judged with one key compare on the same imagined starts."""
+        trajectory = rollout(self._imagining_policy(actor_params), key)
+        values = self.value(state.critic.params, trajectory.features)
+        targets = self._targets(state, trajectory, values)
+        normalised = jnp.sum(self.term_weights * targets.returns / return_divisor(state.return_scale), -1)
+        return PolicyJudgement(
+            objective=jnp.mean(targets.weights * normalised, 0),
+            start_return=targets.returns[0, :, 0],
+            reward_sum=discounted_sum(trajectory.rewards[..., 0], trajectory.continues, self.discount),
+            horizon_value=values[-1, :, 0],
+            weight=trajectory.start_continue,
+        )
 
     def _policy_loss(self, dist, objective: jax.Array, weights: jax.Array):
         entropy = dist.entropy()

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from agents.actor_critic import ActorCritic, ActorCriticState, Replayed, Trajectory
+from agents.actor_critic import ActorCritic, ActorCriticState, Replayed, Rollout, Trajectory
 from agents.auxiliaries import init_auxiliaries, update_auxiliaries
 from agents.controllability import model_controllability
 from agents.goals import Ensemble, GoalAutoencoder, NoveltyPredictor, goal_diversity, goal_similarity
@@ -333,18 +333,13 @@ class Level:
         return Replayed(jax.lax.stop_gradient(state_features(posterior)), book["reward"], book["is_terminal"],
                         book["is_first"], weights)
 
-    def update_behaviour(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
-                         governed: jax.Array | None, rewarded: jax.Array, key: jax.Array
-                         ) -> tuple[LevelState, dict[str, jax.Array]]:
-        """One actor-critic step in imagination from every posterior state of the batch, with the goal
-        in effect there (``goal [T, B, G]``, ``governed [T, B]``: whether one was; None at the top).
-        ``rewarded`` (0-d bool): whether replay has held a rewarded step, which turns the penalty on."""
-        starts = jax.tree.map(flatten_time, posterior)
-        start_continue = self.start_weights(book, governed)
-        goal = None if goal is None else flatten_time(goal)
-        extra = self.replayed_novelty(state, starts, start_continue)
-        if self.top:
-            extra.update(self.value_before_reward(state, posterior, book))
+    def imagination_rollout(self, state: LevelState, starts: RSSMState, goal: jax.Array | None,
+                            start_continue: jax.Array, rewarded: jax.Array, extra: dict) -> Rollout:
+        """The rollout this level's actor-critic trains on: imagination from ``starts`` (leaves
+        ``[N, ...]``) in this level's world model (``state``) under a given policy, with this level's
+        rewards (``goal [N, G]`` held, None at the top; ``start_continue [N]``: 0 for starts that do not
+        count; ``rewarded``: as in ``update_behaviour``). Metrics of the imagination (the ensemble's
+        disagreement) go into ``extra``."""
 
         def rollout(policy, rollout_key) -> Trajectory:
             params = state.world_model.params
@@ -373,6 +368,21 @@ class Level:
                 start_continue=start_continue,
             )
 
+        return rollout
+
+    def update_behaviour(self, state: LevelState, book: dict, posterior: RSSMState, goal: jax.Array | None,
+                         governed: jax.Array | None, rewarded: jax.Array, key: jax.Array
+                         ) -> tuple[LevelState, dict[str, jax.Array]]:
+        """One actor-critic step in imagination from every posterior state of the batch, with the goal
+        in effect there (``goal [T, B, G]``, ``governed [T, B]``: whether one was; None at the top).
+        ``rewarded`` (0-d bool): whether replay has held a rewarded step, which turns the penalty on."""
+        starts = jax.tree.map(flatten_time, posterior)
+        start_continue = self.start_weights(book, governed)
+        goal = None if goal is None else flatten_time(goal)
+        extra = self.replayed_novelty(state, starts, start_continue)
+        if self.top:
+            extra.update(self.value_before_reward(state, posterior, book))
+        rollout = self.imagination_rollout(state, starts, goal, start_continue, rewarded, extra)
         actor_critic, metrics, _ = self.actor_critic.update(state.actor_critic, rollout, key,
                                                             self.replayed(book, posterior, goal))
         metrics.update(extra)

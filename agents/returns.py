@@ -89,7 +89,13 @@ def update_return_scale(
     scale = ReturnScale(
         decay * scale.low + (1 - decay) * low, decay * scale.high + (1 - decay) * high
     )
-    return scale, jnp.maximum(1.0, scale.high - scale.low)
+    return scale, return_divisor(scale)
+
+
+def return_divisor(scale: ReturnScale) -> jax.Array:
+    """What returns are divided by: ``max(1, high - low)`` (only ever scaled down, so that small
+    rewards stay visible)."""
+    return jnp.maximum(1.0, scale.high - scale.low)
 
 
 def discounted_sum(rewards: jax.Array, continues: jax.Array, discount: float) -> jax.Array:

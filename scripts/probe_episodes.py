@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.returns import return_divisor
 from agents.state_probe import NoSourceObservation, source_entries
 from scripts.common import UserError, report_user_errors, trained_run
 
@@ -338,8 +339,7 @@ def main(argv=None) -> dict:
                             f"{logdir} has {agent.num_levels} levels and "
                             f"{'discrete' if agent.action_layout.discrete else 'continuous'} actions")
         episodes = run_probe(agent, state, envs, args.episodes, args.seed, not args.sample, args.action_values)
-        scale = state.levels[0].actor_critic.return_scale
-        return_scale = float(np.maximum(1.0, np.asarray(scale.high - scale.low).reshape(-1)[0]))
+        return_scale = float(np.asarray(return_divisor(state.levels[0].actor_critic.return_scale)).reshape(-1)[0])
     flat = agent.num_levels == 1
     report = summarise(episodes, args.bins, float(config["agent"]["discount"]) if flat else None, return_scale)
     report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, **report,

@@ -142,3 +142,45 @@ def test_one_update_moves_actor_and_critic_by_the_plain_losses_gradients(discret
     assert ("actor_critic/entropy_fraction" in metrics) == discrete  # a continuous policy has no maximum
     if discrete:
         assert 0.5 < float(metrics["actor_critic/entropy_fraction"]) <= 1.0 + 1e-6  # a fresh policy: near uniform
+
+
+def _plain_lambda_returns(rewards, continues, values, discount, lambda_):
+    """``R_t = r_t + discount c_t ((1 - lambda) v_{t+1} + lambda R_{t+1})``, ``R_H = v_H``, step by step."""
+    returns = [values[-1]]
+    for t in reversed(range(rewards.shape[0])):
+        following = (1 - lambda_) * values[t + 1] + lambda_ * returns[0]
+        returns.insert(0, rewards[t] + discount * continues[t][..., None] * following)
+    return np.stack(returns[:-1])
+
+
+def test_judge_values_another_actor_as_its_objective_written_out():
+    actor_critic = _actor_critic(discrete=False, replay_value=0.0)
+    rollout, _ = _rollout(actor_critic.horizon)
+    state = actor_critic.init(jax.random.PRNGKey(0), FEATURES)
+    state = state.replace(critic=state.critic.replace(params=_perturbed(state.critic.params, jax.random.PRNGKey(1))),
+                          return_scale=state.return_scale._replace(low=jnp.array([-3.0, 0.0]),
+                                                                   high=jnp.array([1.0, 0.5])))
+    other_actor = _perturbed(state.actor.params, jax.random.PRNGKey(2))
+    key = jax.random.PRNGKey(3)
+
+    judged = jax.jit(lambda params: actor_critic.judge(state, params, rollout, key))(other_actor)
+
+    trajectory = rollout(lambda features, k: actor_critic.policy(other_actor, features).sample(k), key)
+    values = np.asarray(actor_critic.value(state.critic.params, trajectory.features))
+    rewards, continues = np.asarray(trajectory.rewards), np.asarray(trajectory.continues)
+    returns = _plain_lambda_returns(rewards, continues, values, actor_critic.discount, actor_critic.lambda_)
+    horizon, starts = continues.shape
+    weights = np.ones((horizon, starts)) * np.asarray(trajectory.start_continue)
+    for t in range(1, horizon):
+        weights[t] = weights[t - 1] * actor_critic.discount * continues[t - 1]
+    divisor = np.array([4.0, 1.0])  # max(1, high - low) of each term's scale as it stands
+    objective = np.mean(weights * np.sum(np.asarray(actor_critic.term_weights) * returns / divisor, -1), 0)
+    reward_sum = sum(actor_critic.discount**t * np.prod(continues[:t], 0) * rewards[t, :, 0] for t in range(horizon))
+
+    np.testing.assert_allclose(judged.objective, objective, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(judged.start_return, returns[0, :, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(judged.reward_sum, reward_sum, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(judged.horizon_value, values[-1, :, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(judged.weight, trajectory.start_continue)
+    own = actor_critic.judge(state, state.actor.params, rollout, key)
+    assert np.abs(np.asarray(own.objective) - objective).max() > 1e-3  # it judged the actor it was given

@@ -14,7 +14,7 @@ from agents.evaluation import load_train_state
 from agents.logging import read_metrics
 from configs.loader import read_config
 from envs import make_vector_env
-from scripts import evaluate, probe_episodes, probe_model, probe_state, train
+from scripts import evaluate, probe_episodes, probe_model, probe_policy_change, probe_state, train
 
 DOCUMENTED = [
     "episode/return", "episode/length", "level0/world_model/loss", "level0/world_model/loss/reconstruction",
@@ -82,6 +82,26 @@ def test_probe_model_reports_every_entry_at_every_distance_from_the_saved_replay
     with pytest.raises(SystemExit) as error:
         probe_model.main(["--logdir", str(tmp_path)])
     assert error.value.code == 2  # not a run directory: one paragraph, exit status 2
+
+
+def test_probe_policy_change_judges_both_checkpoints_actors_by_each_judge(debug_run, tmp_path, capsys):
+    out = tmp_path / "change.json"
+    result = probe_policy_change.main(["--logdir", str(debug_run), "--before", "200", "--steps", "40",
+                                       "--samples", "2", "--episodes", "1", "--out", str(out)])
+    assert result["steps"] == {"before": 200, "after": 400}
+    for judged in result["judges"].values():
+        assert judged["starts"] > 0
+        for part in ("objective", "start_return", "reward_sum", "horizon_value"):
+            paired = judged["after_minus_before"][part]
+            assert paired["mean"] == pytest.approx(judged["after"][part] - judged["before"][part], abs=1e-4)
+            assert np.isfinite(paired["stderr"])
+    # the two checkpoints' actors differ, and each judge tells them apart
+    assert all(judged["after_minus_before"]["objective"]["mean"] != 0 for judged in result["judges"].values())
+    assert all(len(result["real"][role]["greedy"]) == 1 for role in ("before", "after"))
+    assert json.loads(out.read_text())["judges"] == result["judges"]
+    with pytest.raises(SystemExit) as error:
+        probe_policy_change.main(["--logdir", str(debug_run), "--before", "400"])
+    assert error.value.code == 2 and "earlier checkpoint" in capsys.readouterr().err
 
 
 def test_probe_state_says_a_state_run_has_no_camera(debug_run, capsys):
