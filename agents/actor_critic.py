@@ -41,6 +41,16 @@ from world_models.nets import MLP
 ACTOR_GRADS = ("auto", "reinforce", "dynamics")  # agent.actor_grad; auto: reinforce if discrete, else dynamics
 
 
+def weighted_correlation(a: jax.Array, b: jax.Array, weights: jax.Array) -> jax.Array:
+    """Pearson's correlation of ``a [N]`` and ``b [N]`` with each pair counted by ``weights [N]``; 0
+    where either does not vary, so that a metric stays finite (a run stops on non-finite metrics)."""
+    weights = weights / jnp.maximum(jnp.sum(weights), 1e-8)
+    a_centred, b_centred = a - jnp.sum(weights * a), b - jnp.sum(weights * b)
+    covariance = jnp.sum(weights * a_centred * b_centred)
+    variance = jnp.sum(weights * a_centred**2) * jnp.sum(weights * b_centred**2)
+    return jnp.where(variance > 0, covariance / jnp.sqrt(jnp.where(variance > 0, variance, 1.0)), 0.0)
+
+
 class Trajectory(NamedTuple):
     """An imagined trajectory of H steps from N start states."""
 
@@ -233,7 +243,7 @@ class ActorCritic:
         slow_critic = optax.incremental_update(critic.state.params, state.slow_critic, self.slow_critic_fraction)
         metrics = {
             **actor.aux[-1],
-            **self._term_metrics(targets.returns, trajectory.rewards, targets.values, targets.divisor),
+            **self._term_metrics(trajectory, targets),
             "actor_critic/critic_loss": critic.loss,
             "actor_critic/actor_grad_norm": actor.grad_norm,
             "actor_critic/critic_grad_norm": critic.grad_norm,
@@ -320,17 +330,23 @@ class ActorCritic:
             metrics["actor_critic/entropy_fraction"] = entropy.mean() / dist.max_entropy()
         return loss, (metrics,)
 
-    def _term_metrics(self, returns: jax.Array, rewards: jax.Array, values: jax.Array, divisor: jax.Array
-                      ) -> dict[str, jax.Array]:
+    def _term_metrics(self, trajectory: Trajectory, targets: Targets) -> dict[str, jax.Array]:
         """Imagined return, reward, value and return scale of each reward term (the first term's under
-        the plain names)."""
+        the plain names), and ``value_reward_corr``: the correlation over the imagination starts between
+        the critic's value of each start and the reward imagined from it over the horizon (discounted).
+        Near 0 the critic does not rank states as the model's rewards do, and an actor that follows its
+        values at the horizon follows noise (the Pendulum camera runs' critics were that flat before
+        their policies collapsed)."""
         metrics = {}
         for index, name in enumerate(self.term_names):
             suffix = "" if index == 0 else f"/{name}"
-            metrics[f"actor_critic/imagined_return{suffix}"] = returns[0, :, index].mean()
-            metrics[f"actor_critic/imagined_reward{suffix}"] = rewards[..., index].mean()
-            metrics[f"actor_critic/value{suffix}"] = values[..., index].mean()
-            metrics[f"actor_critic/return_scale{suffix}"] = divisor[index]
+            reward_sum = discounted_sum(trajectory.rewards[..., index], trajectory.continues, self.discount)
+            metrics[f"actor_critic/imagined_return{suffix}"] = targets.returns[0, :, index].mean()
+            metrics[f"actor_critic/imagined_reward{suffix}"] = trajectory.rewards[..., index].mean()
+            metrics[f"actor_critic/value{suffix}"] = targets.values[..., index].mean()
+            metrics[f"actor_critic/return_scale{suffix}"] = targets.divisor[index]
+            metrics[f"actor_critic/value_reward_corr{suffix}"] = weighted_correlation(
+                targets.values[0, :, index], reward_sum, trajectory.start_continue)
         return metrics
 
     def _critic_forward(self, critic_params, features: jax.Array) -> tuple[jax.Array, Callable]:

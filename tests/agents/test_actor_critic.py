@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from agents.actor_critic import ActorCritic, Replayed, Trajectory
+from agents.actor_critic import ActorCritic, Replayed, Trajectory, weighted_correlation
 from agents.returns import lambda_returns, replayed_lambda_returns, update_return_scale
 from configs.loader import load_config
 
@@ -128,7 +128,7 @@ def test_one_update_moves_actor_and_critic_by_the_plain_losses_gradients(discret
         weights=jnp.ones((LENGTH, BATCH)).at[2, 0].set(0.0))
     key = jax.random.PRNGKey(3)
 
-    new_state, metrics, _ = jax.jit(lambda state: actor_critic.update(state, rollout, key, replayed))(state)
+    new_state, metrics, trajectory = jax.jit(lambda state: actor_critic.update(state, rollout, key, replayed))(state)
     actor_grads, critic_grads = jax.jit(lambda: _reference_gradients(actor_critic, state, rollout, key, replayed))()
 
     for old, new, expected in ((state.actor.params, new_state.actor.params, actor_grads),
@@ -142,6 +142,26 @@ def test_one_update_moves_actor_and_critic_by_the_plain_losses_gradients(discret
     assert ("actor_critic/entropy_fraction" in metrics) == discrete  # a continuous policy has no maximum
     if discrete:
         assert 0.5 < float(metrics["actor_critic/entropy_fraction"]) <= 1.0 + 1e-6  # a fresh policy: near uniform
+    # the critic's ranking of the starts against the rewards imagined from them, over the live starts
+    live = np.asarray(trajectory.start_continue) > 0
+    start_values = np.asarray(actor_critic.value(state.critic.params, trajectory.features[0]))
+    rewards, continues = np.asarray(trajectory.rewards), np.asarray(trajectory.continues)
+    for index, name in enumerate(("actor_critic/value_reward_corr", "actor_critic/value_reward_corr/novelty")):
+        reward_sum = sum(actor_critic.discount**t * np.prod(continues[:t], 0) * rewards[t, :, index]
+                         for t in range(rewards.shape[0]))
+        expected = np.corrcoef(start_values[live, index], reward_sum[live])[0, 1]
+        np.testing.assert_allclose(metrics[name], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_weighted_correlation_is_pearsons_over_the_weighted_pairs():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=9), rng.normal(size=9)
+    b[:5] += 2 * a[:5]
+    weights = np.array([1, 1, 2, 1, 1, 0, 0, 0, 0], np.float32)  # a weight of 2 counts the pair twice
+    expected = np.corrcoef(np.append(a[:5], a[2]), np.append(b[:5], b[2]))[0, 1]
+    np.testing.assert_allclose(weighted_correlation(jnp.asarray(a), jnp.asarray(b), jnp.asarray(weights)),
+                               expected, rtol=1e-5)
+    assert float(weighted_correlation(jnp.asarray(a), jnp.ones(9), jnp.ones(9))) == 0.0  # nothing varies
 
 
 def _plain_lambda_returns(rewards, continues, values, discount, lambda_):
