@@ -95,6 +95,7 @@ class PolicyJudgement(NamedTuple):
     start_return: jax.Array  # λ-return of the first reward term from the start state
     reward_sum: jax.Array  # discounted sum of the first term's imagined rewards over the horizon
     horizon_value: jax.Array  # the critic's value of the first term at the horizon's end
+    start_value: jax.Array  # the critic's value of the first term at the start (whatever the policy)
     weight: jax.Array  # 0 where the start does not count (``Trajectory.start_continue``)
 
 
@@ -317,6 +318,7 @@ class ActorCritic:
             start_return=targets.returns[0, :, 0],
             reward_sum=discounted_sum(trajectory.rewards[..., 0], trajectory.continues, self.discount),
             horizon_value=values[-1, :, 0],
+            start_value=values[0, :, 0],
             weight=trajectory.start_continue,
         )
 

@@ -13,7 +13,10 @@ checkpoint's critic: the actor's objective (normalised λ-returns weighted by th
 continuation, averaged over the horizon, without the entropy bonus; ``ActorCritic.judge``), split
 into the λ-return from the start, the discounted imagined reward over the horizon and the critic's
 value at its end. Both actors see the same starts and the same keys (``--samples`` imaginations
-each), so their difference is paired; its standard error is over the starts.
+each), so their difference is paired; its standard error is over the starts. Beside each judge and
+actor, the correlation over the starts between the judge's value of each start and the rewards
+imagined from it (as ``actor_critic/value_reward_corr`` in training): near 0, the critic does not rank
+states as its own model's rewards do, and its value at the horizon steers the actor by noise.
 
 - If a judge rates the later actor above the earlier one while the real episodes (``--episodes``
   of each actor, greedy and sampled) say the reverse, the judge's model or critic misleads the actor:
@@ -36,9 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from scripts.common import UserError, report_user_errors, trained_run
+from scripts.probe_episodes import correlation
 
 ROLES = ("before", "after")
 PARTS = ("objective", "start_return", "reward_sum", "horizon_value")
+JUDGED = (*PARTS, "start_value")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -86,15 +91,18 @@ def judge_actors(agent, judge_state, actor_params: dict, starts, weights: jax.Ar
     judged = {}
     for role, params in actor_params.items():
         draws = [judge(params, jax.random.fold_in(key, sample)) for sample in range(samples)]
-        judged[role] = {part: np.mean([np.asarray(getattr(draw, part)) for draw in draws], 0) for part in PARTS}
+        judged[role] = {part: np.mean([np.asarray(getattr(draw, part)) for draw in draws], 0) for part in JUDGED}
     return judged
 
 
 def paired_summary(judged: dict[str, dict[str, np.ndarray]], weights: np.ndarray) -> dict:
-    """Means of each part per actor over the starts that count, and the paired difference after -
-    before with its standard error."""
+    """Means of each part per actor over the starts that count, the correlation of the judge's start
+    values with the rewards imagined from them (None where either does not vary), and the paired
+    difference after - before with its standard error."""
     keep = weights > 0
-    summary = {role: {part: float(values[part][keep].mean()) for part in PARTS} for role, values in judged.items()}
+    summary = {role: {**{part: float(values[part][keep].mean()) for part in PARTS},
+                      "value_reward_corr": correlation(values["start_value"][keep], values["reward_sum"][keep])}
+               for role, values in judged.items()}
     difference = {}
     for part in PARTS:
         paired = judged["after"][part][keep] - judged["before"][part][keep]
@@ -116,16 +124,18 @@ def real_returns(agent, states: dict, envs, episodes: int, seed: int) -> dict[st
 def print_report(logdir: Path, steps: dict[str, int], report: dict) -> None:
     print(f"\n{logdir}: level 0's actors at steps {steps['before']:,} (before) and {steps['after']:,} "
           f"(after), judged on {report['judges']['after']['starts']:,} replayed starts")
-    print("| judge | actor | objective | λ-return | imagined rewards | value at horizon |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| judge | actor | objective | λ-return | imagined rewards | value at horizon | start value ~ rewards |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for judge in ROLES:
         judged = report["judges"][judge]
         for actor in ROLES:
             row = " | ".join(f"{judged[actor][part]:.3f}" for part in PARTS)
-            print(f"| {judge} ({steps[judge]:,}) | {actor} ({steps[actor]:,}) | {row} |")
+            ranking = judged[actor]["value_reward_corr"]
+            print(f"| {judge} ({steps[judge]:,}) | {actor} ({steps[actor]:,}) | {row} | "
+                  f"{'n/a' if ranking is None else f'{ranking:+.2f}'} |")
         row = " | ".join(f"{judged['after_minus_before'][part]['mean']:+.3f} ± "
                          f"{judged['after_minus_before'][part]['stderr']:.3f}" for part in PARTS)
-        print(f"| {judge} | after - before | {row} |")
+        print(f"| {judge} | after - before | {row} | |")
     for actor, modes in report.get("real", {}).items():
         print(f"real episodes of the {actor} actor ({steps[actor]:,}): " + "; ".join(
             f"{mode} {np.mean(returns):.1f} ({', '.join(f'{value:.0f}' for value in returns)})"

@@ -201,6 +201,7 @@ def test_judge_values_another_actor_as_its_objective_written_out():
     np.testing.assert_allclose(judged.start_return, returns[0, :, 0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(judged.reward_sum, reward_sum, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(judged.horizon_value, values[-1, :, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(judged.start_value, values[0, :, 0], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(judged.weight, trajectory.start_continue)
     own = actor_critic.judge(state, state.actor.params, rollout, key)
     assert np.abs(np.asarray(own.objective) - objective).max() > 1e-3  # it judged the actor it was given

@@ -95,6 +95,8 @@ def test_probe_policy_change_judges_both_checkpoints_actors_by_each_judge(debug_
             paired = judged["after_minus_before"][part]
             assert paired["mean"] == pytest.approx(judged["after"][part] - judged["before"][part], abs=1e-4)
             assert np.isfinite(paired["stderr"])
+        assert all(judged[role]["value_reward_corr"] is None or -1 <= judged[role]["value_reward_corr"] <= 1
+                   for role in ("before", "after"))
     # the two checkpoints' actors differ, and each judge tells them apart
     assert all(judged["after_minus_before"]["objective"]["mean"] != 0 for judged in result["judges"].values())
     assert all(len(result["real"][role]["greedy"]) == 1 for role in ("before", "after"))
