@@ -66,6 +66,7 @@ STATE_R2 = "eval/state_r2/"
 # replayed states (``agents.exploitation``): a model optimistic about its policy imagines more.
 IMAGINED, REAL = "level0/exploitation/imagined_return", "level0/exploitation/real_return"
 REWARD_LOSS = "level0/world_model/loss/reward"
+VALUE_RANKING = "level0/actor_critic/value_reward_corr"  # does the critic rank states as the model's rewards do?
 PROBES = (*LEARNING_PROBES, STATE_R2)
 # What a benchmark keeps in its benchmark.json and --resume restores (the runs keep their config.yaml).
 SETTINGS = ("envs", "inputs", "seeds", "steps", "image_size", "action_repeat", "max_events", "noise", "eval_every",
@@ -203,8 +204,9 @@ def summarise_input(curves: dict[int, list[dict]], target: float) -> dict:
     last evaluation, first evaluation at the target and the step since which every evaluation is at it
     (agent steps, None where none is), the seeds whose last evaluation is at the target, mean decoder R^2
     per key, mean R^2 of each state entry from the latent (the last evaluation's ``eval/state_r2``,
-    camera inputs), each seed's imagined and real return of its policy and the mean reward loss (the last
-    evaluation's; None where not logged), mean wall-clock."""
+    camera inputs), each seed's imagined and real return of its policy, the critic's ranking of states
+    (``actor_critic/value_reward_corr``) and the mean reward loss (the last evaluation's; None where not
+    logged), mean wall-clock."""
     curves = [curve for curve in curves.values() if curve]
     seeds = [summarise_seed(curve, target, None) for curve in curves]
     last_rows = [curve[-1] for curve in curves]
@@ -223,6 +225,7 @@ def summarise_input(curves: dict[int, list[dict]], target: float) -> dict:
             "state_r2": state_r2,
             "imagined_real": [[row[IMAGINED], row[REAL]] if IMAGINED in row and REAL in row else None
                               for row in last_rows],
+            "value_ranking": [row.get(VALUE_RANKING) for row in last_rows],
             "reward_loss": float(np.mean(reward_losses)) if reward_losses else None,
             "seconds": float(np.mean([s["seconds"] for s in seeds])), "steps": max(s["last_step"] for s in seeds),
             "steps_min": min(s["last_step"] for s in seeds)}
@@ -232,8 +235,9 @@ def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
     print(f"\nlearning from events{' (noisy camera: ' + str(NOISE) + ')' if noise else ''}: greedy return")
     print("| env | input | agent steps | final (last 4), mean [min, max] | last evaluation, per seed "
           "| first at target, per seed | at target since, per seed | decoder R² | state R² from the latent "
-          "| imagined / real return, per seed | reward loss | wall-clock (s) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |")
+          "| imagined / real return, per seed | critic's value ~ imagined reward, per seed | reward loss "
+          "| wall-clock (s) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |")
     for env, rows in summaries.items():
         for source, s in rows.items():
             r2 = ", ".join(f"{key} {value:.3f}" for key, value in s["r2"].items()) or "n/a"
@@ -244,12 +248,18 @@ def print_table(summaries: dict[str, dict[str, dict]], noise: bool) -> None:
                   f"| {' / '.join(f'{value:.1f}' for value in s['last'])} | {_per_seed(s['first_at_target'])} "
                   f"| {_per_seed(s['at_target_since'])} ({s['reached']}/{s['seeds']} at "
                   f"{TARGETS.get(env, float('nan')):g}) | {r2} | {state} | {_imagined_real(s['imagined_real'])} "
+                  f"| {_value_ranking(s.get('value_ranking', []))} "
                   f"| {'n/a' if s['reward_loss'] is None else format(s['reward_loss'], '.2f')} "
                   f"| {s['seconds']:.0f} |")
 
 
 def _per_seed(steps: Sequence[int | None]) -> str:
     return " / ".join("-" if step is None else f"{step:,}" for step in steps)
+
+
+def _value_ranking(correlations: Sequence[float | None]) -> str:
+    """The critic's ranking per seed, ``/`` between seeds; n/a for a run logged before the metric existed."""
+    return " / ".join("n/a" if value is None else f"{value:+.2f}" for value in correlations) or "n/a"
 
 
 def _imagined_real(pairs: Sequence[Sequence[float] | None]) -> str:

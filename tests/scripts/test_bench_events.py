@@ -67,6 +67,9 @@ def test_summary_over_seeds():
     curves[1][-2]["level0/world_model/loss/reward"] = 0.1  # not the last evaluation's
     summary = summarise_input(curves, target=400.0)
     assert summary["imagined_real"] == [[-30.0, -60.0], None] and summary["reward_loss"] == pytest.approx(0.8)
+    assert summary["value_ranking"] == [None, None]  # logged by neither
+    curves[1][-1]["level0/actor_critic/value_reward_corr"] = 0.25
+    assert summarise_input(curves, target=400.0)["value_ranking"] == [None, 0.25]
     assert summary["r2"] == {"events": pytest.approx(0.4)} and summary["seconds"] == 150.0
     assert summary["state_r2"] == {}  # no state probe logged
     curves[0][-1]["eval/state_r2/[2]"], curves[1][-1]["eval/state_r2/[2]"] = 0.9, 0.5
@@ -92,7 +95,7 @@ def test_replot_prints_the_table_and_draws_one_plot_per_env(tmp_path, capsys):
     result = main(["--replot", str(path)])
     out = capsys.readouterr().out
     assert ("| CartPole-v1 | events | 5,000 | 430.0 [430.0, 430.0] | 460.0 | 2,000 | 2,000 (1/1 at 400) "
-            "| events 0.500 | n/a | n/a | n/a | 100 |") in out
+            "| events 0.500 | n/a | n/a | n/a | n/a | 100 |") in out
     assert "noisy camera" in out and (tmp_path / "events_CartPole-v1.png").exists()
     assert result["summary"]["CartPole-v1"]["state"]["final"] == 500.0
 
