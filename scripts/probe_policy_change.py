@@ -39,7 +39,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from scripts.common import UserError, report_user_errors, trained_run
-from scripts.probe_episodes import correlation
 
 ROLES = ("before", "after")
 PARTS = ("objective", "start_return", "reward_sum", "horizon_value")
@@ -97,11 +96,14 @@ def judge_actors(agent, judge_state, actor_params: dict, starts, weights: jax.Ar
 
 def paired_summary(judged: dict[str, dict[str, np.ndarray]], weights: np.ndarray) -> dict:
     """Means of each part per actor over the starts that count, the correlation of the judge's start
-    values with the rewards imagined from them (None where either does not vary), and the paired
-    difference after - before with its standard error."""
+    values with the rewards imagined from them (weighted as training's ``value_reward_corr``: 0 where
+    either does not vary), and the paired difference after - before with its standard error."""
+    from agents.actor_critic import weighted_correlation
+
     keep = weights > 0
     summary = {role: {**{part: float(values[part][keep].mean()) for part in PARTS},
-                      "value_reward_corr": correlation(values["start_value"][keep], values["reward_sum"][keep])}
+                      "value_reward_corr": float(weighted_correlation(values["start_value"], values["reward_sum"],
+                                                                      weights))}
                for role, values in judged.items()}
     difference = {}
     for part in PARTS:
@@ -130,9 +132,8 @@ def print_report(logdir: Path, steps: dict[str, int], report: dict) -> None:
         judged = report["judges"][judge]
         for actor in ROLES:
             row = " | ".join(f"{judged[actor][part]:.3f}" for part in PARTS)
-            ranking = judged[actor]["value_reward_corr"]
             print(f"| {judge} ({steps[judge]:,}) | {actor} ({steps[actor]:,}) | {row} | "
-                  f"{'n/a' if ranking is None else f'{ranking:+.2f}'} |")
+                  f"{judged[actor]['value_reward_corr']:+.2f} |")
         row = " | ".join(f"{judged['after_minus_before'][part]['mean']:+.3f} ± "
                          f"{judged['after_minus_before'][part]['stderr']:.3f}" for part in PARTS)
         print(f"| {judge} | after - before | {row} | |")
