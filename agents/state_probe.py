@@ -153,16 +153,18 @@ def ridge_probe(fit_features: Sequence[np.ndarray], fit_targets: Sequence[np.nda
                 test_features: Sequence[np.ndarray], test_targets: Sequence[np.ndarray]) -> dict[str, Any]:
     """Per-entry R^2 on the test episodes of a ridge regression fitted on the fit episodes; its penalty
     (of ``PENALTIES``) is the one with the best mean R^2 when fitted on the first half of the fit
-    episodes and tested on the second."""
+    episodes and tested on the second. ``predictions`` holds its prediction of every test step
+    ``[N, D]``, in the order of the test episodes, for errors the R^2 averages away (near one state)."""
     half = max(1, len(fit_features) // 2)
     def score(train, held, penalty):
         predict = ridge_fit(np.concatenate(train[0]), np.concatenate(train[1]), penalty)
-        r2 = entry_r2(predict(np.concatenate(held[0])), np.concatenate(held[1]))
-        return r2, float(np.mean([value for value in r2 if value is not None] or [-np.inf]))
+        predictions = predict(np.concatenate(held[0]))
+        r2 = entry_r2(predictions, np.concatenate(held[1]))
+        return r2, float(np.mean([value for value in r2 if value is not None] or [-np.inf])), predictions
     inner = ((fit_features[:half], fit_targets[:half]), (fit_features[half:], fit_targets[half:]))
     penalty = max(PENALTIES, key=lambda value: score(*inner, value)[1])
-    r2, _ = score((fit_features, fit_targets), (test_features, test_targets), penalty)
-    return {"penalty": penalty, "r2": r2}
+    r2, _, predictions = score((fit_features, fit_targets), (test_features, test_targets), penalty)
+    return {"penalty": penalty, "r2": r2, "predictions": predictions}
 
 
 def split_probe(features: Sequence[np.ndarray], episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Did the world model recover the state a camera shows? A linear probe of its latent state.
 
-    python -m scripts.probe_state --logdir runs/X [--steps 2000] [--sample] [--seed S] [--step N] [--out F]
+    python -m scripts.probe_state --logdir runs/X [--steps 2000] [--sample] [--seed S] [--step N] [--predictions]
+                                  [--out F]
 
 For a run that observes pixels or events (``event:`` ids, ``env.pixels``), the environment keeps its
 own observation, which the agent never sees, in ``info["source_observation"]``
@@ -22,7 +23,10 @@ stochastic part (which of them carries an entry). Another regresses the trained 
 of each step alone: where it holds an entry the latent lacks, the dynamics lose it; where neither
 holds it, the encoder never extracts it (or one observation does not show it: a velocity in one
 frame). Prints a
-table and writes ``probe_state.json`` (or ``--out``).
+table and writes ``probe_state.json`` (or ``--out``). With ``--predictions`` the JSON also keeps, for
+every test step, the source observation and the trained latent's prediction of it
+(``test_predictions``): the R^2 averages the error over all states, and an error that matters in one
+region (a pendulum's drift near the top, where few events fire) shows only per step.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=123, help="the environment's and the policy's seed")
     parser.add_argument("--batch", type=int, default=4, help="episodes filtered at once")
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    parser.add_argument("--predictions", action="store_true",
+                        help="keep every test step's source observation and the trained latent's prediction of it")
     parser.add_argument("--out", help="JSON path (default: <logdir>/probe_state.json)")
     return parser.parse_args(argv)
 
@@ -102,7 +108,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "returns": [round(episode["return"], 1) for episode in episodes],
               "features": int(agent.levels[0].world_model.feature_dim),
               "fit_episodes": len(lengths[0::2]), "fit_steps": sum(lengths[0::2]),
-              "test_episodes": len(lengths[1::2]), "test_steps": sum(lengths[1::2]), **result}
+              "test_episodes": len(lengths[1::2]), "test_steps": sum(lengths[1::2]),
+              **{name: {key: value for key, value in probed.items() if key != "predictions"}
+                 for name, probed in result.items()}}
+    if args.predictions:
+        rounded = lambda rows: np.round(np.asarray(rows, np.float64), 5).tolist()
+        report["test_predictions"] = {
+            "targets": rounded(np.concatenate([episode["sources"] for episode in episodes[1::2]])),
+            "predictions": rounded(result["trained"]["predictions"])}
     print_table(logdir, step, names, report)
     out = Path(args.out) if args.out else logdir / "probe_state.json"
     out.write_text(json.dumps(report, indent=2))

@@ -33,6 +33,9 @@ def test_probe_recovers_a_linear_state_and_not_noise():
     assert noise < 0.1  # held-out episodes: a fit to noise does not carry over
     assert constant is None  # an entry that does not vary has no R^2
     assert result["penalty"] in PENALTIES
+    test_targets = np.concatenate(targets[1::2])
+    assert result["predictions"].shape == test_targets.shape  # one row per test step, test episodes in order
+    np.testing.assert_allclose(result["predictions"][:, :2], test_targets[:, :2], atol=0.05)
 
 
 def test_flat_entries_name_every_entry_of_arrays_and_dicts():

@@ -12,6 +12,7 @@ from agents.checkpoint import open_checkpointer
 from agents.hierarchical_agent import HierarchicalAgent
 from agents.evaluation import load_train_state
 from agents.logging import read_metrics
+from agents.state_probe import entry_r2
 from configs.loader import read_config
 from envs import make_vector_env
 from scripts import evaluate, probe_episodes, probe_model, probe_policy_change, probe_state, train
@@ -308,11 +309,15 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
     if representation == "events":
         probed = [row for row in read_metrics(logdir) if "eval/return_mean" in row]
         assert probed and all(np.isfinite(row[f"eval/state_r2/[{entry}]"]) for row in probed for entry in range(4))
-        report = probe_state.main(["--logdir", str(logdir), "--steps", "1", "--batch", "2"])  # 4 episodes
+        report = probe_state.main(["--logdir", str(logdir), "--steps", "1", "--batch", "2", "--predictions"])
         assert report["entries"] == ["[0]", "[1]", "[2]", "[3]"]  # CartPole's x, x', theta, theta'
-        assert report["fit_episodes"] == report["test_episodes"] == 2
+        assert report["fit_episodes"] == report["test_episodes"] == 2  # 4 episodes
         for model in probe_state.PROBES:
             assert len(report[model]["r2"]) == 4 and all(np.isfinite(report[model]["r2"]))
+        kept = {name: np.asarray(rows) for name, rows in report["test_predictions"].items()}
+        assert kept["targets"].shape == kept["predictions"].shape == (report["test_steps"], 4)
+        # the kept steps are the ones the reported R^2 was computed on
+        np.testing.assert_allclose(entry_r2(kept["predictions"], kept["targets"]), report["trained"]["r2"], atol=1e-3)
         assert json.loads((logdir / "probe_state.json").read_text())["step"] == report["step"]
         # no vector observation: the episodes are reported by the camera's source state instead
         episodes = probe_episodes.main(["--logdir", str(logdir), "--episodes", "2", "--trace"])
