@@ -5,9 +5,11 @@ An environment observed through a camera (pixels, events) keeps its own observat
 ``record_episodes`` runs the policy and keeps, per step, the world model's inputs and that source
 observation; ``latent_features`` filters the episodes with level 0's world model; ``ridge_probe``
 fits a ridge regression from the posterior features to each entry of the source observation on some
-episodes and gives each entry's R^2 on others. Used by ``scripts.probe_state`` (with an untrained
-model as the reference) and, with ``run.state_probe_steps``, at every evaluation of a training run
-(``eval/state_r2/<entry>``).
+episodes and gives each entry's R^2 on others; ``open_loop_features`` and ``open_loop_probe`` read
+that regression on the states the model imagines from those posteriors with the actions really taken
+(does imagination, where the actor learns, still hold the state h steps ahead?). Used by
+``scripts.probe_state`` (with an untrained model as the reference) and, with
+``run.state_probe_steps``, at every evaluation of a training run (``eval/state_r2/<entry>``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import functools
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from envs.wrappers import KeepSourceObservation
@@ -140,6 +143,68 @@ def latent_features(world_model, params, episodes: list[dict[str, Any]], batch: 
     return features[:len(episodes)]
 
 
+@functools.lru_cache(maxsize=16)
+def _open_loop(world_model, horizon: int):
+    """The jitted open-loop features of a batch of episodes, one per world model and horizon."""
+    def run(params, inputs, key):
+        _, states, _, _ = world_model.observe(params, inputs, key)
+        imagine_key = jax.random.fold_in(key, 1)
+
+        def from_step(t):
+            start = jax.tree.map(lambda leaf: jax.lax.dynamic_index_in_dim(leaf, t, 0, keepdims=False), states)
+            actions = jax.lax.dynamic_slice_in_dim(inputs["prev_action"], t + 1, horizon, 0)
+            return state_features(world_model.open_loop_states(params, start, actions,
+                                                                jax.random.fold_in(imagine_key, t)))
+
+        steps = inputs["is_first"].shape[0] - horizon
+        return jax.lax.map(from_step, jnp.arange(steps))  # [steps, horizon, B, F]
+    return jax.jit(run)
+
+
+def open_loop_features(world_model, params, episodes: list[dict[str, Any]], batch: int, key,
+                       horizon: int) -> list[np.ndarray]:
+    """Per episode ``[T, horizon, F]``: from level 0's posterior at each step t (filtered as
+    ``latent_features`` filters it, with the same keys, so the starts are the probe's own), the latent
+    features imagined ``h = 1 .. horizon`` steps ahead (row ``[t, h - 1]``) with the actions the episode
+    really took (``WorldModel.open_loop_states``, its noise from ``fold_in(fold_in(key', 1), t)`` where
+    ``key'`` is the batch's filtering key). Rows with ``t + h`` past the episode's end imagined the
+    padding: ``open_loop_probe`` leaves them out."""
+    if horizon < 1:
+        raise ValueError(f"the open-loop horizon must be at least 1, got {horizon}")
+    longest = max(len(episode["sources"]) for episode in episodes)
+    length = 1 << max(4, (longest + horizon - 1).bit_length())
+    pad = lambda leaf: np.concatenate([leaf, np.zeros((length - len(leaf),) + leaf.shape[1:], leaf.dtype)])
+    compute = _open_loop(world_model, horizon)
+    features = []
+    for start in range(0, len(episodes), batch):
+        group = episodes[start:start + batch]
+        group = group + [group[-1]] * (batch - len(group))
+        inputs = {name: np.stack([pad(episode["inputs"][name]) for episode in group], 1) for name in group[0]["inputs"]}
+        out = np.asarray(compute(params, inputs, jax.random.fold_in(key, start)))
+        features += [out[:len(episode["sources"]), :, column] for column, episode in enumerate(group)]
+    return features[:len(episodes)]
+
+
+def open_loop_probe(predict, imagined: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> dict[str, Any]:
+    """A probe fitted on posterior features (``fitted_probe``'s ``predict``) read on imagined ones:
+    per distance h, the R^2 of each entry of the state h steps after every start that has one
+    (``imagined`` per episode ``[T, H, F]``, ``targets`` per episode ``[T, D]``), the predictions
+    ``[N_h, D]`` and ``steps``, the index of each predicted state among the episodes' steps laid end to
+    end (the order of ``ridge_probe``'s ``predictions``)."""
+    offsets = np.cumsum([0] + [len(target) for target in targets])
+    result: dict[str, Any] = {"r2": {}, "predictions": {}, "steps": {}}
+    for h in range(1, imagined[0].shape[1] + 1):
+        rows = [(features[:len(target) - h, h - 1], target[h:], offset + np.arange(h, len(target)))
+                for features, target, offset in zip(imagined, targets, offsets) if len(target) > h]
+        if not rows:
+            break
+        predictions = predict(np.concatenate([row[0] for row in rows]))
+        result["r2"][h] = entry_r2(predictions, np.concatenate([row[1] for row in rows]))
+        result["predictions"][h] = predictions
+        result["steps"][h] = np.concatenate([row[2] for row in rows])
+    return result
+
+
 def ridge_fit(features: np.ndarray, targets: np.ndarray, penalty: float):
     """Ridge regression on standardised features: a function from features to predicted targets."""
     mean, scale = features.mean(0), np.maximum(features.std(0), 1e-6)
@@ -149,22 +214,28 @@ def ridge_fit(features: np.ndarray, targets: np.ndarray, penalty: float):
     return lambda rows: ((rows - mean) / scale) @ weights + target_mean
 
 
+def fitted_probe(fit_features: Sequence[np.ndarray], fit_targets: Sequence[np.ndarray]):
+    """The ridge regression from features to targets fitted on all the fit episodes, with the penalty
+    (of ``PENALTIES``) that gives the best mean R^2 when fitted on their first half and tested on their
+    second: ``(penalty, predict)``."""
+    half = max(1, len(fit_features) // 2)
+    def mean_r2(penalty):
+        predict = ridge_fit(np.concatenate(fit_features[:half]), np.concatenate(fit_targets[:half]), penalty)
+        r2 = entry_r2(predict(np.concatenate(fit_features[half:])), np.concatenate(fit_targets[half:]))
+        return float(np.mean([value for value in r2 if value is not None] or [-np.inf]))
+    penalty = max(PENALTIES, key=mean_r2)
+    return penalty, ridge_fit(np.concatenate(fit_features), np.concatenate(fit_targets), penalty)
+
+
 def ridge_probe(fit_features: Sequence[np.ndarray], fit_targets: Sequence[np.ndarray],
                 test_features: Sequence[np.ndarray], test_targets: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Per-entry R^2 on the test episodes of a ridge regression fitted on the fit episodes; its penalty
-    (of ``PENALTIES``) is the one with the best mean R^2 when fitted on the first half of the fit
-    episodes and tested on the second. ``predictions`` holds its prediction of every test step
-    ``[N, D]``, in the order of the test episodes, for errors the R^2 averages away (near one state)."""
-    half = max(1, len(fit_features) // 2)
-    def score(train, held, penalty):
-        predict = ridge_fit(np.concatenate(train[0]), np.concatenate(train[1]), penalty)
-        predictions = predict(np.concatenate(held[0]))
-        r2 = entry_r2(predictions, np.concatenate(held[1]))
-        return r2, float(np.mean([value for value in r2 if value is not None] or [-np.inf])), predictions
-    inner = ((fit_features[:half], fit_targets[:half]), (fit_features[half:], fit_targets[half:]))
-    penalty = max(PENALTIES, key=lambda value: score(*inner, value)[1])
-    r2, _, predictions = score((fit_features, fit_targets), (test_features, test_targets), penalty)
-    return {"penalty": penalty, "r2": r2, "predictions": predictions}
+    """Per-entry R^2 on the test episodes of ``fitted_probe`` on the fit episodes. ``predictions``
+    holds its prediction of every test step ``[N, D]``, in the order of the test episodes, for errors
+    the R^2 averages away (near one state)."""
+    penalty, predict = fitted_probe(fit_features, fit_targets)
+    predictions = predict(np.concatenate(test_features))
+    return {"penalty": penalty, "r2": entry_r2(predictions, np.concatenate(test_targets)),
+            "predictions": predictions}
 
 
 def split_probe(features: Sequence[np.ndarray], episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:

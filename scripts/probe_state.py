@@ -1,7 +1,7 @@
 """Did the world model recover the state a camera shows? A linear probe of its latent state.
 
-    python -m scripts.probe_state --logdir runs/X [--steps 2000] [--sample] [--seed S] [--step N] [--predictions]
-                                  [--out F]
+    python -m scripts.probe_state --logdir runs/X [--steps 2000] [--sample] [--seed S] [--step N] [--open-loop H]
+                                  [--predictions] [--out F]
 
 For a run that observes pixels or events (``event:`` ids, ``env.pixels``), the environment keeps its
 own observation, which the agent never sees, in ``info["source_observation"]``
@@ -27,6 +27,13 @@ table and writes ``probe_state.json`` (or ``--out``). With ``--predictions`` the
 every test step, the source observation and the trained latent's prediction of it
 (``test_predictions``): the R^2 averages the error over all states, and an error that matters in one
 region (a pendulum's drift near the top, where few events fire) shows only per step.
+
+With ``--open-loop H`` the same regression (fitted on posterior features) reads the states the model
+imagines from each test step's posterior ``1 .. H`` steps ahead with the actions really taken
+(``agents.state_probe.open_loop_features``): the actor and critic learn in imagination, so what they
+can act on is what imagination still holds. A second table gives each entry's R^2 at a few distances;
+with ``--predictions`` the JSON keeps those distances' predictions too (``open_loop_predictions``,
+each row's ``steps`` indexing ``test_predictions``' targets).
 """
 
 from __future__ import annotations
@@ -38,8 +45,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from agents.state_probe import NoSourceObservation, latent_features, record_episodes, split_probe
+from agents.state_probe import (NoSourceObservation, fitted_probe, latent_features, open_loop_features,
+                                open_loop_probe, record_episodes, split_probe)
 from scripts.common import UserError, report_user_errors, trained_run
+from scripts.probe_model import distances
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -52,6 +61,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=123, help="the environment's and the policy's seed")
     parser.add_argument("--batch", type=int, default=4, help="episodes filtered at once")
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    parser.add_argument("--open-loop", type=int, default=0, metavar="H",
+                        help="also read the probe on states imagined 1..H steps ahead with the real actions "
+                             "(0: not; the actor-critic imagines agent.horizon steps)")
     parser.add_argument("--predictions", action="store_true",
                         help="keep every test step's source observation and the trained latent's prediction of it")
     parser.add_argument("--out", help="JSON path (default: <logdir>/probe_state.json)")
@@ -75,6 +87,30 @@ def probe(agent, trained_params, fresh_params, episodes: list[dict[str, Any]], b
     return {name: split_probe(latent_features(world_model, params[model], episodes, batch, jax.random.PRNGKey(seed),
                                               kind), episodes)
             for name, (model, kind) in PROBES.items()}
+
+
+def open_loop(agent, params, episodes: list[dict[str, Any]], batch: int, seed: int, horizon: int) -> dict:
+    """The trained probe (fitted on the even-numbered episodes' posterior features, as ``probe``'s
+    ``trained``) read on the odd-numbered episodes' states imagined ``1 .. horizon`` steps ahead."""
+    import jax
+
+    world_model, key = agent.levels[0].world_model, jax.random.PRNGKey(seed)
+    features = latent_features(world_model, params, episodes, batch, key)
+    _, predict = fitted_probe(features[0::2], [episode["sources"] for episode in episodes[0::2]])
+    imagined = open_loop_features(world_model, params, episodes, batch, key, horizon)
+    return open_loop_probe(predict, imagined[1::2], [episode["sources"] for episode in episodes[1::2]])
+
+
+def print_open_loop(horizon: int, names: list[str], report: dict) -> None:
+    shown = [h for h in distances(horizon) if h in report["open_loop"]["r2"]]
+    show = lambda value: "-" if value is None else f"{value:.3f}"
+    print(f"\nThe same regression on the states level 0 imagines h steps ahead of each test step, with the actions "
+          f"really taken:")
+    print("| entry | posterior | " + " | ".join(f"h = {h}" for h in shown) + " |")
+    print("| --- | ---: |" + " ---: |" * len(shown))
+    for index, name in enumerate(names):
+        print(f"| {name} | {show(report['trained']['r2'][index])} | "
+              + " | ".join(show(report["open_loop"]["r2"][h][index]) for h in shown) + " |")
 
 
 def print_table(logdir: Path, step: int, names: list[str], report: dict) -> None:
@@ -102,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise UserError(f"{logdir}: {error}") from None
         fresh = agent.init(jax.random.PRNGKey(args.seed)).levels[0].world_model.params
         result = probe(agent, state.levels[0].world_model.params, fresh, episodes, args.batch, args.seed)
+        imagined = (open_loop(agent, state.levels[0].world_model.params, episodes, args.batch, args.seed,
+                              args.open_loop) if args.open_loop > 0 else None)
     names = episodes[0]["names"]
     lengths = [len(episode["sources"]) for episode in episodes]
     report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, "entries": names,
@@ -111,12 +149,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "test_episodes": len(lengths[1::2]), "test_steps": sum(lengths[1::2]),
               **{name: {key: value for key, value in probed.items() if key != "predictions"}
                  for name, probed in result.items()}}
+    rounded = lambda rows: np.round(np.asarray(rows, np.float64), 5).tolist()
+    if imagined is not None:
+        report["open_loop"] = {"horizon": args.open_loop, "r2": imagined["r2"]}
     if args.predictions:
-        rounded = lambda rows: np.round(np.asarray(rows, np.float64), 5).tolist()
         report["test_predictions"] = {
             "targets": rounded(np.concatenate([episode["sources"] for episode in episodes[1::2]])),
             "predictions": rounded(result["trained"]["predictions"])}
+        if imagined is not None:
+            report["open_loop_predictions"] = {
+                h: {"steps": imagined["steps"][h].tolist(), "predictions": rounded(imagined["predictions"][h])}
+                for h in distances(args.open_loop) if h in imagined["r2"]}
     print_table(logdir, step, names, report)
+    if imagined is not None:
+        print_open_loop(args.open_loop, names, report)
     out = Path(args.out) if args.out else logdir / "probe_state.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {out}")

@@ -373,6 +373,18 @@ class WorldModel:
         last = lambda tree: jax.tree.map(lambda leaf: leaf[-1:], tree)
         return per_step, self.explained_variance(last(decoded), last(truth), valid[-1:])
 
+    def open_loop_states(self, params, start: RSSMState, actions: jax.Array, key: jax.Array) -> RSSMState:
+        """The states imagined from ``start`` (leaves ``[B, ...]``) under ``actions [H, B, A]``, one
+        after each action (leaves ``[H, B, ...]``); step h draws its prior with ``split(key, H)[h]``."""
+
+        def body(state, inputs):
+            action, step_key = inputs
+            state = self.img_step(params, state, action, step_key)
+            return state, state
+
+        _, predicted = jax.lax.scan(body, start, (actions, jax.random.split(key, actions.shape[0])))
+        return predicted
+
     def open_loop_predictions(self, params, batch: Mapping[str, jax.Array], states: RSSMState, horizon: int,
                               key: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array], jax.Array]:
         """From the posterior state at the first step of each sequence, imagine ``1 .. horizon`` steps
@@ -381,15 +393,7 @@ class WorldModel:
         on (no ``is_first`` in ``1 .. h``) inside ``mask``. ``horizon`` is cut to the batch's length."""
         horizon = min(horizon, batch["is_first"].shape[0] - 1)
         start = jax.tree.map(lambda leaf: leaf[0], states)
-
-        def body(state, inputs):
-            action, step_key = inputs
-            state = self.img_step(params, state, action, step_key)
-            return state, state
-
-        _, predicted = jax.lax.scan(
-            body, start, (batch["prev_action"][1 : horizon + 1], jax.random.split(key, horizon))
-        )
+        predicted = self.open_loop_states(params, start, batch["prev_action"][1 : horizon + 1], key)
         decoded = self.decode(params, state_features(predicted))
         truth = {k: batch[k][1 : horizon + 1] for k in self.obs_keys}
         valid = jnp.cumprod(~batch["is_first"][1 : horizon + 1].astype(bool), 0).astype(jnp.float32)

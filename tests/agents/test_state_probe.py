@@ -89,6 +89,70 @@ def test_latent_features_of_padded_batches_equal_each_episode_filtered_alone():
         latent_features(model, params, episodes, batch=2, key=key, kind="decoder")
 
 
+def test_open_loop_features_equal_a_hand_loop_of_imagined_steps_from_each_posterior():
+    """Each row ``[t, h - 1]`` is the posterior at t (filtered alone and unpadded) imagined h steps
+    with the episode's own actions ``prev_action[t + 1 .. t + h]``, one ``img_step`` at a time."""
+    import jax
+
+    from agents.state_probe import open_loop_features
+    from world_models.rssm import state_features
+    from world_models.world_model import WorldModel
+
+    model = WorldModel({"position": (2,)}, {}, action_dim=2, deter=8, stoch=2, classes=2, units=8, layers=1)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    episodes = []
+    for length in (6, 4):
+        inputs = {"position": rng.normal(size=(length, 2)).astype(np.float32),
+                  "prev_action": np.eye(2, dtype=np.float32)[rng.integers(0, 2, length)],
+                  "is_first": np.arange(length) == 0}
+        episodes.append({"inputs": inputs, "sources": np.zeros((length, 1))})
+    key, horizon = jax.random.PRNGKey(3), 3
+    imagined = open_loop_features(model, params, episodes, batch=1, key=key, horizon=horizon)
+    for index, (episode, rows) in enumerate(zip(episodes, imagined)):
+        length = len(episode["sources"])
+        assert rows.shape == (length, horizon, model.feature_dim)
+        filter_key = jax.random.fold_in(key, index)
+        alone = {name: value[:, None] for name, value in episode["inputs"].items()}
+        states = model.observe(params, alone, filter_key)[1]
+        for t in range(length):
+            state = jax.tree.map(lambda leaf: leaf[t], states)
+            step_keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(filter_key, 1), t), horizon)
+            for h in range(1, min(horizon, length - 1 - t) + 1):
+                state = model.img_step(params, state, episode["inputs"]["prev_action"][t + h][None], step_keys[h - 1])
+                np.testing.assert_allclose(rows[t, h - 1], state_features(state)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 1"):
+        open_loop_features(model, params, episodes, batch=1, key=key, horizon=0)
+
+
+def test_open_loop_probe_reads_each_distance_on_the_states_that_follow():
+    """With imagination that is exact (row ``[t, h - 1]`` holds the features of step t + h), the probe
+    fitted on posteriors recovers the state at every distance, and ``steps`` index the targets."""
+    from agents.state_probe import fitted_probe, open_loop_probe
+
+    rng = np.random.default_rng(2)
+    mixing = rng.normal(size=(2, 12))
+    targets = [rng.normal(size=(length, 2)) for length in (9, 5, 2)]
+    features = [target @ mixing for target in targets]
+    _, predict = fitted_probe(features, targets)
+    horizon = 3
+    imagined = []
+    for feature in features:
+        rows = np.full((len(feature), horizon, 12), 1e6)  # past the episode's end: must be left out
+        for t in range(len(feature)):
+            for h in range(1, horizon + 1):
+                if t + h < len(feature):
+                    rows[t, h - 1] = feature[t + h]
+        imagined.append(rows)
+    result = open_loop_probe(predict, imagined, targets)
+    laid_end_to_end = np.concatenate(targets)
+    for h in range(1, horizon + 1):
+        assert len(result["steps"][h]) == sum(max(0, len(target) - h) for target in targets)
+        assert min(result["r2"][h]) > 0.99
+        np.testing.assert_allclose(result["predictions"][h], laid_end_to_end[result["steps"][h]], atol=1e-3)
+    assert result["steps"][1][:3].tolist() == [1, 2, 3] and 10 in result["steps"][1] and 9 not in result["steps"][1]
+
+
 def test_source_entries_refuse_a_missing_or_image_sized_source():
     from agents.state_probe import NoSourceObservation, source_entries
 

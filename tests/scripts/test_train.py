@@ -309,7 +309,8 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
     if representation == "events":
         probed = [row for row in read_metrics(logdir) if "eval/return_mean" in row]
         assert probed and all(np.isfinite(row[f"eval/state_r2/[{entry}]"]) for row in probed for entry in range(4))
-        report = probe_state.main(["--logdir", str(logdir), "--steps", "1", "--batch", "2", "--predictions"])
+        report = probe_state.main(["--logdir", str(logdir), "--steps", "1", "--batch", "2", "--predictions",
+                                   "--open-loop", "3"])
         assert report["entries"] == ["[0]", "[1]", "[2]", "[3]"]  # CartPole's x, x', theta, theta'
         assert report["fit_episodes"] == report["test_episodes"] == 2  # 4 episodes
         for model in probe_state.PROBES:
@@ -318,6 +319,11 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
         assert kept["targets"].shape == kept["predictions"].shape == (report["test_steps"], 4)
         # the kept steps are the ones the reported R^2 was computed on
         np.testing.assert_allclose(entry_r2(kept["predictions"], kept["targets"]), report["trained"]["r2"], atol=1e-3)
+        assert sorted(report["open_loop"]["r2"]) == [1, 2, 3]  # imagined 1..3 steps ahead of each test step
+        assert all(len(r2) == 4 for r2 in report["open_loop"]["r2"].values())
+        for h, imagined in report["open_loop_predictions"].items():
+            assert len(imagined["steps"]) == len(imagined["predictions"]) and min(imagined["steps"]) >= h
+            assert max(imagined["steps"]) < report["test_steps"]
         assert json.loads((logdir / "probe_state.json").read_text())["step"] == report["step"]
         # no vector observation: the episodes are reported by the camera's source state instead
         episodes = probe_episodes.main(["--logdir", str(logdir), "--episodes", "2", "--trace"])
