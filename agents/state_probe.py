@@ -185,23 +185,39 @@ def open_loop_features(world_model, params, episodes: list[dict[str, Any]], batc
     return features[:len(episodes)]
 
 
-def open_loop_probe(predict, imagined: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> dict[str, Any]:
-    """A probe fitted on posterior features (``fitted_probe``'s ``predict``) read on imagined ones:
-    per distance h, the R^2 of each entry of the state h steps after every start that has one
-    (``imagined`` per episode ``[T, H, F]``, ``targets`` per episode ``[T, D]``), the predictions
-    ``[N_h, D]`` and ``steps``, the index of each predicted state among the episodes' steps laid end to
-    end (the order of ``ridge_probe``'s ``predictions``)."""
+def open_loop_rows(imagined: Sequence[np.ndarray], targets: Sequence[np.ndarray], h: int):
+    """Per episode, the features imagined h steps ahead of every start that has a state there, the
+    states they should hold and those states' indices among the episodes' steps laid end to end:
+    three lists (``imagined`` per episode ``[T, H, F]``, ``targets`` per episode ``[T, D]``)."""
     offsets = np.cumsum([0] + [len(target) for target in targets])
+    kept = [(features[:len(target) - h, h - 1], target[h:], offset + np.arange(h, len(target)))
+            for features, target, offset in zip(imagined, targets, offsets) if len(target) > h]
+    return [row[0] for row in kept], [row[1] for row in kept], [row[2] for row in kept]
+
+
+def open_loop_probe(imagined: Sequence[np.ndarray], targets: Sequence[np.ndarray], predict=None,
+                    fit_imagined: Sequence[np.ndarray] = (), fit_targets: Sequence[np.ndarray] = ()
+                    ) -> dict[str, Any]:
+    """A linear probe of imagined states: per distance h, the R^2 of each entry of the state h steps
+    after every start that has one, the predictions ``[N_h, D]`` and ``steps``, the index of each
+    predicted state among the episodes' steps laid end to end (the order of ``ridge_probe``'s
+    ``predictions``). With ``predict`` (``fitted_probe`` on posterior features) every distance is read
+    as the posteriors are: does imagination stay where the filter would be? Otherwise a regression is
+    fitted per distance on ``fit_imagined`` (other episodes' imagined features, ``fit_targets``): does
+    the imagined state hold the true one at all, in whatever coordinates?"""
     result: dict[str, Any] = {"r2": {}, "predictions": {}, "steps": {}}
     for h in range(1, imagined[0].shape[1] + 1):
-        rows = [(features[:len(target) - h, h - 1], target[h:], offset + np.arange(h, len(target)))
-                for features, target, offset in zip(imagined, targets, offsets) if len(target) > h]
-        if not rows:
+        features, expected, steps = open_loop_rows(imagined, targets, h)
+        if not features:
             break
-        predictions = predict(np.concatenate([row[0] for row in rows]))
-        result["r2"][h] = entry_r2(predictions, np.concatenate([row[1] for row in rows]))
-        result["predictions"][h] = predictions
-        result["steps"][h] = np.concatenate([row[2] for row in rows])
+        if predict is None:
+            fit_features, fit_expected, _ = open_loop_rows(fit_imagined, fit_targets, h)
+            read = fitted_probe(fit_features, fit_expected)[1]
+        else:
+            read = predict
+        predictions = read(np.concatenate(features))
+        result["r2"][h] = entry_r2(predictions, np.concatenate(expected))
+        result["predictions"][h], result["steps"][h] = predictions, np.concatenate(steps)
     return result
 
 

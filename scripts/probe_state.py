@@ -31,9 +31,11 @@ region (a pendulum's drift near the top, where few events fire) shows only per s
 With ``--open-loop H`` the same regression (fitted on posterior features) reads the states the model
 imagines from each test step's posterior ``1 .. H`` steps ahead with the actions really taken
 (``agents.state_probe.open_loop_features``): the actor and critic learn in imagination, so what they
-can act on is what imagination still holds. A second table gives each entry's R^2 at a few distances;
-with ``--predictions`` the JSON keeps those distances' predictions too (``open_loop_predictions``,
-each row's ``steps`` indexing ``test_predictions``' targets).
+can act on is what imagination still holds. A second table gives each entry's R^2 at a few distances, read by the
+posterior's regression (does imagination stay where the filter would be?) and by one fitted per
+distance on the fit episodes' imagined states (does it hold the state at all?); with
+``--predictions`` the JSON keeps those distances' predictions too (``open_loop_predictions``, each
+row's ``steps`` indexing ``test_predictions``' targets).
 """
 
 from __future__ import annotations
@@ -90,27 +92,34 @@ def probe(agent, trained_params, fresh_params, episodes: list[dict[str, Any]], b
 
 
 def open_loop(agent, params, episodes: list[dict[str, Any]], batch: int, seed: int, horizon: int) -> dict:
-    """The trained probe (fitted on the even-numbered episodes' posterior features, as ``probe``'s
-    ``trained``) read on the odd-numbered episodes' states imagined ``1 .. horizon`` steps ahead."""
+    """Linear probes of the odd-numbered episodes' states imagined ``1 .. horizon`` steps ahead:
+    ``posterior_readout`` reads them with the trained probe (fitted on the even-numbered episodes'
+    posterior features, as ``probe``'s ``trained``), ``own_readout`` with one regression per distance
+    fitted on the even-numbered episodes' imagined features."""
     import jax
 
     world_model, key = agent.levels[0].world_model, jax.random.PRNGKey(seed)
+    sources = [episode["sources"] for episode in episodes]
     features = latent_features(world_model, params, episodes, batch, key)
-    _, predict = fitted_probe(features[0::2], [episode["sources"] for episode in episodes[0::2]])
+    _, predict = fitted_probe(features[0::2], sources[0::2])
     imagined = open_loop_features(world_model, params, episodes, batch, key, horizon)
-    return open_loop_probe(predict, imagined[1::2], [episode["sources"] for episode in episodes[1::2]])
+    return {"posterior_readout": open_loop_probe(imagined[1::2], sources[1::2], predict=predict),
+            "own_readout": open_loop_probe(imagined[1::2], sources[1::2], fit_imagined=imagined[0::2],
+                                           fit_targets=sources[0::2])}
 
 
 def print_open_loop(horizon: int, names: list[str], report: dict) -> None:
-    shown = [h for h in distances(horizon) if h in report["open_loop"]["r2"]]
+    readouts = report["open_loop"]
+    shown = [h for h in distances(horizon) if h in readouts["posterior_readout"]]
     show = lambda value: "-" if value is None else f"{value:.3f}"
-    print(f"\nThe same regression on the states level 0 imagines h steps ahead of each test step, with the actions "
-          f"really taken:")
+    print(f"\nR² of the state level 0 imagines h steps ahead of each test step with the actions really taken, read "
+          f"by the posterior's regression / by one fitted on imagined states at that distance:")
     print("| entry | posterior | " + " | ".join(f"h = {h}" for h in shown) + " |")
     print("| --- | ---: |" + " ---: |" * len(shown))
     for index, name in enumerate(names):
-        print(f"| {name} | {show(report['trained']['r2'][index])} | "
-              + " | ".join(show(report["open_loop"]["r2"][h][index]) for h in shown) + " |")
+        cells = [f"{show(readouts['posterior_readout'][h][index])} / {show(readouts['own_readout'][h][index])}"
+                 for h in shown]
+        print(f"| {name} | {show(report['trained']['r2'][index])} | " + " | ".join(cells) + " |")
 
 
 def print_table(logdir: Path, step: int, names: list[str], report: dict) -> None:
@@ -151,15 +160,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                  for name, probed in result.items()}}
     rounded = lambda rows: np.round(np.asarray(rows, np.float64), 5).tolist()
     if imagined is not None:
-        report["open_loop"] = {"horizon": args.open_loop, "r2": imagined["r2"]}
+        report["open_loop"] = {"horizon": args.open_loop,
+                               **{readout: probed["r2"] for readout, probed in imagined.items()}}
     if args.predictions:
         report["test_predictions"] = {
             "targets": rounded(np.concatenate([episode["sources"] for episode in episodes[1::2]])),
             "predictions": rounded(result["trained"]["predictions"])}
         if imagined is not None:
             report["open_loop_predictions"] = {
-                h: {"steps": imagined["steps"][h].tolist(), "predictions": rounded(imagined["predictions"][h])}
-                for h in distances(args.open_loop) if h in imagined["r2"]}
+                readout: {h: {"steps": probed["steps"][h].tolist(), "predictions": rounded(probed["predictions"][h])}
+                          for h in distances(args.open_loop) if h in probed["r2"]}
+                for readout, probed in imagined.items()}
     print_table(logdir, step, names, report)
     if imagined is not None:
         print_open_loop(args.open_loop, names, report)

@@ -127,7 +127,8 @@ def test_open_loop_features_equal_a_hand_loop_of_imagined_steps_from_each_poster
 
 def test_open_loop_probe_reads_each_distance_on_the_states_that_follow():
     """With imagination that is exact (row ``[t, h - 1]`` holds the features of step t + h), the probe
-    fitted on posteriors recovers the state at every distance, and ``steps`` index the targets."""
+    fitted on posteriors and one fitted on imagined states recover the state at every distance, and
+    ``steps`` index the targets; imagination in rotated coordinates only the second recovers."""
     from agents.state_probe import fitted_probe, open_loop_probe
 
     rng = np.random.default_rng(2)
@@ -144,13 +145,21 @@ def test_open_loop_probe_reads_each_distance_on_the_states_that_follow():
                 if t + h < len(feature):
                     rows[t, h - 1] = feature[t + h]
         imagined.append(rows)
-    result = open_loop_probe(predict, imagined, targets)
     laid_end_to_end = np.concatenate(targets)
-    for h in range(1, horizon + 1):
-        assert len(result["steps"][h]) == sum(max(0, len(target) - h) for target in targets)
-        assert min(result["r2"][h]) > 0.99
-        np.testing.assert_allclose(result["predictions"][h], laid_end_to_end[result["steps"][h]], atol=1e-3)
-    assert result["steps"][1][:3].tolist() == [1, 2, 3] and 10 in result["steps"][1] and 9 not in result["steps"][1]
+    posterior_readout = open_loop_probe(imagined, targets, predict=predict)
+    own_readout = open_loop_probe(imagined, targets, fit_imagined=imagined, fit_targets=targets)
+    for result in (posterior_readout, own_readout):
+        for h in range(1, horizon + 1):
+            assert len(result["steps"][h]) == sum(max(0, len(target) - h) for target in targets)
+            assert min(result["r2"][h]) > 0.99
+            np.testing.assert_allclose(result["predictions"][h], laid_end_to_end[result["steps"][h]], atol=1e-3)
+        assert result["steps"][1][:3].tolist() == [1, 2, 3] and 10 in result["steps"][1] and 9 not in result["steps"][1]
+    # imagination in other coordinates than the posterior's: only a readout fitted on it recovers the state
+    rotation = np.linalg.qr(rng.normal(size=(12, 12)))[0]
+    rotated = [rows @ rotation for rows in imagined]
+    rotated = [np.where(np.abs(original) > 1e5, original, rows) for original, rows in zip(imagined, rotated)]
+    assert max(open_loop_probe(rotated, targets, predict=predict)["r2"][1]) < 0.9
+    assert min(open_loop_probe(rotated, targets, fit_imagined=rotated, fit_targets=targets)["r2"][1]) > 0.99
 
 
 def test_source_entries_refuse_a_missing_or_image_sized_source():

@@ -319,11 +319,12 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
         assert kept["targets"].shape == kept["predictions"].shape == (report["test_steps"], 4)
         # the kept steps are the ones the reported R^2 was computed on
         np.testing.assert_allclose(entry_r2(kept["predictions"], kept["targets"]), report["trained"]["r2"], atol=1e-3)
-        assert sorted(report["open_loop"]["r2"]) == [1, 2, 3]  # imagined 1..3 steps ahead of each test step
-        assert all(len(r2) == 4 for r2 in report["open_loop"]["r2"].values())
-        for h, imagined in report["open_loop_predictions"].items():
-            assert len(imagined["steps"]) == len(imagined["predictions"]) and min(imagined["steps"]) >= h
-            assert max(imagined["steps"]) < report["test_steps"]
+        for readout in ("posterior_readout", "own_readout"):
+            assert sorted(report["open_loop"][readout]) == [1, 2, 3]  # imagined 1..3 steps ahead of each test step
+            assert all(len(r2) == 4 for r2 in report["open_loop"][readout].values())
+            for h, imagined in report["open_loop_predictions"][readout].items():
+                assert len(imagined["steps"]) == len(imagined["predictions"]) and min(imagined["steps"]) >= h
+                assert max(imagined["steps"]) < report["test_steps"]
         assert json.loads((logdir / "probe_state.json").read_text())["step"] == report["step"]
         # no vector observation: the episodes are reported by the camera's source state instead
         episodes = probe_episodes.main(["--logdir", str(logdir), "--episodes", "2", "--trace"])
