@@ -130,17 +130,29 @@ def latent_features(world_model, params, episodes: list[dict[str, Any]], batch: 
     compile a handful of shapes, not one per longest episode."""
     if kind not in FEATURES:
         raise ValueError(f"state probe features must be one of {FEATURES}, got {kind!r}")
-    length = 1 << max(4, (max(len(episode["sources"]) for episode in episodes) - 1).bit_length())
+    return _in_padded_batches(functools.partial(_features(world_model, kind), params), episodes, batch, key,
+                              extra_steps=0, batch_axis=1)
+
+
+def _in_padded_batches(compute, episodes: list[dict[str, Any]], batch: int, key, extra_steps: int,
+                       batch_axis: int) -> list[np.ndarray]:
+    """``compute(inputs, key)`` on the episodes' inputs, padded to a power of two at least
+    ``extra_steps`` longer than the longest episode and stacked ``batch`` at a time on axis 1 (the last
+    batch filled up with its last episode: one compiled shape), with ``fold_in(key, i)`` for the batch
+    that starts at episode i; per episode, the first ``T`` rows of its column of the output on
+    ``batch_axis``."""
+    longest = max(len(episode["sources"]) for episode in episodes)
+    length = 1 << max(4, (longest + extra_steps - 1).bit_length())
     pad = lambda leaf: np.concatenate([leaf, np.zeros((length - len(leaf),) + leaf.shape[1:], leaf.dtype)])
-    compute = _features(world_model, kind)
-    features = []
+    outputs = []
     for start in range(0, len(episodes), batch):
         group = episodes[start:start + batch]
-        group = group + [group[-1]] * (batch - len(group))  # a full batch: one compiled shape
+        group = group + [group[-1]] * (batch - len(group))
         inputs = {name: np.stack([pad(episode["inputs"][name]) for episode in group], 1) for name in group[0]["inputs"]}
-        out = np.asarray(compute(params, inputs, jax.random.fold_in(key, start)))
-        features += [out[:len(episode["sources"]), column] for column, episode in enumerate(group)]
-    return features[:len(episodes)]
+        out = np.asarray(compute(inputs, jax.random.fold_in(key, start)))
+        outputs += [np.take(out, column, axis=batch_axis)[:len(episode["sources"])]
+                    for column, episode in enumerate(group)]
+    return outputs[:len(episodes)]
 
 
 @functools.lru_cache(maxsize=16)
@@ -171,18 +183,8 @@ def open_loop_features(world_model, params, episodes: list[dict[str, Any]], batc
     padding: ``open_loop_probe`` leaves them out."""
     if horizon < 1:
         raise ValueError(f"the open-loop horizon must be at least 1, got {horizon}")
-    longest = max(len(episode["sources"]) for episode in episodes)
-    length = 1 << max(4, (longest + horizon - 1).bit_length())
-    pad = lambda leaf: np.concatenate([leaf, np.zeros((length - len(leaf),) + leaf.shape[1:], leaf.dtype)])
-    compute = _open_loop(world_model, horizon)
-    features = []
-    for start in range(0, len(episodes), batch):
-        group = episodes[start:start + batch]
-        group = group + [group[-1]] * (batch - len(group))
-        inputs = {name: np.stack([pad(episode["inputs"][name]) for episode in group], 1) for name in group[0]["inputs"]}
-        out = np.asarray(compute(params, inputs, jax.random.fold_in(key, start)))
-        features += [out[:len(episode["sources"]), :, column] for column, episode in enumerate(group)]
-    return features[:len(episodes)]
+    return _in_padded_batches(functools.partial(_open_loop(world_model, horizon), params), episodes, batch, key,
+                              extra_steps=horizon, batch_axis=2)  # [steps, horizon, B, F]
 
 
 def open_loop_rows(imagined: Sequence[np.ndarray], targets: Sequence[np.ndarray], h: int):
