@@ -96,29 +96,51 @@ def top_task_value(top: Level, state: LevelState, features: jax.Array) -> jax.Ar
     return values[..., 0] * top.actor_critic.term_weights[0]
 
 
-def first_action_values(level: Level, state: LevelState, latent: RSSMState, samples: int, key: jax.Array
-                        ) -> tuple[jax.Array, jax.Array]:
-    """``Q(s, a)`` of every action of a flat agent's discrete action space, by its own model and critic,
-    and the standard error of each estimate: ``[N, A]`` each, for the states ``latent`` (leaves ``[N, ...]``).
+def first_action_candidates(level: Level, state: LevelState, latent: RSSMState, grid: int, key: jax.Array
+                            ) -> jax.Array:
+    """The first actions ``first_action_values`` tries from each state ``[N, C, A]``: for discrete
+    actions each one-hot action (``C = A``); for continuous ones the policy's greedy action followed by
+    that action with one dimension at a time set to each of ``grid`` values evenly spaced over
+    ``[-1, 1]`` (``C = 1 + A * grid``, dimension-major)."""
+    critic, count = level.actor_critic, latent.deter.shape[0]
+    if critic.discrete:
+        return jnp.broadcast_to(jnp.eye(critic.action_dim), (count, critic.action_dim, critic.action_dim))
+    greedy = level.act(state, state_features(latent), None, key, greedy=True)  # [N, A]
+    dims, values = critic.action_dim, jnp.linspace(-1.0, 1.0, grid)
+    varied = jnp.broadcast_to(greedy[:, None, None, :], (count, dims, grid, dims))
+    chosen = jnp.eye(dims, dtype=bool)[None, :, None, :]  # [1, d, 1, A]: dimension d is the one set
+    varied = jnp.where(chosen, values[None, None, :, None], varied).reshape(count, dims * grid, dims)
+    return jnp.concatenate([greedy[:, None], varied], 1)
 
-    Each action is taken once in imagination, then the current policy acts for the rest of the
+
+def first_action_values(level: Level, state: LevelState, latent: RSSMState, samples: int, key: jax.Array,
+                        grid: int = 0) -> tuple[jax.Array, jax.Array]:
+    """``Q(s, a)`` of a flat agent's candidate first actions (``first_action_candidates``: every
+    discrete action, or for continuous actions the greedy one and a ``grid`` along each dimension), by
+    its own model and critic, and the standard error of each estimate: ``[N, C]`` each, for the states
+    ``latent`` (leaves ``[N, ...]``).
+
+    Each candidate is taken once in imagination, then the current policy acts for the rest of the
     horizon; ``Q`` is the discounted sum of the weighted task reward over the horizon plus the critic's
     value at its end (``top_task_value``), averaged over ``samples`` imaginations. It says what the
     actor would choose if it followed its own model and critic one action ahead, the probe for an
     actor that does not act on what the critic knows.
     """
     critic = level.actor_critic
-    if not (level.top and level.index == 0 and critic.discrete and critic.action_groups == 1):
-        raise ValueError("first-action values are defined for a flat agent with a discrete action space")
+    if not (level.top and level.index == 0 and (critic.discrete and critic.action_groups == 1 or not critic.discrete)):
+        raise ValueError("first-action values are defined for a flat agent with one discrete action or continuous "
+                         "actions")
+    if not critic.discrete and grid < 2:
+        raise ValueError(f"first-action values of continuous actions need a grid of at least 2 values, got {grid}")
     if samples < 2:
         raise ValueError(f"first-action values need at least 2 samples for their standard error, got {samples}")
-    params, actions = state.world_model.params, critic.action_dim
-    count = latent.deter.shape[0]
-    # [N * A * samples] imaginations, state-major then action then sample
-    repeat = lambda leaf: jnp.repeat(leaf, actions * samples, axis=0)
-    starts = jax.tree.map(repeat, latent)
-    first = jnp.tile(jnp.repeat(jnp.eye(actions), samples, axis=0), (count, 1))
-    first_key, rest_key = jax.random.split(key)
+    params = state.world_model.params
+    candidate_key, first_key, rest_key = jax.random.split(key, 3)
+    candidates = first_action_candidates(level, state, latent, grid, candidate_key)  # [N, C, A]
+    count, choices = candidates.shape[:2]
+    # [N * C * samples] imaginations, state-major then candidate then sample
+    starts = jax.tree.map(lambda leaf: jnp.repeat(leaf, choices * samples, axis=0), latent)
+    first = jnp.repeat(candidates, samples, axis=1).reshape(count * choices * samples, -1)
     after_first = level.world_model.img_step(params, starts, first, first_key)
     states, _ = level.world_model.imagine(
         params, after_first, lambda features, k: level.act(state, features, None, k), critic.horizon - 1, rest_key
@@ -129,5 +151,5 @@ def first_action_values(level: Level, state: LevelState, latent: RSSMState, samp
     reached = jnp.prod(critic.discount * continues, 0)  # discount^H times the chance s_H is still in the episode
     values = (discounted_sum(rewards, continues, critic.discount)
               + reached * top_task_value(level, state, features[-1]))
-    values = values.reshape(count, actions, samples)
+    values = values.reshape(count, choices, samples)
     return values.mean(-1), values.std(-1, ddof=1) / jnp.sqrt(samples)

@@ -80,7 +80,7 @@ class HierarchicalAgent:
         self.predicted_reward = jax.jit(self._predicted_reward)
         self.imagined_novelty_return = jax.jit(self._imagined_novelty_return)
         self.top_novelty = jax.jit(self._top_novelty)
-        self.first_action_values = jax.jit(self._first_action_values, static_argnames="samples")
+        self.first_action_values = jax.jit(self._first_action_values, static_argnames=("samples", "grid"))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], observation_space, action_space) -> "HierarchicalAgent":
@@ -257,10 +257,11 @@ class HierarchicalAgent:
                                                  state_features(policy_state.latents[0]))
 
     def _first_action_values(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
-                             key: jax.Array, samples: int) -> tuple[jax.Array, jax.Array]:
-        """A flat, discrete-action agent's ``Q(s, a)`` of every action from its acting states and their
-        standard errors: ``[N, A]`` each (``agents.expected_returns.first_action_values``)."""
-        return first_action_values(self.levels[0], state.levels[0], policy_state.latents[0], samples, key)
+                             key: jax.Array, samples: int, grid: int = 0) -> tuple[jax.Array, jax.Array]:
+        """A flat agent's ``Q(s, a)`` of its candidate first actions (every discrete action, or the
+        greedy continuous action and a ``grid`` along each dimension) from its acting states and their
+        standard errors: ``[N, C]`` each (``agents.expected_returns.first_action_values``)."""
+        return first_action_values(self.levels[0], state.levels[0], policy_state.latents[0], samples, key, grid)
 
 
 def _prefixed(level: int, metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:

@@ -1,7 +1,7 @@
 """Why do a trained run's episodes end, and what does its critic expect along the way?
 
     python -m scripts.probe_episodes --logdir runs/X [--episodes 10] [--sample] [--seed S] [--bins 5]
-        [--step N] [--action-values SAMPLES] [--trace] [--out F]
+        [--step N] [--action-values SAMPLES] [--action-grid G] [--trace] [--out F]
 
 Runs the policy of the run's checkpoint (the latest, or ``--step``; greedy, or sampled with
 ``--sample``) for ``--episodes`` episodes in one environment and records at every step each entry
@@ -26,9 +26,12 @@ Reports:
 - for a flat run, the correlation of the value with the discounted return (``agent.discount``) that
   really followed, over the steps of terminated episodes (a truncated episode's return is cut short,
   where the critic bootstraps);
-- with ``--action-values SAMPLES`` (a flat agent with discrete actions): at every step ``Q(s, a)`` of
-  every action by the agent's own model and critic (``agents.expected_returns.first_action_values``,
-  averaged over SAMPLES imaginations), and how the policy's actions relate to it: how often it takes
+- with ``--action-values SAMPLES`` (a flat agent): at every step ``Q(s, a)`` of every action by the
+  agent's own model and critic (``agents.expected_returns.first_action_values``, averaged over
+  SAMPLES imaginations; for continuous actions, of the greedy action and of ``--action-grid`` values
+  along each dimension with the others greedy: how far the greedy action is from the grid value
+  ``Q`` ranks first, overall and by bin of each entry), and for discrete actions how the policy's
+  actions relate to it: how often it takes
   the action its model and critic rank first, over all steps and over the steps where that ranking is
   clear (the best action ahead of the second by more than twice their combined standard error), the
   mean regret of the action taken (also in units of the actor's return scale, the divisor of the
@@ -66,14 +69,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bins", type=int, default=5, help="quantile bins of each entry for the value table")
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     parser.add_argument("--action-values", type=int, default=0, metavar="SAMPLES",
-                        help="also Q(s, a) of every action at every step, averaged over SAMPLES imaginations "
-                             "(flat agents with discrete actions)")
+                        help="also Q(s, a) of every action (continuous: of a grid along each dimension) at every "
+                             "step, averaged over SAMPLES imaginations (flat agents)")
+    parser.add_argument("--action-grid", type=int, default=9, metavar="G",
+                        help="with --action-values and continuous actions: values tried along each dimension, "
+                             "evenly spaced over [-1, 1]")
     parser.add_argument("--trace", action="store_true",
                         help="also write every step of every episode to the JSON (entries, actions, rewards, values)")
     parser.add_argument("--out", help="JSON path (default: <logdir>/probe_episodes.json)")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.bins < 1 or args.action_values == 1 or args.action_values < 0:
         parser.error("--episodes and --bins must be at least 1, --action-values 0 (off) or at least 2")
+    if args.action_grid < 2:
+        parser.error(f"--action-grid must be at least 2 (the ends of [-1, 1]), got {args.action_grid}")
     return args
 
 
@@ -110,8 +118,8 @@ def value_by_bins(entry: np.ndarray, values: np.ndarray, bins: int) -> list[dict
     return rows
 
 
-def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action_samples: int = 0
-              ) -> list[dict]:
+def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action_samples: int = 0,
+              action_grid: int = 0) -> list[dict]:
     """Steps ``envs`` (one environment) with the agent's policy for ``episodes`` whole episodes.
 
     Returns per episode ``entries`` (``{key: [T, D]}``, what the agent observed before each action,
@@ -120,8 +128,10 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action
     ``predicted_rewards`` ``[T - 1]`` (the reward head on the state that observation gave, beside
     ``rewards[:-1]``), ``policy_actions`` ``[T, A]`` (the action as the agent emits it: one-hot where
     discrete), ``ended`` and ``final`` (``{key: [D]}``, the observation the last step
-    returned); with ``action_samples``, also ``actions`` ``[T]`` (the index taken), ``action_values``
-    ``[T, A]`` and their standard errors ``action_errors`` ``[T, A]``. A ``UserError`` where the run
+    returned); with ``action_samples``, also ``action_values`` ``[T, C]`` of the candidate first actions
+    (``agents.expected_returns.first_action_candidates``; continuous actions: the greedy one, then
+    ``action_grid`` values along each dimension) and their standard errors ``action_errors`` ``[T, C]``,
+    and for discrete actions ``actions`` ``[T]`` (the index taken). A ``UserError`` where the run
     observes no vector and its environment keeps no source observation: nothing to report by entry.
     """
     import jax
@@ -158,7 +168,8 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action
         current["policy_actions"].append(np.asarray(action, np.float64)[0])
         if action_samples:
             current["actions"].append(int(np.argmax(np.asarray(action)[0])))
-            values, errors = agent.first_action_values(state, policy_state, values_key, samples=action_samples)
+            values, errors = agent.first_action_values(state, policy_state, values_key, samples=action_samples,
+                                                       grid=action_grid)
             current["action_values"].append(np.asarray(values)[0])
             current["action_errors"].append(np.asarray(errors)[0])
         obs, reward, terminated, truncated, info = envs.step(actions.to_env(np.asarray(action)))
@@ -171,9 +182,10 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action
                              "predicted_rewards": np.asarray(current["predicted"][1:]),
                              "policy_actions": np.stack(current["policy_actions"]),
                              "ended": "terminated" if terminated[0] else "truncated",
-                             **({"actions": np.asarray(current["actions"]),
-                                 "action_values": np.stack(current["action_values"]),
-                                 "action_errors": np.stack(current["action_errors"])} if action_samples else {})})
+                             **({"action_values": np.stack(current["action_values"]),
+                                 "action_errors": np.stack(current["action_errors"])} if action_samples else {}),
+                             **({"actions": np.asarray(current["actions"])}
+                                if action_samples and actions.discrete else {})})
             current = fresh()
             obs, info = envs.reset()
             is_first = np.ones(1, bool)
@@ -210,6 +222,37 @@ def summarise_actions(episodes: list[dict], bins: int, return_scale: float) -> d
     return report
 
 
+def summarise_continuous_actions(episodes: list[dict], bins: int, return_scale: float, grid: int) -> dict:
+    """How the greedy continuous action relates to ``Q(s, a)`` of the candidates (``run_probe`` with
+    ``action_samples`` and ``action_grid``): the regret of the greedy action against the best candidate
+    (also over ``return_scale``, and where the best is ahead by over twice the combined standard
+    error) and, per action dimension, the grid value whose ``Q`` is highest (the other dimensions
+    greedy) beside the policy's action, overall and by quantile bin of each observation entry."""
+    values = np.concatenate([episode["action_values"] for episode in episodes])  # [T, 1 + A * grid]
+    errors = np.concatenate([episode["action_errors"] for episode in episodes])
+    taken = np.concatenate([episode["policy_actions"] for episode in episodes])  # [T, A]
+    steps, dims = np.arange(len(values)), taken.shape[1]
+    best = values.argmax(-1)
+    regret = values[steps, best] - values[:, 0]
+    clear = regret > 2.0 * np.hypot(errors[steps, best], errors[:, 0])
+    levels = np.linspace(-1.0, 1.0, grid)
+    best_by_dim = levels[values[:, 1:].reshape(len(values), dims, grid).argmax(-1)]  # [T, A]
+    report = {"steps": len(values), "grid": levels.tolist(), "regret": float(regret.mean()),
+              "return_scale": return_scale, "regret_over_return_scale": float(regret.mean() / return_scale),
+              "clear_steps": int(clear.sum()), "mean_standard_error": float(errors.mean()),
+              "dimensions": [{"mean_best": float(best_by_dim[:, d].mean()), "mean_taken": float(taken[:, d].mean()),
+                              "mean_abs_gap": float(np.abs(best_by_dim[:, d] - taken[:, d]).mean())}
+                             for d in range(dims)],
+              "entries": {}}
+    for name in episodes[0]["entries"]:
+        stacked = np.concatenate([episode["entries"][name] for episode in episodes])
+        report["entries"][name] = [
+            [{"best_by_bins": value_by_bins(stacked[:, i], best_by_dim[:, d], bins),
+              "taken_by_bins": value_by_bins(stacked[:, i], taken[:, d], bins)} for d in range(dims)]
+            for i in range(stacked.shape[1])]
+    return report
+
+
 def summarise_reward_head(episodes: list[dict], bins: int) -> dict | None:
     """Level 0's reward head against the rewards that arrived (``run_probe``'s ``predicted_rewards``
     beside ``rewards[:-1]``): correlation, mean absolute error, means, and per quantile bin of the
@@ -229,16 +272,19 @@ def summarise_reward_head(episodes: list[dict], bins: int) -> dict | None:
 
 def trace(episodes: list[dict]) -> list[dict]:
     """Every step of ``run_probe``'s episodes as JSON lists, per episode: ``entries`` (``{key: [T][D]}``),
-    ``actions`` ``[T][A]``, ``rewards`` ``[T]``, ``predicted_rewards`` ``[T - 1]`` and ``values`` ``[T]``."""
+    ``actions`` ``[T][A]``, ``rewards`` ``[T]``, ``predicted_rewards`` ``[T - 1]`` and ``values`` ``[T]``;
+    with action values also ``action_values`` and ``action_errors`` ``[T][C]``."""
     return [{"entries": {name: value.tolist() for name, value in episode["entries"].items()},
              "actions": episode["policy_actions"].tolist(), "rewards": episode["rewards"].tolist(),
-             "predicted_rewards": episode["predicted_rewards"].tolist(), "values": episode["values"].tolist()}
+             "predicted_rewards": episode["predicted_rewards"].tolist(), "values": episode["values"].tolist(),
+             **{name: episode[name].tolist() for name in ("action_values", "action_errors") if name in episode}}
             for episode in episodes]
 
 
-def summarise(episodes: list[dict], bins: int, discount: float | None, return_scale: float | None = None) -> dict:
+def summarise(episodes: list[dict], bins: int, discount: float | None, return_scale: float | None = None,
+              action_grid: int = 0) -> dict:
     """The JSON report of ``run_probe``'s episodes (see the module docstring); ``return_scale`` (the
-    actor's divisor of advantages) with action values."""
+    actor's divisor of advantages) with action values, and ``action_grid`` with continuous ones."""
     values = np.concatenate([episode["values"] for episode in episodes])
     report = {"episodes": [], "entries": {}, "value_vs_return": None}
     for episode in episodes:
@@ -260,8 +306,10 @@ def summarise(episodes: list[dict], bins: int, discount: float | None, return_sc
                                      "mean_value": float(predicted.mean()), "mean_return": float(realised.mean())}
     if "predicted_rewards" in episodes[0]:
         report["reward_head"] = summarise_reward_head(episodes, bins)
-    if "action_values" in episodes[0]:
+    if "actions" in episodes[0]:
         report["actions"] = summarise_actions(episodes, bins, return_scale)
+    elif "action_values" in episodes[0]:
+        report["continuous_actions"] = summarise_continuous_actions(episodes, bins, return_scale, action_grid)
     return report
 
 
@@ -297,6 +345,8 @@ def print_report(logdir: Path, step: int, greedy: bool, report: dict) -> None:
         print_reward_head(report["reward_head"])
     if "actions" in report:
         print_actions(report["actions"])
+    if "continuous_actions" in report:
+        print_continuous_actions(report["continuous_actions"])
 
 
 def print_reward_head(head: dict) -> None:
@@ -329,19 +379,42 @@ def print_actions(actions: dict) -> None:
                 print(f"  {name}[{i}] action {a}  {cells}")
 
 
+def print_continuous_actions(actions: dict) -> None:
+    print(f"\nthe greedy action against Q(s, a) of a grid of {len(actions['grid'])} values along each action dimension "
+          f"({actions['steps']:,} steps): regret {actions['regret']:.3g} ({actions['regret_over_return_scale']:.3g} "
+          f"return scales of {actions['return_scale']:.3g}), a grid value clearly better (by over 2 standard errors) "
+          f"at {actions['clear_steps']:,} steps; mean standard error of Q {actions['mean_standard_error']:.3g}")
+    for d, row in enumerate(actions["dimensions"]):
+        print(f"  action[{d}]: the grid value Q ranks first averages {row['mean_best']:+.3f}, the greedy action "
+              f"{row['mean_taken']:+.3f}, mean |gap| {row['mean_abs_gap']:.3f}")
+    print("per entry and action dimension, by quantile bin of the entry (entry range: Q's best grid value, greedy action)")
+    for name, rows in actions["entries"].items():
+        for i, per_dim in enumerate(rows):
+            for d, row in enumerate(per_dim):
+                if row["best_by_bins"] is None:
+                    continue
+                cells = "; ".join(f"{b['low']:.2f}..{b['high']:.2f}: {b['mean_value']:+.2f}, {t['mean_value']:+.2f}"
+                                  for b, t in zip(row["best_by_bins"], row["taken_by_bins"]))
+                print(f"  {name}[{i}] action[{d}]  {cells}")
+
+
 @report_user_errors
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logdir = Path(args.logdir)
     with trained_run(logdir, args.step) as (config, agent, state, step, envs):
-        if args.action_values and not (agent.num_levels == 1 and agent.action_layout.discrete):
-            raise UserError("--action-values needs a flat agent (hierarchy.levels 1) with discrete actions; "
-                            f"{logdir} has {agent.num_levels} levels and "
-                            f"{'discrete' if agent.action_layout.discrete else 'continuous'} actions")
-        episodes = run_probe(agent, state, envs, args.episodes, args.seed, not args.sample, args.action_values)
+        if args.action_values and agent.num_levels != 1:
+            raise UserError(f"--action-values needs a flat agent (hierarchy.levels 1); {logdir} has "
+                            f"{agent.num_levels} levels")
+        critic = agent.levels[0].actor_critic
+        if args.action_values and critic.discrete and critic.action_groups != 1:
+            raise UserError(f"--action-values needs one discrete action per step; {logdir}'s actor picks "
+                            f"{critic.action_groups} at once (try each in its own run)")
+        grid = 0 if agent.action_layout.discrete else args.action_grid
+        episodes = run_probe(agent, state, envs, args.episodes, args.seed, not args.sample, args.action_values, grid)
         return_scale = float(np.asarray(return_divisor(state.levels[0].actor_critic.return_scale)).reshape(-1)[0])
     flat = agent.num_levels == 1
-    report = summarise(episodes, args.bins, float(config["agent"]["discount"]) if flat else None, return_scale)
+    report = summarise(episodes, args.bins, float(config["agent"]["discount"]) if flat else None, return_scale, grid)
     report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, **report,
               **({"trace": trace(episodes)} if args.trace else {})}
     print_report(logdir, step, not args.sample, report)

@@ -1,5 +1,6 @@
-"""``first_action_values`` against Q worked out by hand on a deterministic stand-in for a level, and the
-top's imagined novelty along the same imagined states as its task expectation."""
+"""``first_action_values`` against Q worked out by hand on a deterministic stand-in for a level (each
+discrete action first, or a grid of continuous ones), and the top's imagined novelty along the same
+imagined states as its task expectation."""
 
 from types import SimpleNamespace
 
@@ -46,7 +47,8 @@ def stand_in(top=True, discrete=True):
     critic = SimpleNamespace(discrete=discrete, action_groups=1, action_dim=2, horizon=HORIZON, discount=DISCOUNT,
                              term_weights=jnp.array([WEIGHT]),
                              value=lambda params, features: 100.0 * features[..., :1])
-    policy = lambda state, features, goal, key: jnp.broadcast_to(jnp.array([1.0, 0.0]), features.shape[:-1] + (2,))
+    policy = lambda state, features, goal, key, greedy=False: jnp.broadcast_to(jnp.array([1.0, 0.0]),
+                                                                              features.shape[:-1] + (2,))
     level = SimpleNamespace(top=top, index=0, actor_critic=critic, world_model=Dynamics(), act=policy,
                             policy_input=lambda features, goal: features,
                             weighted_reward=lambda features, goal, task, continues=None: WEIGHT * task)
@@ -55,10 +57,10 @@ def stand_in(top=True, discrete=True):
     return level, state
 
 
-def by_hand(deter0: float, first: int) -> float:
-    """r_i = WEIGHT * d_i for s_1 .. s_H (the first action, then action 0 every step), then the
-    critic's WEIGHT * 100 * d_H at s_H, weighted by (DISCOUNT * CONTINUE)^i."""
-    d = [deter0 + float(STEP[first, 0])]
+def by_hand(deter0: float, first) -> float:
+    """r_i = WEIGHT * d_i for s_1 .. s_H (the first action, an index or a continuous vector, then
+    action 0 every step), then the critic's WEIGHT * 100 * d_H at s_H, weighted by (DISCOUNT * CONTINUE)^i."""
+    d = [deter0 + (float(STEP[first, 0]) if isinstance(first, int) else float(np.asarray(first) @ STEP[:, 0]))]
     for _ in range(HORIZON - 1):
         d.append(d[-1] + 1.0)
     factor = DISCOUNT * CONTINUE
@@ -90,12 +92,22 @@ def test_standard_errors_are_those_of_the_mean_over_samples():
     np.testing.assert_allclose(values, [[by_hand(0.0, 0), by_hand(0.0, 1)]], atol=4 * sensitivity / np.sqrt(4000))
 
 
-@pytest.mark.parametrize("top, discrete", [(False, True), (True, False)])
-def test_only_a_flat_discrete_agent_has_first_action_values(top, discrete):
-    level, state = stand_in(top, discrete)
+def test_continuous_actions_try_the_greedy_action_then_a_grid_along_each_dimension():
+    level, state = stand_in(discrete=False)  # greedy action [1, 0]; the first action moves deter by a0 + 10 a1
+    latent = RSSMState(carry=None, deter=jnp.array([[0.0], [5.0]]), stoch=jnp.zeros((2, 1, 1)))
+    values, errors = first_action_values(level, state, latent, samples=2, key=jax.random.PRNGKey(0), grid=3)
+    candidates = [[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [1.0, -1.0], [1.0, 0.0], [1.0, 1.0]]
+    assert values.shape == errors.shape == (2, len(candidates))
+    np.testing.assert_allclose(values, [[by_hand(d0, a) for a in candidates] for d0 in (0.0, 5.0)], rtol=1e-6)
+    with pytest.raises(ValueError, match="grid of at least 2"):
+        first_action_values(level, state, latent, samples=2, key=jax.random.PRNGKey(0), grid=1)
+
+
+def test_only_a_flat_agent_has_first_action_values():
+    level, state = stand_in(top=False)
     latent = RSSMState(carry=None, deter=jnp.zeros((1, 1)), stoch=jnp.zeros((1, 1, 1)))
-    with pytest.raises(ValueError, match="flat agent with a discrete action space"):
-        first_action_values(level, state, latent, samples=1, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="flat agent"):
+        first_action_values(level, state, latent, samples=2, key=jax.random.PRNGKey(0))
 
 
 class NoisyDynamics(Dynamics):

@@ -150,6 +150,23 @@ def test_probe_episodes_ranks_every_action_by_the_model_and_critic(debug_run, tm
     assert "the action ranked first taken at" in capsys.readouterr().out
 
 
+def test_probe_episodes_ranks_a_grid_of_continuous_actions_by_the_model_and_critic(tmp_path, capsys):
+    logdir = tmp_path / "pendulum"
+    assert run_train(logdir, "--env", "Pendulum-v1", "--steps", "256") == 0  # trained heads: Q varies
+    result = probe_episodes.main(["--logdir", str(logdir), "--episodes", "1", "--action-values", "2",
+                                  "--action-grid", "3", "--trace", "--out", str(tmp_path / "episodes.json")])
+    actions, steps = result["continuous_actions"], result["episodes"][0]["length"]
+    assert "actions" not in result and actions["steps"] == steps and actions["grid"] == [-1.0, 0.0, 1.0]
+    assert actions["regret"] >= 0.0 and 0 <= actions["clear_steps"] <= steps  # the greedy action is a candidate
+    assert len(actions["dimensions"]) == 1  # Pendulum's torque
+    assert -1.0 <= actions["dimensions"][0]["mean_best"] <= 1.0
+    assert np.isfinite(actions["mean_standard_error"]) and actions["mean_standard_error"] > 0.0
+    values = np.asarray(result["trace"][0]["action_values"])
+    assert values.shape == (steps, 1 + 3) and np.isfinite(values).all()  # the greedy action, then the grid
+    assert np.ptp(values, 1).max() > 0.0  # the first torque moves Q
+    assert "the greedy action against Q(s, a)" in capsys.readouterr().out
+
+
 def test_probe_model_cuts_the_replay_into_chunks_that_start_episodes():  # entry_r2: test_bench_world_model
     steps = {"x": np.arange(10)[:, None], "is_first": np.zeros((10, 1), bool)}
     batch = probe_model.chunks(steps, 4)  # two whole chunks of one column; the last 2 records dropped
