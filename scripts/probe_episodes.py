@@ -31,13 +31,13 @@ Reports:
   SAMPLES imaginations; for continuous actions, of the greedy action and of ``--action-grid`` values
   along each dimension with the others greedy: how far the greedy action is from the grid value
   ``Q`` ranks first, overall and by bin of each entry), and for discrete actions how the policy's
-  actions relate to it: how often it takes
-  the action its model and critic rank first, over all steps and over the steps where that ranking is
-  clear (the best action ahead of the second by more than twice their combined standard error), the
-  mean regret of the action taken (also in units of the actor's return scale, the divisor of the
-  advantages it learns from) and, per observation entry, each action's advantage
-  ``Q(s, a) - mean_b Q(s, b)`` and how often the policy takes it, by bin. An actor that does not act
-  on what its critic knows shows here as a low agreement where the ranking is clear.
+  actions relate to it: how often it takes the action its model and critic rank first, over all
+  steps and over the steps where that ranking is clear (the best action ahead of the second by more
+  than twice their combined standard error), the mean regret of the action taken (also in units of
+  the actor's return scale, the divisor of the advantages it learns from) and, per observation
+  entry, each action's advantage ``Q(s, a) - mean_b Q(s, b)`` and how often the policy takes it, by
+  bin. An actor that does not act on what its critic knows shows here as a low agreement where the
+  ranking is clear.
 
 Prints tables and writes JSON (default: ``probe_episodes.json`` in the run directory); with
 ``--trace`` the JSON also holds every step of every episode (``trace``: the entries, the policy's
