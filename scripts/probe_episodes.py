@@ -369,14 +369,21 @@ def print_actions(actions: dict) -> None:
           f"{actions['return_scale']:.3g}); mean |advantage| {actions['mean_abs_advantage']:.3g}, "
           f"mean standard error of Q {actions['mean_standard_error']:.3g}")
     print("per entry and action, by quantile bin of the entry (entry range: mean advantage, share of steps it was taken)")
-    for name, rows in actions["entries"].items():
+    print_paired_bins(actions["entries"], ("advantage_by_bins", "+.3g"), ("taken_by_bins", ".2f"), "action {}")
+
+
+def print_paired_bins(entries: dict, first: tuple[str, str], second: tuple[str, str], label: str) -> None:
+    """Per observation entry and action (``label`` formats its index), two by-bin series side by side:
+    ``first`` and ``second`` name each series' key in a row and the format of its values."""
+    (first_key, first_format), (second_key, second_format) = first, second
+    for name, rows in entries.items():
         for i, per_action in enumerate(rows):
             for a, row in enumerate(per_action):
-                if row["advantage_by_bins"] is None:
+                if row[first_key] is None:
                     continue
-                cells = "; ".join(f"{b['low']:.2f}..{b['high']:.2f}: {b['mean_value']:+.3g}, {t['mean_value']:.2f}"
-                                  for b, t in zip(row["advantage_by_bins"], row["taken_by_bins"]))
-                print(f"  {name}[{i}] action {a}  {cells}")
+                cells = "; ".join(f"{b['low']:.2f}..{b['high']:.2f}: {b['mean_value']:{first_format}}, "
+                                  f"{t['mean_value']:{second_format}}" for b, t in zip(row[first_key], row[second_key]))
+                print(f"  {name}[{i}] {label.format(a)}  {cells}")
 
 
 def print_continuous_actions(actions: dict) -> None:
@@ -388,14 +395,7 @@ def print_continuous_actions(actions: dict) -> None:
         print(f"  action[{d}]: the grid value Q ranks first averages {row['mean_best']:+.3f}, the greedy action "
               f"{row['mean_taken']:+.3f}, mean |gap| {row['mean_abs_gap']:.3f}")
     print("per entry and action dimension, by quantile bin of the entry (entry range: Q's best grid value, greedy action)")
-    for name, rows in actions["entries"].items():
-        for i, per_dim in enumerate(rows):
-            for d, row in enumerate(per_dim):
-                if row["best_by_bins"] is None:
-                    continue
-                cells = "; ".join(f"{b['low']:.2f}..{b['high']:.2f}: {b['mean_value']:+.2f}, {t['mean_value']:+.2f}"
-                                  for b, t in zip(row["best_by_bins"], row["taken_by_bins"]))
-                print(f"  {name}[{i}] action[{d}]  {cells}")
+    print_paired_bins(actions["entries"], ("best_by_bins", "+.2f"), ("taken_by_bins", "+.2f"), "action[{}]")
 
 
 @report_user_errors
