@@ -127,7 +127,7 @@ def first_action_values(level: Level, state: LevelState, latent: RSSMState, samp
     actor that does not act on what the critic knows.
     """
     critic = level.actor_critic
-    if not (level.top and level.index == 0 and (critic.discrete and critic.action_groups == 1 or not critic.discrete)):
+    if not (level.top and level.index == 0 and (not critic.discrete or critic.action_groups == 1)):
         raise ValueError("first-action values are defined for a flat agent with one discrete action or continuous "
                          "actions")
     if not critic.discrete and grid < 2:
