@@ -79,30 +79,31 @@ HEADERS = {"trained": "trained model", "trained_deter": "its deter", "trained_st
            "trained_embedding": "trained encoder, the step alone", "untrained": "untrained model"}
 
 
-def probe(agent, trained_params, fresh_params, episodes: list[dict[str, Any]], batch: int, seed: int) -> dict:
-    """The probe of the trained and of the untrained world model's latent features on ``episodes``,
-    and of the trained encoder's embedding of each step alone (``trained_embedding``)."""
+def probe_features(agent, trained_params, fresh_params, episodes: list[dict[str, Any]], batch: int,
+                   seed: int) -> dict[str, list[np.ndarray]]:
+    """Per ``PROBES`` entry, the features of every episode's steps: the trained and the untrained world
+    model's latent features, and the trained encoder's embedding of each step alone
+    (``trained_embedding``)."""
     import jax
 
     world_model = agent.levels[0].world_model
     params = {"trained": trained_params, "untrained": fresh_params}
-    return {name: split_probe(latent_features(world_model, params[model], episodes, batch, jax.random.PRNGKey(seed),
-                                              kind), episodes)
+    return {name: latent_features(world_model, params[model], episodes, batch, jax.random.PRNGKey(seed), kind)
             for name, (model, kind) in PROBES.items()}
 
 
-def open_loop(agent, params, episodes: list[dict[str, Any]], batch: int, seed: int, horizon: int) -> dict:
+def open_loop(agent, params, episodes: list[dict[str, Any]], posterior_features: list[np.ndarray], batch: int,
+              seed: int, horizon: int) -> dict:
     """Linear probes of the odd-numbered episodes' states imagined ``1 .. horizon`` steps ahead:
     ``posterior_readout`` reads them with the trained probe (fitted on the even-numbered episodes'
-    posterior features, as ``probe``'s ``trained``), ``own_readout`` with one regression per distance
-    fitted on the even-numbered episodes' imagined features."""
+    ``posterior_features``, as ``probe_features``' ``trained``), ``own_readout`` with one regression per
+    distance fitted on the even-numbered episodes' imagined features."""
     import jax
 
-    world_model, key = agent.levels[0].world_model, jax.random.PRNGKey(seed)
     sources = [episode["sources"] for episode in episodes]
-    features = latent_features(world_model, params, episodes, batch, key)
-    _, predict = fitted_probe(features[0::2], sources[0::2])
-    imagined = open_loop_features(world_model, params, episodes, batch, key, horizon)
+    _, predict = fitted_probe(posterior_features[0::2], sources[0::2])
+    imagined = open_loop_features(agent.levels[0].world_model, params, episodes, batch, jax.random.PRNGKey(seed),
+                                  horizon)
     return {"posterior_readout": open_loop_probe(imagined[1::2], sources[1::2], predict=predict),
             "own_readout": open_loop_probe(imagined[1::2], sources[1::2], fit_imagined=imagined[0::2],
                                            fit_targets=sources[0::2])}
@@ -146,9 +147,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         except NoSourceObservation as error:
             raise UserError(f"{logdir}: {error}") from None
         fresh = agent.init(jax.random.PRNGKey(args.seed)).levels[0].world_model.params
-        result = probe(agent, state.levels[0].world_model.params, fresh, episodes, args.batch, args.seed)
-        imagined = (open_loop(agent, state.levels[0].world_model.params, episodes, args.batch, args.seed,
-                              args.open_loop) if args.open_loop > 0 else None)
+        trained = state.levels[0].world_model.params
+        features = probe_features(agent, trained, fresh, episodes, args.batch, args.seed)
+        imagined = (open_loop(agent, trained, episodes, features["trained"], args.batch, args.seed, args.open_loop)
+                    if args.open_loop > 0 else None)
+    result = {name: split_probe(probed, episodes) for name, probed in features.items()}
     names = episodes[0]["names"]
     lengths = [len(episode["sources"]) for episode in episodes]
     report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, "entries": names,
