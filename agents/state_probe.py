@@ -130,11 +130,11 @@ def latent_features(world_model, params, episodes: list[dict[str, Any]], batch: 
     compile a handful of shapes, not one per longest episode."""
     if kind not in FEATURES:
         raise ValueError(f"state probe features must be one of {FEATURES}, got {kind!r}")
-    return _in_padded_batches(functools.partial(_features(world_model, kind), params), episodes, batch, key,
+    return in_padded_batches(functools.partial(_features(world_model, kind), params), episodes, batch, key,
                               extra_steps=0, batch_axis=1)
 
 
-def _in_padded_batches(compute, episodes: list[dict[str, Any]], batch: int, key, extra_steps: int,
+def in_padded_batches(compute, episodes: list[dict[str, Any]], batch: int, key, extra_steps: int,
                        batch_axis: int) -> list[np.ndarray]:
     """``compute(inputs, key)`` on the episodes' inputs, padded to a power of two at least
     ``extra_steps`` longer than the longest episode and stacked ``batch`` at a time on axis 1 (the last
@@ -183,7 +183,7 @@ def open_loop_features(world_model, params, episodes: list[dict[str, Any]], batc
     padding: ``open_loop_probe`` leaves them out."""
     if horizon < 1:
         raise ValueError(f"the open-loop horizon must be at least 1, got {horizon}")
-    return _in_padded_batches(functools.partial(_open_loop(world_model, horizon), params), episodes, batch, key,
+    return in_padded_batches(functools.partial(_open_loop(world_model, horizon), params), episodes, batch, key,
                               extra_steps=horizon, batch_axis=2)  # [steps, horizon, B, F]
 
 

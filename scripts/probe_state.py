@@ -1,7 +1,7 @@
 """Did the world model recover the state a camera shows? A linear probe of its latent state.
 
     python -m scripts.probe_state --logdir runs/X [--steps 2000] [--sample] [--seed S] [--step N] [--open-loop H]
-                                  [--predictions] [--out F]
+                                  [--action-response H] [--predictions] [--out F]
 
 For a run that observes pixels or events (``event:`` ids, ``env.pixels``), the environment keeps its
 own observation, which the agent never sees, in ``info["source_observation"]``
@@ -36,6 +36,16 @@ posterior's regression (does imagination stay where the filter would be?) and by
 distance on the fit episodes' imagined states (does it hold the state at all?); with
 ``--predictions`` the JSON keeps those distances' predictions too (``open_loop_predictions``, each
 row's ``steps`` indexing ``test_predictions``' targets).
+
+With ``--action-response H`` it measures how much the state the model imagines ``1 .. H`` steps ahead
+of each test step moves with the first action (``agents.action_response``): imagined once per
+candidate first action with the same noise and the actions really taken after it, read by the same
+regression, against the environment's own effect, the least-squares coefficient of the first action
+in a regression of the recorded state h steps ahead on the state now and the actions taken. An
+imagination that moves less with the action than the environment does undervalues acting: the
+probe for an actor that acts too gently. With ``--predictions`` the JSON keeps every test step's
+imagined effects (``action_response_predictions``, each row's ``starts`` indexing
+``test_predictions``' targets: the step imagined from).
 """
 
 from __future__ import annotations
@@ -47,6 +57,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from agents.action_response import (effect_names, imagined_action_effects, real_action_effects, valid_rows,
+                                    valid_starts)
 from agents.state_probe import (NoSourceObservation, fitted_probe, latent_features, open_loop_features,
                                 open_loop_probe, record_episodes, split_probe)
 from scripts.common import UserError, report_user_errors, trained_run
@@ -66,6 +78,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--open-loop", type=int, default=0, metavar="H",
                         help="also read the probe on states imagined 1..H steps ahead with the real actions "
                              "(0: not; the actor-critic imagines agent.horizon steps)")
+    parser.add_argument("--action-response", type=int, default=0, metavar="H",
+                        help="also measure how much the state imagined 1..H steps ahead moves with the first action, "
+                             "against the environment's effect regressed from the recorded steps (0: not)")
+    parser.add_argument("--response-where", nargs=3, metavar=("ENTRY", "LOW", "HIGH"),
+                        help="measure --action-response only from states whose ENTRY (a name the table prints, "
+                             "e.g. [0]) lies in [LOW, HIGH]: the effect near one state, which a fit over all "
+                             "states averages away (a pendulum's near the top: [0] 0.94 1)")
     parser.add_argument("--predictions", action="store_true",
                         help="keep every test step's source observation and the trained latent's prediction of it")
     parser.add_argument("--out", help="JSON path (default: <logdir>/probe_state.json)")
@@ -92,21 +111,90 @@ def probe_features(agent, trained_params, fresh_params, episodes: list[dict[str,
             for name, (model, kind) in PROBES.items()}
 
 
-def open_loop(agent, params, episodes: list[dict[str, Any]], posterior_features: list[np.ndarray], batch: int,
-              seed: int, horizon: int) -> dict:
+def open_loop(agent, params, episodes: list[dict[str, Any]], predict, batch: int, seed: int, horizon: int) -> dict:
     """Linear probes of the odd-numbered episodes' states imagined ``1 .. horizon`` steps ahead:
-    ``posterior_readout`` reads them with the trained probe (fitted on the even-numbered episodes'
-    ``posterior_features``, as ``probe_features``' ``trained``), ``own_readout`` with one regression per
-    distance fitted on the even-numbered episodes' imagined features."""
+    ``posterior_readout`` reads them with ``predict``, the trained probe (fitted on the even-numbered
+    episodes' posterior features, as ``probe_features``' ``trained``), ``own_readout`` with one
+    regression per distance fitted on the even-numbered episodes' imagined features."""
     import jax
 
     sources = [episode["sources"] for episode in episodes]
-    _, predict = fitted_probe(posterior_features[0::2], sources[0::2])
     imagined = open_loop_features(agent.levels[0].world_model, params, episodes, batch, jax.random.PRNGKey(seed),
                                   horizon)
     return {"posterior_readout": open_loop_probe(imagined[1::2], sources[1::2], predict=predict),
             "own_readout": open_loop_probe(imagined[1::2], sources[1::2], fit_imagined=imagined[0::2],
                                            fit_targets=sources[0::2])}
+
+
+def response_region(names: list[str], where: Sequence[str] | None):
+    """``--response-where ENTRY LOW HIGH`` as a mask of source states ``[N, D] -> [N]`` (None: all)."""
+    if where is None:
+        return None
+    entry, low, high = where
+    if entry not in names:
+        raise UserError(f"--response-where: no entry {entry!r} in the source observation; its entries are {names}")
+    try:
+        low, high = float(low), float(high)
+    except ValueError:
+        raise UserError(f"--response-where {entry} {low} {high}: LOW and HIGH must be numbers") from None
+    index = names.index(entry)
+    return lambda states: (states[:, index] >= low) & (states[:, index] <= high)
+
+
+def action_response(agent, params, episodes: list[dict[str, Any]], predict, batch: int, seed: int,
+                    horizon: int, where) -> dict:
+    """The first action's effect on the state ``1 .. horizon`` steps ahead: ``imagined``, per test
+    (odd-numbered) episode ``[T, E, H, D]`` read by ``predict``; ``real``, regressed from the recorded
+    steps whose state passes ``where`` (``agents.action_response.real_action_effects``)."""
+    import jax
+
+    discrete = agent.action_layout.discrete
+    return {"imagined": imagined_action_effects(agent.levels[0].world_model, params, episodes[1::2], batch,
+                                                jax.random.PRNGKey(seed), horizon, discrete, predict),
+            "real": real_action_effects(episodes, horizon, discrete, where),
+            "effects": effect_names(agent.action_layout.dim, discrete)}
+
+
+def action_response_report(response: dict, episodes: list[dict[str, Any]], horizon: int, where,
+                           region: Sequence[str] | None) -> dict:
+    """The JSON of ``action_response``: per distance, the imagined effect averaged over the test steps
+    whose state passes ``where`` and the real one ``[E, D]``, the real regression's R² per entry and
+    the steps each saw."""
+    rounded = lambda rows: np.round(np.asarray(rows, np.float64), 5).tolist()
+    report = {"horizon": horizon, "where": list(region) if region else None, "effects": response["effects"],
+              "imagined": {}, "imagined_steps": {}, "real": {}, "real_r2": {}, "real_steps": {}}
+    test_sources = [episode["sources"] for episode in episodes[1::2]]
+    for h, real in response["real"].items():
+        imagined = valid_rows(response["imagined"], h)
+        if where is not None:
+            imagined = imagined[where(valid_starts(test_sources, h))]
+        report["imagined"][h] = rounded(imagined.mean(0)) if len(imagined) else None
+        report["imagined_steps"][h] = len(imagined)
+        report["real"][h], report["real_r2"][h], report["real_steps"][h] = rounded(real["effect"]), real["r2"], real["rows"]
+    return report
+
+
+def print_action_response(names: list[str], report: dict) -> None:
+    response = report["action_response"]
+    shown = [h for h in distances(response["horizon"]) if h in response["real"]]
+    if not shown:
+        print("\nEffect of the first action: too few recorded steps (in the --response-where region) to regress")
+        return
+    region = "" if response["where"] is None else " from states with {} in [{}, {}]".format(*response["where"])
+    print(f"\nEffect of the first action on the state h steps ahead{region}, imagined by level 0 (mean over "
+          f"{response['imagined_steps'][shown[0]]:,} test steps) / in the environment (regressed from "
+          f"{response['real_steps'][shown[0]]:,} recorded steps, its R² in brackets); per unit of a continuous "
+          f"action, or against action 0:")
+    print("| entry | action | " + " | ".join(f"h = {h}" for h in shown) + " |")
+    print("| --- | --- |" + " ---: |" * len(shown))
+    for index, name in enumerate(names):
+        for effect, action in enumerate(response["effects"]):
+            fit = lambda r2: "-" if r2 is None else f"{r2:.2f}"
+            imagined = lambda h: ("-" if response["imagined"][h] is None
+                                  else f"{response['imagined'][h][effect][index]:+.3f}")
+            cells = [f"{imagined(h)} / {response['real'][h][effect][index]:+.3f} "
+                     f"({fit(response['real_r2'][h][index])})" for h in shown]
+            print(f"| {name} | {action} | " + " | ".join(cells) + " |")
 
 
 def print_open_loop(horizon: int, names: list[str], report: dict) -> None:
@@ -146,11 +234,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             episodes = record_episodes(agent, state, envs, args.steps, args.seed, not args.sample)
         except NoSourceObservation as error:
             raise UserError(f"{logdir}: {error}") from None
+        where = response_region(episodes[0]["names"], args.response_where)
         fresh = agent.init(jax.random.PRNGKey(args.seed)).levels[0].world_model.params
         trained = state.levels[0].world_model.params
         features = probe_features(agent, trained, fresh, episodes, args.batch, args.seed)
-        imagined = (open_loop(agent, trained, episodes, features["trained"], args.batch, args.seed, args.open_loop)
+        predict = (fitted_probe(features["trained"][0::2], [episode["sources"] for episode in episodes[0::2]])[1]
+                   if args.open_loop > 0 or args.action_response > 0 else None)
+        imagined = (open_loop(agent, trained, episodes, predict, args.batch, args.seed, args.open_loop)
                     if args.open_loop > 0 else None)
+        response = (action_response(agent, trained, episodes, predict, args.batch, args.seed, args.action_response,
+                                    where) if args.action_response > 0 else None)
     result = {name: split_probe(probed, episodes) for name, probed in features.items()}
     names = episodes[0]["names"]
     lengths = [len(episode["sources"]) for episode in episodes]
@@ -174,9 +267,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 readout: {h: {"steps": probed["steps"][h].tolist(), "predictions": rounded(probed["predictions"][h])}
                           for h in distances(args.open_loop) if h in probed["r2"]}
                 for readout, probed in imagined.items()}
+    if response is not None:
+        report["action_response"] = action_response_report(response, episodes, args.action_response, where,
+                                                            args.response_where)
+        if args.predictions:
+            test_starts = np.cumsum([0] + lengths[1::2])
+            report["action_response_predictions"] = {
+                h: {"starts": np.concatenate([start + np.arange(max(0, length - h)) for start, length
+                                              in zip(test_starts, lengths[1::2])]).tolist(),
+                    "effects": rounded(valid_rows(response["imagined"], h))}
+                for h in report["action_response"]["real"]}
     print_table(logdir, step, names, report)
     if imagined is not None:
         print_open_loop(args.open_loop, names, report)
+    if response is not None:
+        print_action_response(names, report)
     out = Path(args.out) if args.out else logdir / "probe_state.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {out}")

@@ -327,7 +327,7 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
         probed = [row for row in read_metrics(logdir) if "eval/return_mean" in row]
         assert probed and all(np.isfinite(row[f"eval/state_r2/[{entry}]"]) for row in probed for entry in range(4))
         report = probe_state.main(["--logdir", str(logdir), "--steps", "1", "--batch", "2", "--predictions",
-                                   "--open-loop", "3"])
+                                   "--open-loop", "3", "--action-response", "2"])
         assert report["entries"] == ["[0]", "[1]", "[2]", "[3]"]  # CartPole's x, x', theta, theta'
         assert report["fit_episodes"] == report["test_episodes"] == 2  # 4 episodes
         for model in probe_state.PROBES:
@@ -342,6 +342,15 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
             for h, imagined in report["open_loop_predictions"][readout].items():
                 assert len(imagined["steps"]) == len(imagined["predictions"]) and min(imagined["steps"]) >= h
                 assert max(imagined["steps"]) < report["test_steps"]
+        response = report["action_response"]  # CartPole's two actions: one contrast, push right against left
+        assert response["effects"] == ["a=1 - a=0"] and sorted(response["real"]) == [1, 2]
+        for h in (1, 2):
+            assert np.asarray(response["imagined"][h]).shape == np.asarray(response["real"][h]).shape == (1, 4)
+            assert response["imagined_steps"][h] == report["test_steps"] - 2 * h  # 2 test episodes
+            effects = report["action_response_predictions"][h]
+            assert np.asarray(effects["effects"]).shape == (len(effects["starts"]), 1, 4)
+            assert max(effects["starts"]) < report["test_steps"]
+        assert response["real"][1][0][1] > 0  # in the environment, pushing right speeds the cart up
         assert json.loads((logdir / "probe_state.json").read_text())["step"] == report["step"]
         # no vector observation: the episodes are reported by the camera's source state instead
         episodes = probe_episodes.main(["--logdir", str(logdir), "--episodes", "2", "--trace"])
