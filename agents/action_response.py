@@ -109,6 +109,14 @@ def action_codes(actions: np.ndarray, discrete: bool) -> np.ndarray:
     return actions[:, 1:] if discrete else actions
 
 
+def own_share(x: np.ndarray, column: int) -> float:
+    """The share of column ``column``'s variance that the other columns of ``x`` do not explain."""
+    others = np.delete(x, column, axis=1)
+    residual = x[:, column] - others @ np.linalg.lstsq(others, x[:, column], rcond=None)[0]
+    spread = np.var(x[:, column])
+    return float(np.var(residual) / spread) if spread > 0 else 0.0
+
+
 def real_action_effects(episodes: Sequence[dict[str, Any]], horizon: int, discrete: bool,
                         where: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[int, dict]:
     """Per ``h = 1 .. horizon``: ``effect [E, D]``, the least-squares coefficients of the first action
@@ -117,8 +125,11 @@ def real_action_effects(episodes: Sequence[dict[str, Any]], horizon: int, discre
     (and whose state passes ``where``, a mask of states ``[N, D] -> [N]``: the effect near some state,
     where a global linear fit would average a state-dependent effect away); ``r2`` per entry, how
     much of the state h steps ahead that linear model explains (a low one makes its effect a poor
-    reference); ``rows``, the transitions it saw. A distance with no more transitions than
-    regressors is left out."""
+    reference); ``own_share [E]``, the share of each first-action regressor's variance that the other
+    regressors do not explain (1 / its variance inflation factor): a greedy policy's action is a
+    function of the state, so near 0 its effect is not identified and the reference means nothing
+    (record sampled actions then); ``rows``, the transitions it saw. A distance with no more
+    transitions than regressors is left out."""
     action_dim = episodes[0]["inputs"]["prev_action"].shape[1]
     effects = action_codes(np.eye(action_dim), discrete).shape[1]
     first = 1 + episodes[0]["sources"].shape[1]  # the columns before the first action's: intercept, state now
@@ -142,5 +153,6 @@ def real_action_effects(episodes: Sequence[dict[str, Any]], horizon: int, discre
         y = np.concatenate(targets)
         coefficients = np.linalg.lstsq(x, y, rcond=None)[0]
         result[h] = {"effect": coefficients[first:first + effects], "r2": entry_r2(x @ coefficients, y),
+                     "own_share": [own_share(x, column) for column in range(first, first + effects)],
                      "rows": len(x)}
     return result

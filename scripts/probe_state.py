@@ -162,7 +162,7 @@ def action_response_report(response: dict, episodes: list[dict[str, Any]], horiz
     the steps each saw."""
     rounded = lambda rows: np.round(np.asarray(rows, np.float64), 5).tolist()
     report = {"horizon": horizon, "where": list(region) if region else None, "effects": response["effects"],
-              "imagined": {}, "imagined_steps": {}, "real": {}, "real_r2": {}, "real_steps": {}}
+              "imagined": {}, "imagined_steps": {}, "real": {}, "real_r2": {}, "real_own_share": {}, "real_steps": {}}
     test_sources = [episode["sources"] for episode in episodes[1::2]]
     for h, real in response["real"].items():
         imagined = valid_rows(response["imagined"], h)
@@ -171,6 +171,7 @@ def action_response_report(response: dict, episodes: list[dict[str, Any]], horiz
         report["imagined"][h] = rounded(imagined.mean(0)) if len(imagined) else None
         report["imagined_steps"][h] = len(imagined)
         report["real"][h], report["real_r2"][h], report["real_steps"][h] = rounded(real["effect"]), real["r2"], real["rows"]
+        report["real_own_share"][h] = real["own_share"]
     return report
 
 
@@ -195,6 +196,12 @@ def print_action_response(names: list[str], report: dict) -> None:
             cells = [f"{imagined(h)} / {response['real'][h][effect][index]:+.3f} "
                      f"({fit(response['real_r2'][h][index])})" for h in shown]
             print(f"| {name} | {action} | " + " | ".join(cells) + " |")
+    for effect, action in enumerate(response["effects"]):
+        shares = " | ".join(f"{response['real_own_share'][h][effect]:.2f}" for h in shown)
+        print(f"| first action, variance the rest leave | {action} | {shares} |")
+    if min(min(response["real_own_share"][h]) for h in shown) < 0.1:
+        print("The other regressors explain over 90% of a first action's variance (a greedy policy acts as a function "
+              "of the state): the environment's effect is not identified there; record sampled actions (--sample).")
 
 
 def print_open_loop(horizon: int, names: list[str], report: dict) -> None:

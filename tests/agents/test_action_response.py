@@ -40,6 +40,7 @@ def test_real_effects_are_the_first_actions_effect_in_a_linear_system(discrete):
         expected = (exact[:, 1:] - exact[:, :1]) if discrete else exact
         np.testing.assert_allclose(fitted["effect"], expected.T, atol=1e-8)  # [E, D]
         assert fitted["r2"] == pytest.approx([1.0, 1.0]) and fitted["rows"] == sum(n - h for n in (60, 45, 70))
+        assert min(fitted["own_share"]) > 0.5  # random actions: the first is not explained by the rest
     assert len(effect_names(3, discrete)) == fitted["effect"].shape[0]
     # in a region of states: the same exact effects, from the transitions that start there alone
     episodes = linear_episodes(rng, transition, effects, discrete)
@@ -49,6 +50,18 @@ def test_real_effects_are_the_first_actions_effect_in_a_linear_system(discrete):
     assert near[2]["rows"] == sum(int(np.sum(episode["sources"][:-2, 0] > 0.0)) for episode in episodes)
     assert real_action_effects(episodes, horizon=2, discrete=discrete,
                                where=lambda states: states[:, 0] > 1e9) == {}  # nothing to regress: no distance
+
+
+def test_own_share_says_when_a_policy_makes_the_action_a_function_of_the_state():
+    from agents.action_response import own_share
+
+    rng = np.random.default_rng(1)
+    state = rng.normal(size=(200, 2))
+    independent = rng.normal(size=200)
+    x = np.column_stack([np.ones(200), state, independent])
+    assert own_share(x, 3) == pytest.approx(1.0, abs=0.05)
+    greedy = np.column_stack([np.ones(200), state, state @ [0.5, -2.0] + 1e-3 * independent])
+    assert own_share(greedy, 3) < 1e-4
 
 
 def test_response_region_reads_an_entry_by_name_and_says_what_is_wrong():
