@@ -3,12 +3,33 @@ episodes: the vector env and the collector's open episode records, one file per 
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
 from typing import Any, Iterable
 
+import cloudpickle
 import gymnasium as gym
+
+
+class _SnapshotPickler(cloudpickle.Pickler):
+    """cloudpickle (Gymnasium's own dependency: wrappers such as ``RescaleAction`` hold local functions)
+    that pickles pygame objects as None: the surfaces and clocks of an environment's renderer
+    (Gymnasium's classic-control envs hold them once ``render`` ran, and a camera renders every step)
+    are no part of its state, and those envs create them again when they find None."""
+
+    def reducer_override(self, obj):
+        if type(obj).__module__.split(".")[0] == "pygame":
+            return type(None), ()
+        return super().reducer_override(obj)
+
+
+def snapshot_bytes(value: Any) -> bytes:
+    """``value`` pickled as ``_SnapshotPickler`` does (``pickle.loads`` reads it back)."""
+    buffer = io.BytesIO()
+    _SnapshotPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
 
 
 class EnvSnapshots:
@@ -24,7 +45,7 @@ class EnvSnapshots:
         """Write the snapshot of ``step`` where the envs allow it (subprocess envs and many simulators
         cannot be pickled: a resume then resets them), and drop those of steps not in ``kept_steps``."""
         try:
-            blob = pickle.dumps((envs, collector_state))
+            blob = snapshot_bytes((envs, collector_state))
         except Exception:  # noqa: BLE001 - many simulators are not picklable; resume then resets them
             return
         path = self.path(step)
