@@ -1,7 +1,7 @@
 """Did the world model recover the state a camera shows? A linear probe of its latent state.
 
     python -m scripts.probe_state --logdir runs/X [--steps 2000] [--sample] [--seed S] [--step N] [--open-loop H]
-                                  [--action-response H] [--predictions] [--out F]
+                                  [--action-response H [--response-where ENTRY LOW HIGH]] [--predictions] [--out F]
 
 For a run that observes pixels or events (``event:`` ids, ``env.pixels``), the environment keeps its
 own observation, which the agent never sees, in ``info["source_observation"]``
@@ -278,10 +278,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         report["action_response"] = action_response_report(response, episodes, args.action_response, where,
                                                             args.response_where)
         if args.predictions:
-            test_starts = np.cumsum([0] + lengths[1::2])
+            # each test step's index among the test episodes' steps laid end to end, as test_predictions'
+            indices = np.split(np.arange(sum(lengths[1::2])), np.cumsum(lengths[1::2])[:-1])
             report["action_response_predictions"] = {
-                h: {"starts": np.concatenate([start + np.arange(max(0, length - h)) for start, length
-                                              in zip(test_starts, lengths[1::2])]).tolist(),
+                h: {"starts": valid_starts(indices, h).tolist(),
                     "effects": rounded(valid_rows(response["imagined"], h))}
                 for h in report["action_response"]["real"]}
     print_table(logdir, step, names, report)
