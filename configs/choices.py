@@ -20,6 +20,7 @@ REGISTRIES: dict[str, str] = {
     "replay.storage": "agents.replay:STORAGES",
     "world_model.backbone": "world_models.backbones:BACKBONES",
     "world_model.posterior": "world_models.rssm:POSTERIORS",
+    "world_model.dynamics_input": "world_models.rssm:DYNAMICS_INPUTS",
     "world_model.vector_loss": "world_models.world_model:VECTOR_LOSSES",
     "world_model.event_encoder.backbone": "world_models.backbones:BACKBONES",
     "world_model.event_encoder.readout": "world_models.event_encoder:READOUTS",

@@ -21,6 +21,7 @@ class WorldModelConfig:
 
     backbone: str
     posterior: str
+    dynamics_input: str
     deter: int
     stoch: int
     classes: int

@@ -25,6 +25,8 @@ from world_models.nets import MLP
 
 SEQUENTIAL_BACKBONES = ("gru", "egru")
 POSTERIORS = ("auto", "state", "embedding")  # world_model.posterior; auto: by backbone (resolve_posterior)
+# world_model.dynamics_input: how [stoch_{t-1}, action_{t-1}] enter the backbone (RSSM.dynamics_input).
+DYNAMICS_INPUTS = ("joint", "split")
 
 
 class RSSMState(NamedTuple):
@@ -64,6 +66,12 @@ class RSSM(nn.Module):
       units: width of the input, prior and posterior MLPs.
       unimix: uniform mix of the latent categoricals.
       posterior: ``state`` or ``embedding`` (see module docstring).
+      dynamics_input: ``joint``: one Dense -> LayerNorm -> SiLU block on ``[stoch, action]``
+        (DreamerV3's first release). ``split``: a block of ``units`` each for the stochastic state and
+        the action, concatenated (DreamerV3's later release). In ``joint`` a one-dimensional action
+        is one column beside ``stoch`` one-hots (S of them active): its share of the block's input
+        starts at about ``1 / (S + 1)``, and the normalisation keeps the larger share's scale; in
+        ``split`` the action has a normalised block as wide as the stochastic state's.
     """
 
     backbone: str
@@ -74,12 +82,19 @@ class RSSM(nn.Module):
     units: int
     unimix: float
     posterior: str
+    dynamics_input: str = "joint"
 
     def setup(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
+        if self.dynamics_input not in DYNAMICS_INPUTS:
+            raise ValueError(f"dynamics_input must be one of {DYNAMICS_INPUTS}, got {self.dynamics_input!r}")
         self.core = BACKBONES[self.backbone](features=self.deter, **dict(self.backbone_kwargs))
-        self.input_net = MLP(self.units, 1)
+        if self.dynamics_input == "split":
+            self.stoch_input_net = MLP(self.units, 1)
+            self.action_input_net = MLP(self.units, 1)
+        else:
+            self.input_net = MLP(self.units, 1)
         self.prior_net = MLP(self.units, 1)
         self.prior_out = nn.Dense(self.stoch * self.classes)
         self.posterior_net = MLP(self.units, 1)
@@ -106,6 +121,8 @@ class RSSM(nn.Module):
 
     def _core_input(self, stoch: jax.Array, action: jax.Array) -> jax.Array:
         stoch = stoch.reshape(stoch.shape[:-2] + (-1,))
+        if self.dynamics_input == "split":
+            return jnp.concatenate([self.stoch_input_net(stoch), self.action_input_net(action)], -1)
         return self.input_net(jnp.concatenate([stoch, action], -1))
 
     def img_step(self, state: RSSMState, action: jax.Array, key: jax.Array) -> tuple[RSSMState, jax.Array]:

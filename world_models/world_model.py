@@ -49,6 +49,7 @@ class WorldModelNet(nn.Module):
     cnn_depth: int
     unimix: float
     bins: int
+    dynamics_input: str
     event_streams: dict
     event_encoder: dict
     decoded_mlp_shapes: dict  # mlp_shapes less the keys only encoded
@@ -63,7 +64,7 @@ class WorldModelNet(nn.Module):
         )
         self.rssm = RSSM(
             self.backbone, self.backbone_kwargs, self.deter, self.stoch, self.classes,
-            self.units, self.unimix, resolve_posterior(self.posterior, self.backbone),
+            self.units, self.unimix, resolve_posterior(self.posterior, self.backbone), self.dynamics_input,
         )
         self.decoder = MultiDecoder(
             dict(self.decoded_mlp_shapes), dict(self.decoded_cnn_shapes), self.units, self.layers, self.cnn_depth
@@ -119,6 +120,8 @@ class WorldModel:
       action_dim: size of the action vector (one-hot for discrete actions).
       backbone: backbone name; ``backbone_kwargs`` its constructor arguments.
       posterior: ``auto``, ``state`` or ``embedding`` (see ``world_models.rssm``).
+      dynamics_input: ``joint`` or ``split``, how the latent and the action enter the backbone
+        (``world_models.rssm.RSSM``).
       deter, stoch, classes, units, layers, cnn_depth, unimix, bins: network sizes.
       free_bits: KL free nats per step; loss_scales: weight of each loss in ``LOSS_NAMES``.
       activity_weight: with an EGRU backbone, the weight of its activity regulariser (the EGRU
@@ -149,6 +152,7 @@ class WorldModel:
         backbone: str = "gru",
         backbone_kwargs: Mapping[str, Any] | None = None,
         posterior: str = "auto",
+        dynamics_input: str = "joint",
         deter: int = 512,
         stoch: int = 32,
         classes: int = 32,
@@ -195,7 +199,7 @@ class WorldModel:
         self.action_dim = action_dim
         self.net = WorldModelNet(
             self.mlp_shapes, self.cnn_shapes, action_dim, backbone, dict(backbone_kwargs or {}),
-            posterior, deter, stoch, classes, units, layers, cnn_depth, unimix, bins,
+            posterior, deter, stoch, classes, units, layers, cnn_depth, unimix, bins, dynamics_input,
             self.event_streams, dict(event_encoder or {}), self.decoded_mlp_shapes, decoded_cnn_shapes,
             self.decoder_only,
         )

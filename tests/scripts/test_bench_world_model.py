@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from scripts.bench_world_model import format_r2, main
+from scripts.bench_world_model import action_response, format_r2, main
 from agents.state_probe import entry_r2
 
 
@@ -28,7 +28,48 @@ def test_an_entry_that_never_varies_has_no_r2():
 
 def test_r2_is_reported_after_each_update_count(tmp_path):
     main(["--env", "CartPole-v1", "--config", "debug", "--steps", "300", "--updates", "4", "2",
-          "--variants", "mse", "--out", str(tmp_path / "wm")])
+          "--compare", "world_model.vector_loss", "mse", "--out", str(tmp_path / "wm")])
     marks = json.loads((tmp_path / "wm.json").read_text())["results"]["mse"]
     assert [mark["updates"] for mark in marks] == [2, 4]
     assert all(len(mark["r2_per_entry"]["obs"]) == 4 and math.isfinite(mark["kl"]) for mark in marks)
+
+
+def test_action_response_against_a_hand_made_linear_system():
+    # x' = 0.9 x + 0.3 a in the environment; the "model" imagines x' = x + 0.2 a from every step
+    T, B = 7, 3
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (T, B, 1))
+    obs = np.zeros((T, B, 1))
+    obs[0] = rng.normal(size=(B, 1))
+    is_first = np.zeros((T, B), bool)
+    is_first[4, 1] = True  # a new episode: its first step is no transition of the last one, and must be left out
+    for t in range(T - 1):
+        obs[t + 1] = 0.9 * obs[t] + 0.3 * actions[t]
+        obs[t + 1, is_first[t + 1]] = 50.0
+    prev_action = np.concatenate([np.zeros((1, B, 1)), actions[:-1]])  # the action at t is prev_action[t + 1]
+    batch = {"obs": obs, "is_first": is_first, "prev_action": prev_action}
+    candidates = np.array([-1.0, 1.0])[None, :, None, None]  # [1, C, 1, 1]
+    imagined = obs[:-1, None] + 0.2 * candidates  # [T-1, C, B, D]
+    response = action_response([batch], [imagined], "obs", discrete=False)
+    assert response["effects"] == ["a[0]"]
+    np.testing.assert_allclose(response["imagined"], [[0.2]], atol=1e-6)
+    np.testing.assert_allclose(response["real"], [[0.3]], atol=1e-6)
+    assert response["real_r2"] == [pytest.approx(1.0)]
+
+
+def test_action_response_of_discrete_actions_is_each_against_action_0():
+    T, B = 9, 2
+    rng = np.random.default_rng(1)
+    taken = rng.integers(0, 3, (T, B))
+    obs = np.zeros((T, B, 2))
+    for t in range(T - 1):  # action 1 adds 1 to entry 0, action 2 subtracts 2 from entry 1
+        obs[t + 1] = obs[t] + np.stack([taken[t] == 1, -2.0 * (taken[t] == 2)], -1)
+    one_hot = np.eye(3)[taken]
+    prev_action = np.concatenate([np.zeros((1, B, 3)), one_hot[:-1]])
+    batch = {"obs": obs, "is_first": np.zeros((T, B), bool), "prev_action": prev_action}
+    effects = np.array([[0.0, 0.0], [0.5, 0.0], [0.0, -1.0]])  # the model's, per candidate action
+    imagined = obs[:-1, None] + effects[None, :, None, :]
+    response = action_response([batch], [imagined], "obs", discrete=True)
+    assert response["effects"] == ["a=1 - a=0", "a=2 - a=0"]
+    np.testing.assert_allclose(response["imagined"], [[0.5, 0.0], [0.0, -1.0]], atol=1e-6)
+    np.testing.assert_allclose(response["real"], [[1.0, 0.0], [0.0, -2.0]], atol=1e-6)
