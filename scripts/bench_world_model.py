@@ -166,7 +166,7 @@ def action_response(batches: list[dict], imagined: list, name: str, discrete: bo
     x, y = np.concatenate(rows), np.concatenate(targets)
     coefficients = np.linalg.lstsq(x, y, rcond=None)[0]
     first = 1 + y.shape[1]
-    return {"effects": effect_names(codes.shape[-1] + int(discrete), discrete),
+    return {"effects": effect_names(batches[0]["prev_action"].shape[-1], discrete),
             "imagined": np.concatenate(effects).mean(0).round(4).tolist(),
             "real": coefficients[first:].round(4).tolist(), "real_r2": entry_r2(x @ coefficients, y)}
 
