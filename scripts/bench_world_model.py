@@ -24,6 +24,12 @@ held-out chunks:
     (uniformly random actions identify it). Both are in the observation's own units. An actor that
     learns in imagination values an action by what its model says the action changes: a model that
     imagines a fraction of the real effect undervalues control.
+  - where the observation is a camera's (pixels or events: ``info["source_observation"]`` holds the
+    env's own), the same two questions of the env's state, on ``--probe-steps`` steps of held-out
+    random-policy episodes: the R^2 of each state entry from the posterior features (a ridge
+    regression fitted on the even-numbered episodes, tested on the odd; ``agents.state_probe``), and
+    the action response one step on read by that regression (``agents.action_response``, as
+    ``scripts.probe_state --action-response 1``).
 Prints a table and writes JSON (default prefix ``benchmarks/out/world_model_<env>``).
 """
 
@@ -39,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.action_response import action_codes, effect_names, effects_of_candidates, first_action_candidates
+from agents.action_response import (action_codes, effect_names, effects_of_candidates, first_action_candidates,
+                                    imagined_action_effects, real_action_effects, valid_rows)
 from agents.replay import Replay
 from agents.spaces import action_layout, observation_layout
 from agents.spaces import replay_spec
@@ -47,7 +54,8 @@ from configs.loader import load_config, parse_override
 from configs.sections import agent_sections, run_sections
 from envs import make_vector_env
 from envs.collector import Collector
-from agents.state_probe import entry_r2
+from agents.state_probe import (NoSourceObservation, entry_r2, fitted_probe, latent_features, record_episodes,
+                                split_probe)
 from world_models.distributions import symexp
 from world_models.rssm import state_features
 from world_models.world_model import VECTOR_LOSSES, WorldModel
@@ -64,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         metavar=("KEY", "VALUE"),
                         help="a config key and the values to train the model with, one model each "
                              "(default: world_model.vector_loss and each of its values)")
+    parser.add_argument("--probe-steps", type=int, default=2_000,
+                        help="camera observations: random-policy steps (whole episodes) to probe the state on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", help="output prefix (default benchmarks/out/world_model_<env>)")
@@ -93,10 +103,52 @@ def random_policy_replay(config: dict, steps: int, seed: int):
     return replay, obs, actions
 
 
-def train_and_probe(model: WorldModel, replay: Replay, marks: list[int], seed: int, discrete: bool) -> list[dict]:
+class UniformPolicy:
+    """What ``agents.state_probe.record_episodes`` asks of an agent, acting uniformly at random."""
+
+    def __init__(self, obs_layout, actions, seed: int):
+        self.obs_layout, self.action_layout, self.rng = obs_layout, actions, np.random.default_rng(seed)
+
+    def initial_policy_state(self, state, batch: int):
+        return None
+
+    def policy_step(self, state, policy_state, obs, is_first, key, greedy: bool):
+        return self.action_layout.random(self.rng, 1), None
+
+
+def source_episodes(config: dict, obs, actions, steps: int, seed: int) -> list[dict] | None:
+    """Random-policy episodes with the env's own observation per step (``record_episodes``), or None
+    where the env keeps none (its observation is its state: the decoder reads that)."""
+    envs = make_vector_env(config["env_id"], config["env"], 1, "sync")
+    try:
+        return record_episodes(UniformPolicy(obs, actions, seed), None, envs, steps, seed, greedy=False)
+    except NoSourceObservation:
+        return None
+    finally:
+        envs.close()
+
+
+def probe_state(model: WorldModel, params, episodes: list[dict], key, discrete: bool, batch: int = 4) -> dict:
+    """The state probe of ``episodes``: each entry's R^2 from the posterior features (fitted on the
+    even-numbered episodes, tested on the odd) and the action response one step on, imagined from
+    the test episodes and read by the fitted regression, against the env's from all of them."""
+    features = latent_features(model, params, episodes, batch, key)
+    sources = [episode["sources"] for episode in episodes]
+    predict = fitted_probe(features[0::2], sources[0::2])[1]
+    imagined = imagined_action_effects(model, params, episodes[1::2], batch, key, 1, discrete, predict)
+    real = real_action_effects(episodes, 1, discrete)[1]
+    return {"entries": episodes[0]["names"], "r2": split_probe(features, episodes)["r2"],
+            "action_response": {"effects": effect_names(model.action_dim, discrete),
+                                "imagined": valid_rows(imagined, 1).mean(0).round(4).tolist(),
+                                "real": np.round(real["effect"], 4).tolist(), "real_r2": real["r2"]}}
+
+
+def train_and_probe(model: WorldModel, replay: Replay, marks: list[int], seed: int, discrete: bool,
+                    episodes: list[dict] | None = None) -> list[dict]:
     """Train ``model`` on ``replay`` up to the largest of ``marks``; after each mark, on fresh chunks:
     the R^2 per vector entry (None where undefined in every probe), the KL, and each vector key's
-    one-step action response, imagined and real (``action_response``)."""
+    one-step action response, imagined and real (``action_response``); with ``episodes`` (held out,
+    with the env's own observation), the state probe of them (``probe_state``)."""
     params = model.init(jax.random.PRNGKey(seed))
     opt_state = model.optimizer.init(params)
 
@@ -146,6 +198,8 @@ def train_and_probe(model: WorldModel, replay: Replay, marks: list[int], seed: i
                     for name in model.mlp_shapes}
         results.append({"updates": mark, "r2_per_entry": r2, "kl": float(np.mean([p[1] for p in probes])),
                         "action_response": response, "seconds": time.time() - start})
+        if episodes:
+            results[-1]["state"] = probe_state(model, params, episodes, jax.random.PRNGKey(seed + 3), discrete)
     return results
 
 
@@ -195,6 +249,19 @@ def format_response(response: dict) -> str:
     return "; ".join(parts)
 
 
+def print_state_table(key: str, results: dict, steps: int) -> None:
+    """The state probe of every model and mark: R² per state entry, and the action response per entry."""
+    names = next(iter(results.values()))[0]["state"]["entries"]
+    print(f"\nThe env's state from the latent ({steps:,} held-out random-policy steps): R² of "
+          f"{', '.join(names)}; action response one step on, imagined / real, per entry")
+    print(f"| {key} | updates | R² | action response |")
+    print("| --- | ---: | --- | --- |")
+    for value, marks in results.items():
+        for result in marks:
+            r2 = ", ".join("-" if v is None else f"{v:.2f}" for v in result["state"]["r2"])
+            print(f"| {value} | {result['updates']:,} | {r2} | {format_response(result['state']['action_response'])} |")
+
+
 COMPARABLE = ("world_model.", "backbones.")  # keys that change the model, not the data it is trained on
 
 
@@ -207,22 +274,26 @@ def main(argv=None) -> dict:
     overrides = [("env_id", args.env), ("seed", args.seed), *args.overrides]
     config = load_config(args.config.split(","), overrides)
     replay, obs, actions = random_policy_replay(config, args.steps, args.seed)
+    episodes = source_episodes(config, obs, actions, args.probe_steps, args.seed + 1000) if args.probe_steps else None
     results = {}
     for value in values:
         variant = load_config(args.config.split(","), [*overrides, parse_override(f"{key}={value}")])
         backbone = variant["world_model"]["backbone"]
         model = WorldModel(obs.mlp_shapes, obs.cnn_shapes, actions.dim,
                            backbone_kwargs=variant["backbones"][backbone], **variant["world_model"])
-        results[value] = train_and_probe(model, replay, args.updates, args.seed, actions.discrete)
+        results[value] = train_and_probe(model, replay, args.updates, args.seed, actions.discrete, episodes)
     print(f"\n{args.env} / {args.config}: level-0 world model trained on {args.steps:,} random-policy steps")
     print(f"| {key} | updates | decoder R² per entry (posterior) | KL per step (nats) "
           "| action response one step on, imagined / real |")
     print("| --- | ---: | --- | ---: | --- |")
     for value, marks in results.items():
         for result in marks:
-            r2 = "; ".join(f"{name}: {format_r2(values)}" for name, values in result["r2_per_entry"].items())
-            response = "; ".join(f"{name}: {format_response(entry)}" for name, entry in result["action_response"].items())
+            r2 = "; ".join(f"{name}: {format_r2(values)}" for name, values in result["r2_per_entry"].items()) or "-"
+            response = "; ".join(f"{name}: {format_response(entry)}"
+                                 for name, entry in result["action_response"].items()) or "-"
             print(f"| {value} | {result['updates']:,} | {r2} | {result['kl']:.2f} | {response} |")
+    if episodes:
+        print_state_table(key, results, sum(len(episode["sources"]) for episode in episodes))
     prefix = Path(args.out or f"benchmarks/out/world_model_{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.env)}")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     output = {"env": args.env, "config": args.config, "steps": args.steps, "updates": args.updates,

@@ -73,3 +73,19 @@ def test_action_response_of_discrete_actions_is_each_against_action_0():
     assert response["effects"] == ["a=1 - a=0", "a=2 - a=0"]
     np.testing.assert_allclose(response["imagined"], [[0.5, 0.0], [0.0, -1.0]], atol=1e-6)
     np.testing.assert_allclose(response["real"], [[1.0, 0.0], [0.0, -2.0]], atol=1e-6)
+
+
+def test_a_camera_env_gets_the_state_probe_and_cartpoles_own_action_effect(tmp_path):
+    camera = ["env.image_size=[16,16]", "env.event_camera.representation=frame", "env.event_camera.contrast_pos=0.05",
+              "env.event_camera.contrast_neg=0.05"]
+    out = main(["--env", "event:CartPole-v1", "--config", "debug", "--steps", "200", "--updates", "2",
+                "--probe-steps", "60", "--compare", "world_model.dynamics_input", "joint", "--set", *camera,
+                "--out", str(tmp_path / "wm")])
+    state = out["results"]["joint"][0]["state"]
+    assert len(state["entries"]) == 4 and len(state["r2"]) == 4  # x, x', theta, theta'
+    response = state["action_response"]
+    assert response["effects"] == ["a=1 - a=0"] and np.shape(response["imagined"]) == (1, 4)
+    # pushing right instead of left for one 0.02 s step: 20 N on 1.1 kg speeds the cart by about 0.36 m/s
+    # and turns the pole the other way (CartPole's equations)
+    real = np.asarray(response["real"])[0]
+    assert 0.25 < real[1] < 0.5 and real[3] < -0.25
