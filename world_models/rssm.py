@@ -68,10 +68,9 @@ class RSSM(nn.Module):
       posterior: ``state`` or ``embedding`` (see module docstring).
       dynamics_input: ``joint``: one Dense -> LayerNorm -> SiLU block on ``[stoch, action]``
         (DreamerV3's first release). ``split``: a block of ``units`` each for the stochastic state and
-        the action, concatenated (DreamerV3's later release). In ``joint`` a one-dimensional action
-        is one column beside ``stoch`` one-hots (S of them active): its share of the block's input
-        starts at about ``1 / (S + 1)``, and the normalisation keeps the larger share's scale; in
-        ``split`` the action has a normalised block as wide as the stochastic state's.
+        the action, concatenated (DreamerV3's later release). Measured on Pendulum-v1's state
+        (``scripts.bench_world_model``, README): ``joint`` learns the torque's one-step effect in
+        about 2,000 updates, ``split`` imagines two thirds of it at 4,000, so ``joint`` is the default.
     """
 
     backbone: str
