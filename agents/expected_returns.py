@@ -113,6 +113,37 @@ def first_action_candidates(level: Level, state: LevelState, latent: RSSMState, 
     return jnp.concatenate([greedy[:, None], varied], 1)
 
 
+def _check_first_action_probe(level: Level, samples: int) -> None:
+    critic = level.actor_critic
+    if not (level.top and level.index == 0 and (not critic.discrete or critic.action_groups == 1)):
+        raise ValueError("first-action values are defined for a flat agent with one discrete action or continuous "
+                         "actions")
+    if samples < 2:
+        raise ValueError(f"first-action values need at least 2 samples for their standard error, got {samples}")
+
+
+def _first_action_q(level: Level, state: LevelState, starts: RSSMState, first: jax.Array, first_key: jax.Array,
+                    rest_key: jax.Array) -> jax.Array:
+    """``Q`` of taking ``first [M, A]`` from ``starts`` (leaves ``[M, ...]``), then the current policy for
+    the rest of the horizon: the discounted weighted task reward plus the critic's value at its end,
+    one imagination each, ``[M]``; differentiable in ``first`` through the model and the policy."""
+    critic, params = level.actor_critic, state.world_model.params
+    after_first = level.world_model.img_step(params, starts, first, first_key)
+    states, _ = level.world_model.imagine(
+        params, after_first, lambda features, k: level.act(state, features, None, k), critic.horizon - 1, rest_key
+    )
+    features = state_features(states)  # s_1 .. s_H
+    rewards = level.weighted_reward(features, None, level.world_model.reward(params, features))
+    continues = level.world_model.continue_prob(params, features)
+    reached = jnp.prod(critic.discount * continues, 0)  # discount^H times the chance s_H is still in the episode
+    return discounted_sum(rewards, continues, critic.discount) + reached * top_task_value(level, state, features[-1])
+
+
+def _mean_and_error(samples: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The mean over the sample axis of ``[N, S, ...]`` and its standard error: ``[N, ...]`` each."""
+    return samples.mean(1), samples.std(1, ddof=1) / jnp.sqrt(samples.shape[1])
+
+
 def first_action_values(level: Level, state: LevelState, latent: RSSMState, samples: int, key: jax.Array,
                         grid: int = 0) -> tuple[jax.Array, jax.Array]:
     """``Q(s, a)`` of a flat agent's candidate first actions (``first_action_candidates``: every
@@ -126,30 +157,40 @@ def first_action_values(level: Level, state: LevelState, latent: RSSMState, samp
     actor would choose if it followed its own model and critic one action ahead, the probe for an
     actor that does not act on what the critic knows.
     """
-    critic = level.actor_critic
-    if not (level.top and level.index == 0 and (not critic.discrete or critic.action_groups == 1)):
-        raise ValueError("first-action values are defined for a flat agent with one discrete action or continuous "
-                         "actions")
-    if not critic.discrete and grid < 2:
+    _check_first_action_probe(level, samples)
+    if not level.actor_critic.discrete and grid < 2:
         raise ValueError(f"first-action values of continuous actions need a grid of at least 2 values, got {grid}")
-    if samples < 2:
-        raise ValueError(f"first-action values need at least 2 samples for their standard error, got {samples}")
-    params = state.world_model.params
     candidate_key, first_key, rest_key = jax.random.split(key, 3)
     candidates = first_action_candidates(level, state, latent, grid, candidate_key)  # [N, C, A]
     count, choices = candidates.shape[:2]
     # [N * C * samples] imaginations, state-major then candidate then sample
     starts = jax.tree.map(lambda leaf: jnp.repeat(leaf, choices * samples, axis=0), latent)
     first = jnp.repeat(candidates, samples, axis=1).reshape(count * choices * samples, -1)
-    after_first = level.world_model.img_step(params, starts, first, first_key)
-    states, _ = level.world_model.imagine(
-        params, after_first, lambda features, k: level.act(state, features, None, k), critic.horizon - 1, rest_key
-    )
-    features = state_features(states)  # s_1 .. s_H
-    rewards = level.weighted_reward(features, None, level.world_model.reward(params, features))
-    continues = level.world_model.continue_prob(params, features)
-    reached = jnp.prod(critic.discount * continues, 0)  # discount^H times the chance s_H is still in the episode
-    values = (discounted_sum(rewards, continues, critic.discount)
-              + reached * top_task_value(level, state, features[-1]))
-    values = values.reshape(count, choices, samples)
-    return values.mean(-1), values.std(-1, ddof=1) / jnp.sqrt(samples)
+    values = _first_action_q(level, state, starts, first, first_key, rest_key)
+    return _mean_and_error(values.reshape(count, choices, samples).transpose(0, 2, 1))
+
+
+def first_action_gradient(level: Level, state: LevelState, latent: RSSMState, samples: int, key: jax.Array
+                          ) -> tuple[jax.Array, jax.Array]:
+    """``dQ(s, a)/da`` at a flat agent's greedy continuous action, backpropagated through its model,
+    later actions and critic as ``first_action_values`` computes ``Q``, and its standard error:
+    ``[N, A]`` each, for the states ``latent`` (leaves ``[N, ...]``), averaged over ``samples``
+    imaginations.
+
+    It is the direction in which an actor trained by backpropagating imagined returns
+    (``agent.actor_grad: dynamics``) is told to move its first action. Where it points away from the
+    grid value that ``first_action_values`` ranks first, the model's gradients (straight-through
+    through its categorical latents) mislead the actor even where the model's values would not.
+    """
+    _check_first_action_probe(level, samples)
+    if level.actor_critic.discrete:
+        raise ValueError("a first-action gradient is defined for continuous actions only")
+    greedy_key, first_key, rest_key = jax.random.split(key, 3)
+    greedy = level.act(state, state_features(latent), None, greedy_key, greedy=True)  # [N, A]
+    count = greedy.shape[0]
+    starts = jax.tree.map(lambda leaf: jnp.repeat(leaf, samples, axis=0), latent)
+    first = jnp.repeat(greedy, samples, axis=0)  # [N * samples, A], state-major
+    # each imagination's Q depends on its own first action only, so the gradient of the sum is per row
+    gradients = jax.grad(lambda actions: _first_action_q(level, state, starts, actions, first_key, rest_key).sum())(
+        first)
+    return _mean_and_error(gradients.reshape(count, samples, -1))

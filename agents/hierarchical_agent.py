@@ -29,7 +29,8 @@ import numpy as np
 from flax import struct
 
 from agents.build_levels import build_levels, goal_action_dim
-from agents.expected_returns import first_action_values, imagined_novelty_return, imagined_returns, top_task_value
+from agents.expected_returns import (first_action_gradient, first_action_values, imagined_novelty_return,
+                                     imagined_returns, top_task_value)
 from agents.goals import hindsight_goals
 from agents.hierarchical_policy import HierarchicalPolicy, HierarchicalPolicyState
 from agents.images import decode_to_observations, reconstruction_images
@@ -81,6 +82,7 @@ class HierarchicalAgent:
         self.imagined_novelty_return = jax.jit(self._imagined_novelty_return)
         self.top_novelty = jax.jit(self._top_novelty)
         self.first_action_values = jax.jit(self._first_action_values, static_argnames=("samples", "grid"))
+        self.first_action_gradient = jax.jit(self._first_action_gradient, static_argnames=("samples",))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], observation_space, action_space) -> "HierarchicalAgent":
@@ -262,6 +264,13 @@ class HierarchicalAgent:
         greedy continuous action and a ``grid`` along each dimension) from its acting states and their
         standard errors: ``[N, C]`` each (``agents.expected_returns.first_action_values``)."""
         return first_action_values(self.levels[0], state.levels[0], policy_state.latents[0], samples, key, grid)
+
+    def _first_action_gradient(self, state: HierarchicalTrainState, policy_state: HierarchicalPolicyState,
+                               key: jax.Array, samples: int) -> tuple[jax.Array, jax.Array]:
+        """A flat agent's ``dQ(s, a)/da`` at its greedy continuous action from its acting states, as
+        backpropagation through its model sees it, and its standard error: ``[N, A]`` each
+        (``agents.expected_returns.first_action_gradient``)."""
+        return first_action_gradient(self.levels[0], state.levels[0], policy_state.latents[0], samples, key)
 
 
 def _prefixed(level: int, metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:

@@ -30,7 +30,10 @@ Reports:
   agent's own model and critic (``agents.expected_returns.first_action_values``, averaged over
   SAMPLES imaginations; for continuous actions, of the greedy action and of ``--action-grid`` values
   along each dimension with the others greedy: how far the greedy action is from the grid value
-  ``Q`` ranks first, overall and by bin of each entry), and for discrete actions how the policy's
+  ``Q`` ranks first, overall and by bin of each entry, and ``dQ/da`` at the greedy action
+  backpropagated through the model, the direction an actor trained through its model
+  (``agent.actor_grad: dynamics``) is told to move: how often it points toward that best grid value
+  where the grid ranks it clearly ahead), and for discrete actions how the policy's
   actions relate to it: how often it takes the action its model and critic rank first, over all
   steps and over the steps where that ranking is clear (the best action ahead of the second by more
   than twice their combined standard error), the mean regret of the action taken (also in units of
@@ -58,6 +61,7 @@ from agents.state_probe import NoSourceObservation, source_entries
 from scripts.common import UserError, report_user_errors, trained_run
 
 SOURCE = "source"  # the entry name of the environment's own observation behind a camera
+GRADIENT_ENTRIES = ("action_gradients", "action_gradient_errors")  # continuous actions' dQ/da per step
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -131,7 +135,10 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action
     returned); with ``action_samples``, also ``action_values`` ``[T, C]`` of the candidate first actions
     (``agents.expected_returns.first_action_candidates``; continuous actions: the greedy one, then
     ``action_grid`` values along each dimension) and their standard errors ``action_errors`` ``[T, C]``,
-    and for discrete actions ``actions`` ``[T]`` (the index taken). A ``UserError`` where the run
+    for discrete actions ``actions`` ``[T]`` (the index taken), and for continuous ones
+    ``action_gradients`` ``[T, A]``, ``dQ/da`` at the greedy action backpropagated through the model
+    (``agents.expected_returns.first_action_gradient``), with its standard errors
+    ``action_gradient_errors``. A ``UserError`` where the run
     observes no vector and its environment keeps no source observation: nothing to report by entry.
     """
     import jax
@@ -156,7 +163,7 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action
     key, is_first = jax.random.PRNGKey(seed), np.ones(1, bool)
     finished: list[dict] = []
     fresh = lambda: {"entries": [], "values": [], "rewards": [], "predicted": [], "policy_actions": [], "actions": [],
-                     "action_values": [], "action_errors": []}
+                     "action_values": [], "action_errors": [], "action_gradients": [], "action_gradient_errors": []}
     current = fresh()
     while len(finished) < episodes:
         key, step_key, values_key = jax.random.split(key, 3)
@@ -172,6 +179,11 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action
                                                        grid=action_grid)
             current["action_values"].append(np.asarray(values)[0])
             current["action_errors"].append(np.asarray(errors)[0])
+            if not actions.discrete:
+                gradient, gradient_error = agent.first_action_gradient(state, policy_state, values_key,
+                                                                       samples=action_samples)
+                current["action_gradients"].append(np.asarray(gradient)[0])
+                current["action_gradient_errors"].append(np.asarray(gradient_error)[0])
         obs, reward, terminated, truncated, info = envs.step(actions.to_env(np.asarray(action)))
         current["rewards"].append(float(reward[0]))
         is_first = np.zeros(1, bool)
@@ -185,7 +197,9 @@ def run_probe(agent, state, envs, episodes: int, seed: int, greedy: bool, action
                              **({"action_values": np.stack(current["action_values"]),
                                  "action_errors": np.stack(current["action_errors"])} if action_samples else {}),
                              **({"actions": np.asarray(current["actions"])}
-                                if action_samples and actions.discrete else {})})
+                                if action_samples and actions.discrete else {}),
+                             **({name: np.stack(current[name]) for name in GRADIENT_ENTRIES}
+                                if action_samples and not actions.discrete else {})})
             current = fresh()
             obs, info = envs.reset()
             is_first = np.ones(1, bool)
@@ -237,20 +251,45 @@ def summarise_continuous_actions(episodes: list[dict], bins: int, return_scale: 
     clear = regret > 2.0 * np.hypot(errors[steps, best], errors[:, 0])
     levels = np.linspace(-1.0, 1.0, grid)
     best_by_dim = levels[values[:, 1:].reshape(len(values), dims, grid).argmax(-1)]  # [T, A]
+    gradients = np.concatenate([episode["action_gradients"] for episode in episodes])  # [T, A]
+    gradient_errors = np.concatenate([episode["action_gradient_errors"] for episode in episodes])
+    toward = best_by_dim - taken  # where Q's grid says the greedy action should move, per dimension
+    by_dim = values[:, 1:].reshape(len(values), dims, grid)
+    grid_slope = (by_dim[..., -1] - by_dim[..., 0]) / 2.0  # Q's mean slope over [-1, 1], per dimension [T, A]
     report = {"steps": len(values), "grid": levels.tolist(), "regret": float(regret.mean()),
               "return_scale": return_scale, "regret_over_return_scale": float(regret.mean() / return_scale),
               "clear_steps": int(clear.sum()), "mean_standard_error": float(errors.mean()),
               "dimensions": [{"mean_best": float(best_by_dim[:, d].mean()), "mean_taken": float(taken[:, d].mean()),
-                              "mean_abs_gap": float(np.abs(best_by_dim[:, d] - taken[:, d]).mean())}
+                              "mean_abs_gap": float(np.abs(best_by_dim[:, d] - taken[:, d]).mean()),
+                              "mean_gradient": float(gradients[:, d].mean()),
+                              "mean_gradient_error": float(gradient_errors[:, d].mean()),
+                              "mean_abs_grid_slope": float(np.abs(grid_slope[:, d]).mean()),
+                              "gradient_grid_slope_correlation": correlation(gradients[:, d], grid_slope[:, d]),
+                              **gradient_agreement(gradients[:, d], gradient_errors[:, d], toward[:, d], clear)}
                              for d in range(dims)],
               "entries": {}}
     for name in episodes[0]["entries"]:
         stacked = np.concatenate([episode["entries"][name] for episode in episodes])
         report["entries"][name] = [
             [{"best_by_bins": value_by_bins(stacked[:, i], best_by_dim[:, d], bins),
-              "taken_by_bins": value_by_bins(stacked[:, i], taken[:, d], bins)} for d in range(dims)]
+              "taken_by_bins": value_by_bins(stacked[:, i], taken[:, d], bins),
+              "gradient_by_bins": value_by_bins(stacked[:, i], gradients[:, d], bins)} for d in range(dims)]
             for i in range(stacked.shape[1])]
     return report
+
+
+def gradient_agreement(gradient: np.ndarray, error: np.ndarray, toward: np.ndarray, clear: np.ndarray) -> dict:
+    """Whether backpropagation's ``dQ/da`` (``gradient [T]``, standard errors ``error``) points the
+    greedy action the way Q's best grid value lies (``toward [T]``: best minus greedy), over the steps
+    where that best value is ``clear``ly ahead of the greedy action and lies on one side of it: the
+    share of them where the gradient has that sign, and where it has it by over 2 standard errors
+    (``None`` without such steps)."""
+    steps = clear & (toward != 0)
+    agrees = np.sign(gradient[steps]) == np.sign(toward[steps])
+    firmly = agrees & (np.abs(gradient[steps]) > 2.0 * error[steps])
+    return {"gradient_steps": int(steps.sum()),
+            "gradient_toward_best": float(agrees.mean()) if steps.any() else None,
+            "gradient_firmly_toward_best": float(firmly.mean()) if steps.any() else None}
 
 
 def summarise_reward_head(episodes: list[dict], bins: int) -> dict | None:
@@ -273,11 +312,13 @@ def summarise_reward_head(episodes: list[dict], bins: int) -> dict | None:
 def trace(episodes: list[dict]) -> list[dict]:
     """Every step of ``run_probe``'s episodes as JSON lists, per episode: ``entries`` (``{key: [T][D]}``),
     ``actions`` ``[T][A]``, ``rewards`` ``[T]``, ``predicted_rewards`` ``[T - 1]`` and ``values`` ``[T]``;
-    with action values also ``action_values`` and ``action_errors`` ``[T][C]``."""
+    with action values also ``action_values`` and ``action_errors`` ``[T][C]``, and for continuous actions
+    ``action_gradients`` and ``action_gradient_errors`` ``[T][A]``."""
     return [{"entries": {name: value.tolist() for name, value in episode["entries"].items()},
              "actions": episode["policy_actions"].tolist(), "rewards": episode["rewards"].tolist(),
              "predicted_rewards": episode["predicted_rewards"].tolist(), "values": episode["values"].tolist(),
-             **{name: episode[name].tolist() for name in ("action_values", "action_errors") if name in episode}}
+             **{name: episode[name].tolist() for name in ("action_values", "action_errors") + GRADIENT_ENTRIES
+                if name in episode}}
             for episode in episodes]
 
 
@@ -369,20 +410,21 @@ def print_actions(actions: dict) -> None:
           f"{actions['return_scale']:.3g}); mean |advantage| {actions['mean_abs_advantage']:.3g}, "
           f"mean standard error of Q {actions['mean_standard_error']:.3g}")
     print("per entry and action, by quantile bin of the entry (entry range: mean advantage, share of steps it was taken)")
-    print_paired_bins(actions["entries"], ("advantage_by_bins", "+.3g"), ("taken_by_bins", ".2f"), "action {}")
+    print_bins(actions["entries"], (("advantage_by_bins", "+.3g"), ("taken_by_bins", ".2f")), "action {}")
 
 
-def print_paired_bins(entries: dict, first: tuple[str, str], second: tuple[str, str], label: str) -> None:
-    """Per observation entry and action (``label`` formats its index), two by-bin series side by side:
-    ``first`` and ``second`` name each series' key in a row and the format of its values."""
-    (first_key, first_format), (second_key, second_format) = first, second
+def print_bins(entries: dict, series: tuple[tuple[str, str], ...], label: str) -> None:
+    """Per observation entry and action (``label`` formats its index), by-bin series side by side:
+    ``series`` names each one's key in a row and the format of its values."""
     for name, rows in entries.items():
         for i, per_action in enumerate(rows):
             for a, row in enumerate(per_action):
-                if row[first_key] is None:
+                if row[series[0][0]] is None:
                     continue
-                cells = "; ".join(f"{b['low']:.2f}..{b['high']:.2f}: {b['mean_value']:{first_format}}, "
-                                  f"{t['mean_value']:{second_format}}" for b, t in zip(row[first_key], row[second_key]))
+                cells = "; ".join(
+                    f"{bins[0]['low']:.2f}..{bins[0]['high']:.2f}: "
+                    + ", ".join(f"{b['mean_value']:{fmt}}" for b, (_, fmt) in zip(bins, series))
+                    for bins in zip(*(row[key] for key, _ in series)))
                 print(f"  {name}[{i}] {label.format(a)}  {cells}")
 
 
@@ -392,10 +434,20 @@ def print_continuous_actions(actions: dict) -> None:
           f"return scales of {actions['return_scale']:.3g}), a grid value clearly better (by over 2 standard errors) "
           f"at {actions['clear_steps']:,} steps; mean standard error of Q {actions['mean_standard_error']:.3g}")
     for d, row in enumerate(actions["dimensions"]):
+        toward, firmly = row["gradient_toward_best"], row["gradient_firmly_toward_best"]
+        share = lambda value: "-" if value is None else f"{100 * value:.0f}%"
+        signed = lambda value: "-" if value is None else f"{value:+.2f}"
         print(f"  action[{d}]: the grid value Q ranks first averages {row['mean_best']:+.3f}, the greedy action "
-              f"{row['mean_taken']:+.3f}, mean |gap| {row['mean_abs_gap']:.3f}")
-    print("per entry and action dimension, by quantile bin of the entry (entry range: Q's best grid value, greedy action)")
-    print_paired_bins(actions["entries"], ("best_by_bins", "+.2f"), ("taken_by_bins", "+.2f"), "action[{}]")
+              f"{row['mean_taken']:+.3f}, mean |gap| {row['mean_abs_gap']:.3f}; dQ/da backpropagated through the "
+              f"model averages {row['mean_gradient']:+.3g} (standard error {row['mean_gradient_error']:.3g}; Q's "
+              f"own slope over the grid, (Q(1) - Q(-1)) / 2, averages {row['mean_abs_grid_slope']:.3g} in size, "
+              f"correlation with the gradient {signed(row['gradient_grid_slope_correlation'])}) and points toward Q's "
+              f"best grid value at {share(toward)} of the {row['gradient_steps']:,} steps where that value is "
+              f"clearly better, by over 2 standard errors at {share(firmly)}")
+    print("per entry and action dimension, by quantile bin of the entry (entry range: Q's best grid value, greedy "
+          "action, dQ/da backpropagated)")
+    print_bins(actions["entries"], (("best_by_bins", "+.2f"), ("taken_by_bins", "+.2f"), ("gradient_by_bins", "+.3g")),
+               "action[{}]")
 
 
 @report_user_errors

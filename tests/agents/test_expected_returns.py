@@ -1,5 +1,6 @@
 """``first_action_values`` against Q worked out by hand on a deterministic stand-in for a level (each
-discrete action first, or a grid of continuous ones), and the top's imagined novelty along the same
+discrete action first, or a grid of continuous ones), ``first_action_gradient`` against Q's derivative
+worked out by hand and against finite differences, and the top's imagined novelty along the same
 imagined states as its task expectation."""
 
 from types import SimpleNamespace
@@ -9,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents.expected_returns import first_action_values, imagined_novelty_return, imagined_returns
+from agents.expected_returns import (first_action_gradient, first_action_values, imagined_novelty_return,
+                                     imagined_returns)
 from world_models.rssm import RSSMState, state_features
 
 STEP = jnp.array([[1.0], [10.0]])  # action 0 moves deter by 1, action 1 by 10
@@ -85,9 +87,7 @@ def test_standard_errors_are_those_of_the_mean_over_samples():
     level.world_model = NoisyFirstStep()
     latent = RSSMState(carry=None, deter=jnp.zeros((1, 1)), stoch=jnp.zeros((1, 1, 1)))
     values, errors = first_action_values(level, state, latent, samples=4000, key=jax.random.PRNGKey(1))
-    # the noise moves every later deter alike: Q's sensitivity to d_1 is sum_i f^i W + f^H W 100
-    factor = DISCOUNT * CONTINUE
-    sensitivity = sum(factor ** i * WEIGHT for i in range(HORIZON)) + factor ** HORIZON * WEIGHT * 100.0
+    sensitivity = sensitivity_to_first_deter()  # the noise moves every later deter alike
     np.testing.assert_allclose(errors, sensitivity / np.sqrt(4000), rtol=0.05)
     np.testing.assert_allclose(values, [[by_hand(0.0, 0), by_hand(0.0, 1)]], atol=4 * sensitivity / np.sqrt(4000))
 
@@ -101,6 +101,47 @@ def test_continuous_actions_try_the_greedy_action_then_a_grid_along_each_dimensi
     np.testing.assert_allclose(values, [[by_hand(d0, a) for a in candidates] for d0 in (0.0, 5.0)], rtol=1e-6)
     with pytest.raises(ValueError, match="grid of at least 2"):
         first_action_values(level, state, latent, samples=2, key=jax.random.PRNGKey(0), grid=1)
+
+
+def sensitivity_to_first_deter() -> float:
+    """dQ/dd_1 of ``by_hand``: the first step's deter carries into every later one alike."""
+    factor = DISCOUNT * CONTINUE
+    return sum(factor ** i * WEIGHT for i in range(HORIZON)) + factor ** HORIZON * WEIGHT * 100.0
+
+
+def test_first_action_gradient_is_q_s_derivative_at_the_greedy_action():
+    level, state = stand_in(discrete=False)  # the first action moves deter by a0 + 10 a1
+    latent = RSSMState(carry=None, deter=jnp.array([[0.0], [5.0]]), stoch=jnp.zeros((2, 1, 1)))
+    gradient, errors = first_action_gradient(level, state, latent, samples=3, key=jax.random.PRNGKey(0))
+    assert gradient.shape == errors.shape == (2, 2)
+    np.testing.assert_allclose(gradient, np.outer([1.0, 1.0], [1.0, 10.0]) * sensitivity_to_first_deter(), rtol=1e-5)
+    np.testing.assert_allclose(errors, 0.0, atol=1e-3)
+    # the same derivative by central differences of Q on the grid's neighbours of the greedy action [1, 0]
+    eps = 1e-2
+    plus = by_hand(0.0, [1.0, eps])
+    minus = by_hand(0.0, [1.0, -eps])
+    np.testing.assert_allclose(gradient[0, 1], (plus - minus) / (2 * eps), rtol=1e-4)
+
+
+def test_first_action_gradient_on_a_noisy_model_averages_the_samples():
+    """Noise that does not depend on the action leaves every sample's gradient alike."""
+    level, state = stand_in(discrete=False)
+    level.world_model = NoisyFirstStep()
+    latent = RSSMState(carry=None, deter=jnp.zeros((1, 1)), stoch=jnp.zeros((1, 1, 1)))
+    gradient, errors = first_action_gradient(level, state, latent, samples=16, key=jax.random.PRNGKey(1))
+    np.testing.assert_allclose(gradient, [[sensitivity_to_first_deter(), 10.0 * sensitivity_to_first_deter()]],
+                               rtol=1e-5)
+    np.testing.assert_allclose(errors, 0.0, atol=1e-3)
+
+
+def test_first_action_gradient_refuses_discrete_actions_and_a_single_sample():
+    level, state = stand_in(discrete=True)
+    latent = RSSMState(carry=None, deter=jnp.zeros((1, 1)), stoch=jnp.zeros((1, 1, 1)))
+    with pytest.raises(ValueError, match="continuous actions only"):
+        first_action_gradient(level, state, latent, samples=2, key=jax.random.PRNGKey(0))
+    level, state = stand_in(discrete=False)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        first_action_gradient(level, state, latent, samples=1, key=jax.random.PRNGKey(0))
 
 
 def test_only_a_flat_agent_has_first_action_values():

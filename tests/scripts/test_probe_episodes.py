@@ -4,7 +4,8 @@ trained run: test_train)."""
 import numpy as np
 import pytest
 
-from scripts.probe_episodes import correlation, discounted_returns, summarise, trace, value_by_bins
+from scripts.probe_episodes import (correlation, discounted_returns, gradient_agreement, summarise, trace,
+                                    value_by_bins)
 
 
 def test_discounted_returns_run_to_the_episode_end():
@@ -77,3 +78,15 @@ def test_reward_head_is_compared_with_the_reward_that_arrived_with_each_observat
     assert head["correlation"] == pytest.approx(correlation(episode["predicted_rewards"], episode["rewards"][:-1]))
     steps = trace([episode])[0]
     assert steps["rewards"] == episode["rewards"].tolist() and len(steps["predicted_rewards"]) == 4
+
+
+def test_gradient_agreement_counts_clear_steps_with_the_best_value_on_one_side():
+    gradient = np.array([2.0, -0.5, 1.0, -3.0, 5.0, 0.1])
+    error = np.array([0.5, 0.5, 0.1, 0.1, 0.1, 0.1])
+    toward = np.array([1.0, -0.5, -1.0, 0.0, 1.0, 2.0])  # step 3's best is the greedy value: no side
+    clear = np.array([True, True, True, True, True, False])  # step 5's best is not clearly better
+    agreement = gradient_agreement(gradient, error, toward, clear)
+    # steps 0, 1, 2 and 4 count: 0, 1 and 4 point the right way (1 within 2 standard errors), 2 the wrong way
+    assert agreement == {"gradient_steps": 4, "gradient_toward_best": pytest.approx(3 / 4),
+                         "gradient_firmly_toward_best": pytest.approx(2 / 4)}
+    assert gradient_agreement(gradient, error, toward, np.zeros(6, bool))["gradient_toward_best"] is None

@@ -164,7 +164,15 @@ def test_probe_episodes_ranks_a_grid_of_continuous_actions_by_the_model_and_crit
     values = np.asarray(result["trace"][0]["action_values"])
     assert values.shape == (steps, 1 + 3) and np.isfinite(values).all()  # the greedy action, then the grid
     assert np.ptp(values, 1).max() > 0.0  # the first torque moves Q
-    assert "the greedy action against Q(s, a)" in capsys.readouterr().out
+    gradients = np.asarray(result["trace"][0]["action_gradients"])
+    assert gradients.shape == (steps, 1) and np.isfinite(gradients).all() and np.abs(gradients).max() > 0.0
+    dimension = actions["dimensions"][0]
+    assert dimension["mean_gradient"] == pytest.approx(gradients.mean(), rel=1e-5)
+    assert dimension["gradient_steps"] <= actions["clear_steps"] and dimension["mean_abs_grid_slope"] > 0.0
+    slope_correlation = dimension["gradient_grid_slope_correlation"]
+    assert slope_correlation is None or -1.0 <= slope_correlation <= 1.0
+    printed = capsys.readouterr().out
+    assert "the greedy action against Q(s, a)" in printed and "dQ/da backpropagated through the model" in printed
 
 
 def test_probe_model_cuts_the_replay_into_chunks_that_start_episodes():  # entry_r2: test_bench_world_model
