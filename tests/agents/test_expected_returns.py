@@ -123,6 +123,22 @@ def test_first_action_gradient_is_q_s_derivative_at_the_greedy_action():
     np.testing.assert_allclose(gradient[0, 1], (plus - minus) / (2 * eps), rtol=1e-4)
 
 
+def test_first_action_gradient_flows_through_the_later_actions_of_the_policy():
+    """A policy whose action follows the state, a = [K d, 0], so that each later step multiplies deter
+    by 1 + K: the first action's effect on d_1 grows along the horizon, and the gradient must say so."""
+    gain = 0.5
+    level, state = stand_in(discrete=False)
+    level.act = lambda state, features, goal, key, greedy=False: jnp.concatenate(
+        [gain * features[..., :1], jnp.zeros_like(features[..., :1])], -1)
+    latent = RSSMState(carry=None, deter=jnp.array([[2.0]]), stoch=jnp.zeros((1, 1, 1)))
+    gradient, _ = first_action_gradient(level, state, latent, samples=2, key=jax.random.PRNGKey(0))
+    factor, growth = DISCOUNT * CONTINUE, 1.0 + gain
+    # d_i = growth^(i-1) d_1 for the rewards of s_1 .. s_H, then the critic's 100 d_H
+    sensitivity = (sum(factor ** i * WEIGHT * growth ** i for i in range(HORIZON))
+                   + factor ** HORIZON * WEIGHT * 100.0 * growth ** (HORIZON - 1))
+    np.testing.assert_allclose(gradient, [[sensitivity, 10.0 * sensitivity]], rtol=1e-5)
+
+
 def test_first_action_gradient_on_a_noisy_model_averages_the_samples():
     """Noise that does not depend on the action leaves every sample's gradient alike."""
     level, state = stand_in(discrete=False)
