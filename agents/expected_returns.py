@@ -126,12 +126,17 @@ def _first_action_q(level: Level, state: LevelState, starts: RSSMState, first: j
                     rest_key: jax.Array) -> jax.Array:
     """``Q`` of taking ``first [M, A]`` from ``starts`` (leaves ``[M, ...]``), then the current policy for
     the rest of the horizon: the discounted weighted task reward plus the critic's value at its end,
-    one imagination each, ``[M]``; differentiable in ``first`` through the model and the policy."""
-    critic, params = level.actor_critic, state.world_model.params
+    one imagination each, ``[M]``; differentiable in ``first`` through the model, the later actions and
+    the critic."""
+    critic, params, actor_params = level.actor_critic, state.world_model.params, state.actor_critic.actor.params
+
+    def policy(features: jax.Array, key: jax.Array) -> jax.Array:
+        # level.act's sample, without its stop-gradient: the later actions respond to the state the first
+        # one led to, as in the imagination a dynamics-backprop actor learns from
+        return critic.policy(actor_params, level.policy_input(features, None)).sample(key)
+
     after_first = level.world_model.img_step(params, starts, first, first_key)
-    states, _ = level.world_model.imagine(
-        params, after_first, lambda features, k: level.act(state, features, None, k), critic.horizon - 1, rest_key
-    )
+    states, _ = level.world_model.imagine(params, after_first, policy, critic.horizon - 1, rest_key)
     features = state_features(states)  # s_1 .. s_H
     rewards = level.weighted_reward(features, None, level.world_model.reward(params, features))
     continues = level.world_model.continue_prob(params, features)

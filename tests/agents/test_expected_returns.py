@@ -45,17 +45,37 @@ class NoisyFirstStep(Dynamics):
         return moved if key is None else moved._replace(deter=moved.deter + jax.random.normal(key, moved.deter.shape))
 
 
-def stand_in(top=True, discrete=True):
+class Deterministic:
+    """A policy distribution that always gives one action."""
+
+    def __init__(self, action):
+        self.action = action
+
+    def sample(self, key):
+        return self.action
+
+    def mode(self):
+        return self.action
+
+
+def always_first(features):
+    return jnp.broadcast_to(jnp.array([1.0, 0.0]), features.shape[:-1] + (2,))
+
+
+def stand_in(top=True, discrete=True, rule=always_first):
+    """A level whose policy's action is ``rule(features)``; like ``Level.act``, its ``act`` passes no
+    gradient, its ``actor_critic.policy`` does."""
     critic = SimpleNamespace(discrete=discrete, action_groups=1, action_dim=2, horizon=HORIZON, discount=DISCOUNT,
                              term_weights=jnp.array([WEIGHT]),
-                             value=lambda params, features: 100.0 * features[..., :1])
-    policy = lambda state, features, goal, key, greedy=False: jnp.broadcast_to(jnp.array([1.0, 0.0]),
-                                                                              features.shape[:-1] + (2,))
+                             value=lambda params, features: 100.0 * features[..., :1],
+                             policy=lambda params, features: Deterministic(rule(features)))
+    policy = lambda state, features, goal, key, greedy=False: jax.lax.stop_gradient(rule(features))
     level = SimpleNamespace(top=top, index=0, actor_critic=critic, world_model=Dynamics(), act=policy,
                             policy_input=lambda features, goal: features,
                             weighted_reward=lambda features, goal, task, continues=None: WEIGHT * task)
     state = SimpleNamespace(world_model=SimpleNamespace(params=None),
-                            actor_critic=SimpleNamespace(critic=SimpleNamespace(params=None)))
+                            actor_critic=SimpleNamespace(critic=SimpleNamespace(params=None),
+                                                         actor=SimpleNamespace(params=None)))
     return level, state
 
 
@@ -127,9 +147,8 @@ def test_first_action_gradient_flows_through_the_later_actions_of_the_policy():
     """A policy whose action follows the state, a = [K d, 0], so that each later step multiplies deter
     by 1 + K: the first action's effect on d_1 grows along the horizon, and the gradient must say so."""
     gain = 0.5
-    level, state = stand_in(discrete=False)
-    level.act = lambda state, features, goal, key, greedy=False: jnp.concatenate(
-        [gain * features[..., :1], jnp.zeros_like(features[..., :1])], -1)
+    level, state = stand_in(discrete=False, rule=lambda features: jnp.concatenate(
+        [gain * features[..., :1], jnp.zeros_like(features[..., :1])], -1))
     latent = RSSMState(carry=None, deter=jnp.array([[2.0]]), stoch=jnp.zeros((1, 1, 1)))
     gradient, _ = first_action_gradient(level, state, latent, samples=2, key=jax.random.PRNGKey(0))
     factor, growth = DISCOUNT * CONTINUE, 1.0 + gain
