@@ -15,7 +15,7 @@ from agents.logging import read_metrics
 from agents.state_probe import entry_r2
 from configs.loader import read_config
 from envs import make_vector_env
-from scripts import evaluate, probe_episodes, probe_model, probe_policy_change, probe_state, train
+from scripts import evaluate, probe_episodes, probe_model, probe_policy_change, probe_state, refit_behaviour, train
 
 DOCUMENTED = [
     "episode/return", "episode/length", "level0/world_model/loss", "level0/world_model/loss/reconstruction",
@@ -105,6 +105,49 @@ def test_probe_policy_change_judges_both_checkpoints_actors_by_each_judge(debug_
     with pytest.raises(SystemExit) as error:
         probe_policy_change.main(["--logdir", str(debug_run), "--before", "400"])
     assert error.value.code == 2 and "earlier checkpoint" in capsys.readouterr().err
+
+
+def test_behaviour_update_moves_the_actor_and_critic_alone_on_the_checkpoints_own_replay(debug_run):
+    from agents.behaviour_refit import behaviour_update, saved_replay
+
+    config = read_config(debug_run / "config.yaml")
+    envs = make_vector_env(config["env_id"], config["env"], 1)
+    agent = HierarchicalAgent.from_config(config, envs.single_observation_space, envs.single_action_space)
+    envs.close()
+    state, _ = load_train_state(agent, config, debug_run, 200)
+    replay = saved_replay(agent, config, debug_run, 200)
+    checkpointer = open_checkpointer(debug_run / "checkpoints")
+    counts = {step: checkpointer.meta(step)["replay"]["count"] for step in (200, 400)}
+    checkpointer.close()
+    assert replay.count == counts[200] < counts[400]  # step 200's replay, not the latest
+    batch = replay.sample(np.random.default_rng(0))
+    length, size = config["replay"]["batch_length"], config["replay"]["batch_size"]
+    assert batch["is_first"].shape == (length, size)
+    refitted, metrics = behaviour_update(agent)(state, batch, jax.random.PRNGKey(0))
+    before, after = jax.device_get(state.levels[0]), jax.device_get(refitted.levels[0])
+    same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert same(before.world_model.params, after.world_model.params)
+    assert not same(before.actor_critic.actor.params, after.actor_critic.actor.params)
+    assert not same(before.actor_critic.critic.params, after.actor_critic.critic.params)
+    assert all(np.isfinite(float(value)) for value in metrics.values())
+
+
+def test_refit_behaviour_evaluates_as_it_refits_and_refuses_what_would_change_the_model(debug_run, tmp_path, capsys):
+    out = tmp_path / "refit.json"
+    steps = sorted(path.name for path in (debug_run / "checkpoints").iterdir())
+    result = refit_behaviour.main(["--logdir", str(debug_run), "--step", "200", "--updates", "3", "--eval-every", "2",
+                                   "--episodes", "1", "--set", "agent.actor_grad=dynamics", "agent.actor_lr=0.001",
+                                   "--out", str(out)])
+    assert result["step"] == 200 and [row["updates"] for row in result["rows"]] == [0, 2, 3]
+    assert all(len(row["returns"]) == 1 for row in result["rows"])
+    assert all(np.isfinite(row[name]) for row in result["rows"][1:] for name in refit_behaviour.WATCHED)
+    assert json.loads(out.read_text()) == result
+    assert sorted(path.name for path in (debug_run / "checkpoints").iterdir()) == steps  # training's untouched
+    for change, said in (("world_model.deter=8", "behaviour's settings"), ("agent.units=8", "behaviour's settings"),
+                         ("agent.actor_grad=sideways", "actor_grad")):
+        with pytest.raises(SystemExit) as error:
+            refit_behaviour.main(["--logdir", str(debug_run), "--set", change])
+        assert error.value.code == 2 and said in capsys.readouterr().err
 
 
 def test_probe_state_says_a_state_run_has_no_camera(debug_run, capsys):
