@@ -15,7 +15,7 @@ that regression on the states the model imagines from those posteriors with the 
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -71,14 +71,41 @@ def check_probe_env(envs) -> None:
     source_entries(envs.reset()[1])
 
 
-def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool) -> list[dict[str, Any]]:
+# Acts in a one-env vector env: (observation, info, is_first [1], key) -> action [1, A] as the probed
+# agent's action layout holds it (one-hot where discrete)
+Actor = Callable[[Any, dict[str, Any], np.ndarray, jax.Array], np.ndarray]
+
+
+def own_actor(agent, state, greedy: bool) -> Actor:
+    """The agent's own policy (greedy, or sampling), carrying its state from step to step."""
+    policy_state = agent.initial_policy_state(state, 1)
+
+    def act(obs, info, is_first, key):
+        nonlocal policy_state
+        action, policy_state = agent.policy_step(state, policy_state, agent.obs_layout.to_dict(obs), is_first, key,
+                                                 greedy=greedy)
+        return np.asarray(action)
+
+    return act
+
+
+def source_actor(agent, state, greedy: bool) -> Actor:
+    """Another run's policy acting on the environment's own observation (``info["source_observation"]``),
+    which is what that run observed: a state run's policy driving the episodes a camera run's model is
+    probed on (does the model follow the state where its own policy never goes?)."""
+    act_own = own_actor(agent, state, greedy)
+    return lambda obs, info, is_first, key: act_own(info[KeepSourceObservation.KEY], info, is_first, key)
+
+
+def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool, actor: Actor | None = None
+                    ) -> list[dict[str, Any]]:
     """The policy's whole episodes in ``envs`` (one environment) until they hold ``steps`` steps and
     at least ``MIN_EPISODES``: per episode the world model's inputs, time-major (``{key: [T, ...]}``
     with ``prev_action`` and ``is_first``), the source observations ``[T, D]`` with their entry names,
-    and the return."""
+    and the return. ``actor`` acts instead of the agent's own policy (``greedy`` or not) where given."""
     layout = agent.obs_layout
+    actor = own_actor(agent, state, greedy) if actor is None else actor
     obs, info = envs.reset(seed=seed)
-    policy_state = agent.initial_policy_state(state, 1)
     key, is_first = jax.random.PRNGKey(seed), np.ones(1, bool)
     zero_action = np.zeros(agent.action_layout.dim, np.float32)
     finished: list[dict[str, Any]] = []
@@ -92,7 +119,7 @@ def record_episodes(agent, state, envs, steps: int, seed: int, greedy: bool) -> 
                         "is_first": is_first[0]})
         sources.append(source)
         key, step_key = jax.random.split(key)
-        action, policy_state = agent.policy_step(state, policy_state, observed, is_first, step_key, greedy=greedy)
+        action = actor(obs, info, is_first, step_key)
         obs, reward, terminated, truncated, info = envs.step(agent.action_layout.to_env(np.asarray(action)))
         prev_action, total, is_first = np.asarray(action, np.float32)[0], total + float(reward[0]), np.zeros(1, bool)
         if terminated[0] or truncated[0]:

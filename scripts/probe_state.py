@@ -1,7 +1,8 @@
 """Did the world model recover the state a camera shows? A linear probe of its latent state.
 
     python -m scripts.probe_state --logdir runs/X [--steps 2000] [--sample] [--seed S] [--step N] [--open-loop H]
-                                  [--action-response H [--response-where ENTRY LOW HIGH]] [--predictions] [--out F]
+                                  [--action-response H [--response-where ENTRY LOW HIGH]] [--predictions]
+                                  [--act-with RUN [--act-step N]] [--out F]
 
 For a run that observes pixels or events (``event:`` ids, ``env.pixels``), the environment keeps its
 own observation, which the agent never sees, in ``info["source_observation"]``
@@ -46,11 +47,20 @@ imagination that moves less with the action than the environment does undervalue
 probe for an actor that acts too gently. With ``--predictions`` the JSON keeps every test step's
 imagined effects (``action_response_predictions``, each row's ``starts`` indexing
 ``test_predictions``' targets: the step imagined from).
+
+With ``--act-with RUN`` another run acts in the episodes instead (``--act-step``: its checkpoint;
+greedy, or sampled with ``--sample``): a run whose observation is the environment's own (a state run
+of the same environment), reading it from ``info["source_observation"]``
+(``agents.state_probe.source_actor``). The probed model filters what its camera saw with the actions
+that run took, and every table reads it on those episodes. A state run that holds a pendulum up
+shows whether a camera run's model, whose own policy never holds it, follows the state there and
+imagines it ahead with the actions that would hold it (``--open-loop``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -87,8 +97,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "states averages away (a pendulum's near the top: [0] 0.94 1)")
     parser.add_argument("--predictions", action="store_true",
                         help="keep every test step's source observation and the trained latent's prediction of it")
+    parser.add_argument("--act-with", metavar="RUN",
+                        help="another run, observing the environment's own observation, acts in the episodes")
+    parser.add_argument("--act-step", type=int, help="with --act-with: its checkpoint step (default: the latest)")
     parser.add_argument("--out", help="JSON path (default: <logdir>/probe_state.json)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.act_step is not None and args.act_with is None:
+        parser.error("--act-step needs --act-with")
+    return args
+
+
+@contextlib.contextmanager
+def acting_run(logdir: Path | None, step: int | None, agent, envs, greedy: bool):
+    """``(actor, its step)`` of the run in ``logdir`` acting on ``envs``' source observation for the
+    probed ``agent`` (None, None without one); a clear error where its spaces do not fit."""
+    if logdir is None:
+        yield None, None
+        return
+    from agents.state_probe import source_actor, source_entries
+
+    with trained_run(logdir, step) as (_, other, other_state, other_step, other_envs):
+        source, _ = source_entries(envs.reset(seed=0)[1])
+        space, actions = other_envs.single_observation_space, other.action_layout
+        if space.shape != source.shape or (actions.discrete, actions.dim) != (agent.action_layout.discrete,
+                                                                           agent.action_layout.dim):
+            raise UserError(f"--act-with {logdir}: it observes {space} and acts with {actions.dim} "
+                            f"{'discrete' if actions.discrete else 'continuous'} entries; the probed run's environment "
+                            f"keeps a source observation of shape {source.shape} and its agent acts with "
+                            f"{agent.action_layout.dim}: give a run of the same environment that observes its own state")
+        yield source_actor(other, other_state, greedy), other_step
 
 
 # report key: (whose parameters, which features)
@@ -224,6 +261,8 @@ def print_table(logdir: Path, step: int, names: list[str], report: dict) -> None
           f"regression from {report['features']} features, fitted on {report['fit_steps']:,} steps of "
           f"{report['fit_episodes']} episodes, tested on {report['test_steps']:,} steps of {report['test_episodes']}); "
           f"mean return {np.mean(report['returns']):.1f}")
+    if "acted_by" in report:
+        print(f"the episodes were acted by {report['acted_by']['logdir']} at step {report['acted_by']['step']:,}")
     print("| entry | " + " | ".join(HEADERS.values()) + " |")
     print("| --- |" + " ---: |" * len(HEADERS))
     for index, name in enumerate(names):
@@ -236,9 +275,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import jax
 
     logdir = Path(args.logdir)
-    with trained_run(logdir, args.step) as (config, agent, state, step, envs):
+    with contextlib.ExitStack() as stack:
+        config, agent, state, step, envs = stack.enter_context(trained_run(logdir, args.step))
         try:
-            episodes = record_episodes(agent, state, envs, args.steps, args.seed, not args.sample)
+            actor, actor_step = stack.enter_context(acting_run(
+                args.act_with and Path(args.act_with), args.act_step, agent, envs, not args.sample))
+            episodes = record_episodes(agent, state, envs, args.steps, args.seed, not args.sample, actor)
         except NoSourceObservation as error:
             raise UserError(f"{logdir}: {error}") from None
         where = response_region(episodes[0]["names"], args.response_where)
@@ -255,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     names = episodes[0]["names"]
     lengths = [len(episode["sources"]) for episode in episodes]
     report = {"logdir": str(logdir), "step": step, "greedy": not args.sample, "seed": args.seed, "entries": names,
+              **({"acted_by": {"logdir": args.act_with, "step": actor_step}} if args.act_with else {}),
               "returns": [round(episode["return"], 1) for episode in episodes],
               "features": int(agent.levels[0].world_model.feature_dim),
               "fit_episodes": len(lengths[0::2]), "fit_steps": sum(lengths[0::2]),

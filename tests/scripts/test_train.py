@@ -1,6 +1,7 @@
 """End to end through ``python -m scripts.train`` / ``scripts.evaluate`` on the debug preset."""
 
 import json
+import shutil
 
 import gymnasium as gym
 import jax
@@ -353,7 +354,7 @@ def test_every_backbone_trains_the_world_model_through_scripts_train(tmp_path, b
 
 
 @pytest.mark.parametrize("representation", ["frame", "voxel", "events", "integrated"])
-def test_event_camera_representations_train_end_to_end(tmp_path, capsys, representation):
+def test_event_camera_representations_train_end_to_end(tmp_path, capsys, representation, debug_run):
     logdir = tmp_path / representation
     camera = [f"env.event_camera.representation={representation}", "env.image_size=[16,16]",
               "env.event_camera.max_events=128", "env.event_camera.contrast_pos=0.05",
@@ -403,6 +404,19 @@ def test_event_camera_representations_train_end_to_end(tmp_path, capsys, represe
             assert max(effects["starts"]) < report["test_steps"]
         assert response["real"][1][0][1] > 0  # in the environment, pushing right speeds the cart up
         assert json.loads((logdir / "probe_state.json").read_text())["step"] == report["step"]
+        # a state run of the same env acts instead, from the camera env's source observation: its first greedy
+        # episode is the one it plays in its own env from the same seeded reset
+        acted = probe_state.main(["--logdir", str(logdir), "--steps", "1", "--batch", "2", "--act-with", str(debug_run),
+                                  "--act-step", "400", "--seed", "5", "--out", str(tmp_path / "acted.json")])
+        assert acted["acted_by"] == {"logdir": str(debug_run), "step": 400}
+        own = evaluate.main(["--logdir", str(debug_run), "--episodes", "4", "--seed", "5"])
+        assert acted["returns"][0] == own["returns"][0] and len(acted["returns"]) >= 4
+        assert all(np.isfinite(acted["trained"]["r2"]))
+        camera_run = tmp_path / "camera_copy"  # a camera run observes events, not the source state
+        shutil.copytree(logdir, camera_run)
+        with pytest.raises(SystemExit) as error:
+            probe_state.main(["--logdir", str(logdir), "--steps", "1", "--act-with", str(camera_run)])
+        assert error.value.code == 2 and "observes its own state" in capsys.readouterr().err
         # no vector observation: the episodes are reported by the camera's source state instead
         episodes = probe_episodes.main(["--logdir", str(logdir), "--episodes", "2", "--trace"])
         steps = [episode["length"] for episode in episodes["episodes"]]
