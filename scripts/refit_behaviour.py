@@ -2,15 +2,14 @@
 and critic alone on it, and evaluate.
 
     python -m scripts.refit_behaviour --logdir runs/X [--step N] [--updates 1000] [--eval-every 250]
-        [--episodes 5] [--set agent.actor_grad=reinforce ...] [--fresh-actor] [--seed S] [--out F]
+        [--episodes 5] [--set agent.actor_grad=reinforce ...] [--seed S] [--out F]
 
 Loads the checkpoint (the latest, or ``--step``) of a flat run (``hierarchy.levels`` 1) and the
 replay saved with it, then trains only the actor and critic, ``--updates`` updates as training makes
 them (imagination from every posterior state of a replayed batch), with the world model frozen; the
 greedy policy plays ``--episodes`` real episodes before the first update and every
 ``--eval-every``. ``--set`` changes the behaviour's settings for the refit (``agent.actor_grad``,
-``agent.entropy``, the learning rates, ...: ``agents.behaviour_refit.REFIT_KEYS``);
-``--fresh-actor`` starts the actor from new parameters instead of the checkpoint's.
+``agent.entropy``, the learning rates, ...: ``agents.behaviour_refit.REFIT_KEYS``).
 
 - If the refit lifts the real return where training did not, the model and critic held the better
   policy and the actor's training was what held the run back (its estimator, its pace against a
@@ -44,7 +43,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=5, help="greedy episodes per evaluation")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="behaviour settings for the refit (agents.behaviour_refit.REFIT_KEYS)")
-    parser.add_argument("--fresh-actor", action="store_true", help="start the actor from new parameters")
     parser.add_argument("--seed", type=int, default=123, help="seeds the refit's keys, batches and episodes")
     parser.add_argument("--out", help="JSON path (default: <logdir>/refit_behaviour.json)")
     args = parser.parse_args(argv)
@@ -71,7 +69,7 @@ def refit_config(config: dict, overrides: list[str]) -> dict:
 def print_report(report: dict) -> None:
     changes = ", ".join(report["set"]) or "none"
     print(f"\n{report['logdir']}: behaviour refit on the frozen world model of step {report['step']:,} "
-          f"(changes: {changes}; {'fresh' if report['fresh_actor'] else 'the checkpoint'}'s actor)")
+          f"(changes: {changes})")
     print("| updates | greedy return | episodes | imagined return | entropy | value ~ rewards |")
     print("| ---: | ---: | --- | ---: | ---: | ---: |")
     for row in report["rows"]:
@@ -106,11 +104,6 @@ def main(argv=None) -> dict:
                 raise UserError(str(error)) from error
             if not replay.can_sample():
                 raise UserError(f"{logdir}: the replay of checkpoint {step} holds too few steps for a batch")
-            if args.fresh_actor:
-                fresh = agent.init(jax.random.PRNGKey(args.seed)).levels[0].actor_critic.actor
-                level_state = state.levels[0]
-                state = state.replace(levels=(level_state.replace(
-                    actor_critic=level_state.actor_critic._replace(actor=fresh)),))
             update = behaviour_update(agent)
             rng, key = np.random.default_rng(args.seed), jax.random.PRNGKey(args.seed)
 
@@ -131,7 +124,7 @@ def main(argv=None) -> dict:
                     print(f"refit: {updates:,} updates, greedy return {np.mean(rows[-1]['returns']):.1f}", flush=True)
         finally:
             envs.close()
-    report = {"logdir": str(logdir), "step": step, "set": list(args.set), "fresh_actor": args.fresh_actor,
+    report = {"logdir": str(logdir), "step": step, "set": list(args.set),
               "updates": args.updates, "episodes": args.episodes, "seed": args.seed, "rows": rows}
     print_report(report)
     write_json(report, Path(args.out) if args.out else logdir / "refit_behaviour.json")
