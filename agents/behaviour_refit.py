@@ -4,8 +4,8 @@ checkpoint saved (``scripts.refit_behaviour``).
 The world model and critic a checkpoint left define an imagined task. Refitting only the behaviour
 there, with the actor gradient of training or another (``agent.actor_grad``), says whether that task
 already holds a better policy than the actor found: a refit that finds it in a few hundred updates
-puts the fault in how the actor trained; one that finds nothing, with any estimator, in what the
-model imagines.
+puts the fault in how the actor trained; one that finds nothing, with any estimator, points at what
+the model imagines (or at a policy it offers only to more updates than the refit made).
 """
 
 from __future__ import annotations

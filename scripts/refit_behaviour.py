@@ -14,8 +14,9 @@ greedy policy plays ``--episodes`` real episodes before the first update and eve
 - If the refit lifts the real return where training did not, the model and critic held the better
   policy and the actor's training was what held the run back (its estimator, its pace against a
   moving model).
-- If no refit lifts it, whatever the estimator, the fault is in what the model imagines: its
-  dynamics or rewards where the better policy would go, or a critic that cannot be fitted to them.
+- If no refit lifts it, whatever the estimator, the model's imagination is the suspect: its dynamics
+  or rewards where the better policy would go, or a critic that cannot be fitted to them (or the
+  policy is there for more updates than the refit made: a run's own training makes thousands).
 
 Training's checkpoints and logs are not touched. Prints a table and writes JSON (default:
 ``refit_behaviour.json`` in the run directory).
